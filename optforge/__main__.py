@@ -1,0 +1,5 @@
+import sys
+
+from optforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,506 @@
+"""The update-rule contract: check and load rule sources, and run them as a torch.optim.Optimizer.
+
+A rule is a small Python module (DESIGN section 3):
+
+    LR = 1e-3                                  # base learning rate (required)
+    def init(p, ctx) -> dict                   # state for one tensor
+    def update(p, g, state, ctx) -> Tensor     # the delta; the harness applies p += delta
+    def eval_point(p, state, ctx) -> Tensor    # optional: weights to evaluate at
+
+`check_rule` only parses (safe on untrusted text); `load_rule` executes (trusted text, or inside the
+sandbox). `RuleOptimizer` is the one code path that the evaluator, the seed tests and exports share.
+"""
+
+from __future__ import annotations
+
+import ast
+import linecache
+import math
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+ROLES = ("hidden_matrix", "conv", "embedding", "head", "vector", "scalar")
+MATRIX_ROLES = ("hidden_matrix", "conv")
+ALLOWED_IMPORTS = ("torch", "math")
+_SIGNATURES = {"init": ("p", "ctx"), "update": ("p", "g", "state", "ctx"), "eval_point": ("p", "state", "ctx")}
+_REQUIRED = ("init", "update")
+_FORBIDDEN_CALLS = ("open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "input", "breakpoint")
+
+
+class RuleError(ValueError):
+    """A rule source or hyperparameter is unusable. The message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+# ---------------------------------------------------------------------------------------------
+# static check
+
+
+def check_rule(source: str) -> list[RuleProblem]:
+    """Structural problems of a rule source, found by parsing only. An empty list means loadable."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        return [RuleProblem(e.lineno or 0, f"syntax error: {e.msg}; fix the Python syntax")]
+    problems: list[RuleProblem] = []
+    defs: dict[str, ast.FunctionDef] = {}
+    has_lr = False
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            defs[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "LR" for t in targets):
+                has_lr = True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] not in ALLOWED_IMPORTS:
+                    problems.append(_import_problem(node.lineno, alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] not in ALLOWED_IMPORTS or node.level:
+                problems.append(_import_problem(node.lineno, node.module or "." * node.level))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in _FORBIDDEN_CALLS:
+                problems.append(
+                    RuleProblem(node.lineno, f"call to '{node.func.id}' is not allowed in a rule; compute with torch and math only")
+                )
+        elif isinstance(node, ast.AsyncFunctionDef):
+            problems.append(RuleProblem(node.lineno, "async functions are not allowed; use plain 'def'"))
+    if not has_lr:
+        problems.append(RuleProblem(0, "missing module constant 'LR'; add e.g. 'LR = 1e-3' (the rule's base learning rate)"))
+    for name in _REQUIRED:
+        if name not in defs:
+            want = ", ".join(_SIGNATURES[name])
+            problems.append(RuleProblem(0, f"missing function '{name}'; define 'def {name}({want}):'"))
+    for name, fn in defs.items():
+        if name in _SIGNATURES:
+            got = tuple(a.arg for a in fn.args.posonlyargs + fn.args.args)
+            want = _SIGNATURES[name]
+            if len(got) != len(want) or fn.args.vararg or fn.args.kwonlyargs or fn.args.kwarg:
+                problems.append(
+                    RuleProblem(fn.lineno, f"'{name}' must take exactly ({', '.join(want)}), got ({', '.join(got)})")
+                )
+    return problems
+
+
+def _import_problem(line: int, name: str) -> RuleProblem:
+    return RuleProblem(line, f"import of '{name}' is not allowed; a rule may import only torch and math")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _is_hparam_name(name: str) -> bool:
+    return name.isupper() and not name.startswith("_")
+
+
+def _literal_hparams(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in namespace.items()
+        if _is_hparam_name(k) and isinstance(v, (bool, int, float, str, tuple))
+    }
+
+
+def hparam_problem(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for hyperparameter `name`, by naming convention; None if fine.
+
+    The conventions (LR > 0; BETA*/MOMENTUM*/MU in [0, 1); EPS*/WD*/WEIGHT_DECAY* >= 0; finite
+    numbers) are shared with exported optimizers, which render the same checks into their constructor.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return f"{name}={value!r} must be a finite number"
+    upper = name.upper()
+    if upper == "LR" or upper.startswith("LR_"):
+        if value <= 0:
+            return f"{name}={value!r} must be > 0"
+    elif upper.startswith(("BETA", "MOMENTUM")) or upper == "MU":
+        if not 0.0 <= value < 1.0:
+            return f"{name}={value!r} must be in [0, 1)"
+    elif upper.startswith(("EPS", "WD", "WEIGHT_DECAY")):
+        if value < 0:
+            return f"{name}={value!r} must be >= 0"
+    return None
+
+
+def with_hparams_source(source: str, overrides: Mapping[str, Any]) -> str:
+    """Return `source` with the values of top-level `NAME = value` constants replaced.
+
+    Editing the text (not the namespace) keeps derived constants consistent and keeps comments.
+    """
+    tree = ast.parse(source)
+    spans: dict[str, ast.expr] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            spans[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            spans[node.target.id] = node.value
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line.encode("utf-8")))
+    data = source.encode("utf-8")
+    edits = []
+    for name, value in overrides.items():
+        if name not in spans:
+            raise RuleError(f"hyperparameter {name} is not a plain 'NAME = value' line in the source; cannot override it")
+        node = spans[name]
+        start = offsets[node.lineno - 1] + node.col_offset
+        end = offsets[node.end_lineno - 1] + node.end_col_offset
+        edits.append((start, end, repr(value).encode("utf-8")))
+    for start, end, text in sorted(edits, reverse=True):
+        data = data[:start] + text + data[end:]
+    return data.decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A loaded rule: its source, hyperparameters and functions."""
+
+    name: str
+    source: str
+    hparams: Mapping[str, Any]
+    init: Callable[..., dict]
+    update: Callable[..., torch.Tensor]
+    eval_point: Callable[..., torch.Tensor] | None = None
+    module: types.ModuleType | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lr(self) -> float:
+        return float(self.hparams["LR"])
+
+    def with_hparams(self, **overrides: Any) -> "Rule":
+        """A new rule with some UPPER_CASE constants changed; unknown names and bad values raise."""
+        for key, value in overrides.items():
+            if key not in self.hparams:
+                known = ", ".join(sorted(self.hparams))
+                raise RuleError(f"rule '{self.name}' has no hyperparameter '{key}'; known: {known}")
+            old = self.hparams[key]
+            if isinstance(old, (int, float)) and not isinstance(old, bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise RuleError(f"hyperparameter {key} of rule '{self.name}' must be a number, got {value!r}")
+            elif type(value) is not type(old):
+                raise RuleError(
+                    f"hyperparameter {key} of rule '{self.name}' must be a {type(old).__name__}, got {value!r}"
+                )
+            problem = hparam_problem(key, value)
+            if problem:
+                raise RuleError(f"bad hyperparameter for rule '{self.name}': {problem}")
+        return load_rule(with_hparams_source(self.source, overrides), name=self.name)
+
+
+def load_rule(source: str, name: str = "<candidate>") -> Rule:
+    """Execute a rule source and return its `Rule`. Only for trusted sources or inside the sandbox."""
+    problems = check_rule(source)
+    if problems:
+        raise RuleError(f"rule '{name}' is invalid: " + "; ".join(str(p) for p in problems))
+    filename = f"<rule {name}>"
+    # register the text so tracebacks through the rule show its lines
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    module = types.ModuleType(name.replace("<", "").replace(">", "") or "rule")
+    module.__file__ = filename
+    try:
+        code = compile(source, filename, "exec")
+        exec(code, module.__dict__)
+    except Exception as e:  # noqa: BLE001 - any failure of untrusted module code is a RuleError
+        line = rule_line(e, filename)
+        where = f" at line {line}" if line else ""
+        raise RuleError(f"rule '{name}' failed to load{where}: {type(e).__name__}: {e}; fix the module-level code") from e
+    ns = module.__dict__
+    if not isinstance(ns.get("LR"), (int, float)) or isinstance(ns.get("LR"), bool):
+        raise RuleError(f"rule '{name}': LR must be a number, got {ns.get('LR')!r}")
+    hparams = _literal_hparams(ns)
+    for key, value in hparams.items():
+        problem = hparam_problem(key, value)
+        if problem:
+            raise RuleError(f"bad hyperparameter for rule '{name}': {problem}")
+    for fn_name in ("init", "update", "eval_point"):
+        if fn_name in ns and not callable(ns[fn_name]):
+            raise RuleError(f"rule '{name}': '{fn_name}' must be a function")
+    return Rule(
+        name=name,
+        source=source,
+        hparams=hparams,
+        init=ns["init"],
+        update=ns["update"],
+        eval_point=ns.get("eval_point"),
+        module=module,
+    )
+
+
+def rule_line(exc: BaseException, filename: str | None = None) -> int | None:
+    """The innermost traceback line that lies in a rule's source (or in `filename`)."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if (filename and frame.filename == filename) or (not filename and frame.filename.startswith("<rule ")):
+            line = frame.lineno
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+class _StepShared:
+    """Per-step values shared by every tensor's ctx; the global grad norm is computed on first use."""
+
+    __slots__ = ("_params", "_norm")
+
+    def __init__(self, params: list[torch.Tensor]):
+        self._params = params
+        self._norm: float | None = None
+
+    def grad_norm(self) -> float:
+        if self._norm is None:
+            total = 0.0
+            for p in self._params:
+                total += float(p.grad.detach().double().pow(2).sum())
+            self._norm = math.sqrt(total)
+        return self._norm
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a rule sees besides p, g and its state. Never the task's name or data."""
+
+    lr: float
+    t: int
+    T: int | None
+    role: str
+    shape: tuple[int, ...]
+    _shared: _StepShared | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def grad_norm(self) -> float:
+        """Global gradient norm over every parameter with a gradient this step."""
+        return self._shared.grad_norm() if self._shared is not None else 0.0
+
+
+def default_role(p: torch.Tensor) -> str:
+    """The role of a tensor with no explicit role, from its shape alone."""
+    if p.ndim == 0:
+        return "scalar"
+    if p.ndim == 1:
+        return "vector"
+    if p.ndim >= 3:
+        return "conv"
+    return "hidden_matrix"
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """A `torch.optim.Optimizer` that runs a rule. `lr=None` means the rule's `LR`.
+
+    Param groups carry their own `lr` (torch schedulers work) and an optional `role`. `train()` and
+    `eval()` swap in the rule's `eval_point` weights where it defines one.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        rule: Rule,
+        lr: float | None = None,
+        total_steps: int | None = None,
+    ):
+        lr = rule.lr if lr is None else lr
+        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"Invalid learning rate: {lr!r}; use a finite number >= 0")
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"Invalid total_steps: {total_steps!r}; use a positive int or None")
+        self.rule = rule
+        self.total_steps = total_steps
+        super().__init__(params, {"lr": float(lr), "role": None})
+        for group in self.param_groups:
+            role = group.get("role")
+            if role is not None and role not in ROLES:
+                raise ValueError(f"Invalid role {role!r} in a param group; use one of {', '.join(ROLES)}")
+            group.setdefault("step", 0)
+            group.setdefault("eval_mode", False)
+
+    def _ctx(self, group: dict, p: torch.Tensor, shared: _StepShared | None, t: int) -> Ctx:
+        return Ctx(
+            lr=float(group["lr"]),
+            t=t,
+            T=self.total_steps,
+            role=group["role"] or default_role(p),
+            shape=tuple(p.shape),
+            _shared=shared,
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        rule = self.rule
+        with_grad = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        shared = _StepShared(with_grad)
+        for gi, group in enumerate(self.param_groups):
+            if group["eval_mode"]:
+                raise RuntimeError("step() was called in eval mode; call optimizer.train() before training")
+            group["step"] += 1
+            t = group["step"]
+            for pi, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("RuleOptimizer does not support sparse gradients")
+                ctx = self._ctx(group, p, shared, t)
+                state = self.state[p]
+                if not state:
+                    init = rule.init(p, ctx)
+                    if not isinstance(init, dict):
+                        raise RuleError(
+                            f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
+                            f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
+                        )
+                    state.update(init)
+                delta = rule.update(p, p.grad, state, ctx)
+                if (
+                    type(delta) is not torch.Tensor
+                    or delta.shape != p.shape
+                    or delta.dtype != p.dtype
+                    or delta.device != p.device
+                ):
+                    raise RuleError(_bad_delta(rule, delta, p, gi, pi))
+                p.add_(delta)
+        return loss
+
+    def _swap(self, to_eval: bool) -> None:
+        rule = self.rule
+        for group in self.param_groups:
+            if group["eval_mode"] == to_eval:
+                continue
+            group["eval_mode"] = to_eval
+            if rule.eval_point is None:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                if to_eval:
+                    state["_train_point"] = p.detach().clone()
+                    p.copy_(rule.eval_point(p, state, self._ctx(group, p, None, group["step"])))
+                else:
+                    p.copy_(state.pop("_train_point"))
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Swap in the rule's evaluation weights (schedule-free, averaging); no-op for other rules."""
+        self._swap(True)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Restore the training weights after `eval()`."""
+        self._swap(False)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # torch casts every floating state tensor to the param dtype; keep the rule's own dtypes
+        saved = state_dict["state"]
+        dtypes = {
+            k: {n: v.dtype for n, v in s.items() if isinstance(v, torch.Tensor)} for k, s in saved.items()
+        }
+        super().load_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        for k, by_name in dtypes.items():
+            st = self.state.get(params[int(k)])
+            if st is None:
+                continue
+            for n, dt in by_name.items():
+                if st[n].dtype != dt:
+                    st[n] = st[n].to(dt)
+
+
+def _bad_delta(rule: Rule, delta: Any, p: torch.Tensor, gi: int, pi: int) -> str:
+    where = f"param {pi} of group {gi} (shape {tuple(p.shape)}, {p.dtype}, {p.device})"
+    if not isinstance(delta, torch.Tensor):
+        got = f"a {type(delta).__name__}"
+    else:
+        got = f"a tensor of shape {tuple(delta.shape)}, {delta.dtype}, {delta.device}"
+    return (
+        f"rule '{rule.name}': update must return a tensor with the parameter's shape, dtype and device "
+        f"for {where}, got {got}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# roles
+
+
+_HEAD_NAMES = ("head", "classifier", "lm_head", "output", "readout", "decoder")
+
+
+def infer_roles(model: nn.Module) -> dict[str, str]:
+    """Map each parameter name of `model` to a role.
+
+    `embedding`: nn.Embedding weights; `conv`: conv weights; `head`: the output projection (a Linear
+    named like a head, else the last Linear registered); `hidden_matrix`: other >= 2-D;
+    `vector`: 1-D; `scalar`: 0-D. A weight shared by several modules keeps its first role.
+    """
+    roles: dict[str, str] = {}
+    by_id: dict[int, str] = {}
+    linears: list[tuple[str, nn.Linear]] = []
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            linears.append((mod_name, mod))
+    head_mod = None
+    for mod_name, mod in linears:
+        if any(h in mod_name.split(".")[-1].lower() for h in _HEAD_NAMES):
+            head_mod = mod
+    if head_mod is None and linears:
+        head_mod = linears[-1][1]
+    special: dict[int, str] = {}
+    for mod in model.modules():
+        if isinstance(mod, nn.Embedding):
+            special.setdefault(id(mod.weight), "embedding")
+        elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)):
+            special.setdefault(id(mod.weight), "conv")
+    if head_mod is not None:
+        special.setdefault(id(head_mod.weight), "head")
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in by_id:
+            roles[name] = by_id[id(p)]
+            continue
+        if id(p) in special:
+            role = special[id(p)]
+        elif p.ndim == 0:
+            role = "scalar"
+        elif p.ndim == 1:
+            role = "vector"
+        else:
+            role = "hidden_matrix"
+        roles[name] = by_id[id(p)] = role
+    return roles
+
+
+def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, Any]]:
+    """Role-tagged param groups for `RuleOptimizer` (or any optimizer that reads `role`)."""
+    roles = infer_roles(model)
+    grouped: dict[str, list[torch.Tensor]] = {}
+    for name, p in model.named_parameters():
+        grouped.setdefault(roles[name], []).append(p)
+    groups = []
+    for role in ROLES:
+        if role in grouped:
+            group: dict[str, Any] = {"params": grouped[role], "role": role}
+            if lr is not None:
+                group["lr"] = lr
+            groups.append(group)
+    return groups

@@ -1,0 +1,1 @@
+"""Search strategies. Each plugs into the engine through `optforge.search.base.Strategy`."""
