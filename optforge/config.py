@@ -1,0 +1,376 @@
+"""Run configuration: YAML -> frozen dataclasses, with errors that name the bad key.
+
+Every key is documented on its field. Unknown keys, wrong types and bad values fail at load time with
+the dotted key (`budget.max_evaluations`), the value and what is allowed. `--set section.key=value`
+overrides go through the same checks (`load_config(path, overrides=[...])`).
+
+The `strategy` section is a mapping with `name` plus strategy-specific keys; those keys are checked
+by the strategy's own `from_config` (see `optforge.search.registry.build_strategy`).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import yaml
+
+SEARCH_STAGES = ("smoke", "train")
+FUNNEL_STAGES = ("train_fresh_seeds", "heldout")
+STAGE_NAMES = SEARCH_STAGES + FUNNEL_STAGES
+DEFAULT_STAGES = STAGE_NAMES
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, mistyped or out of range. The message names the dotted key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """When the run stops: whichever limit is reached first. None = no limit."""
+
+    max_evaluations: int | None = None  # candidates taken through the search stages (smoke, train)
+    max_seconds: float | None = None  # wall-clock seconds of search (the funnel still finishes)
+    max_dollars: float | None = None  # LLM spend, enforced by the LLM client and checked by the engine
+    max_llm_calls: int | None = None  # LLM calls, enforced by the LLM client and checked by the engine
+
+    def __post_init__(self) -> None:
+        for name in ("max_evaluations", "max_seconds", "max_dollars", "max_llm_calls"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"budget.{name}={value!r} must be >= 0 (or null for no limit)")
+
+
+@dataclass(frozen=True)
+class ModelWeight:
+    """One model of an LLM ensemble and its sampling weight."""
+
+    model: str  # litellm model name, e.g. openai/gpt-4o-mini
+    weight: float = 1.0  # relative sampling weight (> 0)
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ConfigError(f"llm.models weight={self.weight!r} for model '{self.model}' must be > 0")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The LLM used by LLM strategies (the llm package reads it; the engine only checks spend)."""
+
+    model: str | None = None  # litellm model name; null = no LLM (symbolic and seeds need none)
+    api_base: str | None = None  # base URL of an OpenAI-compatible server, or null for the provider's
+    api_key_env: str | None = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    temperature: float = 0.8  # sampling temperature
+    max_tokens: int = 4096  # completion token limit per call
+    replay: str | None = None  # path of a recorded-calls file to replay instead of calling the API
+    models: tuple[ModelWeight, ...] = ()  # ensemble of {model, weight}; overrides `model` when set
+    bandit: bool = False  # adapt the ensemble weights to which model's children score better
+    concurrency: int = 1  # LLM calls in flight at once
+    timeout_s: float = 120.0  # per-call timeout
+    input_cost_per_token: float | None = None  # dollars per prompt token, when litellm does not know
+    output_cost_per_token: float | None = None  # dollars per completion token, when litellm does not know
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"llm.temperature={self.temperature!r} must be in [0, 2]")
+        for name in ("max_tokens", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"llm.{name}={getattr(self, name)!r} must be >= 1")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"llm.timeout_s={self.timeout_s!r} must be > 0")
+        for name in ("input_cost_per_token", "output_cost_per_token"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"llm.{name}={value!r} must be >= 0")
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits for every sandboxed job of an evaluation (passed in `EvalRequest.sandbox`)."""
+
+    timeout_s: float = 120.0  # wall-clock limit of one sandboxed training job
+    memory_mb: int = 2048  # address-space limit of one sandboxed job
+    require: tuple[str, ...] = ()  # isolation layers that must be available, or the job is `lost`
+    static_check: bool = True  # run the static import/name check before executing a candidate
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ConfigError(f"sandbox.timeout_s={self.timeout_s!r} must be > 0")
+        if self.memory_mb < 64:
+            raise ConfigError(f"sandbox.memory_mb={self.memory_mb!r} must be >= 64")
+
+    def request_dict(self) -> dict[str, Any]:
+        return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "require": list(self.require),
+                "static_check": self.static_check}
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where evaluations run."""
+
+    address: str | None = None  # null = start Ray in-process; "auto" or "HOST:PORT" joins a cluster
+    num_gpus: float = 0.0  # GPUs declared per evaluation task
+    num_cpus: int | None = None  # CPUs of an in-process Ray (null = max(slots, 1)); ignored on a cluster
+
+    def __post_init__(self) -> None:
+        if self.num_gpus < 0:
+            raise ConfigError(f"ray.num_gpus={self.num_gpus!r} must be >= 0")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"ray.num_cpus={self.num_cpus!r} must be >= 1")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the promotion funnel. Written in YAML as a name or a mapping with overrides."""
+
+    name: str  # smoke | train | train_fresh_seeds | heldout
+    suite: str | None = None  # suite to run (null = the stage default: smoke / the search suite / heldout)
+    seeds: str = ""  # "selection" or "fresh" ("" = stage default)
+    top_k: int | None = None  # train_fresh_seeds: how many of the best `train` candidates enter
+    tune_wd: bool | None = None  # tune weight decay for candidate and AdamW alike (default: heldout only)
+
+    def __post_init__(self) -> None:
+        if self.name not in STAGE_NAMES:
+            raise ConfigError(f"stages: unknown stage '{self.name}'; known stages: {', '.join(STAGE_NAMES)}")
+        if self.seeds not in ("", "selection", "fresh"):
+            raise ConfigError(f"stages.{self.name}.seeds={self.seeds!r} must be 'selection' or 'fresh'")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"stages.{self.name}.top_k={self.top_k!r} must be >= 1")
+
+
+@dataclass(frozen=True)
+class FunnelConfig:
+    """The bar of the promotion stages (train_fresh_seeds, heldout)."""
+
+    top_k: int = 3  # best `train` candidates re-run on fresh seeds
+    reference: str = "adamw"  # seed whose fitness at the same stage a candidate must beat
+    noise_seed: str = "adamw"  # seed whose |fitness| against tuned AdamW measures the seed noise
+    min_margin: float = 0.05  # the margin is max(measured noise, min_margin), in fitness units (log2)
+    metric: str = "robust"  # metric compared against the bar: robust (C.5) or fitness
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"funnel.top_k={self.top_k!r} must be >= 1")
+        if self.min_margin < 0:
+            raise ConfigError(f"funnel.min_margin={self.min_margin!r} must be >= 0")
+        if self.metric not in ("robust", "fitness"):
+            raise ConfigError(f"funnel.metric={self.metric!r} must be 'robust' or 'fitness'")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run. `strategy` keys beyond `name` are checked by the strategy's `from_config`."""
+
+    strategy: Mapping[str, Any] = field(default_factory=lambda: {"name": "seeds"})  # {name, ...strategy keys}
+    suite: str = "train"  # the search suite: train | train_quick | smoke | pkg.mod:fn
+    stages: tuple[StageConfig, ...] = tuple(StageConfig(n) for n in DEFAULT_STAGES)  # the promotion funnel
+    funnel: FunnelConfig = FunnelConfig()  # bars of the promotion stages
+    slots: int = 2  # evaluations in flight at once
+    deterministic: bool = False  # observe results in proposal order, so a seeded run is reproducible
+    seed: int = 0  # seed of the strategy's random generator
+    eval_timeout_s: float | None = None  # engine-side limit per evaluation (null = 30 x sandbox.timeout_s)
+    retries: int = 3  # times a `lost` evaluation (worker or node loss) is retried
+    budget: BudgetConfig = BudgetConfig()  # when to stop
+    llm: LLMConfig = LLMConfig()  # the LLM, for LLM strategies
+    sandbox: SandboxConfig = SandboxConfig()  # limits of each sandboxed job
+    ray: RayConfig = RayConfig()  # where evaluations run
+
+    def __post_init__(self) -> None:
+        name = self.strategy.get("name") if isinstance(self.strategy, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise ConfigError("strategy.name is missing; set e.g. 'strategy: {name: seeds}'")
+        object.__setattr__(self, "strategy", dict(self.strategy))
+        if self.slots < 1:
+            raise ConfigError(f"slots={self.slots!r} must be >= 1")
+        if self.retries < 0:
+            raise ConfigError(f"retries={self.retries!r} must be >= 0")
+        if self.eval_timeout_s is not None and not self.eval_timeout_s > 0:
+            raise ConfigError(f"eval_timeout_s={self.eval_timeout_s!r} must be > 0")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stages={names} lists a stage twice")
+        if not names:
+            raise ConfigError("stages is empty; list at least 'smoke' or 'train'")
+        order = [STAGE_NAMES.index(n) for n in names]
+        if order != sorted(order):
+            raise ConfigError(f"stages={names} are out of order; the order is {', '.join(STAGE_NAMES)}")
+        if not any(n in SEARCH_STAGES for n in names):
+            raise ConfigError(f"stages={names} has no search stage; include 'smoke' and/or 'train'")
+        if "heldout" in names and "train_fresh_seeds" not in names:
+            raise ConfigError("stages: 'heldout' needs 'train_fresh_seeds' before it (only its survivors go on)")
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.strategy["name"])
+
+    @property
+    def strategy_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.strategy.items() if k != "name"}
+
+    @property
+    def timeout_per_eval(self) -> float:
+        return self.eval_timeout_s if self.eval_timeout_s is not None else 30.0 * self.sandbox.timeout_s
+
+    def stage(self, name: str) -> StageConfig | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def search_stages(self) -> list[StageConfig]:
+        return [s for s in self.stages if s.name in SEARCH_STAGES]
+
+    def funnel_stages(self) -> list[StageConfig]:
+        return [s for s in self.stages if s.name in FUNNEL_STAGES]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, and `from_dict(to_dict())` gives the same config."""
+        d = dataclasses.asdict(self)
+        d["strategy"] = dict(self.strategy)
+        d["stages"] = [{k: v for k, v in dataclasses.asdict(s).items() if v not in (None, "")} for s in self.stages]
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        return _build(cls, data, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and checking
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config (None = all defaults) and apply `section.key=value` overrides."""
+    data: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return config_from_dict(data, overrides)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Build a checked RunConfig from a mapping plus `section.key=value` overrides."""
+    merged = _deep_copy(dict(data))
+    for item in overrides:
+        apply_override(merged, item)
+    return _build(RunConfig, merged, "")
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` (value parsed as YAML) to a raw config mapping, in place."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} must look like section.key=value")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: the key {key!r} is malformed; use section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(f"unknown key '{prefix}{key}'; known keys in {where}: {known}")
+    kwargs = {key: _convert(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch per supported type
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _convert(a, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={value!r} has the wrong type ({tp})")
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if tp is StageConfig and isinstance(value, str):
+            return StageConfig(value)
+        if isinstance(value, tp):
+            return value
+        return _build(tp, value, f"{key}.")
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} must be a list")
+        item_tp = args[0] if args else Any
+        return tuple(_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (collections.abc.Mapping, dict) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}={value!r} must be a mapping")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}={value!r} must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r} must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} must be a string")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a bug in this module
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
