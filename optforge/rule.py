@@ -109,34 +109,59 @@ def _is_hparam_name(name: str) -> bool:
     return name.isupper() and not name.startswith("_")
 
 
-def _literal_hparams(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in namespace.items()
-        if _is_hparam_name(k) and isinstance(v, (bool, int, float, str, tuple))
-    }
+def literal_constants(source: str) -> dict[str, Any]:
+    """Top-level UPPER_CASE constants whose value is a literal: the rule's hyperparameters.
+
+    Constants computed from others (`B = 1 - BETA`) are not hyperparameters: they follow their inputs.
+    """
+    out: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        if not _is_hparam_name(name):
+            continue
+        try:
+            v = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError):
+            continue
+        if isinstance(v, (bool, int, float, str, tuple)):
+            out[name] = v
+    return out
+
+
+def hparam_kind(name: str) -> str | None:
+    """The naming convention a hyperparameter follows: 'lr' (> 0), 'unit' ([0, 1)), 'nonneg' (>= 0)."""
+    upper = name.upper()
+    if upper == "LR" or upper.startswith("LR_"):
+        return "lr"
+    if upper.startswith(("BETA", "MOMENTUM")) or upper == "MU":
+        return "unit"
+    if upper.startswith(("EPS", "WD", "WEIGHT_DECAY")):
+        return "nonneg"
+    return None
 
 
 def hparam_problem(name: str, value: Any) -> str | None:
     """Why `value` is not acceptable for hyperparameter `name`, by naming convention; None if fine.
 
-    The conventions (LR > 0; BETA*/MOMENTUM*/MU in [0, 1); EPS*/WD*/WEIGHT_DECAY* >= 0; finite
-    numbers) are shared with exported optimizers, which render the same checks into their constructor.
+    The conventions (`hparam_kind`, and finite numbers) are shared with exported optimizers, which
+    carry the same checks into their constructors.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not math.isfinite(value):
         return f"{name}={value!r} must be a finite number"
-    upper = name.upper()
-    if upper == "LR" or upper.startswith("LR_"):
-        if value <= 0:
-            return f"{name}={value!r} must be > 0"
-    elif upper.startswith(("BETA", "MOMENTUM")) or upper == "MU":
-        if not 0.0 <= value < 1.0:
-            return f"{name}={value!r} must be in [0, 1)"
-    elif upper.startswith(("EPS", "WD", "WEIGHT_DECAY")):
-        if value < 0:
-            return f"{name}={value!r} must be >= 0"
+    kind = hparam_kind(name)
+    if kind == "lr" and value <= 0:
+        return f"{name}={value!r} must be > 0"
+    if kind == "unit" and not 0.0 <= value < 1.0:
+        return f"{name}={value!r} must be in [0, 1)"
+    if kind == "nonneg" and value < 0:
+        return f"{name}={value!r} must be >= 0"
     return None
 
 
@@ -226,7 +251,7 @@ def load_rule(source: str, name: str = "<candidate>") -> Rule:
     ns = module.__dict__
     if not isinstance(ns.get("LR"), (int, float)) or isinstance(ns.get("LR"), bool):
         raise RuleError(f"rule '{name}': LR must be a number, got {ns.get('LR')!r}")
-    hparams = _literal_hparams(ns)
+    hparams = literal_constants(source)
     for key, value in hparams.items():
         problem = hparam_problem(key, value)
         if problem:
@@ -307,8 +332,9 @@ def default_role(p: torch.Tensor) -> str:
 class RuleOptimizer(torch.optim.Optimizer):
     """A `torch.optim.Optimizer` that runs a rule. `lr=None` means the rule's `LR`.
 
-    Param groups carry their own `lr` (torch schedulers work) and an optional `role`. `train()` and
-    `eval()` swap in the rule's `eval_point` weights where it defines one.
+    Param groups carry their own `lr` (torch schedulers work), an optional `role`, and an optional
+    `weight_decay`: decoupled decay p *= 1 - lr * wd applied before the rule, outside it, so that every
+    rule gets the same decay. `train()` and `eval()` swap in the rule's `eval_point` weights.
     """
 
     def __init__(
@@ -317,15 +343,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         rule: Rule,
         lr: float | None = None,
         total_steps: int | None = None,
+        weight_decay: float = 0.0,
     ):
         lr = rule.lr if lr is None else lr
         if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"Invalid learning rate: {lr!r}; use a finite number >= 0")
         if total_steps is not None and total_steps < 1:
             raise ValueError(f"Invalid total_steps: {total_steps!r}; use a positive int or None")
+        if not isinstance(weight_decay, (int, float)) or not math.isfinite(weight_decay) or weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay: {weight_decay!r}; use a finite number >= 0")
         self.rule = rule
         self.total_steps = total_steps
-        super().__init__(params, {"lr": float(lr), "role": None})
+        super().__init__(params, {"lr": float(lr), "role": None, "weight_decay": float(weight_decay)})
         for group in self.param_groups:
             role = group.get("role")
             if role is not None and role not in ROLES:
@@ -372,6 +401,9 @@ class RuleOptimizer(torch.optim.Optimizer):
                             f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
                         )
                     state.update(init)
+                if group["weight_decay"]:
+                    # decoupled decay outside the rule, the same for every rule (held-out wd grid)
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
                 delta = rule.update(p, p.grad, state, ctx)
                 if (
                     type(delta) is not torch.Tensor

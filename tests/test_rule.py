@@ -250,3 +250,27 @@ def test_infer_roles_and_param_groups():
     named_head.add_module("proj", nn.Linear(3, 3))
     assert infer_roles(named_head)["head.weight"] == "head"
     assert infer_roles(named_head)["proj.weight"] == "hidden_matrix"
+
+
+def test_decoupled_weight_decay_outside_the_rule_matches_adamw():
+    torch.manual_seed(0)
+    a = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+    b = nn.Parameter(a.detach().clone())
+    adam = seeds.load("adamw").with_hparams(WD=0.0)
+    ours = RuleOptimizer([a], adam, lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW([b], lr=1e-2, weight_decay=0.1)
+    for _ in range(20):
+        g = torch.randn(5, 3, dtype=torch.float64)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="Invalid weight_decay"):
+        RuleOptimizer([a], adam, weight_decay=-1.0)
+
+
+def test_derived_constants_are_not_hyperparameters_and_follow_their_inputs():
+    src = GOOD.replace("SCALE = 1.0", "BASE = 2.0\nSCALE = BASE * 0.5")
+    rule = load_rule(src)
+    assert rule.hparams == {"LR": 0.1, "BASE": 2.0}
+    assert rule.with_hparams(BASE=4.0).module.SCALE == 2.0
