@@ -1,0 +1,214 @@
+"""Turn a rule into one standalone module with a `torch.optim.Optimizer` subclass.
+
+The exported file has no optforge import. It carries the runtime of `optforge.rule` (RuleOptimizer,
+Ctx, role inference) rendered from this package's own source, so the optimizer a user drops into their
+training code steps exactly like the one that was scored. The rule's literal UPPER_CASE constants become
+checked constructor arguments; its functions are closed over them in a factory, so two instances with
+different hyperparameters coexist.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any
+
+from optforge import rule as rule_mod
+from optforge.rule import RuleError, check_rule, literal_constants
+
+_RUNTIME = (
+    rule_mod.RuleError,
+    rule_mod._StepShared,
+    rule_mod.Ctx,
+    rule_mod.default_role,
+    rule_mod.RuleOptimizer,
+    rule_mod._bad_delta,
+    rule_mod.infer_roles,
+    rule_mod.param_groups,
+    rule_mod.hparam_kind,
+    rule_mod.hparam_problem,
+)
+
+
+@dataclass
+class ExportInfo:
+    """Provenance and usage facts written into the exported docstring."""
+
+    title: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)  # run, candidate, parents, strategy, suite...
+    scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness": .., "tasks": {..}}
+    lr_by_family: dict[str, float] = field(default_factory=dict)
+    weight_decay: float = 0.0
+    step_time_ratio: float | None = None
+    state_bytes_per_param: float | None = None
+    schedule: str = "linear warmup over 5% of steps, then cosine decay to 10% of the peak lr (pass total_steps)"
+
+
+def class_name_ok(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name) and name[0].isupper()
+
+
+def _split_rule(source: str) -> tuple[str, list[str], dict[str, Any]]:
+    """(docstring, body statements as source text, literal hyperparameters)."""
+    tree = ast.parse(source)
+    consts = literal_constants(source)
+    doc = ast.get_docstring(tree) or ""
+    lines = source.splitlines()
+    body: list[str] = []
+    for i, node in enumerate(tree.body):
+        if i == 0 and isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant):
+            continue  # module docstring
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue  # the exported module imports torch and math itself
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in consts:
+            continue  # becomes a factory argument
+        start = node.lineno - 1
+        if getattr(node, "decorator_list", None):
+            start = node.decorator_list[0].lineno - 1
+        body.append("\n".join(lines[start : node.end_lineno]))
+    return doc, body, consts
+
+
+def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[str, Any]) -> str:
+    out = [info.title or f"{class_name}: an optimizer exported by optforge."]
+    if info.provenance:
+        out.append("")
+        out.append("Provenance:")
+        out += [f"    {k}: {v}" for k, v in info.provenance.items()]
+    if info.scores:
+        out.append("")
+        out.append("Scores (mean log2 speedup over tuned AdamW; 0 = as fast, 1 = twice as fast):")
+        for stage, s in info.scores.items():
+            tasks = s.get("tasks") or {}
+            per = ", ".join(f"{t} {v:+.2f}" for t, v in tasks.items())
+            out.append(f"    {stage}: {s.get('fitness', float('nan')):+.3f}" + (f"  ({per})" if per else ""))
+    out.append("")
+    out.append("How to use:")
+    out.append(f"    opt = {class_name}(param_groups(model), total_steps=num_steps)")
+    out.append("    param_groups(model) tags each tensor with a role (hidden_matrix, conv, embedding, head,")
+    out.append("    vector, scalar); plain `model.parameters()` also works (roles are inferred from shapes).")
+    out.append(f"    Default lr: {hparams['LR']:g}.")
+    if info.lr_by_family:
+        fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
+        out.append(f"    Tuned lr per task family: {fam}.")
+    out.append(f"    Evaluated with the schedule: {info.schedule}.")
+    out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g}.")
+    if info.step_time_ratio is not None:
+        out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
+    if info.state_bytes_per_param is not None:
+        out.append(f"    Optimizer state: {info.state_bytes_per_param:.1f} bytes per parameter (AdamW: 8).")
+    if rule_doc:
+        out.append("")
+        out.append("The rule:")
+        out += ["    " + ln if ln else "" for ln in rule_doc.splitlines()]
+    return "\n".join(out).replace('"""', "'''").replace("\\", "\\\\")
+
+
+def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: ExportInfo | None = None) -> str:
+    """The text of a standalone module exporting `class_name` (a torch.optim.Optimizer)."""
+    problems = check_rule(source)
+    if problems:
+        raise RuleError("cannot export an invalid rule: " + "; ".join(map(str, problems)))
+    if not class_name_ok(class_name):
+        raise ValueError(f"--name {class_name!r} is not a usable class name; use CamelCase letters, e.g. MyOptimizer")
+    info = info or ExportInfo()
+    rule_doc, body, hparams = _split_rule(source)
+    args = [k for k in hparams if k != "LR"]
+    arg_names = {k: k.lower() for k in args}
+    taken = {"params", "lr", "total_steps", "weight_decay", "self"}
+    for k, a in arg_names.items():
+        if a in taken or keyword.iskeyword(a):
+            arg_names[k] = a + "_"
+    factory_params = ", ".join(hparams)
+    factory_body = textwrap.indent("\n\n".join(body), "    ")
+    returns = "init, update, " + ("eval_point" if re.search(r"^def eval_point\(", "\n".join(body), re.M) else "None")
+
+    sig = [f"        lr: float = {hparams['LR']!r},"]
+    sig += [f"        {arg_names[k]}: {type(hparams[k]).__name__} = {hparams[k]!r}," for k in args]
+    sig += ["        total_steps: int | None = None,", f"        weight_decay: float = {info.weight_decay!r},"]
+    checks = "\n".join(f"        hp[{k!r}] = {arg_names[k]}" for k in args)
+    runtime = "\n\n\n".join(inspect.getsource(obj) for obj in _RUNTIME)
+    runtime = runtime.replace("class RuleOptimizer(", "class _RuleOptimizer(")
+    doc = _doc_block(info, rule_doc, class_name, hparams)
+    return _TEMPLATE.format(
+        doc=doc,
+        class_name=class_name,
+        roles=repr(rule_mod.ROLES),
+        head_names=repr(rule_mod._HEAD_NAMES),
+        runtime=runtime,
+        factory_params=factory_params,
+        factory_body=factory_body,
+        returns=returns,
+        arg_map=repr({k: arg_names[k] for k in args}),
+        signature="\n".join(sig),
+        lr_const=repr(hparams["LR"]),
+        hp_assign=checks or "        pass",
+    )
+
+
+_TEMPLATE = '''"""{doc}
+"""
+# Generated by `optforge export`. Standalone: needs only torch.
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["{class_name}", "param_groups", "infer_roles"]
+
+ROLES = {roles}
+_HEAD_NAMES = {head_names}
+_ARGS = {arg_map}  # rule constant -> constructor argument
+
+
+{runtime}
+
+
+def _make_rule({factory_params}):
+    """The update rule, closed over its hyperparameters."""
+{factory_body}
+
+    return {returns}
+
+
+@dataclass(frozen=True)
+class _BoundRule:
+    name: str
+    hparams: Mapping[str, Any]
+    init: Callable[..., dict]
+    update: Callable[..., torch.Tensor]
+    eval_point: Callable[..., torch.Tensor] | None
+
+    @property
+    def lr(self) -> float:
+        return float(self.hparams["LR"])
+
+
+class {class_name}(_RuleOptimizer):
+    """See the module docstring. Param groups may carry `lr`, `role` and `weight_decay`."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+{signature}
+    ):
+        hp = {{"LR": {lr_const}}}
+{hp_assign}
+        bad = [p for p in (hparam_problem(_ARGS.get(k, k), v) for k, v in hp.items()) if p]
+        if bad:
+            raise ValueError("Invalid hyperparameter(s) for {class_name}: " + "; ".join(bad))
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"Invalid learning rate: {{lr!r}}; must be a finite number > 0")
+        self.hparams = dict(hp)
+        rule = _BoundRule("{class_name}", hp, *_make_rule(**hp))
+        super().__init__(params, rule, lr=lr, total_steps=total_steps, weight_decay=weight_decay)
+'''

@@ -1,0 +1,150 @@
+"""Exported modules: standalone, bit-identical to RuleOptimizer, checked hyperparameters, state_dict."""
+
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from optforge import seeds
+from optforge.export import ExportInfo, render_module
+from optforge.rule import RuleError, RuleOptimizer, param_groups
+
+EXPORTED = [n for n in ("adamw", "lion", "muon", "schedule_free_adamw", "soap", "adafactor") if n in seeds.names()]
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+TRAIN = """
+def train(make_opt, steps=12):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = make_opt(model)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        x = torch.randn(16, 6, generator=gen)
+        y = torch.randint(0, 3, (16,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    opt.eval()
+    return [p.detach().clone() for p in model.parameters()]
+"""
+exec("import torch\nfrom torch import nn\n" + TRAIN)
+
+
+def _import_file(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_exported_modules_train_bit_identically_without_optforge(tmp_path):
+    for name in EXPORTED:
+        (tmp_path / f"exp_{name}.py").write_text(render_module(seeds.source(name), "Exported"))
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, json, importlib.util\n"
+        "sys.modules['optforge'] = None  # optforge must not be importable\n"
+        "import torch\nfrom torch import nn\n"
+        + TRAIN
+        + textwrap.dedent(
+            f"""
+            out = {{}}
+            for name in {EXPORTED!r}:
+                spec = importlib.util.spec_from_file_location('exp_' + name, r'{tmp_path}/exp_' + name + '.py')
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = mod
+                spec.loader.exec_module(mod)
+                params = train(lambda m: mod.Exported(mod.param_groups(m), total_steps=12))
+                out[name] = [p.double().flatten().tolist() for p in params]
+            print(json.dumps(out))
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    torch.set_num_threads(1)
+    for name in EXPORTED:
+        want = train(lambda m: RuleOptimizer(param_groups(m), seeds.load(name), total_steps=12))
+        for w, g in zip(want, got[name]):
+            assert w.double().flatten().tolist() == g, f"{name}: exported optimizer differs from RuleOptimizer"
+
+
+def test_constructor_rejects_bad_hyperparameters_naming_them(tmp_path):
+    path = tmp_path / "my_adamw.py"
+    path.write_text(render_module(seeds.source("adamw"), "MyAdamW"))
+    mod = _import_file(path, "my_adamw")
+    params = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match=r"beta1=1.5 must be in \[0, 1\).*eps=-1 must be >= 0"):
+        mod.MyAdamW(params, beta1=1.5, eps=-1)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        mod.MyAdamW(params, lr=-1.0)
+    with pytest.raises(ValueError, match="Invalid weight_decay"):
+        mod.MyAdamW(params, weight_decay=-0.5)
+    opt = mod.MyAdamW(params, beta1=0.5)
+    assert opt.hparams["BETA1"] == 0.5 and mod.__all__ == ["MyAdamW", "param_groups", "infer_roles"]
+
+
+def test_exported_state_dict_round_trips(tmp_path):
+    path = tmp_path / "my_lion.py"
+    name = "lion" if "lion" in seeds.names() else "adamw"
+    path.write_text(render_module(seeds.source(name), "MyOpt"))
+    mod = _import_file(path, "my_lion")
+    model = _model()
+    opt = mod.MyOpt(mod.param_groups(model))
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, 6, generator=gen) for _ in range(6)]
+
+    def run(m, o, bs):
+        for x in bs:
+            o.zero_grad()
+            m(x).pow(2).mean().backward()
+            o.step()
+
+    run(model, opt, batches[:3])
+    sd_model, sd_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    run(model, opt, batches[3:])
+    model2 = _model()
+    model2.load_state_dict(sd_model)
+    opt2 = mod.MyOpt(mod.param_groups(model2))
+    opt2.load_state_dict(sd_opt)
+    run(model2, opt2, batches[3:])
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_docstring_carries_provenance_and_usage():
+    info = ExportInfo(
+        provenance={"run": "runs/x", "candidate": "abc123", "parents": "p1", "strategy": "symbolic", "suite": "train@1"},
+        scores={"train": {"fitness": 0.42, "tasks": {"mlp_digits": 0.5}}, "heldout": {"fitness": 0.1}},
+        lr_by_family={"mlp": 3e-3},
+        weight_decay=0.1,
+        step_time_ratio=1.1,
+        state_bytes_per_param=4.0,
+    )
+    text = render_module(seeds.source("adamw"), "Found", info)
+    for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420", "heldout: +0.100", "mlp 0.003",
+                   "warmup", "Decoupled weight decay it was evaluated with: 0.1", "1.10x", "4.0 bytes"):
+        assert needle in text, needle
+    assert "import optforge" not in text and "from optforge" not in text
+    assert "weight_decay: float = 0.1" in text
+
+
+def test_export_refuses_invalid_rule_and_bad_name():
+    with pytest.raises(RuleError, match="cannot export an invalid rule"):
+        render_module("LR = 1\n", "X")
+    with pytest.raises(ValueError, match="not a usable class name"):
+        render_module(seeds.source("adamw"), "my-opt")
