@@ -10,6 +10,7 @@ different hyperparameters coexist.
 from __future__ import annotations
 
 import ast
+import math
 import inspect
 import keyword
 import re
@@ -212,3 +213,67 @@ class {class_name}(_RuleOptimizer):
         rule = _BoundRule("{class_name}", hp, *_make_rule(**hp))
         super().__init__(params, rule, lr=lr, total_steps=total_steps, weight_decay=weight_decay)
 '''
+
+
+# ---------------------------------------------------------------------------------------------
+# from a run
+
+
+def _family_lrs(metrics: dict[str, Any]) -> dict[str, float]:
+    by_family: dict[str, list[float]] = {}
+    for t in (metrics.get("tasks") or {}).values():
+        if t.get("lr") and t.get("family"):
+            by_family.setdefault(t["family"], []).append(float(t["lr"]))
+    # geometric mean per family: lrs live on a log grid
+    return {f: math.exp(sum(math.log(v) for v in vs) / len(vs)) for f, vs in by_family.items()}
+
+
+def choose_best(store: Any) -> str | None:
+    """The candidate a user wants by default: the best promoted one, else the best at `train`.
+
+    A simplified child (note `simplified_from`) replaces its parent when it scores within the
+    simplification tolerance (note `tolerance`) of it at `train`.
+    """
+    promoted = {p.candidate_id for p in store.promotions() if p.passed and p.stage == "promoted"}
+    ranked = [r for r in store.leaderboard("train") if r.evaluation.ok]
+    pool = [r for r in ranked if r.candidate.id in promoted] or ranked
+    if not pool:
+        return None
+    best = pool[0]
+    for r in ranked:
+        note = r.candidate.note
+        if note.get("simplified_from") == best.candidate.id:
+            tol = float(note.get("tolerance", 0.05))
+            if r.evaluation.fitness >= best.evaluation.fitness - tol:
+                return r.candidate.id
+    return best.candidate.id
+
+
+def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
+    """Provenance and measured usage facts of one stored candidate."""
+    cand = store.candidate(candidate_id)
+    train = store.evaluation(cand.id, "train")
+    scores: dict[str, Any] = {}
+    for stage in ("train", "train_fresh_seeds", "heldout"):
+        ev = store.evaluation(cand.id, stage)
+        if ev is not None and ev.ok:
+            tasks = {t: float(v.get("score", 0.0)) for t, v in (ev.metrics.get("tasks") or {}).items()}
+            scores[stage] = {"fitness": ev.fitness, "tasks": tasks}
+    heldout = store.evaluation(cand.id, "heldout")
+    metrics = train.metrics if train is not None else {}
+    suite = f"{train.suite}@{train.suite_version}" if train is not None else "?"
+    return ExportInfo(
+        title=f"Discovered by optforge ({cand.strategy or 'unknown'} strategy).",
+        provenance={
+            "run": str(store.run_dir),
+            "candidate": cand.id,
+            "parents": ", ".join(cand.parents) or "none",
+            "strategy": cand.strategy,
+            "search suite": suite,
+        },
+        scores=scores,
+        lr_by_family=_family_lrs(metrics),
+        weight_decay=float((heldout.metrics if heldout is not None else {}).get("weight_decay", 0.0) or 0.0),
+        step_time_ratio=metrics.get("step_time_ratio"),
+        state_bytes_per_param=metrics.get("state_bytes_per_param"),
+    )
