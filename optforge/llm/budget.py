@@ -1,0 +1,92 @@
+"""Dollar and call budgets that hold under concurrency: reserve the worst case, settle the real cost.
+
+A call first reserves its worst-case cost (prompt tokens plus max_tokens at the model's prices).
+If the reservation would take spent + reserved past `max_dollars`, or the call count past
+`max_llm_calls`, the call is refused and the budget is marked exhausted; the run stops cleanly.
+After the call the reservation is replaced by the real cost, so the spent total never exceeds the
+limit as long as a call never costs more than its reservation (providers clip output at max_tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+
+class BudgetExhausted(RuntimeError):
+    """A call was refused because it could exceed `budget.max_dollars` or `budget.max_llm_calls`."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    dollars: float
+
+
+class Budget:
+    """Thread-safe spend tracking for one run. `None` limits are unlimited."""
+
+    def __init__(self, max_dollars: float | None = None, max_calls: int | None = None,
+                 spent_dollars: float = 0.0, calls_made: int = 0):
+        if max_dollars is not None and not (math.isfinite(max_dollars) and max_dollars >= 0):
+            raise ValueError(f"budget.max_dollars={max_dollars!r} must be a finite number >= 0 (or null)")
+        if max_calls is not None and max_calls < 0:
+            raise ValueError(f"budget.max_llm_calls={max_calls!r} must be >= 0 (or null)")
+        self.max_dollars = max_dollars
+        self.max_calls = max_calls
+        self._lock = threading.Lock()
+        self._spent = float(spent_dollars)
+        self._calls = int(calls_made)
+        self._reserved: dict[int, float] = {}
+        self._next = 0
+        self._exhausted = False
+        self.reason = ""
+
+    def reserve(self, worst_dollars: float) -> Reservation:
+        """Hold `worst_dollars` for one call, or raise BudgetExhausted without making it."""
+        worst = max(0.0, float(worst_dollars))
+        with self._lock:
+            if self.max_calls is not None and self._calls + 1 > self.max_calls:
+                self._exhausted = True
+                self.reason = f"budget.max_llm_calls={self.max_calls} reached ({self._calls} calls made)"
+                raise BudgetExhausted(self.reason)
+            if self.max_dollars is not None:
+                held = self._spent + sum(self._reserved.values())
+                if held + worst > self.max_dollars:
+                    self._exhausted = True
+                    self.reason = (
+                        f"budget.max_dollars={self.max_dollars} would be exceeded: spent ${self._spent:.6f}, "
+                        f"reserved ${held - self._spent:.6f}, this call may cost up to ${worst:.6f}"
+                    )
+                    raise BudgetExhausted(self.reason)
+            self._next += 1
+            self._calls += 1
+            self._reserved[self._next] = worst
+            return Reservation(self._next, worst)
+
+    def settle(self, reservation: Reservation, dollars: float) -> None:
+        """Replace a reservation by the call's real cost."""
+        with self._lock:
+            self._reserved.pop(reservation.id, None)
+            self._spent += max(0.0, float(dollars))
+
+    @property
+    def spent_dollars(self) -> float:
+        with self._lock:
+            return self._spent
+
+    @property
+    def calls_made(self) -> int:
+        with self._lock:
+            return self._calls
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a call was refused, or when the call budget has no call left."""
+        with self._lock:
+            return self._exhausted or (self.max_calls is not None and self._calls >= self.max_calls)
+
+    def state(self) -> dict:
+        with self._lock:
+            return {"spent_dollars": self._spent, "calls_made": self._calls}

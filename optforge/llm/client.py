@@ -1,0 +1,280 @@
+"""The LLM client: litellm calls with concurrency limits, retries, dollar accounting and budgets.
+
+Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
+the store's llm_calls table). With `replay: RUN_DIR` calls are answered from that run's records.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from optforge.llm.budget import Budget, BudgetExhausted
+from optforge.llm.config import LLMSettings, budget_limits
+from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
+from optforge.llm.records import LLMCall, Message, prompt_hash, prompt_text
+from optforge.llm.replay import ReplayError
+
+log = logging.getLogger(__name__)
+
+Recorder = Callable[[LLMCall], None]
+
+
+class LLMError(RuntimeError):
+    """A call failed after its retries, or failed in a way retrying cannot fix (auth, bad request)."""
+
+
+class LLMConfigError(LLMError, ValueError):
+    """The LLM config cannot work (missing key variable, unknown price); the message says what to set."""
+
+
+@dataclass(frozen=True)
+class LLMResponse:
+    text: str
+    model: str
+    call: LLMCall
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from a Retry-After header on a litellm/openai error, if there is one."""
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+        except AttributeError:
+            continue
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    lt = litellm()
+    retry_types = tuple(
+        t for t in (
+            getattr(lt, "RateLimitError", None), getattr(lt, "Timeout", None),
+            getattr(lt, "InternalServerError", None), getattr(lt, "ServiceUnavailableError", None),
+            getattr(lt, "BadGatewayError", None), getattr(lt, "APIConnectionError", None),
+        ) if isinstance(t, type)
+    )
+    if isinstance(exc, retry_types):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500 or status == 408)
+
+
+class LLMClient:
+    """One client per run. Thread-safe; at most `concurrency` requests are in flight.
+
+    `config` is the run config (with `llm` and `budget` sections) or just its `llm` section, as a
+    mapping or dataclass; `budget` may also be given directly. `sleep` is injectable for tests.
+    """
+
+    def __init__(self, config: Any, recorder: Recorder | None = None, *, budget: Budget | Any = None,
+                 sleep: Callable[[float], None] = time.sleep, environ: Mapping[str, str] | None = None):
+        llm_section, budget_section = _split_config(config)
+        self.settings = LLMSettings.from_any(llm_section)
+        if isinstance(budget, Budget):
+            self.budget = budget
+        else:
+            md, mc = budget_limits(budget if budget is not None else budget_section)
+            self.budget = Budget(md, mc)
+        self.recorder = recorder
+        self._sleep = sleep
+        self._slots = threading.BoundedSemaphore(self.settings.concurrency)
+        self._record_lock = threading.Lock()
+        env = os.environ if environ is None else environ
+        self._replayer = None
+        self._api_key: str | None = None
+        if self.settings.replay:
+            from optforge.llm.replay import Replayer
+
+            self._replayer = Replayer.from_run_dir(self.settings.replay)
+        elif self.settings.api_key_env:
+            key = env.get(self.settings.api_key_env)
+            if not key:
+                raise LLMConfigError(
+                    f"environment variable {self.settings.api_key_env} is not set (llm.api_key_env names it); "
+                    f"export {self.settings.api_key_env}=<your key>, or set llm.api_key_env: null for a local "
+                    "server that needs no key, or llm.replay: RUN_DIR to run offline"
+                )
+            self._api_key = key
+        s = self.settings
+        self._prices: dict[str, Price] = {
+            m.model: resolve_price(m.model, s.input_cost_per_token, s.output_cost_per_token, s.api_base)
+            for m in s.model_choices
+        }
+
+    # -- accounting -------------------------------------------------------------------------------
+
+    @property
+    def spent_dollars(self) -> float:
+        return self.budget.spent_dollars
+
+    @property
+    def calls_made(self) -> int:
+        return self.budget.calls_made
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a budget refused a call (or no call is left): the run should stop."""
+        return self.budget.exhausted
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m.model for m in self.settings.model_choices)
+
+    def price(self, model: str) -> Price:
+        if model not in self._prices:
+            s = self.settings
+            self._prices[model] = resolve_price(model, s.input_cost_per_token, s.output_cost_per_token, s.api_base)
+        return self._prices[model]
+
+    def worst_case_dollars(self, messages: Sequence[Message], model: str, max_tokens: int) -> float:
+        return self.price(model).cost(estimate_prompt_tokens(model, messages), max_tokens)
+
+    def state(self) -> dict:
+        """Spend so far, for resume (the budget continues where the run stopped)."""
+        return self.budget.state()
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.budget = Budget(self.budget.max_dollars, self.budget.max_calls,
+                             float(state.get("spent_dollars", 0.0)), int(state.get("calls_made", 0)))
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    def complete(self, messages: Sequence[Message] | str, *, model: str | None = None,
+                 temperature: float | None = None, max_tokens: int | None = None) -> LLMResponse:
+        """One chat completion. Raises BudgetExhausted (call not made) or LLMError (call failed)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        s = self.settings
+        model = model or s.model_choices[0].model
+        max_tokens = int(max_tokens or s.max_tokens)
+        temperature = s.temperature if temperature is None else float(temperature)
+        text = prompt_text(messages)
+        phash = prompt_hash(text)
+        reservation = self.budget.reserve(self.worst_case_dollars(messages, model, max_tokens))
+        start = time.monotonic()
+        dollars = 0.0
+        try:
+            if self._replayer is not None:
+                rec = self._replayer.answer(phash, model)
+                dollars = rec.dollars
+                call = LLMCall(rec.model, text, rec.response, rec.prompt_tokens, rec.completion_tokens, rec.dollars,
+                               time.monotonic() - start, time.time(), phash, rec.error)
+            else:
+                call = self._call_live(messages, text, phash, model, temperature, max_tokens, start)
+                dollars = call.dollars
+        finally:
+            self.budget.settle(reservation, dollars)
+        if dollars > reservation.dollars + 1e-12:
+            log.warning("call to %s cost $%.6f, above its reservation $%.6f; raise the token estimate margin",
+                        model, dollars, reservation.dollars)
+        self._record(call)
+        if call.error:
+            raise LLMError(f"LLM call to {model} failed after {call.attempts} attempt(s): {call.error}")
+        return LLMResponse(call.response, call.model, call)
+
+    def complete_many(self, requests: Sequence[Mapping[str, Any]]) -> list[LLMResponse | BaseException]:
+        """Run several `complete(**request)` concurrently; results (or exceptions) in input order."""
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(requests))) as pool:
+            futures = [pool.submit(self.complete, **dict(r)) for r in requests]
+            out: list[LLMResponse | BaseException] = []
+            for f in futures:
+                try:
+                    out.append(f.result())
+                except (LLMError, BudgetExhausted, ReplayError) as e:
+                    out.append(e)
+            return out
+
+    def _call_live(self, messages: list[dict], text: str, phash: str, model: str, temperature: float,
+                   max_tokens: int, start: float) -> LLMCall:
+        s = self.settings
+        lt = litellm()
+        kwargs: dict[str, Any] = dict(s.extra)
+        kwargs.update(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                      timeout=s.timeout_s, num_retries=0, max_retries=0)
+        if s.api_base:
+            kwargs["api_base"] = s.api_base
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key
+        elif s.api_base:
+            kwargs["api_key"] = "no-key"  # OpenAI-compatible local servers ignore it; the SDK wants one
+        error = ""
+        attempts = 0
+        for attempt in range(s.max_retries + 1):
+            attempts = attempt + 1
+            try:
+                with self._slots:
+                    resp = lt.completion(**kwargs)
+                content, pt, ct = _unpack(resp)
+            except Exception as e:  # noqa: BLE001 - classified below
+                error = f"{type(e).__name__}: {str(e)[:500]}"
+                if not (_retryable(e) or isinstance(e, _BadResponse)):
+                    break
+                if attempt == s.max_retries:
+                    break
+                wait = _retry_after(e)
+                if wait is None:
+                    wait = s.backoff_s * (2 ** attempt)
+                wait = min(wait, s.max_backoff_s)
+                log.info("LLM call to %s failed (%s); retry %d/%d in %.2fs", model, type(e).__name__,
+                         attempt + 1, s.max_retries, wait)
+                self._sleep(wait)
+                continue
+            dollars = self.price(model).cost(pt, ct)
+            return LLMCall(model, text, content, pt, ct, dollars, time.monotonic() - start, time.time(), phash,
+                           "", attempts)
+        return LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash, error, attempts)
+
+    def _record(self, call: LLMCall) -> None:
+        if self.recorder is None:
+            return
+        with self._record_lock:
+            self.recorder(call)
+
+
+class _BadResponse(ValueError):
+    """The provider answered 200 with something that is not a chat completion."""
+
+
+def _unpack(resp: Any) -> tuple[str, int, int]:
+    try:
+        choice = resp.choices[0]
+        content = choice.message.content or ""
+        usage = getattr(resp, "usage", None)
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        ct = int(getattr(usage, "completion_tokens", 0) or 0)
+    except (AttributeError, IndexError, TypeError) as e:
+        raise _BadResponse(f"malformed completion response: {e}") from e
+    return str(content), pt, ct
+
+
+def _split_config(config: Any) -> tuple[Any, Any]:
+    """(llm section, budget section) from a whole run config or from an llm section alone."""
+    if config is None:
+        return None, None
+    if isinstance(config, Mapping):
+        if "llm" in config or "budget" in config:
+            return config.get("llm"), config.get("budget")
+        return config, None
+    if hasattr(config, "llm"):
+        return getattr(config, "llm"), getattr(config, "budget", None)
+    return config, None

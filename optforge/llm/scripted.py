@@ -1,0 +1,254 @@
+"""The scripted provider: a real OpenAI-compatible HTTP server on 127.0.0.1 that answers
+`/v1/chat/completions` from a script, for tests and benchmarks.
+
+It is reached through the same litellm path as a real provider (model "openai/<name>", api_base
+`server.url`), so retries, cost accounting and parsing are exercised end to end with no network.
+
+A script is a JSON list (or {"responses": [...], "latency_s": x, "cycle": bool}); each entry is
+consumed by one request:
+
+    "text"                                    -> a completion with that content
+    {"content": "...", "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "sleep_s": 0.2}
+    {"fault": "429", "retry_after": 0.1}      -> HTTP 429 with a Retry-After header
+    {"fault": "500"}                          -> HTTP 500
+    {"fault": "timeout", "sleep_s": 5}        -> sleeps, then drops the connection
+    {"fault": "truncated"}                    -> HTTP 200 whose JSON body is cut short
+    {"fault": "empty"}                        -> HTTP 200 with an empty completion
+
+Without "usage", prompt tokens are ceil(chars / 4) of all message contents and completion tokens
+ceil(chars / 4) of the content (clipped to the request's max_tokens, as providers do).
+Run by hand: `python -m optforge.llm.scripted script.json --port 8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("429", "500", "timeout", "truncated", "empty")
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def load_script(script: str | Path | list | dict) -> tuple[list[dict], dict]:
+    """Normalise a script (path, list or mapping) into entries and options."""
+    if isinstance(script, (str, Path)):
+        try:
+            script = json.loads(Path(script).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read script file {script}: {e}; it must be a JSON list of responses") from e
+    options: dict = {}
+    if isinstance(script, dict):
+        options = {k: v for k, v in script.items() if k != "responses"}
+        script = script.get("responses", [])
+    entries = []
+    for i, entry in enumerate(script):
+        if isinstance(entry, str):
+            entry = {"content": entry}
+        if not isinstance(entry, dict):
+            raise ValueError(f"script entry {i} must be a string or an object, got {type(entry).__name__}")
+        fault = entry.get("fault")
+        if fault is not None and str(fault) not in FAULTS:
+            raise ValueError(f"script entry {i}: unknown fault {fault!r}; use one of {', '.join(FAULTS)}")
+        if fault is None and "content" not in entry:
+            raise ValueError(f"script entry {i} needs 'content' or 'fault'")
+        entries.append(dict(entry))
+    return entries, options
+
+
+@dataclass
+class _State:
+    entries: list[dict]
+    latency_s: float = 0.0
+    cycle: bool = False
+    index: int = 0
+    requests: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_entry(self, body: dict) -> dict | None:
+        with self.lock:
+            self.requests.append(body)
+            if self.index >= len(self.entries):
+                if not self.cycle or not self.entries:
+                    return None
+                self.index = 0
+            entry = self.entries[self.index]
+            self.index += 1
+            return entry
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("scripted server: " + format, *args)
+
+    def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None, length: int | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def _error(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps({"error": {"message": message, "type": "scripted", "code": code}}).encode()
+        self._send(code, body, headers)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._error(404, f"scripted server answers only /v1/chat/completions, not {self.path}")
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._error(400, "request body is not JSON")
+            return
+        state = self.server.state
+        entry = state.next_entry(body)
+        if entry is None:
+            self._error(400, f"scripted server: script exhausted after {len(state.entries)} responses")
+            return
+        sleep_s = float(entry.get("sleep_s", 0.0)) + state.latency_s
+        fault = entry.get("fault")
+        if fault == "timeout":
+            time.sleep(float(entry.get("sleep_s", 5.0)))
+            self.close_connection = True
+            return
+        if sleep_s > 0:
+            time.sleep(sleep_s)
+        if fault == "429":
+            self._error(429, "scripted rate limit", {"Retry-After": str(entry.get("retry_after", 0))})
+            return
+        if fault == "500":
+            self._error(500, "scripted server error")
+            return
+        content = "" if fault == "empty" else str(entry.get("content", ""))
+        messages = body.get("messages") or []
+        prompt_chars = "".join(str(m.get("content") or "") for m in messages)
+        usage = dict(entry.get("usage") or {})
+        prompt_tokens = int(usage.get("prompt_tokens", _tokens(prompt_chars)))
+        completion_tokens = int(usage.get("completion_tokens", _tokens(content)))
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if max_tokens:
+            completion_tokens = min(completion_tokens, int(max_tokens))
+        with state.lock:
+            n = len(state.requests)
+        payload = {
+            "id": f"chatcmpl-scripted-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        data = json.dumps(payload).encode()
+        if fault == "truncated":
+            cut = data[: len(data) // 2]
+            self._send(200, cut)
+            self.close_connection = True
+            return
+        self._send(200, data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+
+
+class ScriptedServer:
+    """Serve a script on 127.0.0.1 in a background thread. Use as a context manager."""
+
+    def __init__(self, script: str | Path | list | dict, *, port: int = 0, latency_s: float | None = None,
+                 cycle: bool | None = None):
+        entries, options = load_script(script)
+        self._state = _State(
+            entries=entries,
+            latency_s=float(options.get("latency_s", 0.0) if latency_s is None else latency_s),
+            cycle=bool(options.get("cycle", False) if cycle is None else cycle),
+        )
+        self._port = port
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The api_base to configure: http://127.0.0.1:PORT/v1."""
+        if self._httpd is None:
+            raise RuntimeError("scripted server is not started; call start() or use it as a context manager")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        """Every request body received so far, in arrival order."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def served(self) -> int:
+        """How many script entries were consumed."""
+        with self._state.lock:
+            return len(self._state.requests)
+
+    def start(self) -> "ScriptedServer":
+        self._httpd = _Server(("127.0.0.1", self._port), _Handler)
+        self._httpd.state = self._state
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a scripted OpenAI-compatible chat endpoint on 127.0.0.1.")
+    parser.add_argument("script", help="JSON script file (a list of responses and faults)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=None, help="seconds added to every response")
+    parser.add_argument("--cycle", action="store_true", help="restart the script when it runs out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    server = ScriptedServer(args.script, port=args.port, latency_s=args.latency, cycle=args.cycle or None).start()
+    log.info("serving %s at %s (model: openai/<any name>)", args.script, server.url)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
