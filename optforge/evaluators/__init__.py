@@ -1,0 +1,255 @@
+"""Evaluators: score one rule on a suite against tuned AdamW (DESIGN section 5).
+
+`evaluate(EvalRequest) -> EvaluationResult` is what the engine calls (inside a Ray task) and what
+`optforge eval` calls. Every training run goes through the sandboxed job; validation losses are
+computed here, in the trusted process, from the returned snapshots. `baseline_payload(suite)` gives
+the committed AdamW curves of a suite, to ship with requests to nodes that have no cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from optforge.types import EvaluationResult, Status, status_for_reason
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EvalRequest", "evaluate", "baseline_payload"]
+
+_SANDBOX_KEYS = ("timeout_s", "memory_mb", "require", "static_check", "cpu_s", "mode")
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """One evaluation: a rule source at a stage on a suite, with its seeds and sandbox limits.
+
+    seeds: "selection" (the suite's selection seeds), "fresh" (lr picked on the selection seeds,
+    scored on the report seeds) or an explicit tuple (used as selection seeds).
+    baselines: the suite's baseline payload (JSON-able); None uses the committed ones.
+    workers: sandbox calls run at once inside this evaluation (the CLI uses 2; engine slots use 1).
+    """
+
+    source: str
+    stage: str
+    suite: str = "train"
+    seeds: str | tuple[int, ...] = "selection"
+    sandbox: dict = field(default_factory=dict)
+    baselines: dict | None = None
+    tune_wd: bool = False
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str):
+            raise ValueError(f"EvalRequest.source must be a str, got {type(self.source).__name__}")
+        if isinstance(self.seeds, str) and self.seeds not in ("selection", "fresh"):
+            raise ValueError(f"EvalRequest.seeds={self.seeds!r}: use 'selection', 'fresh' or a tuple of ints")
+        if not isinstance(self.seeds, str):
+            object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        unknown = sorted(set(self.sandbox) - set(_SANDBOX_KEYS))
+        if unknown:
+            raise ValueError(f"EvalRequest.sandbox has unknown keys {unknown}; known: {', '.join(_SANDBOX_KEYS)}")
+        if int(self.workers) < 1:
+            raise ValueError(f"EvalRequest.workers={self.workers!r} must be >= 1")
+
+
+def baseline_payload(suite: str) -> dict:
+    """The committed AdamW baseline curves of `suite`, checked against the live suite version."""
+    from optforge.evaluators import baselines
+    from optforge.evaluators.tasks import get_suite
+
+    data = baselines.load(suite)
+    errors, warnings = baselines.check(data, get_suite(suite))
+    if errors:
+        raise baselines.BaselineError("; ".join(errors))
+    for w in warnings:
+        log.warning("%s", w)
+    return baselines.payload_from(data)
+
+
+def _limits(request: EvalRequest, smoke: bool) -> Any:
+    from optforge import sandbox
+
+    cfg = dict(request.sandbox)
+    if "require" in cfg:
+        cfg["require"] = tuple(cfg["require"])
+    cfg.setdefault("timeout_s", 60.0 if smoke else 600.0)
+    return sandbox.Limits(**cfg)
+
+
+def _seeds(request: EvalRequest, suite: Any, smoke: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(selection seeds, fresh seeds to score on; empty = score on the selection seeds)."""
+    if not isinstance(request.seeds, str):
+        return tuple(request.seeds), ()
+    sel = tuple(suite.selection_seeds)
+    if smoke:
+        sel = sel[:1]
+    if request.seeds == "fresh":
+        return sel, tuple(suite.report_seeds)
+    return sel, ()
+
+
+def _failure(request: EvalRequest, suite: Any, status: Status, feedback: str, **artifacts: Any) -> EvaluationResult:
+    return EvaluationResult(
+        status=status,
+        stage=request.stage,
+        suite=getattr(suite, "name", request.suite),
+        suite_version=getattr(suite, "version", ""),
+        feedback=feedback,
+        artifacts={k: v for k, v in artifacts.items() if v is not None},
+    )
+
+
+def evaluate(request: EvalRequest) -> EvaluationResult:
+    """Score `request.source`. What the rule does becomes a status, never an exception here.
+
+    Raises only for a caller error: unknown suite, or baselines missing / built for another version.
+    """
+    from optforge import sandbox
+    from optforge.evaluators import feedback as fb
+    from optforge.evaluators.baselines import adamw_curves
+    from optforge.evaluators.protocol import ProtocolConfig, TaskInfo, multiplier, tune
+    from optforge.evaluators.scoring import aggregate, failed_task, mean_curve, running_min, task_score
+    from optforge.evaluators.tasks import get_suite
+    from optforge.evaluators.train import eval_points
+    from optforge.evaluators.validate import BatchFailure, SandboxExecutor
+    from optforge.rule import check_rule, literal_constants
+
+    t0, cpu0 = time.time(), time.process_time()
+    if request.tune_wd:
+        # the committed baselines carry no weight-decay grid, so tuning wd for the candidate alone
+        # would be unfair to AdamW; every rule keeps its own WD constant (recorded in artifacts)
+        log.warning("tune_wd=True is not implemented: weight decay stays at each rule's own constant")
+    suite = get_suite(request.suite)
+    smoke = suite.name == "smoke"
+    payload = request.baselines if request.baselines is not None else baseline_payload(request.suite)
+    if payload.get("suite_version") != suite.version:
+        from optforge.evaluators.baselines import BaselineError
+
+        raise BaselineError(
+            f"the baselines sent are for suite '{suite.name}' version {payload.get('suite_version')!r}, "
+            f"the suite is version {suite.version!r}; rebuild them with `optforge baselines --suite {suite.name} --rebuild`"
+        )
+    limits = _limits(request, smoke)
+    problems = check_rule(request.source)
+    if problems:
+        text = "; ".join(str(p) for p in problems)
+        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
+    lr0 = literal_constants(request.source).get("LR")
+    if isinstance(lr0, bool) or not isinstance(lr0, (int, float)) or not math.isfinite(lr0) or lr0 <= 0:
+        text = f"LR must be a literal positive number like 'LR = 1e-3', got {lr0!r}"
+        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
+
+    sel, fresh = _seeds(request, suite, smoke)
+    config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
+    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    ex = SandboxExecutor(
+        request.source,
+        request.suite,
+        {t.name: t for t in suite.tasks},
+        limits,
+        sandbox.RULE_POLICY,
+        workers=int(request.workers),
+        cost_per_step={k: float(v.get("cost_per_step", 1.0)) for k, v in payload["tasks"].items()},
+        fingerprint_next=smoke or request.stage == "smoke",
+    )
+    try:
+        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh)
+    except BatchFailure as e:
+        res = e.result
+        status = status_for_reason(e.reason)
+        exc = getattr(res, "exception", None) or (str(e) if e.reason == "bad_output" else None)
+        return _failure(
+            request, suite, status,
+            fb.failure_text(status.value, e.reason, exc, getattr(res, "stderr_tail", "")),
+            exception=exc,
+            stdout_tail=getattr(res, "stdout_tail", None),
+            stderr_tail=getattr(res, "stderr_tail", None),
+            sandbox={"reason": e.reason, "layers": dict(getattr(res, "layers", None) or {})},
+        )
+
+    scored_seeds = fresh or sel
+    task_rows, curves_art, scores = {}, {}, {}
+    step_ratios, state_bpp = [], []
+    for t in infos:
+        tt = tunings[t.name]
+        curves, used = adamw_curves(payload, t.name, scored_seeds)
+        runs = tt.reported
+        div = tt.all_diverged or any(r.diverged for r in runs)
+        steps = list(runs[0].spec.eval_steps) if runs else []
+        val = mean_curve([r.val for r in runs]) if runs and not div else []
+        s = failed_task("diverged", curves, t.steps) if div else task_score(steps, val, curves, t.steps)
+        flags = list(s.flags)
+        if tt.at_edge:
+            flags.append(f"lr_edge_{tt.at_edge}")
+        if list(used) != list(scored_seeds):
+            flags.append("baseline_seeds_differ")
+        scores[t.name] = s
+        best_adamw = min(curves, key=lambda c: min(c.val), default=None) if curves else None
+        at_t = [c for c in curves if c.horizon == t.steps]
+        best_t = min(at_t, key=lambda c: min(c.val)) if at_t else best_adamw
+        task_rows[t.name] = {
+            "score": s.score,
+            "lr": lr0 * multiplier(tt.chosen) if tt.chosen is not None else None,
+            "lr_mult": multiplier(tt.chosen) if tt.chosen is not None else None,
+            "best_val": s.best_val if math.isfinite(s.best_val) else None,
+            "adamw_val": s.adamw_val if math.isfinite(s.adamw_val) else None,
+            "speedup": s.speedup,
+            "steps_needed": s.steps_needed,
+            "adamw_steps": s.adamw_steps,
+            "family": t.family,
+            "flags": flags,
+            "tried": {f"{multiplier(h):.4g}": (v if math.isfinite(v) else None) for h, v in sorted(tt.screen.items())},
+        }
+        curves_art[t.name] = {
+            "steps": steps,
+            "val": [v if math.isfinite(v) else None for v in (running_min(val) if val else [])],
+            "adamw_val": list(running_min(best_t.val)) if best_t else [],
+            "train_loss": [
+                sum(x) / len(x) for x in zip(*[r.train_loss for r in runs])
+            ] if runs and not div and all(len(r.train_loss) == len(steps) for r in runs) else [],
+        }
+        ok_runs = [r for r in runs if not r.diverged and r.n_params]
+        base = payload["tasks"][t.name]["adamw"]
+        if ok_runs and base.get("step_seconds"):
+            step_ratios.append(sum(r.step_seconds for r in ok_runs) / len(ok_runs) / base["step_seconds"])
+        if ok_runs:
+            state_bpp.append(max(r.state_bytes for r in ok_runs) / ok_runs[0].n_params)
+
+    agg = aggregate({k: v.score for k, v in scores.items()})
+    all_div = [tunings[t.name].all_diverged or "diverged" in scores[t.name].flags for t in infos]
+    status = Status.DIVERGED if (any(all_div) if smoke else all(all_div)) else Status.OK
+    step_ratio = math.exp(sum(math.log(x) for x in step_ratios) / len(step_ratios)) if step_ratios else None
+    metrics = {
+        **agg,
+        "tasks": task_rows,
+        "step_time_ratio": step_ratio,
+        "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
+        "cpu_seconds": round(ex.cpu_s + (time.process_time() - cpu0), 3),
+        "wall_seconds": round(time.time() - t0, 3),
+        "sandbox_calls": ex.calls,
+    }
+    artifacts: dict[str, Any] = {
+        "curves": curves_art,
+        "stdout_tail": ex.stdout_tail,
+        "stderr_tail": ex.stderr_tail,
+        "exception": None,
+        "sandbox": {"reason": "ok", "layers": ex.layers},
+        "baseline_torch": payload.get("torch"),
+        "wd_tuned": False,
+    }
+    if ex.fingerprint:
+        artifacts["fingerprint"] = ex.fingerprint
+    return EvaluationResult(
+        status=status,
+        stage=request.stage,
+        suite=suite.name,
+        suite_version=suite.version,
+        seeds=scored_seeds,
+        metrics=metrics,
+        artifacts=artifacts,
+        feedback=fb.result_text(tunings, scores, agg, step_ratio, status.value),
+    )

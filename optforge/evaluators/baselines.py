@@ -1,0 +1,273 @@
+"""Tuned baselines: AdamW curves to 4T (what every score is measured against) and the references.
+
+Computed once per suite version through the same protocol and sandboxed job as any candidate, and
+committed for the shipped suites as `optforge/evaluators/baselines/<suite>.json`, keyed by suite
+version and torch major.minor, so a fresh install pays nothing and a remote Ray node needs no cache
+(the AdamW part travels with each request, `baseline_payload`). Other suites (dotted paths) are
+cached under $OPTFORGE_CACHE (default ~/.cache/optforge).
+
+- AdamW: 7-point half-decade grid 1e-4..1e-1, every seed (selection and report), horizon T; then
+  horizons 2T and 4T on 3 points around the previous horizon's best. Each grid extends at an edge
+  (at most twice), as for candidates.
+- SGD-momentum, Lion, Muon: 5 points around their LR (+ up to 2 extensions), every seed, horizon T:
+  at least as many lr trials and seeds as a candidate gets (tuning parity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, TaskInfo, TaskTuning, tune
+from optforge.evaluators.scoring import BaselineCurve, aggregate, mean_curve, task_score
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+REFERENCES = ("adamw", "sgd", "lion", "muon")
+ADAMW_GRID = tuple(range(-2, 5))  # around LR=1e-3: 1e-4, 3.2e-4, ..., 1e-1
+REFERENCE_GRID = (-2, -1, 0, 1, 2)
+HORIZONS = (2, 4)
+COMMITTED_DIR = Path(__file__).parent / "baselines"
+
+
+class BaselineError(RuntimeError):
+    """Baselines are missing or do not match the suite; the message says how to rebuild them."""
+
+
+def torch_version() -> str:
+    """torch major.minor: baselines are keyed by it (kernels change numbers across releases)."""
+    return ".".join(torch.__version__.split("+")[0].split(".")[:2])
+
+
+def baseline_path(suite: str) -> Path:
+    """Where the baselines of `suite` live: committed for shipped names, the user cache otherwise."""
+    if re.fullmatch(r"[A-Za-z0-9_]+", suite):
+        return COMMITTED_DIR / f"{suite}.json"
+    cache = Path(os.environ.get("OPTFORGE_CACHE") or Path.home() / ".cache" / "optforge")
+    return cache / "baselines" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", suite) + ".json")
+
+
+def load(suite: str) -> dict:
+    """The stored baselines of `suite` (no checks; see `check`)."""
+    path = baseline_path(suite)
+    if not path.exists():
+        raise BaselineError(
+            f"no baselines for suite '{suite}' (looked for {path}); build them with "
+            f"`optforge baselines --suite {suite} --rebuild`"
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save(data: Mapping[str, Any], path: Path) -> None:
+    """Write atomically (temp file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of stored baselines against a live Suite and this torch."""
+    errors, warnings = [], []
+    if data.get("format") != FORMAT:
+        errors.append(f"baseline format {data.get('format')!r}, this optforge reads {FORMAT}")
+    if data.get("suite_version") != suite.version:
+        errors.append(
+            f"baselines were built for suite '{suite.name}' version {data.get('suite_version')!r}, "
+            f"the suite is now version {suite.version!r}; rebuild: `optforge baselines --suite {suite.name} --rebuild`"
+        )
+    missing = sorted(set(suite.task_names) - set(data.get("tasks", {})))
+    if missing:
+        errors.append(f"baselines lack tasks {missing}; rebuild: `optforge baselines --suite {suite.name} --rebuild`")
+    if data.get("torch") != torch_version():
+        warnings.append(
+            f"baselines were measured with torch {data.get('torch')}, this is torch {torch_version()}; "
+            "scores may shift slightly (rebuild to be exact)"
+        )
+    return errors, warnings
+
+
+def payload_from(data: Mapping[str, Any]) -> dict:
+    """The part of stored baselines that scoring needs: AdamW's curves, step time and costs."""
+    tasks = {}
+    for name, t in data["tasks"].items():
+        a = t["adamw"]
+        tasks[name] = {
+            "T": t["T"],
+            "family": t.get("family", ""),
+            "cost_per_step": t.get("cost_per_step", 1.0),
+            "adamw": {k: a[k] for k in ("runs", "step_seconds", "state_bytes_per_param", "chosen") if k in a},
+        }
+    keys = ("format", "suite", "suite_version", "torch", "seeds")
+    return {**{k: data.get(k) for k in keys}, "tasks": tasks}
+
+
+def adamw_curves(payload: Mapping[str, Any], task: str, seeds: Sequence[int]) -> tuple[list[BaselineCurve], list[int]]:
+    """AdamW's mean curves on `task` over `seeds` (those the baseline has; all if none overlap).
+
+    Returns the curves (one per lr and horizon that did not diverge on those seeds) and the seeds used.
+    """
+    runs = payload["tasks"][task]["adamw"]["runs"]
+    have = {int(s) for r in runs for s in r["val"]}
+    use = [s for s in seeds if s in have] or sorted(have)
+    curves = []
+    for r in runs:
+        vals = [r["val"].get(str(s)) for s in use]
+        if any(v is None or r["diverged"].get(str(s)) for v, s in zip(vals, use)):
+            continue
+        curves.append(BaselineCurve(float(r["lr"]), int(r["horizon"]), tuple(r["steps"]), tuple(mean_curve(vals))))
+    return curves, use
+
+
+def _runs_record(tt: TaskTuning) -> list[dict]:
+    out = []
+    for h in sorted(tt.full):
+        runs: list[RunOutcome] = tt.full[h]
+        first = runs[0]
+        out.append(
+            {
+                "h": h,
+                "lr": first.spec.lr,
+                "horizon": tt.horizon,
+                "steps": list(first.spec.eval_steps),
+                "val": {str(r.spec.seed): [v if math.isfinite(v) else None for v in r.val] for r in runs},
+                "diverged": {str(r.spec.seed): r.diverged for r in runs},
+            }
+        )
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def build(
+    suite_name: str,
+    *,
+    workers: int = 2,
+    references: Sequence[str] = REFERENCES,
+    limits: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Measure the baselines of a suite from scratch (real CPU: minutes for `train`)."""
+    from optforge import sandbox, seeds
+    from optforge.evaluators.tasks import get_suite
+    from optforge.evaluators.train import eval_points
+    from optforge.evaluators.validate import SandboxExecutor
+
+    if "adamw" not in references:
+        raise ValueError("references must include 'adamw': every score is measured against it")
+    suite = get_suite(suite_name)
+    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    all_seeds = tuple(dict.fromkeys(tuple(suite.selection_seeds) + tuple(suite.report_seeds)))
+    limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
+    tasks = {t.name: t for t in suite.tasks}
+    n = len(infos) * len(all_seeds)
+    planned = n * (len(ADAMW_GRID) + 3 * len(HORIZONS) + len(REFERENCE_GRID) * (len(references) - 1))
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress(done[0], max(planned, done[0]))
+
+    t0 = time.time()
+    cpu = 0.0
+    result: dict[str, Any] = {
+        "format": FORMAT,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "torch": torch_version(),
+        "seeds": list(all_seeds),
+        "selection_seeds": list(suite.selection_seeds),
+        "report_seeds": list(suite.report_seeds),
+        "tasks": {t.name: {"T": t.steps, "family": t.family, "references": {}} for t in infos},
+    }
+    for ref in references:
+        source = seeds.source(ref)
+        lr0 = seeds.load(ref).lr
+        ex = SandboxExecutor(
+            source, suite_name, tasks, limits, sandbox.RULE_POLICY, workers=workers, max_runs_per_call=len(all_seeds),
+            progress=tick, name=ref,
+        )
+        if ref == "adamw":
+            tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False))]
+            for factor in HORIZONS:
+                grids = {k: (tt.chosen - 1, tt.chosen, tt.chosen + 1) for k, tt in tunings[-1].items()}
+                cfg = ProtocolConfig(grid=(0,), halving=False, horizon_factor=factor)
+                tunings.append(tune(infos, lr0, all_seeds, ex, eval_points, cfg, grids=grids))
+            for t in infos:
+                runs = [r for tn in tunings for h in tn[t.name].full for r in tn[t.name].full[h]]
+                base = tunings[0][t.name]
+                n_params = max(r.n_params for r in runs) or 1
+                rec = result["tasks"][t.name]
+                rec["adamw"] = {
+                    "runs": [x for tn in tunings for x in _runs_record(tn[t.name])],
+                    "chosen": {str(tn[t.name].horizon): tn[t.name].chosen for tn in tunings},
+                    "step_seconds": _mean([r.step_seconds for r in base.full[base.chosen]]),
+                    "state_bytes_per_param": max(r.state_bytes for r in runs) / n_params,
+                }
+                rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
+        else:
+            tn = tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=REFERENCE_GRID, halving=False))
+            for t in infos:
+                result["tasks"][t.name]["references"][ref] = {"lr0": lr0, "runs": _runs_record(tn[t.name])}
+        cpu += ex.cpu_s
+    result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
+    result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["table"] = reference_table(result)
+    return result
+
+
+def _ref_runs(data: Mapping[str, Any], task: str, ref: str) -> list[dict]:
+    t = data["tasks"][task]
+    if ref == "adamw":
+        return [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"])]
+    return t["references"].get(ref, {}).get("runs", [])
+
+
+def reference_table(data: Mapping[str, Any]) -> dict[str, dict]:
+    """Each reference scored like a candidate: lr picked on the selection seeds, scored on the report seeds.
+
+    {ref: {"tasks": {task: {"score", "lr", "best_val"}}, **aggregate}}.
+    """
+    sel = [str(s) for s in data["selection_seeds"]]
+    rep = [int(s) for s in data["report_seeds"]]
+    refs = ["adamw"] + sorted({r for t in data["tasks"].values() for r in t.get("references", {})})
+    table: dict[str, dict] = {}
+    for ref in refs:
+        scores, rows = {}, {}
+        for name, t in data["tasks"].items():
+            runs = _ref_runs(data, name, ref)
+            if not runs:
+                continue
+            curves, _ = adamw_curves(payload_from(data), name, rep)
+
+            def sel_best(r: dict) -> float:
+                vals = [r["val"][s] for s in sel]
+                if any(r["diverged"][s] for s in sel):
+                    return math.inf
+                return min(mean_curve(vals))
+
+            best = min(runs, key=sel_best)
+            div = any(best["diverged"][str(s)] for s in rep)
+            val = mean_curve([[math.inf if v is None else v for v in best["val"][str(s)]] for s in rep]) if not div else []
+            ts = task_score(best["steps"], val, curves, int(t["T"]), diverged=div or not math.isfinite(sel_best(best)))
+            scores[name] = ts.score
+            rows[name] = {"score": round(ts.score, 4), "lr": best["lr"], "best_val": ts.best_val, "flags": list(ts.flags)}
+        table[ref] = {"tasks": rows, **aggregate(scores)}
+    return table

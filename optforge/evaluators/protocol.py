@@ -1,0 +1,280 @@
+"""The lr protocol every rule goes through, baselines included (reference C.4, DESIGN section 5).
+
+- The only tuned hyperparameter is a multiplier on the rule's `LR`, on a half-decade grid: index `h`
+  means `LR * 10**(h/2)`. The default grid is h in {-1, 0, 1}; a best value on an edge extends the
+  grid one step that way, at most `max_extensions` times (all-diverged extends downwards).
+- Common random numbers: a run is fully determined by (task, seed); every rule sees the same init
+  and data order for a seed.
+- Successive halving: every multiplier trains ~1/3 of T (a prefix of the full-T schedule) on the first
+  seed; the best `keep` then train the full T on every seed; the best mean curve wins.
+- Fresh seeds: the multiplier is picked on the selection seeds, then re-run on fresh seeds, which
+  alone are scored (so picking among noisy trials cannot inflate the score).
+- Divergence stops a run at once (inside the training loop); a diverged run ranks last.
+
+`tune` holds the logic and takes an `execute(specs) -> outcomes` callable, so the same code drives
+sandboxed candidates and baseline builds. Each phase is one `execute` call over all tasks, so a
+candidate needs few sandbox round trips.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from optforge.evaluators.scoring import mean_curve, running_min
+
+log = logging.getLogger(__name__)
+
+
+def multiplier(h: int) -> float:
+    """The lr multiplier of half-decade grid index `h`."""
+    return 10.0 ** (h / 2.0)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a task at one lr and seed, `steps` long out of a `horizon`-step schedule."""
+
+    task: str
+    h: int
+    lr: float
+    seed: int
+    steps: int
+    horizon: int
+    eval_steps: tuple[int, ...]
+    weight_decay: float = 0.0
+
+    def to_payload(self) -> dict:
+        return {
+            "task": self.task,
+            "lr": self.lr,
+            "seed": self.seed,
+            "steps": self.steps,
+            "horizon": self.horizon,
+            "eval_steps": list(self.eval_steps),
+            "weight_decay": self.weight_decay,
+        }
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced, after trusted validation."""
+
+    spec: RunSpec
+    steps: list[int]  # eval steps reached (a prefix of spec.eval_steps if the run diverged)
+    val: list[float]  # trusted validation loss at each reached step
+    train_loss: list[float]  # reported by the candidate's process: informative only
+    diverged_at: int | None
+    step_seconds: float = 0.0
+    state_bytes: int = 0
+    n_params: int = 0
+    run_seconds: float = 0.0  # wall time of the whole run inside the job (cost weights only)
+
+    @property
+    def diverged(self) -> bool:
+        return (
+            self.diverged_at is not None
+            or len(self.steps) < len(self.spec.eval_steps)
+            or any(not math.isfinite(v) for v in self.val)
+        )
+
+    def best(self) -> float:
+        return math.inf if self.diverged or not self.val else min(running_min(self.val))
+
+
+Execute = Callable[[list[RunSpec]], list[RunOutcome]]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the protocol needs to know about a task (no model, no data)."""
+
+    name: str
+    family: str
+    steps: int
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How hard to tune. The defaults are the candidate protocol; baselines widen the grid."""
+
+    grid: tuple[int, ...] = (-1, 0, 1)  # half-decade indices around LR
+    max_extensions: int = 2  # edge extensions of the grid, in total
+    halving: bool = True  # screen on ~1/3 T and one seed before the full runs
+    screen_fraction: float = 1.0 / 3.0
+    keep: int = 2  # multipliers promoted from the screen to the full runs
+    horizon_factor: int = 1  # the full runs last horizon_factor * T (baselines run to 4T)
+
+    def __post_init__(self) -> None:
+        if not self.grid or len(set(self.grid)) != len(self.grid):
+            raise ValueError(f"grid={self.grid!r} must be a non-empty tuple of distinct ints")
+        if self.max_extensions < 0:
+            raise ValueError(f"max_extensions={self.max_extensions!r} must be >= 0")
+        if not 0.0 < self.screen_fraction <= 1.0:
+            raise ValueError(f"screen_fraction={self.screen_fraction!r} must be in (0, 1]")
+        if self.keep < 1:
+            raise ValueError(f"keep={self.keep!r} must be >= 1")
+        if self.horizon_factor < 1:
+            raise ValueError(f"horizon_factor={self.horizon_factor!r} must be >= 1")
+
+
+@dataclass
+class TaskTuning:
+    """The protocol's record for one task: what was tried and what was picked."""
+
+    task: TaskInfo
+    horizon: int
+    screen: dict[int, float] = field(default_factory=dict)  # h -> best val (inf: diverged)
+    screen_runs: dict[int, RunOutcome] = field(default_factory=dict)
+    full: dict[int, list[RunOutcome]] = field(default_factory=dict)  # h -> one run per selection seed
+    chosen: int | None = None
+    reported: list[RunOutcome] = field(default_factory=list)  # the scored runs (fresh seeds or full[chosen])
+    extensions: int = 0
+
+    @property
+    def at_edge(self) -> str | None:
+        """'low'/'high' if the chosen multiplier is still on the edge of the (extended) grid."""
+        tried = sorted(set(self.screen) | set(self.full))
+        if self.chosen is None or len(tried) < 2:
+            return None
+        if self.chosen == tried[0]:
+            return "low"
+        if self.chosen == tried[-1]:
+            return "high"
+        return None
+
+    @property
+    def all_diverged(self) -> bool:
+        return not self.reported or all(r.diverged for r in self.reported)
+
+
+def next_extension(scores: Mapping[int, float], base: Sequence[int], max_extensions: int) -> int | None:
+    """The grid index to add so the best becomes interior, or None (best interior, or bound reached).
+
+    Every multiplier diverging (all inf) extends towards smaller lrs.
+    """
+    if not scores:
+        return None
+    lo, hi = min(base) - max_extensions, max(base) + max_extensions
+    tried = sorted(scores)
+    finite = {h: v for h, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        cand = tried[0] - 1
+    else:
+        best = min(finite, key=lambda h: (finite[h], h))
+        if best == tried[0]:
+            cand = best - 1
+        elif best == tried[-1]:
+            cand = best + 1
+        else:
+            return None
+    return cand if lo <= cand <= hi and cand not in scores else None
+
+
+def _mean_best(runs: Sequence[RunOutcome]) -> float:
+    if not runs or any(r.diverged for r in runs):
+        return math.inf
+    return min(running_min(mean_curve([r.val for r in runs])))
+
+
+def _spec(t: TaskInfo, h: int, lr0: float, seed: int, steps: int, horizon: int, points: Callable) -> RunSpec:
+    eval_steps = [s for s in points(horizon) if s <= steps]
+    if not eval_steps or eval_steps[-1] != steps:
+        eval_steps.append(steps)
+    return RunSpec(t.name, h, lr0 * multiplier(h), seed, steps, horizon, tuple(eval_steps))
+
+
+def tune(
+    tasks: Sequence[TaskInfo],
+    lr0: float,
+    seeds: Sequence[int],
+    execute: Execute,
+    eval_points: Callable[[int], list[int]],
+    config: ProtocolConfig = ProtocolConfig(),
+    *,
+    fresh_seeds: Sequence[int] = (),
+    grids: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, TaskTuning]:
+    """Run the protocol for every task; `grids` overrides the starting grid per task.
+
+    Returns per task the tried multipliers, the full-length runs and the chosen multiplier; the
+    scored runs are the full runs at the chosen multiplier, or re-runs on `fresh_seeds` if given.
+    """
+    if not seeds:
+        raise ValueError("tune needs at least one selection seed")
+    out = {t.name: TaskTuning(t, t.steps * config.horizon_factor) for t in tasks}
+    base = {t.name: tuple(grids[t.name]) if grids and t.name in grids else config.grid for t in tasks}
+
+    def phase(specs: list[RunSpec]) -> list[RunOutcome]:
+        if not specs:
+            return []
+        results = execute(specs)
+        if len(results) != len(specs):
+            raise RuntimeError(f"execute returned {len(results)} outcomes for {len(specs)} runs")
+        return results
+
+    def screen_or_full(hs: Mapping[str, Sequence[int]]) -> None:
+        specs = []
+        for t in tasks:
+            tt = out[t.name]
+            for h in hs.get(t.name, ()):
+                if config.halving:
+                    n = max(1, round(tt.horizon * config.screen_fraction))
+                    specs.append(_spec(t, h, lr0, seeds[0], n, tt.horizon, eval_points))
+                else:
+                    specs += [_spec(t, h, lr0, s, tt.horizon, tt.horizon, eval_points) for s in seeds]
+        by_task: dict[tuple[str, int], list[RunOutcome]] = {}
+        for r in phase(specs):
+            by_task.setdefault((r.spec.task, r.spec.h), []).append(r)
+        for (name, h), runs in by_task.items():
+            tt = out[name]
+            if config.halving:
+                tt.screen_runs[h] = runs[0]
+                tt.screen[h] = runs[0].best()
+            else:
+                tt.full[h] = runs
+                tt.screen[h] = _mean_best(runs)
+
+    screen_or_full({t.name: base[t.name] for t in tasks})
+    for _ in range(config.max_extensions):
+        todo = {}
+        for t in tasks:
+            h = next_extension(out[t.name].screen, base[t.name], config.max_extensions)
+            if h is not None:
+                todo[t.name] = [h]
+                out[t.name].extensions += 1
+        if not todo:
+            break
+        screen_or_full(todo)
+
+    if config.halving:
+        specs = []
+        for t in tasks:
+            tt = out[t.name]
+            ranked = sorted(tt.screen, key=lambda h: (tt.screen[h], h))
+            keep = [h for h in ranked[: config.keep] if math.isfinite(tt.screen[h])] or ranked[:1]
+            specs += [_spec(t, h, lr0, s, tt.horizon, tt.horizon, eval_points) for h in keep for s in seeds]
+        for r in phase(specs):
+            out[r.spec.task].full.setdefault(r.spec.h, []).append(r)
+
+    for tt in out.values():
+        ranked = sorted(tt.full, key=lambda h: (_mean_best(tt.full[h]), h))
+        tt.chosen = ranked[0] if ranked else None
+        tt.reported = list(tt.full.get(tt.chosen, [])) if tt.chosen is not None else []
+
+    if fresh_seeds:
+        specs = []
+        for t in tasks:
+            tt = out[t.name]
+            if tt.chosen is not None:
+                specs += [_spec(t, tt.chosen, lr0, s, tt.horizon, tt.horizon, eval_points) for s in fresh_seeds]
+        fresh: dict[str, list[RunOutcome]] = {}
+        for r in phase(specs):
+            fresh.setdefault(r.spec.task, []).append(r)
+        for name, runs in fresh.items():
+            out[name].reported = runs
+    for tt in out.values():
+        log.debug("task %s: tried %s, chose h=%s", tt.task.name, tt.screen, tt.chosen)
+    return out

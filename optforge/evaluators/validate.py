@@ -1,0 +1,191 @@
+"""The trusted side of a training job: run it in the sandbox, rebuild its snapshots, validate them.
+
+The candidate's process returns parameter snapshots as raw float32 buffers with names and shapes in
+JSON. Here, in the trusted process, each snapshot goes through `validation_curve`, which rebuilds the
+task with validation data and the same seed, so the score never rests on a number the candidate's
+process reports about itself. A malformed snapshot (wrong names, shapes or steps) is a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from optforge.evaluators.protocol import RunOutcome, RunSpec
+
+log = logging.getLogger(__name__)
+
+JOB = "optforge.evaluators.job:run_job"
+
+
+class BatchFailure(Exception):
+    """A sandbox call ended without a usable result; `result` is the SandboxResult (or None)."""
+
+    def __init__(self, message: str, result: Any = None, reason: str | None = None):
+        super().__init__(message)
+        self.result = result
+        self.reason = reason or getattr(result, "reason", None) or "bad_output"
+
+
+def snapshots_from(run: Mapping[str, Any], buffers: Mapping[str, np.ndarray]) -> dict[int, dict[str, torch.Tensor]]:
+    """Rebuild {step: {param name: tensor}} from one run's JSON record and its raw buffer."""
+    steps = [int(s) for s in run.get("steps", ())]
+    if not steps:
+        return {}
+    names, shapes = list(run["names"]), [tuple(int(d) for d in s) for s in run["shapes"]]
+    if len(names) != len(shapes):
+        raise ValueError("snapshot names and shapes differ in length")
+    arr = buffers.get(run.get("buffer") or "")
+    sizes = [math.prod(s) for s in shapes]
+    if arr is None or arr.dtype != np.float32 or arr.shape != (len(steps), sum(sizes)):
+        got = None if arr is None else (arr.dtype, arr.shape)
+        raise ValueError(f"snapshot buffer has the wrong layout: got {got}, want float32 {(len(steps), sum(sizes))}")
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for row, step in zip(np.array(arr, copy=True), steps):
+        flat = torch.from_numpy(row)
+        parts = torch.split(flat, sizes) if sizes else []
+        out[step] = {n: part.reshape(s).clone() for n, part, s in zip(names, parts, shapes)}
+    return out
+
+
+def validate_run(spec: RunSpec, run: Mapping[str, Any], buffers: Mapping[str, np.ndarray], task: Any) -> RunOutcome:
+    """Trusted validation losses for one run, checked against what was asked for."""
+    from optforge.evaluators.train import validation_curve
+
+    steps = [int(s) for s in run.get("steps", ())]
+    if steps != list(spec.eval_steps[: len(steps)]):
+        raise ValueError(f"run returned snapshots at steps {steps}, expected a prefix of {list(spec.eval_steps)}")
+    snaps = snapshots_from(run, buffers)
+    curve = validation_curve(task, spec.seed, snaps) if snaps else {}
+    val = [float(curve[s]) for s in steps]
+    val = [v if math.isfinite(v) else math.inf for v in val]
+    div = run.get("diverged_at")
+    return RunOutcome(
+        spec=spec,
+        steps=steps,
+        val=val,
+        train_loss=[math.nan if x is None else float(x) for x in run.get("train_loss", ())],
+        diverged_at=None if div is None else int(div),
+        step_seconds=float(run.get("step_seconds", 0.0)),
+        state_bytes=int(run.get("state_bytes", 0)),
+        n_params=int(run.get("n_params", 0)),
+        run_seconds=float(run.get("run_seconds", 0.0)),
+    )
+
+
+def _split(specs: Sequence[RunSpec], n_chunks: int, weight: Callable[[RunSpec], float]) -> list[list[int]]:
+    """Indices of `specs` in `n_chunks` groups of similar cost (greedy, largest first)."""
+    chunks: list[list[int]] = [[] for _ in range(max(1, n_chunks))]
+    load = [0.0] * len(chunks)
+    for i in sorted(range(len(specs)), key=lambda i: (-weight(specs[i]), i)):
+        k = load.index(min(load))
+        chunks[k].append(i)
+        load[k] += weight(specs[i])
+    return [sorted(c) for c in chunks if c]
+
+
+@dataclass
+class SandboxExecutor:
+    """Runs RunSpecs through the sandbox job (`workers` calls at once) and validates the results.
+
+    Accumulates what the calls cost and the last output tails. `max_runs_per_call` splits work into
+    more, smaller calls (baseline builds, so a progress bar moves); the default is one call per worker.
+    """
+
+    source: str
+    suite: str
+    tasks: Mapping[str, Any]  # trusted Task objects by name, for validation
+    limits: Any
+    policy: Any
+    workers: int = 1
+    max_runs_per_call: int | None = None
+    cost_per_step: Mapping[str, float] = field(default_factory=dict)
+    fingerprint_next: bool = False
+    progress: Callable[[int], None] | None = None
+    name: str = "candidate"
+    # accumulated
+    calls: int = 0
+    cpu_s: float = 0.0
+    call_wall_s: float = 0.0
+    fingerprint: str | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    layers: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _weight(self, spec: RunSpec) -> float:
+        return spec.steps * float(self.cost_per_step.get(spec.task, 1.0))
+
+    def __call__(self, specs: list[RunSpec]) -> list[RunOutcome]:
+        if self.max_runs_per_call:
+            n = max(self.workers, math.ceil(len(specs) / self.max_runs_per_call))
+        else:
+            n = self.workers
+        groups = _split(specs, n, self._weight)
+        want_fp, self.fingerprint_next = self.fingerprint_next, False
+        results: list[RunOutcome | None] = [None] * len(specs)
+
+        def one(k: int, idx: list[int]) -> None:
+            outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0)
+            for i, o in zip(idx, outs):
+                results[i] = o
+
+        if len(groups) == 1 or self.workers == 1:
+            for k, idx in enumerate(groups):
+                one(k, idx)
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                futures = [pool.submit(one, k, idx) for k, idx in enumerate(groups)]
+                errors = []
+                for f in futures:
+                    try:
+                        f.result()
+                    except BaseException as e:  # noqa: BLE001 - re-raised below, first one wins
+                        errors.append(e)
+                if errors:
+                    raise errors[0]
+        return [r for r in results if r is not None]
+
+    def _call(self, specs: list[RunSpec], fingerprint: bool) -> list[RunOutcome]:
+        from optforge import sandbox
+
+        payload = {
+            "suite": self.suite,
+            "name": self.name,
+            "runs": [s.to_payload() for s in specs],
+            "fingerprint": fingerprint,
+        }
+        t0 = time.perf_counter()
+        res = sandbox.run(self.source, JOB, payload, self.policy, self.limits)
+        with self._lock:
+            self.calls += 1
+            self.cpu_s += float(res.cpu_s or 0.0)
+            self.call_wall_s += time.perf_counter() - t0
+            self.stdout_tail = res.stdout_tail or self.stdout_tail
+            self.stderr_tail = res.stderr_tail or self.stderr_tail
+            self.layers = dict(res.layers or {})
+        if str(getattr(res.status, "value", res.status)) != "ok":
+            raise BatchFailure(f"sandbox call ended with {res.reason}", res)
+        value = res.value or {}
+        runs = value.get("runs")
+        if not isinstance(runs, list) or len(runs) != len(specs):
+            raise BatchFailure(f"the job returned {type(runs).__name__} for {len(specs)} runs", res, "bad_output")
+        outs = []
+        try:
+            for spec, run in zip(specs, runs):
+                outs.append(validate_run(spec, run, res.buffers or {}, self.tasks[spec.task]))
+        except (ValueError, KeyError, RuntimeError, TypeError) as e:
+            raise BatchFailure(f"the job returned a malformed snapshot: {e}", res, "bad_output") from e
+        if fingerprint and isinstance(value.get("fingerprint"), str):
+            self.fingerprint = value["fingerprint"][:64]
+        if self.progress:
+            self.progress(len(specs))
+        return outs
