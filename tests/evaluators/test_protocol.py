@@ -44,7 +44,7 @@ def test_next_extension():
     assert next_extension({-1: math.inf, 0: math.inf, 1: math.inf}, (-1, 0, 1), 2) == -2  # all diverged
 
 
-@pytest.mark.parametrize("true_h,chosen,extensions", [(0, 0, 0), (2, 2, 1), (-2, -2, 1), (5, 3, 2)])
+@pytest.mark.parametrize("true_h,chosen,extensions", [(0, 0, 0), (1, 1, 1), (2, 2, 2), (-2, -2, 2), (5, 3, 2)])
 def test_grid_extends_until_best_is_interior(true_h, chosen, extensions):
     lr0 = 1e-3
     log = []
