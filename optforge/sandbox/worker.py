@@ -1,0 +1,289 @@
+"""The two processes on the untrusted side of a job.
+
+`supervise` (trusted: only our code runs in it) unshares namespaces, forks the job process, drains its
+stdout/stderr into bounded tails, enforces the wall-clock limit and reports how the job ended.
+`_execute` (the job process) applies every remaining layer, then imports the trusted job function and
+calls it on the untrusted source; whatever happens, it leaves `result.json` or dies trying.
+
+Run as `python -m optforge.sandbox.worker` it is the cold-spawn entry: one request on stdin, JSON
+lines on stdout. The warm template (optforge.sandbox.template) calls `supervise` after its fork.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import linecache
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from typing import Any, BinaryIO
+
+from optforge.sandbox import layers as L
+from optforge.sandbox.protocol import send, write_error, write_result
+
+_NS_FLAGS = L.CLONE_NEWPID | L.CLONE_NEWNET | L.CLONE_NEWNS
+_MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
+
+
+def supervise(req: dict[str, Any], out: BinaryIO) -> None:
+    """Run one job request to its end and send {"event": "started"} and {"event": "done"} to `out`."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    lim = req["limits"]
+    workdir = req["workdir"]
+    ns = L.unshare_namespaces(_NS_FLAGS) if req.get("namespaces", True) else {}
+    uid = L.UID_BASE + os.getpid() if os.geteuid() == 0 and req.get("drop_privileges", True) else None
+    if uid is not None:
+        try:
+            os.chown(workdir, uid, uid)
+        except OSError:
+            uid = None
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    ctl_r, ctl_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the job process
+        try:
+            for fd in (out_r, err_r, ctl_r):
+                os.close(fd)
+            _execute(req, ns, uid, out_w, err_w, ctl_w)
+        finally:
+            os._exit(70)
+    for fd in (out_w, err_w, ctl_w):
+        os.close(fd)
+    send(out, {"event": "started", "pid": pid, "supervisor": os.getpid()})
+    tail = int(lim.get("tail_bytes", 8192))
+    streams = {out_r: _Tail(tail), err_r: _Tail(tail), ctl_r: _Tail(1 << 16)}
+    timed_out, status, ru = _watch(pid, streams, start + float(lim["timeout_s"]))
+    wall = time.monotonic() - start
+    try:
+        job_layers = json.loads(streams[ctl_r].text() or "{}")
+    except ValueError:
+        job_layers = {}
+    layers = {
+        "pid_namespace": bool(ns.get("pid")),
+        "network": bool(ns.get("net")),
+        **{k: bool(v) for k, v in job_layers.items()},
+    }
+    send(
+        out,
+        {
+            "event": "done",
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "timed_out": timed_out,
+            "wall_s": wall,
+            "cpu_s": ru.ru_utime + ru.ru_stime,
+            "peak_mb": ru.ru_maxrss / 1024.0,
+            "stdout_tail": streams[out_r].text(),
+            "stderr_tail": streams[err_r].text(),
+            "layers": layers,
+        },
+    )
+
+
+class _Tail:
+    """The last `limit` bytes of a stream, and how many came before them."""
+
+    def __init__(self, limit: int):
+        self.limit, self.buf, self.dropped = limit, bytearray(), 0
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        extra = len(self.buf) - self.limit
+        if extra > 0:
+            del self.buf[:extra]
+            self.dropped += extra
+
+    def text(self) -> str:
+        s = self.buf.decode("utf-8", "replace")
+        return f"[... {self.dropped} earlier bytes dropped ...]\n{s}" if self.dropped else s
+
+
+def _watch(pid: int, streams: dict[int, _Tail], deadline: float) -> tuple[bool, int, Any]:
+    """Drain the job's pipes until it exits or the deadline passes (then kill its whole namespace and
+    group). Returns (timed_out, wait status, rusage)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    open_fds = set(streams)
+    timed_out = exited = False
+    while not exited:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        watch = list(open_fds) + ([pidfd] if pidfd is not None else [])
+        ready, _, _ = select.select(watch, [], [], min(remaining, 0.05 if pidfd is None else remaining))
+        for fd in ready:
+            if fd == pidfd:
+                exited = True
+            else:
+                _read_into(fd, streams, open_fds)
+        if pidfd is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            exited = True
+    for kill in (os.kill, os.killpg):  # pid 1 of its namespace: killing it ends everything inside
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _, status, ru = os.wait4(pid, 0)
+    end = time.monotonic() + 1.0  # collect what is left in the pipes; escaped writers cannot hold us
+    while open_fds and time.monotonic() < end:
+        ready, _, _ = select.select(list(open_fds), [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            break
+        for fd in ready:
+            _read_into(fd, streams, open_fds)
+    for fd in streams:
+        os.close(fd)
+    if pidfd is not None:
+        os.close(pidfd)
+    return timed_out, status, ru
+
+
+def _read_into(fd: int, streams: dict[int, _Tail], open_fds: set[int]) -> None:
+    data = os.read(fd, 1 << 16)
+    if data:
+        streams[fd].add(data)
+    else:
+        open_fds.discard(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# the job process
+
+
+def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: int, err_w: int, ctl_w: int) -> None:
+    lim = req["limits"]
+    workdir = req["workdir"]
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    keep = {0, 1, 2, ctl_w}
+    for fd in _open_fds():
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    layers: dict[str, bool] = {"process_group": True, "no_secrets": True}
+    mounts = L.private_mounts(workdir, int(lim["max_output_bytes"])) if ns.get("mnt") else {}
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    if uid is not None:
+        needed = [*req.get("sys_path", []), *sys.path, sys.prefix, sys.exec_prefix, sys.base_prefix]
+        if not (mounts.get("tmp") and L.expose_paths(needed, uid)) and any(
+            L._blocked_ancestor(os.path.realpath(p), uid) for p in needed if p and os.path.exists(p)
+        ):
+            uid = None  # the job could not import its own code as another user: stay root, say so
+    unprivileged = L.drop_privileges(uid)
+    layers["unprivileged"] = unprivileged and (uid is not None or ns.get("user", False) or os.geteuid() != 0)
+    layers["filesystem"] = bool(uid is not None and unprivileged and mounts.get("tmp"))
+    layers["rlimits"] = L.set_rlimits(
+        int(lim["cpu_limit_s"]), lim.get("memory_mb"), int(lim["max_output_bytes"]),
+        int(lim["open_files"]), int(lim["processes"]),
+    )
+    L.set_parent_death_signal(signal.SIGKILL)
+    layers.update(L.optional_layers())
+    os.chdir(workdir)
+    os.write(ctl_w, json.dumps(layers).encode())
+    os.close(ctl_w)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
+    have = {**layers, "pid_namespace": bool(ns.get("pid")), "network": bool(ns.get("net")), "static_check": True}
+    missing = [r for r in req.get("require", []) if not have.get(r)]
+    if missing:
+        write_error(workdir, {"reason": "layer_unavailable", "type": "LayerUnavailable",
+                              "message": f"required isolation layer(s) not available here: {', '.join(missing)}"})
+        os._exit(0)
+    for p in reversed(req.get("sys_path", [])):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    code = 0
+    try:
+        _call_job(req, workdir)
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a closed or full pipe must not stop the exit
+            code = 0
+    os._exit(code)
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 256))
+
+
+def _call_job(req: dict[str, Any], workdir: str) -> None:
+    from optforge.sandbox.result import JobFailure
+
+    try:
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+        module_name, _, fn_name = req["job"].partition(":")
+        fn = getattr(importlib.import_module(module_name), fn_name)
+        out = fn(req["source"], req["payload"])
+        value, buffers = out if isinstance(out, tuple) else (out, {})
+        try:
+            write_result(workdir, value, buffers)
+        except (TypeError, ValueError) as e:
+            write_error(workdir, {"reason": "bad_output", "type": type(e).__name__,
+                                  "message": f"the job returned something that is not JSON plus numeric buffers: {e}"})
+    except JobFailure as e:
+        write_error(workdir, _describe(e, e.reason))
+    except MemoryError as e:
+        write_error(workdir, _describe(e, "memory"))
+    except SystemExit as e:
+        write_error(workdir, _describe(e, f"exit:{e.code}"))
+    except BaseException as e:  # noqa: BLE001 - anything the candidate raises is a result
+        text = str(e).lower()
+        write_error(workdir, _describe(e, "memory" if any(w in text for w in _MEMORY_WORDS) else "exception"))
+
+
+def _describe(exc: BaseException, reason: str) -> dict[str, Any]:
+    """The exception as data, with the innermost line that lies in source compiled from a string
+    (the candidate: its filename looks like '<rule x>' or '<candidate>')."""
+    line = text = None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        for frame in traceback.extract_tb(e.__traceback__):
+            if frame.filename.startswith("<") and not frame.filename.startswith("<frozen"):
+                line = frame.lineno
+                text = linecache.getline(frame.filename, frame.lineno).strip() or None
+        if line is not None:
+            break
+        e = e.__cause__ or e.__context__
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "reason": reason,
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "line": line,
+        "line_text": text,
+        "traceback": tb[-4000:],
+    }
+
+
+def main() -> None:
+    """Cold-spawn entry: read one request from stdin, supervise it, report on stdout."""
+    req = json.loads(sys.stdin.buffer.readline())
+    supervise(req, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()

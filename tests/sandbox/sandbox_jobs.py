@@ -1,0 +1,52 @@
+"""Trusted jobs for the sandbox tests: they run inside the worker."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rule_job(source: str, payload: dict) -> tuple[dict, dict]:
+    """Load the candidate as a rule and call init/update on a small tensor a few times."""
+    import torch
+
+    from optforge.rule import Ctx, RuleError, load_rule
+    from optforge.sandbox import JobFailure
+
+    try:
+        rule = load_rule(source, name="candidate")
+    except RuleError as e:
+        raise JobFailure("load_error", str(e)) from e
+    gen = torch.Generator().manual_seed(int(payload.get("seed", 0)))
+    p = torch.randn(4, 3, generator=gen)
+    state = None
+    for t in range(1, int(payload.get("steps", 3)) + 1):
+        ctx = Ctx(lr=rule.lr, t=t, T=None, role="hidden_matrix", shape=tuple(p.shape))
+        if state is None:
+            state = rule.init(p, ctx)
+        g = 2 * p
+        p = p + rule.update(p, g, state, ctx)
+    return {"norm": float(p.norm()), "steps": t}, {"p": p.numpy()}
+
+
+def echo_job(source: str, payload: dict) -> dict:
+    """Return the payload, the environment size and some facts about where it runs."""
+    import os
+
+    return {"payload": payload, "uid": os.getuid(), "pid": os.getpid(), "cwd": os.getcwd(), "source_len": len(source)}
+
+
+def exec_job(source: str, payload: dict):
+    """Execute the candidate as a plain module and call its `main()` if it has one; for red-team rows
+    whose attack lives at module level or in main()."""
+    import linecache
+
+    filename = "<candidate>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    ns: dict = {"__name__": "candidate"}
+    exec(compile(source, filename, "exec"), ns)
+    out = ns["main"]() if "main" in ns else None
+    return {"out": out if isinstance(out, (int, float, str, type(None))) else repr(out)}
+
+
+def buffers_job(source: str, payload: dict):
+    return {"n": 3}, {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([True, False])}
