@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 from typing import Any
 
@@ -101,6 +102,16 @@ def _round(x: float, digits: int = 7) -> str:
 
 
 def fingerprint(program: Program) -> str:
+    """Hash of the rounded deltas of a few steps (memoised on the program's exact JSON); see `_fingerprint`."""
+    return _fingerprint_json(program.dumps())
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint_json(text: str) -> str:
+    return _fingerprint(Program.from_json(json.loads(text)))
+
+
+def _fingerprint(program: Program) -> str:
     """Hash of the rounded deltas of a few steps on fixed random tensors (every role kind).
 
     Catches duplicates that the symbolic hash cannot see (x+x vs 2*x, algebraic rewrites). Programs

@@ -40,6 +40,18 @@ HELPERS = {
 def _c(x):
     return x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=torch.float64)
 ''',
+    "_w": '''
+def _w(*xs):
+    # one dtype for all arguments: the narrowest floating dtype among the tensors, so a float64 scalar
+    # never widens a float32 parameter's value (0-d parameters would otherwise be promoted)
+    dt = None
+    for x in xs:
+        if isinstance(x, torch.Tensor) and (dt is None or torch.finfo(x.dtype).bits < torch.finfo(dt).bits):
+            dt = x.dtype
+    if dt is None:
+        dt = torch.float64
+    return tuple(x.to(dt) if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=dt) for x in xs)
+''',
     "_s": '''
 def _s(x):
     return torch.tensor(float(x), dtype=torch.float64)
@@ -88,44 +100,44 @@ _UNARY = [
 
 _OTHER = [
     # binary and ternary elementwise
-    Fn("add", 2, EW, "\ndef add(x, y):\n    return _c(x) + _c(y)\n", commutative=True),
-    Fn("sub", 2, EW, "\ndef sub(x, y):\n    return _c(x) - _c(y)\n"),
-    Fn("mul", 2, EW, "\ndef mul(x, y):\n    return _c(x) * _c(y)\n", commutative=True),
-    Fn("div", 2, EW, "\ndef div(x, y):\n    return _c(x) / _c(y)\n"),
-    Fn("maximum", 2, EW, "\ndef maximum(x, y):\n    return torch.maximum(_c(x), _c(y))\n", commutative=True),
-    Fn("minimum", 2, EW, "\ndef minimum(x, y):\n    return torch.minimum(_c(x), _c(y))\n", commutative=True),
-    Fn("power", 2, EW, "\ndef power(x, y):\n    return torch.pow(torch.abs(_c(x)), _c(y))\n"),
+    Fn("add", 2, EW, "\ndef add(x, y):\n    x, y = _w(x, y)\n    return x + y\n", commutative=True),
+    Fn("sub", 2, EW, "\ndef sub(x, y):\n    x, y = _w(x, y)\n    return x - y\n"),
+    Fn("mul", 2, EW, "\ndef mul(x, y):\n    x, y = _w(x, y)\n    return x * y\n", commutative=True),
+    Fn("div", 2, EW, "\ndef div(x, y):\n    x, y = _w(x, y)\n    return x / y\n"),
+    Fn("maximum", 2, EW, "\ndef maximum(x, y):\n    return torch.maximum(*_w(x, y))\n", commutative=True),
+    Fn("minimum", 2, EW, "\ndef minimum(x, y):\n    return torch.minimum(*_w(x, y))\n", commutative=True),
+    Fn("power", 2, EW, "\ndef power(x, y):\n    x, y = _w(x, y)\n    return torch.pow(torch.abs(x), y)\n"),
     Fn(
         "clip",
         2,
         EW,
-        "\ndef clip(x, c):\n    c = torch.abs(_c(c))\n    return torch.minimum(torch.maximum(_c(x), -c), c)\n",
+        "\ndef clip(x, c):\n    x, c = _w(x, c)\n    c = torch.abs(c)\n    return torch.minimum(torch.maximum(x, -c), c)\n",
     ),
-    Fn("interp", 3, EW, "\ndef interp(x, y, a):\n    x, a = _c(x), _c(a)\n    return x + a * (_c(y) - x)\n"),
+    Fn("interp", 3, EW, "\ndef interp(x, y, a):\n    x, y, a = _w(x, y, a)\n    return x + a * (y - x)\n"),
     Fn(
         "clip_by_norm",
         2,
         EW,
-        "\ndef clip_by_norm(x, c):\n    x = _c(x)\n"
-        "    return x * torch.clamp(torch.abs(_c(c)) / (torch.linalg.vector_norm(x) + 1e-16), max=1.0)\n",
+        "\ndef clip_by_norm(x, c):\n    x, c = _w(x, c)\n"
+        "    return x * torch.clamp(torch.abs(c) / (torch.linalg.vector_norm(x) + 1e-16), max=1.0)\n",
     ),
     Fn(
         "clip_by_global_norm",
         3,
         EW,
-        "\ndef clip_by_global_norm(x, n, c):\n"
-        "    return _c(x) * torch.clamp(torch.abs(_c(c)) / (torch.abs(_c(n)) + 1e-16), max=1.0)\n",
+        "\ndef clip_by_global_norm(x, n, c):\n    x, n, c = _w(x, n, c)\n"
+        "    return x * torch.clamp(torch.abs(c) / (torch.abs(n) + 1e-16), max=1.0)\n",
     ),
     # reductions
     Fn("norm", 1, RED, "\ndef norm(x):\n    return torch.linalg.vector_norm(_c(x))\n"),
     Fn("rms", 1, RED, "\ndef rms(x):\n    x = _c(x)\n    return torch.sqrt(torch.mean(x * x))\n"),
     Fn("mean", 1, RED, "\ndef mean(x):\n    return torch.mean(_c(x))\n"),
-    Fn("dot", 2, RED, "\ndef dot(x, y):\n    return torch.sum(_c(x) * _c(y))\n", commutative=True),
+    Fn("dot", 2, RED, "\ndef dot(x, y):\n    x, y = _w(x, y)\n    return torch.sum(x * y)\n", commutative=True),
     Fn(
         "cosine_sim",
         2,
         RED,
-        "\ndef cosine_sim(x, y):\n    x, y = _c(x), _c(y)\n"
+        "\ndef cosine_sim(x, y):\n    x, y = _w(x, y)\n"
         "    return torch.sum(x * y) / (torch.linalg.vector_norm(x) * torch.linalg.vector_norm(y) + 1e-16)\n",
         commutative=True,
     ),
@@ -209,7 +221,7 @@ FUNCTIONS: dict[str, Fn] = {f.name: f for f in [_unary(n, e) for n, e in _UNARY]
 """Every library function by name."""
 
 # uses of the helpers by each function's source (for rendering only what is needed)
-_HELPER_ORDER = ("_c", "_s", "_m2")
+_HELPER_ORDER = ("_c", "_w", "_s", "_m2")
 
 
 def helpers_for(fn_names: set[str]) -> list[str]:

@@ -141,7 +141,7 @@ def render(program: Program, *, doc: str = "") -> str:
     need = set(helpers_for(used_fns))
     if used_inputs and any(i != "role" for i in used_inputs):
         need.add("_s")
-    helper_names = [h for h in ("_c", "_s", "_m2") if h in need]
+    helper_names = [h for h in ("_c", "_w", "_s", "_m2") if h in need]
     title = program.name or "a symbolic program"
     lines = [
         '"""' + (doc or f"Update rule found by optforge symbolic search ({title}).") + "\n",

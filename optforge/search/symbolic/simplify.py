@@ -1,0 +1,103 @@
+"""The budgeted post-search simplification (methods.md 1.6, step 2).
+
+Dead statements are removed for free (hashing.live_program). Then, round by round, every child with
+one live statement removed (valid and functionally new) is evaluated; the child whose fitness drops
+least is kept if it stays within `tolerance` of the program the stage started from, and the next
+round starts from it. Evaluations already in the fitness cache cost nothing. Each kept child is a
+candidate with its own evaluations, noted ``{"mutation": "simplify", "simplifies": <start id>}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optforge.search.symbolic.abstract import is_valid
+from optforge.search.symbolic.hashing import live_program
+from optforge.search.symbolic.interpret import fingerprint
+from optforge.search.symbolic.program import Program
+
+
+@dataclass
+class Simplifier:
+    """State machine of the simplification stage; JSON state via `to_json` / `from_json`."""
+
+    start_id: str
+    start_fitness: float
+    current: Program
+    current_id: str
+    current_fitness: float
+    budget: int
+    tolerance: float
+    spent: int = 0
+    finished: bool = False
+    # the round in flight: fingerprint -> {"program", "index", "fitness" (None until known), "id"}
+    round: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accepted: list[str] = field(default_factory=list)  # ids of kept children, in order
+
+    def children(self) -> list[tuple[int, Program, str]]:
+        """(removed index, child, fingerprint) for every single-statement removal worth evaluating."""
+        out = []
+        seen = {fingerprint(self.current)}
+        for i in range(len(self.current.body)):
+            child = live_program(self.current.replace(body=self.current.body[:i] + self.current.body[i + 1 :]))
+            if not is_valid(child):
+                continue
+            fp = fingerprint(child)
+            if fp in seen:
+                continue
+            seen.add(fp)
+            out.append((i, child, fp))
+        return out
+
+    def round_done(self) -> bool:
+        return all(c["fitness"] is not None for c in self.round.values())
+
+    def finish_round(self) -> None:
+        """Keep the best child of the finished round if it is within tolerance, else stop."""
+        best = None
+        for fp, c in self.round.items():
+            if best is None or c["fitness"] > best[1]["fitness"]:
+                best = (fp, c)
+        self.round = {}
+        if best is None or best[1]["fitness"] < self.start_fitness - self.tolerance or not best[1].get("id"):
+            self.finished = True
+            return
+        c = best[1]
+        self.current = Program.from_json(c["program"])
+        self.current_id = c["id"]
+        self.current_fitness = float(c["fitness"])
+        self.accepted.append(c["id"])
+        if not self.current.body or self.spent >= self.budget:
+            self.finished = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start_id": self.start_id,
+            "start_fitness": self.start_fitness,
+            "current": self.current.to_json(),
+            "current_id": self.current_id,
+            "current_fitness": self.current_fitness,
+            "budget": self.budget,
+            "tolerance": self.tolerance,
+            "spent": self.spent,
+            "finished": self.finished,
+            "round": self.round,
+            "accepted": list(self.accepted),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Simplifier":
+        return cls(
+            start_id=d["start_id"],
+            start_fitness=float(d["start_fitness"]),
+            current=Program.from_json(d["current"]),
+            current_id=d["current_id"],
+            current_fitness=float(d["current_fitness"]),
+            budget=int(d["budget"]),
+            tolerance=float(d["tolerance"]),
+            spent=int(d["spent"]),
+            finished=bool(d["finished"]),
+            round={k: dict(v) for k, v in d["round"].items()},
+            accepted=list(d["accepted"]),
+        )
