@@ -205,6 +205,8 @@ class RunConfig:
             raise ConfigError(f"stages={names} are out of order; the order is {', '.join(STAGE_NAMES)}")
         if not any(n in SEARCH_STAGES for n in names):
             raise ConfigError(f"stages={names} has no search stage; include 'smoke' and/or 'train'")
+        if "train_fresh_seeds" in names and "train" not in names:
+            raise ConfigError("stages: 'train_fresh_seeds' needs 'train' before it (it re-runs the top `train` candidates)")
         if "heldout" in names and "train_fresh_seeds" not in names:
             raise ConfigError("stages: 'heldout' needs 'train_fresh_seeds' before it (only its survivors go on)")
 
