@@ -109,7 +109,7 @@ def train_rule(
     updates; 0 = the initial weights) default to `eval_points(total_steps)` up to `steps`, plus
     `steps`. Snapshots are taken at the rule's eval point (optimizer.eval()). The run stops at
     once on a non-finite loss or parameter, or an exploded loss, and records `diverged_at`.
-    `weight_decay` > 0 applies decoupled decay p *= 1 - lr_t * wd after every rule step.
+    `weight_decay` > 0 applies decoupled decay p *= 1 - lr_t * wd (RuleOptimizer's, outside the rule).
     """
     torch.set_num_threads(1)
     steps = int(task.steps if steps is None else steps)
@@ -133,7 +133,9 @@ def train_rule(
     problem = task.build(seed, validation=False)
     model = problem.model
     params = [p for p in model.parameters()]
-    opt = RuleOptimizer(role_groups(problem), rule, lr=lr, total_steps=total)
+    if not math.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    opt = RuleOptimizer(role_groups(problem), rule, lr=lr, total_steps=total, weight_decay=weight_decay)
     trace = RunTrace(train_loss=[])
     if 0 in eval_set:
         trace.snapshots[0] = _snapshot(model)
@@ -156,10 +158,6 @@ def train_rule(
         t0 = time.perf_counter()
         opt.step()
         step_time += time.perf_counter() - t0
-        if weight_decay > 0:
-            with torch.no_grad():
-                for p in params:
-                    p.mul_(1.0 - lr_t * weight_decay)
         trace.train_loss.append(value)
         trace.steps_run = step + 1
         if not _all_finite(params):

@@ -24,8 +24,97 @@ def _smoke() -> Suite:
     )
 
 
+def _train_tasks() -> tuple:
+    from .cnn import CNNTask
+    from .convex import LogisticRegression
+    from .lm import ByteLM
+    from .matrix import LinearRegression2D, MatrixFactorization
+    from .mlp import MLPTask
+    from .quadratics import IllConditionedQuadratic, NoisyQuadratic, Rosenbrock
+
+    return (
+        NoisyQuadratic(),
+        IllConditionedQuadratic(),
+        Rosenbrock(),
+        LogisticRegression(),
+        LinearRegression2D(),
+        MatrixFactorization(),
+        MLPTask(),
+        MLPTask(name="ae_digits", sizes=(64, 32, 8, 32, 64), act="tanh", kind="autoencoder"),
+        CNNTask(),
+        ByteLM(),
+    )
+
+
+def _train() -> Suite:
+    return Suite(
+        "train", TRAIN_VERSION, _train_tasks(), SELECTION_SEEDS, REPORT_SEEDS,
+        "search suite (reference C.2): quadratics, matrix problems, convex, MLP, autoencoder, CNN, byte LM",
+    )
+
+
+def _train_quick() -> Suite:
+    keep = ("quad_deepobs", "logreg", "linreg2d", "matfact", "mlp_digits")
+    tasks = tuple(t for t in _train_tasks() if t.name in keep)
+    return Suite(
+        "train_quick", TRAIN_VERSION, tasks, SELECTION_SEEDS, REPORT_SEEDS,
+        "a cheap subset of train for the offline quickstart: noisy quadratic, convex, two matrix tasks, an MLP",
+    )
+
+
+def _heldout() -> Suite:
+    from .cnn import CNNTask
+    from .convex import LogisticRegression
+    from .lm import ByteLM
+    from .matrix import LinearRegression2D
+    from .mlp import MLPTask, TeacherStudent
+    from .quadratics import NoisyQuadraticModel
+
+    tasks = (
+        MLPTask(name="mlp_deep", sizes=(64, 256, 256, 256, 10), batch_size=32, steps=600),
+        CNNTask(name="cnn_bnres", arch="bnres", side=12, batch_size=32, steps=200),
+        ByteLM(name="bytelm_small", d=64, layers=3, heads=4, context=64, steps=400, corpus="heldout"),
+        ByteLM(name="gru_lm", arch="gru", d=32, hidden=128, context=64, steps=400, corpus="heldout"),
+        LogisticRegression(name="logreg_digits", dataset="digits", l2=1e-4, batch_size=64, steps=500),
+        NoisyQuadraticModel(),
+        TeacherStudent(),
+        MLPTask(name="diabetes_mlp", sizes=(10, 64, 64, 1), kind="diabetes", batch_size=32, steps=500),
+        MLPTask(name="mlp_digits_4x", steps=1200),
+        MLPTask(name="mlp_digits_b8", batch_size=8),
+        MLPTask(name="mlp_digits_fullbatch", batch_size=1400),
+        LinearRegression2D(name="linreg2d_reparam", reparam=True),
+        MLPTask(name="mlp_digits_reparam", reparam=True),
+        MLPTask(name="mlp_digits_lossx100", loss_scale=100.0),
+    )
+    return Suite(
+        "heldout", HELDOUT_VERSION, tasks, SELECTION_SEEDS, REPORT_SEEDS,
+        "held-out suite (reference C.3): other architectures, data, horizons, batch sizes, "
+        "reparameterisations and loss scales; never seen by search",
+    )
+
+
+def _heldout_tiny() -> Suite:
+    from .convex import LogisticRegression
+    from .mlp import MLPTask
+    from .quadratics import NoisyQuadraticModel
+
+    tasks = (
+        LogisticRegression(name="tiny_logreg_digits", dataset="digits", l2=1e-4, batch_size=64, steps=60),
+        NoisyQuadraticModel(name="tiny_nqm", dim=100, steps=60),
+        MLPTask(name="tiny_diabetes_mlp", sizes=(10, 32, 1), kind="diabetes", batch_size=32, steps=60),
+    )
+    return Suite("heldout_tiny", "1", tasks, SELECTION_SEEDS, REPORT_SEEDS, "three tiny held-out-style tasks for tests")
+
+
+TRAIN_VERSION = "1"  # train and train_quick share tasks, so they share a version
+HELDOUT_VERSION = "1"
+
 _BUILTIN: dict[str, Callable[[], Suite]] = {
     "smoke": _smoke,
+    "train": _train,
+    "train_quick": _train_quick,
+    "heldout": _heldout,
+    "heldout_tiny": _heldout_tiny,
 }
 
 
