@@ -94,6 +94,7 @@ class SandboxResult:
     peak_mb: float = 0.0
     layers: dict[str, bool] = field(default_factory=dict)
     mode: str = ""
+    uid: int | None = None  # the uid the job process ran as (fresh per job when dropped from root)
 
     @property
     def ok(self) -> bool:

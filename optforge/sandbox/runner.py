@@ -153,6 +153,7 @@ def _interpret(done: dict[str, Any], workdir: str, limits: Limits, mode: str, la
         peak_mb=float(done.get("peak_mb", 0.0)),
         layers=layers,
         mode=mode,
+        uid=done.get("uid") if isinstance(done.get("uid"), int) else None,
     )
     sig, code = done.get("signal"), done.get("exit_code")
     if done.get("timed_out"):

@@ -64,6 +64,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
         job_layers = json.loads(streams[ctl_r].text() or "{}")
     except ValueError:
         job_layers = {}
+    job_uid = job_layers.pop("uid", None) if isinstance(job_layers, dict) else None
     layers = {
         "pid_namespace": bool(ns.get("pid")),
         "network": bool(ns.get("net")),
@@ -82,6 +83,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             "stdout_tail": streams[out_r].text(),
             "stderr_tail": streams[err_r].text(),
             "layers": layers,
+            "uid": job_uid if isinstance(job_uid, int) else None,
         },
     )
 
@@ -195,7 +197,7 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
     L.set_parent_death_signal(signal.SIGKILL)
     layers.update(L.optional_layers())
     os.chdir(workdir)
-    os.write(ctl_w, json.dumps(layers).encode())
+    os.write(ctl_w, json.dumps({**layers, "uid": os.getuid()}).encode())
     os.close(ctl_w)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
@@ -282,6 +284,9 @@ def _describe(exc: BaseException, reason: str) -> dict[str, Any]:
 def main() -> None:
     """Cold-spawn entry: read one request from stdin, supervise it, report on stdout."""
     req = json.loads(sys.stdin.buffer.readline())
+    from optforge.sandbox.template import _preload
+
+    _preload()  # as the warm template does, so the wall-clock limit counts the job, not `import torch`
     supervise(req, sys.stdout.buffer)
 
 
