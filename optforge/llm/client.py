@@ -151,8 +151,11 @@ class LLMClient:
         return self.budget.state()
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        self.budget = Budget(self.budget.max_dollars, self.budget.max_calls,
-                             float(state.get("spent_dollars", 0.0)), int(state.get("calls_made", 0)))
+        """Continue the spend of a resumed run; never lowers what this client already counts (a client
+        built from the store's llm_calls totals may know of calls made after `state` was saved)."""
+        spent = max(float(state.get("spent_dollars", 0.0)), self.budget.spent_dollars)
+        calls = max(int(state.get("calls_made", 0)), self.budget.calls_made)
+        self.budget = Budget(self.budget.max_dollars, self.budget.max_calls, spent, calls)
 
     # -- calls ------------------------------------------------------------------------------------
 

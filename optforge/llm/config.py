@@ -23,7 +23,7 @@ class ModelChoice:
 class LLMSettings:
     """Everything the LLM client needs. One documented line per field."""
 
-    model: str = "openai/gpt-4o-mini"  # default litellm model string (used when `models` is empty)
+    model: str | None = "openai/gpt-4o-mini"  # litellm model string (null when `models` lists the models)
     api_base: str | None = None  # base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, scripted)
     api_key_env: str | None = "OPENAI_API_KEY"  # NAME of the env var holding the key; null: no key sent
     temperature: float = 0.8  # sampling temperature
@@ -44,6 +44,8 @@ class LLMSettings:
         models = tuple(m if isinstance(m, ModelChoice) else _model_choice(m) for m in (self.models or ()))
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "extra", dict(self.extra or {}))
+        if self.model is None and models:
+            object.__setattr__(self, "model", models[0].model)
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"llm.model must be a litellm model string like 'openai/gpt-4o-mini', got {self.model!r}")
         if self.api_key_env is not None and (not isinstance(self.api_key_env, str) or not self.api_key_env):

@@ -65,8 +65,9 @@ def apply_diffs(parent: str, blocks: list[tuple[str, str]]) -> str:
     for i, (search, replace) in enumerate(blocks, 1):
         if not search.strip():
             raise DiffError(f"diff block {i} has an empty SEARCH part; copy the exact parent lines to change")
-        if search in out:
-            out = out.replace(search, replace, 1)
+        at = _line_start_find(out, search)
+        if at >= 0:
+            out = out[:at] + replace + out[at + len(search):]
             continue
         replaced = _fuzzy_replace(out, search, replace)
         if replaced is None:
@@ -75,6 +76,16 @@ def apply_diffs(parent: str, blocks: list[tuple[str, str]]) -> str:
                             "SEARCH must copy the parent's lines exactly")
         out = replaced
     return out
+
+
+def _line_start_find(text: str, search: str) -> int:
+    """Index of the first occurrence of `search` that starts at a line start, or -1."""
+    at = text.find(search)
+    while at >= 0:
+        if at == 0 or text[at - 1] == "\n" or search.startswith("\n"):
+            return at
+        at = text.find(search, at + 1)
+    return -1
 
 
 def _fuzzy_replace(text: str, search: str, replace: str) -> str | None:

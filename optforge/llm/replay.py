@@ -7,6 +7,7 @@ A request the recording never saw is an error: the replayed run has diverged fro
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import defaultdict, deque
@@ -44,7 +45,8 @@ class Replayer:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path) -> "Replayer":
-        db = Path(run_dir) / "run.db"
+        db = Path(run_dir)
+        db = db if db.suffix == ".db" else db / "run.db"
         if not db.is_file():
             raise ReplayError(f"llm.replay: no run database at {db}; point llm.replay at a previous run's directory")
         try:
@@ -66,6 +68,12 @@ class Replayer:
         calls = []
         for row in rows:
             r = dict(zip(cols, row))
+            try:  # the store keeps fields without a column of their own in `extra` (JSON)
+                extra = json.loads(r.get("extra") or "{}")
+            except (TypeError, json.JSONDecodeError):
+                extra = {}
+            if isinstance(extra, dict):
+                r = {**extra, **{k: v for k, v in r.items() if v is not None}}
             prompt = r["prompt"] or ""
             calls.append((
                 r.get("prompt_hash") or prompt_hash(prompt),

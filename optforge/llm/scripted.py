@@ -216,7 +216,8 @@ class ScriptedServer:
     def start(self) -> "ScriptedServer":
         self._httpd = _Server(("127.0.0.1", self._port), _Handler)
         self._httpd.state = self._state
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="scripted-llm", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="scripted-llm", daemon=True)
         self._thread.start()
         return self
 

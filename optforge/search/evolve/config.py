@@ -26,7 +26,6 @@ class EvolveConfig:
     failures_in_prompt: int = 3  # recent failed attempts of the island shown in the prompt
     max_proposals: int | None = None  # stop after this many LLM proposals (None: until a budget stops)
     max_llm_errors: int = 5  # stop after this many consecutive failed LLM calls
-    fitness_stage: str = "train"  # the stage whose fitness ranks programs ("smoke" only for smoke-only funnels)
     template_dir: str | None = None  # a folder of prompt .txt files overriding the bundled ones
 
     def __post_init__(self) -> None:
@@ -60,8 +59,6 @@ class EvolveConfig:
             raise ValueError(f"strategy.max_proposals={self.max_proposals!r} must be >= 0 or null")
         if self.max_llm_errors < 1:
             raise ValueError(f"strategy.max_llm_errors={self.max_llm_errors!r} must be >= 1")
-        if self.fitness_stage not in ("smoke", "train"):
-            raise ValueError(f"strategy.fitness_stage={self.fitness_stage!r} must be 'smoke' or 'train'")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "EvolveConfig":

@@ -113,19 +113,17 @@ class EvolveStrategy:
                                                    "reason": str(reason)[:300]})
                 self._final(prog)
             return
-        if result.stage == self.config.fitness_stage or self.config.fitness_stage == "smoke":
-            prog.status = "ok"
-            prog.fitness = result.fitness
-            prog.result = summarise(result)
-            prog.feedback = result.feedback
-            prog.scores = {t: float(v["score"]) for t, v in prog.result["tasks"].items()
-                           if isinstance(v.get("score"), (int, float))}
-            if prog.seed:
-                self.ref_scores[prog.seed] = dict(prog.scores)
-            if not final_before:
-                self._final(prog)
-        elif not prog.result:
-            prog.result = summarise(result)  # smoke passed; the ranking waits for the fitness stage
+        # an ok result ranks the program; a later (train) result of the same program replaces a smoke one
+        prog.status = "ok"
+        prog.fitness = result.fitness
+        prog.result = summarise(result)
+        prog.feedback = result.feedback
+        prog.scores = {t: float(v["score"]) for t, v in prog.result["tasks"].items()
+                       if isinstance(v.get("score"), (int, float))}
+        if prog.seed:
+            self.ref_scores[prog.seed] = dict(prog.scores)
+        if not final_before:
+            self._final(prog)
 
     def done(self) -> bool:
         if self.stop_reason is None and getattr(self.llm, "exhausted", False):
