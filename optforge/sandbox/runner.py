@@ -102,7 +102,7 @@ def _open_channel(mode: str, workdir: str) -> tuple[transport.Channel, str]:
     return transport.cold_channel(workdir), "cold"
 
 
-def _run_request(line: bytes, workdir: str, limits: Limits, mode: str, layers: dict[str, bool]) -> SandboxResult:
+def _run_request(line: bytes, workdir: str, limits: Limits, mode: str, layers: dict[str, bool], retry: bool = True) -> SandboxResult:
     try:
         chan, mode = _open_channel(mode, workdir)
     except OSError as e:
@@ -123,6 +123,11 @@ def _run_request(line: bytes, workdir: str, limits: Limits, mode: str, layers: d
         if started is None or done is None:
             _kill_started(started)
         chan.close()
+    if not started and retry and mode == "warm":
+        # the template died between our liveness check and the connection: start a fresh one, once
+        log.warning("sandbox: the warm template did not take the job; retrying on a fresh template")
+        transport.TEMPLATE.stop()
+        return _run_request(line, workdir, limits, mode, layers, retry=False)
     if not started or not done:
         return SandboxResult.failed(
             "worker_lost", "the sandbox supervisor stopped answering before the job finished; the job was killed",

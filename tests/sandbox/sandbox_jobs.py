@@ -55,3 +55,20 @@ def exec_job(source: str, payload: dict):
 
 def buffers_job(source: str, payload: dict):
     return {"n": 3}, {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([True, False])}
+
+
+def bad_value_job(source: str, payload: dict):
+    return {"not_json": {1, 2}}
+
+
+def exit_job(source: str, payload: dict):
+    import os
+
+    os._exit(3)
+
+
+def probe_pair(source: str, payload: dict):
+    """Runs the doctor's probe, for the API tests."""
+    from optforge.sandbox.selftest import probe
+
+    return probe(source, payload)
