@@ -132,10 +132,6 @@ class Suite:
         if not self.tasks:
             raise ValueError(f"suite '{self.name}' has no tasks")
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        names = [t.name for t in self.tasks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"suite '{self.name}' has duplicate task names {dupes}; task names must be unique")
         for t in self.tasks:
             if not isinstance(t, Task):
                 raise TypeError(
@@ -143,6 +139,10 @@ class Suite:
                 )
             if int(t.steps) < 1:
                 raise ValueError(f"task '{t.name}' has steps={t.steps}; use a positive number of steps")
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"suite '{self.name}' has duplicate task names {dupes}; task names must be unique")
         object.__setattr__(self, "selection_seeds", tuple(int(s) for s in self.selection_seeds))
         object.__setattr__(self, "report_seeds", tuple(int(s) for s in self.report_seeds))
 
