@@ -8,23 +8,14 @@ from pathlib import Path
 
 import pytest
 
-_warm = None
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def _warm_body() -> int:
-    import time
-
-    import torch
-
-    time.sleep(0.5)
-    return torch.get_num_threads()
-
-
 @pytest.fixture(scope="session")
 def ray_local():
-    """Ray with 2 CPUs in this process; fake_eval is shipped by value to the workers."""
+    """Ray with 2 CPUs in this process; fake_eval is shipped by value to the workers, and both
+    workers are warmed up (torch imported) so that timings in tests exclude worker start-up."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
     import ray.cloudpickle
@@ -34,11 +25,10 @@ def ray_local():
     ray.cloudpickle.register_pickle_by_value(fake_eval)
     started = False
     if not ray.is_initialized():
-        global _warm
-        _warm = ray.remote(num_cpus=1)(_warm_body)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started = True
-        ray.get([_warm.remote() for _ in range(2)])  # both workers up with torch imported
+        warm = ray.remote(num_cpus=1)(fake_eval.warm_worker)
+        ray.get([warm.remote() for _ in range(2)])
     yield ray
     if started:
         ray.shutdown()

@@ -58,3 +58,104 @@ def fake_evaluate(request: FakeRequest) -> EvaluationResult:
                             seeds=(0, 1) if request.seeds == "selection" else (2, 3),
                             metrics={"fitness": fit, "robust": fit, "tasks": tasks, "wall_seconds": 0.01},
                             feedback="fine")
+
+
+class ListStrategy:
+    """Proposes the given sources in order (ids c0, c1, ...); records what it observed."""
+
+    name = "list"
+
+    def __init__(self, sources: list[str], notes: list[dict] | None = None) -> None:
+        self.sources, self.notes = list(sources), notes or [{} for _ in sources]
+        self.i = 0
+        self.seen: list[list] = []
+
+    def propose(self, n: int) -> list:
+        from optforge.types import Candidate
+
+        out = [Candidate.new(s, id=f"c{self.i + k}", strategy="list", note=self.notes[self.i + k])
+               for k, s in enumerate(self.sources[self.i : self.i + n])]
+        self.i += len(out)
+        return out
+
+    def observe(self, candidate, result) -> None:
+        self.seen.append([candidate.id, result.stage, result.status.value, result.fitness])
+
+    def done(self) -> bool:
+        return self.i >= len(self.sources)
+
+    def state(self) -> dict:
+        return {"i": self.i, "seen": self.seen}
+
+    def load_state(self, state: dict) -> None:
+        self.i, self.seen = int(state["i"]), [list(x) for x in state["seen"]]
+
+
+class WalkStrategy:
+    """A seeded random walk whose proposals depend on what it observed (so resume must be exact).
+
+    Each proposal is `best observed fitness + noise`, with a random `# SLOW` delay so that
+    evaluations complete out of proposal order. Never done; stop it with a budget.
+    """
+
+    name = "walk"
+
+    def __init__(self, seed: int = 0, slow: float = 0.3) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(seed)
+        self.slow = slow
+        self.best = 0.0
+        self.count = 0
+        self.observed: list[str] = []
+
+    def propose(self, n: int) -> list:
+        from optforge.types import Candidate
+
+        out = []
+        for _ in range(n):
+            fit = round(self.best + float(self.rng.normal(0.0, 0.5)), 6)
+            delay = round(float(self.rng.uniform(0.0, self.slow)), 3)
+            out.append(Candidate.new(fake_source(fit, f"# SLOW {delay}"), id=f"w{self.count}", strategy="walk"))
+            self.count += 1
+        return out
+
+    def observe(self, candidate, result) -> None:
+        self.observed.append(candidate.id)
+        if result.ok:
+            self.best = max(self.best, result.fitness)
+
+    def done(self) -> bool:
+        return False
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "best": self.best, "count": self.count,
+                "observed": list(self.observed)}
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.best, self.count, self.observed = float(state["best"]), int(state["count"]), list(state["observed"])
+
+
+def walk_config(run_budget: int, slots: int = 2, **extra):
+    from optforge.config import config_from_dict
+
+    data = {"strategy": {"name": "walk"}, "slots": slots, "deterministic": True, "stages": ["smoke", "train"],
+            "budget": {"max_evaluations": run_budget}, "eval_timeout_s": 30}
+    data.update(extra)
+    return config_from_dict(data)
+
+
+def make_engine(config, strategy, store, progress=None):
+    from optforge.engine import Engine
+
+    return Engine(config, strategy, store, fake_evaluate, make_request=FakeRequest,
+                  suite_version=lambda suite: "fake-1", progress=progress)
+
+
+def warm_worker() -> int:
+    """Import torch in a Ray worker and hold the CPU briefly, so both workers start."""
+    import torch
+
+    time.sleep(0.5)
+    return torch.get_num_threads()

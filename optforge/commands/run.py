@@ -1,0 +1,213 @@
+"""`optforge run CONFIG.yaml [--out DIR] [--address ADDR] [--resume DIR] [--set key=value ...]`.
+
+Builds the collaborators (store, strategy, LLM client, evaluator), starts or joins Ray, runs the
+engine with a live progress line, and prints the leaderboard. Ctrl-C leaves a resumable run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from optforge.cli import UserError
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="run a search (or resume one)", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", nargs="?", help="run config YAML (omit with --resume)")
+    p.add_argument("--out", help="run directory to create (default runs/<strategy>-<time>)")
+    p.add_argument("--address", help="join a Ray cluster: 'auto' or HOST:PORT (default: start Ray in-process)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
+    p.add_argument("--force", action="store_true", help="resume even if optforge/torch/suite versions changed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set budget.max_evaluations=20")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from optforge.config import ConfigError, RunConfig, config_from_dict, load_config
+    from optforge.store import Store, StoreError
+
+    try:
+        if args.resume:
+            if args.config:
+                raise UserError("give either CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)")
+            try:
+                store = Store.open(args.resume)
+            except StoreError as e:
+                raise UserError(str(e)) from e
+            config = config_from_dict(store.config(), args.overrides) if args.overrides else RunConfig.from_dict(store.config())
+            if store.meta("status") == "finished":
+                print(f"run {args.resume} already finished ({store.meta('stop_reason', '')}); nothing to do. "
+                      f"See: optforge show {args.resume}")
+                return 0
+            _check_versions(store, config, force=args.force)
+        else:
+            if not args.config:
+                raise UserError("missing CONFIG.yaml (or --resume RUN_DIR); try configs/seeds.yaml")
+            config = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        raise UserError(str(e)) from e
+
+    strategy, llm_holder = _build_strategy(config, store if args.resume else None)
+    if not args.resume:
+        out = Path(args.out or f"runs/{config.strategy_name.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "run.db").exists():
+            raise UserError(f"{out} already holds a run; resume it with --resume {out}, or pick another --out")
+        store = Store(out)
+    llm_holder["store"] = store
+    return _execute(config, strategy, store, address=args.address or config.ray.address, quiet=args.quiet)
+
+
+def _build_strategy(config: Any, store: Any = None) -> tuple[Any, dict]:
+    """Build (and so validate) the strategy before any run directory exists."""
+    from optforge.search.registry import LLM_STRATEGIES, build_strategy
+
+    holder: dict[str, Any] = {}
+    llm = None
+    if config.strategy_name in LLM_STRATEGIES or config.llm.model or config.llm.models or config.llm.replay:
+        llm = _llm_client(config, holder, store)
+    try:
+        return build_strategy(config.strategy_name, config.strategy_params, seed=config.seed, llm=llm), holder
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+
+def _llm_client(config: Any, holder: dict, store: Any) -> Any:
+    """The run's LLM client, recording into the store; on resume it starts from the recorded spend."""
+    try:
+        from optforge.llm import LLMClient
+        from optforge.llm.budget import Budget
+    except ImportError as e:
+        raise UserError(f"strategy '{config.strategy_name}' needs the LLM layer, which failed to import: {e}") from e
+
+    def recorder(call: Any) -> None:
+        store = holder.get("store")
+        if store is not None:
+            store.record_llm_call(call)
+
+    try:
+        budget = None
+        if store is not None:
+            dollars, calls = store.llm_spend()
+            budget = Budget(config.budget.max_dollars, config.budget.max_llm_calls, dollars, calls)
+        return LLMClient(config, recorder=recorder, budget=budget)
+    except Exception as e:  # noqa: BLE001 - config problems of the LLM layer are user errors here
+        raise UserError(str(e)) from e
+
+
+def _check_versions(store: Any, config: Any, *, force: bool) -> None:
+    from optforge.store import versions
+
+    problems = []
+    saved = store.meta("versions", {}) or {}
+    now = versions()
+    for key in ("optforge", "torch"):
+        if saved.get(key) and saved[key] != now[key]:
+            problems.append(f"{key} {saved[key]} -> {now[key]}")
+    for suite, version in (store.meta("suite_versions", {}) or {}).items():
+        current = _suite_version(suite)
+        if current != version:
+            problems.append(f"suite '{suite}' {version} -> {current}")
+    if problems and not force:
+        raise UserError("cannot resume: " + "; ".join(problems) + ". Scores would not be comparable; "
+                        "pass --force to resume anyway")
+
+
+def _suite_version(suite: str) -> str:
+    from optforge.evaluators.tasks import get_suite
+
+    return str(get_suite(suite).version)
+
+
+def _execute(config: Any, strategy: Any, store: Any, *, address: str | None, quiet: bool) -> int:
+    from optforge.engine import Engine, start_ray
+    from optforge.evaluators import evaluate
+
+    make_request = _request_factory(config)
+    progress = None if quiet else _ProgressLine(config)
+    print(f"run directory: {store.run_dir}", file=sys.stderr)
+    start_ray(address, num_cpus=config.ray.num_cpus or max(config.slots, 1), num_gpus=config.ray.num_gpus)
+    engine = Engine(config, strategy, store, evaluate, make_request=make_request, suite_version=_suite_version,
+                    progress=progress)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        summary = engine.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if progress is not None:
+            progress.close()
+    from optforge.commands.show import print_leaderboard
+
+    print_leaderboard(store, config, top=10)
+    if summary.interrupted:
+        print(f"interrupted; continue with: optforge run --resume {store.run_dir}", file=sys.stderr)
+        return 130
+    print(f"stopped: {summary.stop_reason}. Details: optforge show {store.run_dir}")
+    return 0
+
+
+def _request_factory(config: Any) -> Any:
+    """EvalRequests that carry their suite's baseline curves (a remote node needs no cache). Loading
+    them all up front also fails fast, before any evaluation, when a suite has no baselines."""
+    from optforge.evaluators import EvalRequest, baseline_payload
+    from optforge.funnel import resolve_stage
+
+    payloads: dict[str, Any] = {}
+    for stage in config.stages:
+        suite = resolve_stage(stage, config)[0]
+        if suite not in payloads:
+            try:
+                payloads[suite] = baseline_payload(suite)
+            except Exception as e:  # noqa: BLE001 - unknown suite or missing baselines: the user must act
+                raise UserError(f"stage '{stage.name}' uses suite '{suite}': {e}") from e
+
+    def make_request(**fields: Any) -> Any:
+        return EvalRequest(baselines=payloads[fields["suite"]], **fields)
+
+    return make_request
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _ProgressLine:
+    """One status line on stderr, redrawn in place on a terminal, every 10 s otherwise."""
+
+    def __init__(self, config: Any) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.budget = config.budget.max_evaluations
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 10:
+            return
+        self.last = now
+        best = "-" if p.best_fitness is None else f"{p.best_fitness:+.3f} ({p.best_id})"
+        fails = ", ".join(f"{k} {v}" for k, v in sorted(p.failures.items())) or "none"
+        eta = "-" if p.eta_s is None else _hms(p.eta_s)
+        total = f"/{self.budget}" if self.budget else ""
+        line = (f"[{p.phase}] proposed {p.proposed}{total} | evaluations done {p.done}, in flight {p.in_flight}, "
+                f"queued {p.queued} | best {best} | failures: {fails} | {_hms(p.elapsed_s)} elapsed, ETA {eta}")
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + line[:200])
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _hms(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,138 @@
+"""`optforge show RUN_DIR [--json] [--top N]`: leaderboard, funnel counts, meta-overfitting check and
+the best candidate's source. Promoted candidates are marked with `*`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from optforge.cli import UserError
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("show", help="print a run's leaderboard and best candidate", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", help="a run directory written by `optforge run`")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--top", type=int, default=20, help="leaderboard rows (default 20)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from optforge.config import RunConfig
+    from optforge.store import Store, StoreError
+
+    try:
+        store = Store.open(args.run_dir)
+    except StoreError as e:
+        raise UserError(str(e)) from e
+    config = RunConfig.from_dict(store.config()) if store.config() else RunConfig()
+    if args.json:
+        print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
+        return 0
+    s = summary(store, config, top=args.top)
+    print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {s['status']}"
+          f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations")
+    if s["llm"]["calls"]:
+        print(f"LLM: {s['llm']['calls']} calls, ${s['llm']['dollars']:.4f}")
+    print("funnel: " + " -> ".join(f"{k} {v}" for k, v in s["funnel"].items()))
+    corr = s["meta_overfitting"]
+    if corr and corr.get("n"):
+        fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
+        print(f"train vs heldout fitness over {corr['n']} candidates: pearson {fmt(corr['pearson'])},"
+              f" spearman {fmt(corr['spearman'])}")
+    print()
+    print_leaderboard(store, config, top=args.top)
+    best = store.best(_rank_stage(config))
+    if best is not None:
+        print(f"\nbest candidate {best.candidate.id} (fitness {best.evaluation.fitness:+.3f}):\n")
+        print(best.candidate.source.rstrip())
+    return 0
+
+
+def _rank_stage(config: Any) -> str:
+    return config.search_stages()[-1].name
+
+
+def final_search_results(store: Any, config: Any) -> list[Any]:
+    """(candidate, evaluation) of every strategy candidate at the last search stage it reached,
+    best first: a smoke failure ranks with its floor fitness instead of vanishing."""
+    from optforge.store import Ranked
+
+    order = [s.name for s in config.search_stages()]
+    latest: dict[str, Any] = {}
+    for ev in store.evaluations():
+        if ev.stage in order:
+            cur = latest.get(ev.candidate_id)
+            if cur is None or order.index(ev.stage) > order.index(cur.stage):
+                latest[ev.candidate_id] = ev
+    cands = store.candidates(include_reference=False)
+    ranked = [Ranked(c, latest[c.id]) for c in cands if c.id in latest]
+    seq = {c.id: i for i, c in enumerate(cands)}
+    ranked.sort(key=lambda r: (-(r.evaluation.fitness if r.evaluation.stage == order[-1] else -1e9), seq[r.candidate.id]))
+    return ranked
+
+
+def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[dict[str, Any]]:
+    """Ranked rows (see `final_search_results`) with funnel results and a promoted flag."""
+    promoted = {p.candidate_id for p in store.promotions("promoted") if p.passed}
+    funnel = {(p.candidate_id, p.stage): p for p in store.promotions()}
+    rows = []
+    ranked = final_search_results(store, config)
+    for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
+        row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
+               "fitness": ev.fitness, "robust": ev.metrics.get("robust"), "wins": ev.metrics.get("wins"),
+               "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
+               "feedback": ev.feedback}
+        for s in config.funnel_stages():
+            p = funnel.get((cand.id, s.name))
+            row[s.name] = None if p is None else {"passed": p.passed, "value": p.value, "bar": p.bar}
+        rows.append(row)
+    return rows
+
+
+def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
+    rows = leaderboard_rows(store, config, top)
+    if not rows:
+        print("no evaluated candidates yet")
+        return
+    stages = [s.name for s in config.funnel_stages()]
+    head = f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'robust':>8}  " + "".join(f"{s:>18}" for s in stages)
+    print(head)
+    for r in rows:
+        cells = []
+        for s in stages:
+            v = r[s]
+            cells.append(f"{'-':>18}" if v is None else f"{('pass ' if v['passed'] else 'fail ') + _num(v['value']):>18}")
+        name = (r["id"] + (f" {r['label']}" if r["label"] and r["label"] not in r["id"] else ""))[:21]
+        mark = "*" if r["promoted"] else " "
+        status = r["status"] if r["status"] != "ok" or r["stage"] == config.search_stages()[-1].name else "ok*"
+        print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {_num(r['fitness']):>8} {_num(r['robust']):>8}  "
+              + "".join(cells))
+    if any(r["promoted"] for r in rows):
+        print("* promoted: beat the reference on fresh seeds and on the held-out suite")
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{float(v):+.3f}"
+
+
+def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
+    """Everything `show` prints, as one JSON-able mapping."""
+    from optforge.funnel import funnel_counts
+
+    dollars, calls = store.llm_spend()
+    best = store.best(_rank_stage(config))
+    return {
+        "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"),
+        "stop_reason": store.meta("stop_reason", ""), "config": store.config(), "versions": store.meta("versions", {}),
+        "suite_versions": store.meta("suite_versions", {}),
+        "proposed": len(store.candidates(include_reference=False)), "evaluations": len(store.evaluations()),
+        "statuses": store.status_counts(), "funnel": funnel_counts(store, config),
+        "meta_overfitting": store.meta("correlation"), "llm": {"calls": calls, "dollars": dollars},
+        "leaderboard": leaderboard_rows(store, config, top),
+        "best": None if best is None else {"id": best.candidate.id, "fitness": best.evaluation.fitness,
+                                           "source": best.candidate.source},
+        "promoted": [p.candidate_id for p in store.promotions("promoted") if p.passed],
+    }

@@ -1,0 +1,130 @@
+"""Engine on a real local Ray with a trivial evaluate function (tests/engine/fake_eval.py)."""
+
+from __future__ import annotations
+
+import time
+
+from fake_eval import ListStrategy, WalkStrategy, fake_source, make_engine, walk_config
+
+from optforge.config import config_from_dict
+from optforge.store import Store
+
+
+def _config(**extra):
+    data = {"strategy": {"name": "list"}, "slots": 2, "deterministic": True, "stages": ["smoke", "train"],
+            "eval_timeout_s": 30}
+    data.update(extra)
+    return config_from_dict(data)
+
+
+def test_every_candidate_stored_ranked_and_observed_in_order(ray_local, tmp_path):
+    # later candidates finish first: the strategy must still observe c0, c1, c2, ... in order
+    sources = [fake_source(0.1, "# SLOW 0.6"), fake_source(0.7), fake_source(-0.4, "# SLOW 0.3"), fake_source(0.3)]
+    strategy, store = ListStrategy(sources), Store(tmp_path / "run")
+    summary = make_engine(_config(), strategy, store).run()
+    assert summary.stop_reason == "strategy done" and not summary.interrupted
+    assert [s[0] for s in strategy.seen] == ["c0", "c1", "c2", "c3"]
+    assert all(s[1] == "train" for s in strategy.seen)  # the final search stage is what it observes
+    ranked = [r.candidate.id for r in store.leaderboard("train")]
+    assert ranked == ["c1", "c3", "c0", "c2"]
+    assert store.best().candidate.id == "c1"
+    assert {e.stage for e in store.evaluations()} == {"smoke", "train"} and len(store.evaluations()) == 8
+    assert store.observed_ids() == {"c0", "c1", "c2", "c3"}
+    assert store.strategy_state()["i"] == 4 and len(store.strategy_state()["seen"]) == 4
+    assert store.meta("status") == "finished" and store.meta("versions")["torch"]
+
+
+def test_identical_sources_are_evaluated_once(ray_local, tmp_path):
+    same = fake_source(0.5, "# SLOW 0.5")
+    store = Store(tmp_path / "run")
+    make_engine(_config(), ListStrategy([same, same, fake_source(0.2), same]), store).run()
+    evs = store.evaluations(stage="train")
+    assert len(evs) == 4
+    fresh = [e for e in evs if e.cached_from is None]
+    assert sorted(e.candidate_id for e in fresh) == ["c0", "c2"]  # c1 waited on c0 in flight, c3 hit the cache
+    assert all(e.fitness == 0.5 for e in evs if e.candidate_id != "c2")
+
+
+def test_failed_proposals_are_stored_and_observed_not_evaluated(ray_local, tmp_path):
+    strategy = ListStrategy([fake_source(0.2), "not python ((", fake_source(0.1)],
+                            notes=[{}, {"status": "invalid", "reason": "unparseable LLM output"}, {}])
+    store = Store(tmp_path / "run")
+    make_engine(_config(), strategy, store).run()
+    ev = store.evaluation("c1", "smoke")
+    assert ev.status.value == "invalid" and "unparseable" in ev.feedback
+    assert store.evaluation("c1", "train") is None
+    assert [s[:3] for s in strategy.seen] == [["c0", "train", "ok"], ["c1", "smoke", "invalid"], ["c2", "train", "ok"]]
+
+
+def test_smoke_failure_stops_the_pipeline_and_evaluator_errors_are_statuses(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    strategy = ListStrategy([fake_source(0.2, "# CRASH"), fake_source(0.2, "# RAISE"), fake_source(0.4)])
+    summary = make_engine(_config(), strategy, store).run()
+    assert store.evaluation("c0", "smoke").status.value == "crashed" and store.evaluation("c0", "train") is None
+    raised = store.evaluation("c1", "smoke")
+    assert raised.status.value == "crashed" and "evaluator bug" in raised.artifacts["exception"]
+    assert summary.best == ("c2", 0.4)
+
+
+def test_a_hanging_candidate_times_out_without_stalling_other_slots(ray_local, tmp_path):
+    sources = [fake_source(0.0, "# HANG")] + [fake_source(0.1 * i, "# SLOW 0.2") for i in range(1, 6)]
+    store = Store(tmp_path / "run")
+    t0 = time.monotonic()
+    make_engine(_config(eval_timeout_s=6.0, stages=["train"]), ListStrategy(sources), store).run()
+    wall = time.monotonic() - t0
+    hang = store.evaluation("c0", "train")
+    assert hang.status.value == "timeout" and "engine limit" in hang.feedback
+    others = [store.evaluation(f"c{i}", "train") for i in range(1, 6)]
+    assert all(e.ok for e in others)
+    # the five others ran in the second slot while c0 hung: all were stored before the timeout fired
+    assert max(e.created for e in others) < hang.created
+    assert wall < 20
+
+
+def test_max_evaluations_budget_stops_proposals(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    summary = make_engine(walk_config(5, deterministic=False), WalkStrategy(seed=1, slow=0.05), store).run()
+    assert summary.stop_reason == "max_evaluations"
+    assert summary.proposed == 5 and len(store.evaluations(stage="train")) == 5
+    assert store.observed_ids() == {f"w{i}" for i in range(5)}
+
+
+def test_lost_worker_is_retried_then_stored_as_lost(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    cfg = _config(stages=["train"], retries=1)
+    make_engine(cfg, ListStrategy([fake_source(0.3, "# DIE"), fake_source(0.2)]), store).run()
+    lost = store.evaluation("c0", "train")
+    assert lost.status.value == "lost" and lost.attempts == 2
+    assert [e["candidate"] for e in store.events("lost")] == ["c0"]
+    assert store.evaluation("c1", "train").ok
+    # lost is never cached: a later identical request is evaluated again
+    assert store.cached(store.candidate("c0").content_hash, "train", "train", "selection") is None
+
+
+def test_ctrl_c_leaves_a_resumable_store(ray_local, tmp_path):
+    sources = [fake_source(0.1 * i, "# SLOW 0.3") for i in range(8)]
+    store = Store(tmp_path / "run")
+
+    def interrupt_after_three(progress):
+        if progress.done >= 3:
+            raise KeyboardInterrupt
+
+    summary = make_engine(_config(stages=["train"]), ListStrategy(sources), store, progress=interrupt_after_three).run()
+    assert summary.interrupted and store.meta("status") == "interrupted"
+    done_before = {e.candidate_id: e.created for e in store.evaluations()}
+    assert 3 <= len(done_before) < 8
+    resumed = make_engine(_config(stages=["train"]), ListStrategy(sources), Store(tmp_path / "run")).run()
+    assert not resumed.interrupted and resumed.stop_reason == "strategy done"
+    after = {e.candidate_id: e.created for e in store.evaluations()}
+    assert sorted(after) == [f"c{i}" for i in range(8)]
+    assert all(after[c] == t for c, t in done_before.items())  # nothing finished was re-run
+    assert len(store.candidates()) == 8  # nothing proposed twice
+
+
+def test_deterministic_runs_are_identical(ray_local, tmp_path):
+    def run(name):
+        store = Store(tmp_path / name)
+        make_engine(walk_config(10), WalkStrategy(seed=3), store).run()
+        return [(c.id, c.source) for c in store.candidates()], store.strategy_state()
+
+    assert run("a") == run("b")
