@@ -207,10 +207,15 @@ class EvolveStrategy:
 
     def _propose_seed(self, name: str) -> Candidate:
         source = seedlib.source(name)
-        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name})
+        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name}, id=self._new_id())
         prog = Program(id=cand.id, source=source, seed=name, island=0, norm_hash=normalised_hash(source))
         self.pop.add(prog, islands=list(range(self.config.islands)))
         return cand
+
+    def _new_id(self) -> str:
+        """Candidate ids from the strategy's generator: ids appear in prompts, and prompts must be
+        reproducible for replay and resume."""
+        return self.rng.bytes(6).hex()
 
     def _fix_parent(self) -> Program | None:
         """With no success yet and nothing pending, evolve from the latest evaluated failure."""
@@ -281,7 +286,7 @@ class EvolveStrategy:
                 note["duplicate_of"] = twin
         if reason:
             note.update(status="invalid", reason=reason)
-        cand = Candidate.new(source, parents=(parent.id,), strategy=self.name, note=note)
+        cand = Candidate.new(source, parents=(parent.id,), strategy=self.name, note=note, id=self._new_id())
         prog = Program(id=cand.id, source=source, parent=parent.id, island=island,
                        status="invalid" if reason else "pending", fitness=FLOOR if reason else None,
                        feedback=reason, model=resp.model, dollars=resp.call.dollars, edit=plan["edit"],
