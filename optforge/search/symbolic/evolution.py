@@ -45,7 +45,7 @@ class SymbolicParams:
     population: int = 1000  # P: population size (aging removes the oldest beyond it)
     tournament: int = 2  # T: members drawn per tournament
     slots: int = 0  # total state slots k; warm starts with fewer get extra zero slots (unused at first)
-    phase_evaluations: int | None = None  # proposals per phase; null = one phase until the engine stops
+    phase_evaluations: int | None = None  # proposals per phase (warm start included); null = until the engine stops
     restarts: int = 1  # independent searches from the warm start
     best_restarts: int = 0  # further searches started from the best program so far
     simplify_evaluations: int = 0  # budget of the post-search simplification (0 = only dead code removal)
@@ -91,7 +91,7 @@ class SymbolicParams:
         """Most proposals the whole strategy makes (None when unbounded)."""
         if self.phase_evaluations is None:
             return None
-        return self.phases * self.phase_evaluations + len(self.warm_start) + self.simplify_evaluations
+        return self.phases * self.phase_evaluations + self.simplify_evaluations
 
 
 def _pad_slots(program: Program, k: int) -> Program:
@@ -110,14 +110,24 @@ class SymbolicSearch:
 
     name = "symbolic"
 
-    def __init__(self, params: SymbolicParams, rng: np.random.Generator, seed: int = 0) -> None:
+    def __init__(
+        self,
+        params: SymbolicParams,
+        rng: np.random.Generator,
+        seed: int = 0,
+        warm_programs: list[Program] | None = None,
+    ) -> None:
+        """`warm_programs` replaces the seeds named in `params.warm_start` (e.g. a user's own program)."""
         self.params = params
         self.rng = rng
         self.seed = seed
         self.mcfg = MutationConfig(
             max_len=params.max_len, const_prob=params.const_prob, max_tries=params.max_tries, hparam_only=params.hparam_only
         )
-        self.warm = [_pad_slots(warmstarts.program(n), params.slots) for n in params.warm_start]
+        progs = warm_programs if warm_programs is not None else [warmstarts.program(n) for n in params.warm_start]
+        for prog in progs:
+            execute(prog)
+        self.warm = [_pad_slots(p, params.slots) for p in progs]
         self.phase = 0
         self.phase_proposed = 0
         self.init_queue: list[dict[str, Any]] = []  # programs to seed the phase's population with
@@ -424,6 +434,7 @@ class SymbolicSearch:
     def state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
+            "seed": self.seed,
             "rng": self.rng.bit_generator.state,
             "phase": self.phase,
             "phase_proposed": self.phase_proposed,
@@ -443,6 +454,7 @@ class SymbolicSearch:
     def load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"symbolic strategy state version {state.get('version')!r} is not {STATE_VERSION}")
+        self.seed = int(state["seed"])
         bg = getattr(np.random, state["rng"]["bit_generator"])()
         bg.state = state["rng"]
         self.rng = np.random.Generator(bg)

@@ -15,7 +15,42 @@ from typing import Any
 from optforge.search.symbolic.abstract import is_valid
 from optforge.search.symbolic.hashing import live_program
 from optforge.search.symbolic.interpret import fingerprint
-from optforge.search.symbolic.program import Program
+from optforge.search.symbolic.program import Arg, Program, Stmt
+
+
+def _bypass(program: Program, i: int, repl: Arg) -> Program | None:
+    """Remove statement i and let later reads of its target read `repl` (one of its arguments) instead,
+    until the target or `repl` is assigned again."""
+    x = program.body[i].target
+    body = list(program.body[:i])
+    active = True
+    for st in program.body[i + 1 :]:
+        if active:
+            st = Stmt(st.target, st.fn, tuple(repl if a == x else a for a in st.args))
+            if st.target in (x, repl):
+                active = False
+        body.append(st)
+    ret = program.ret
+    if active and ret == x:
+        if not isinstance(repl, str):
+            return None
+        ret = repl
+    return program.replace(body=tuple(body), ret=ret)
+
+
+def removals(program: Program) -> list[tuple[int, Program]]:
+    """Children with one statement fewer: the plain removal (a reassigned variable keeps its previous
+    value), and for temporaries a bypass through each argument (``x = f(a, b)`` gone, x read as a or b)."""
+    out = []
+    for i, st in enumerate(program.body):
+        out.append((i, program.replace(body=program.body[:i] + program.body[i + 1 :])))
+        if st.target in program.slots:
+            continue
+        for repl in dict.fromkeys(st.args):
+            child = _bypass(program, i, repl)
+            if child is not None:
+                out.append((i, child))
+    return out
 
 
 @dataclass
@@ -39,8 +74,8 @@ class Simplifier:
         """(removed index, child, fingerprint) for every single-statement removal worth evaluating."""
         out = []
         seen = {fingerprint(self.current)}
-        for i in range(len(self.current.body)):
-            child = live_program(self.current.replace(body=self.current.body[:i] + self.current.body[i + 1 :]))
+        for i, child in removals(self.current):
+            child = live_program(child)
             if not is_valid(child):
                 continue
             fp = fingerprint(child)

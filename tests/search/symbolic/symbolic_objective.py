@@ -41,13 +41,15 @@ def quadratic_result(source: str, ref_loss: float) -> EvaluationResult:
     return EvaluationResult(Status.OK, metrics={"fitness": max(FLOOR, min(2.0, fit))})
 
 
-def drive(strategy, objective, *, lag: int = 2, n: int = 2, max_iters: int = 400, log: list | None = None):
-    """Propose n at a time; observe the oldest in proposal order once more than `lag` are in flight."""
-    inflight: list = []
+def drive(strategy, objective, *, lag: int = 2, n: int = 2, max_iters: int = 400, log: list | None = None,
+          inflight: list | None = None) -> list:
+    """Propose n at a time; observe the oldest in proposal order once more than `lag` are in flight
+    (all of them when nothing new comes). Returns what is still in flight after `max_iters` rounds."""
+    inflight = [] if inflight is None else inflight
     for _ in range(max_iters):
         new = strategy.propose(n)
         if log is not None:
-            log.extend((c.id, c.source) for c in new)
+            log.extend(new)
         inflight += new
         if not inflight:
             break
