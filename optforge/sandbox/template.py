@@ -8,6 +8,7 @@ the forked children (see optforge.sandbox.worker), so each job starts from the s
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -26,15 +27,52 @@ def _preload() -> None:
     import optforge.sandbox.worker  # noqa: F401
 
 
-def _serve(conn: socket.socket) -> None:
-    from optforge.sandbox.worker import supervise
+_failed_imports: set[str] = set()
 
-    conn.settimeout(None)
-    stream = conn.makefile("rwb")
-    line = stream.readline()
-    if not line:
+
+def _warm_import(req: dict) -> None:
+    """Import the (trusted) job's module here once, so every later fork starts with it loaded."""
+    module = str(req.get("job", "")).partition(":")[0]
+    if not module or module in sys.modules or module in _failed_imports:
         return
-    supervise(json.loads(line), stream)
+    for p in req.get("sys_path", []):
+        if p not in sys.path:
+            sys.path.append(p)
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - the job process will import it again and report the error
+        _failed_imports.add(module)
+    if len(os.listdir("/proc/self/task")) > 1:
+        sys.stderr.write(f"optforge sandbox template: importing {module} started threads; forks may be unsafe\n")
+
+
+def _serve(conn: socket.socket, srv: socket.socket) -> None:
+    """Read one request, preload its job module, fork a supervisor for it."""
+    conn.settimeout(30.0)
+    stream = conn.makefile("rwb")
+    try:
+        line = stream.readline()
+        req = json.loads(line) if line else None
+    except (OSError, ValueError):
+        req = None
+    if req is None:
+        stream.close()
+        return
+    conn.settimeout(None)
+    _warm_import(req)
+    pid = os.fork()
+    if pid == 0:
+        from optforge.sandbox.worker import supervise
+
+        code = 0
+        try:
+            srv.close()
+            supervise(req, stream)
+        except BaseException:  # noqa: BLE001 - the caller sees a lost worker
+            code = 1
+        finally:
+            os._exit(code)
+    stream.close()
 
 
 def main(path: str, parent_pid: int) -> None:
@@ -54,17 +92,10 @@ def main(path: str, parent_pid: int) -> None:
             continue
         except OSError:
             break
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                srv.close()
-                _serve(conn)
-            except BaseException:  # noqa: BLE001 - the caller sees a lost worker
-                code = 1
-            finally:
-                os._exit(code)
-        conn.close()
+        try:
+            _serve(conn, srv)
+        finally:
+            conn.close()
 
 
 if __name__ == "__main__":
