@@ -73,8 +73,8 @@ def _heldout() -> Suite:
     tasks = (
         MLPTask(name="mlp_deep", sizes=(64, 256, 256, 256, 10), batch_size=32, steps=600),
         CNNTask(name="cnn_bnres", arch="bnres", side=12, batch_size=32, steps=200),
-        ByteLM(name="bytelm_small", d=64, layers=3, heads=4, context=64, steps=400, corpus="heldout"),
-        ByteLM(name="gru_lm", arch="gru", d=32, hidden=128, context=64, steps=400, corpus="heldout"),
+        ByteLM(name="bytelm_small", d=64, layers=3, heads=4, context=64, steps=300, corpus="heldout"),
+        ByteLM(name="gru_lm", arch="gru", d=32, hidden=128, context=48, steps=300, corpus="heldout"),
         LogisticRegression(name="logreg_digits", dataset="digits", l2=1e-4, batch_size=64, steps=500),
         NoisyQuadraticModel(),
         TeacherStudent(),
