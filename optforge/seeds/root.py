@@ -53,6 +53,14 @@ def _newton_schulz(u):
     return x.to(u.dtype)
 
 
+def _quantile(x, q):
+    """Linear-interpolation quantile of a 1-D tensor (torch.quantile refuses more than 2**24 elements)."""
+    pos = q * (x.numel() - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    low = x.kthvalue(lo + 1).values
+    return low + (pos - lo) * (x.kthvalue(hi + 1).values - low)
+
+
 def _adamw(p, g, state, ctx):
     """AdamW (torch.optim.AdamW form) for the roles the official code gives to its Adam."""
     lr = ctx.lr * ADAMW_LR / LR
@@ -76,7 +84,7 @@ def update(p, g, state, ctx):
     buf.mul_(MOMENTUM).add_(g)
     u = g.add(buf, alpha=MOMENTUM)
     a = u.abs().flatten()
-    eps_t = (torch.quantile(a if a.dtype == torch.float64 else a.float(), QUANTILE) + 1e-9).to(u.dtype)
+    eps_t = (_quantile(a if a.dtype == torch.float64 else a.float(), QUANTILE) + 1e-9).to(u.dtype)
     b = torch.minimum(torch.maximum(u, -eps_t), eps_t)
     x = _newton_schulz(b.reshape(b.size(0), -1))
     m, n = x.shape

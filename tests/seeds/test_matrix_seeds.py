@@ -200,7 +200,7 @@ def test_matches_paper_reference(name, shape):
     grads = _grads(shape)
     got = _run_rule(name, shape, grads)
     want = REFERENCES[name](_p0(shape), grads)
-    _close(got, want, 1e-9)
+    _close(got, want, 1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
