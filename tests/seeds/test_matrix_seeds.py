@@ -292,6 +292,17 @@ def test_soap_matches_pytorch_optimizer(shape, freq):
     _close(got, _run_oracle(make, shape, grads), 1e-6)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_soap_leaves_dims_above_max_precond_dim_unrotated(shape):
+    import pytorch_optimizer as po
+
+    grads = _grads(shape)
+    make = lambda ps: po.SOAP(ps, max_precondition_dim=5)  # noqa: E731
+    got = _run_rule("soap", shape, grads, MAX_PRECOND_DIM=5)
+    _close(got, _run_oracle(make, shape, grads), 1e-6)
+    assert (got - _run_rule("soap", shape, grads)).abs().max() > 1e-4
+
+
 # ---------------------------------------------------------------------------------------------
 # the AdamW fallback for non-matrix roles
 
