@@ -114,33 +114,46 @@ def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: s
     return lib.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) == 0
 
 
-def private_mounts(workdir: str, tmpfs_bytes: int) -> dict[str, bool]:
+def private_mounts(workdir: str, tmpfs_bytes: int, keep: list[str] = ()) -> dict[str, bool]:
     """In a fresh mount namespace: a /proc for the new PID namespace, and empty private tmpfs on
-    /tmp, /var/tmp and /dev/shm (the workdir, which may live under /tmp, is bound back in)."""
+    /tmp, /var/tmp and /dev/shm. The workdir and the `keep` paths (import paths) that live under them
+    are bound back in at the same place."""
     done = {"proc": False, "tmp": False}
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     done["proc"] = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    targets = [t for t in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(t)]
+    roots = [os.path.realpath(t) for t in targets]
+    wanted = [os.path.realpath(workdir)] + sorted(
+        {os.path.realpath(p) for p in keep if p and os.path.isdir(p)}, key=len
+    )
+    back: list[str] = []
+    for p in wanted:
+        under = any(p.startswith(r + "/") for r in roots)
+        if under and not any(p == b or p.startswith(b + "/") for b in back):
+            back.append(p)
     try:
-        keep = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        fds = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in back]
     except OSError:
         return done
     size = f"size={max(tmpfs_bytes, 1 << 20)},mode=1777"
     ok = True
-    for target in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(target):
-            ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size) and ok
-    if ok and not os.path.isdir(workdir):
+    for target in targets:
+        ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size) and ok
+    for p, fd in fds:
+        if not ok:
+            break
         try:
-            os.makedirs(workdir, exist_ok=True)
-            ok = _mount(f"/proc/self/fd/{keep}", workdir, None, MS_BIND | MS_REC)
+            os.makedirs(p, exist_ok=True)
+            ok = _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
         except OSError:
             ok = False
     if not ok:
         lib = libc()
-        for target in ("/dev/shm", "/var/tmp", "/tmp"):
+        for target in reversed(targets):
             lib.umount2(target.encode(), MNT_DETACH)  # type: ignore[union-attr]
-    os.close(keep)
+    for _, fd in fds:
+        os.close(fd)
     done["tmp"] = ok and os.path.isdir(workdir)
     return done
 

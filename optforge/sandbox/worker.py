@@ -169,20 +169,21 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    keep = {0, 1, 2, ctl_w}
+    keep_fds = {0, 1, 2, ctl_w}
     for fd in _open_fds():
-        if fd not in keep:
+        if fd not in keep_fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
     layers: dict[str, bool] = {"process_group": True, "no_secrets": True}
-    mounts = L.private_mounts(workdir, int(lim["max_output_bytes"])) if ns.get("mnt") else {}
+    keep = [*req.get("sys_path", []), *sys.path]
+    mounts = L.private_mounts(workdir, int(lim["max_output_bytes"]), keep) if ns.get("mnt") else {}
     os.environ.clear()
     os.environ.update(req["env"])
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     if uid is not None:
-        needed = [*req.get("sys_path", []), *sys.path, sys.prefix, sys.exec_prefix, sys.base_prefix]
+        needed = [*keep, sys.prefix, sys.exec_prefix, sys.base_prefix]
         if not (mounts.get("tmp") and L.expose_paths(needed, uid)) and any(
             L._blocked_ancestor(os.path.realpath(p), uid) for p in needed if p and os.path.exists(p)
         ):

@@ -160,3 +160,14 @@ def test_limits_validation():
     assert Limits.from_config({"require": ["network"], "timeout_s": 5}).require == ("network",)
     with pytest.raises(ValueError):
         Limits(timeout_s=0)
+
+
+def test_job_module_under_tmp_is_importable(tmp_path, monkeypatch):
+    """Import paths under /tmp stay visible through the private /tmp (bound back read-only in effect)."""
+    name = f"tmpjob_{os.getpid()}_{id(tmp_path) % 10000}"
+    (tmp_path / f"{name}.py").write_text("def job(source, payload):\n    return {'seen': payload['x'] * 2}\n")
+    (tmp_path / "other.txt").write_text("x")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    res = sandbox.run("x = 1\n", f"{name}:job", {"x": 21}, sandbox.RULE_POLICY, L)
+    assert res.ok, (res.reason, res.exception, res.stderr_tail)
+    assert res.value == {"seen": 42}
