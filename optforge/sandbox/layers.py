@@ -136,7 +136,7 @@ def private_mounts(workdir: str, tmpfs_bytes: int, keep: list[str] = ()) -> dict
         fds = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in back]
     except OSError:
         return done
-    size = f"size={max(tmpfs_bytes, 1 << 20)},mode=1777"
+    size = f"size={min(max(tmpfs_bytes, 1 << 20), 64 << 20)},mode=1777"  # tmpfs is RAM: keep it small
     ok = True
     for target in targets:
         ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size) and ok
