@@ -125,6 +125,18 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         log.warning("tune_wd=True is not implemented: weight decay stays at each rule's own constant")
     suite = get_suite(request.suite)
     smoke = suite.name == "smoke"
+    limits = _limits(request, smoke)
+    problems = [str(p) for p in check_rule(request.source)]
+    if not problems and limits.static_check:
+        problems = [str(v) for v in sandbox.check_source(request.source, sandbox.RULE_POLICY)]
+    if problems:
+        text = "; ".join(problems)
+        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
+    lr0 = literal_constants(request.source).get("LR")
+    if isinstance(lr0, bool) or not isinstance(lr0, (int, float)) or not math.isfinite(lr0) or lr0 <= 0:
+        text = f"LR must be a literal positive number like 'LR = 1e-3', got {lr0!r}"
+        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
+
     payload = request.baselines if request.baselines is not None else baseline_payload(request.suite)
     if payload.get("suite_version") != suite.version:
         from optforge.evaluators.baselines import BaselineError
@@ -133,16 +145,6 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             f"the baselines sent are for suite '{suite.name}' version {payload.get('suite_version')!r}, "
             f"the suite is version {suite.version!r}; rebuild them with `optforge baselines --suite {suite.name} --rebuild`"
         )
-    limits = _limits(request, smoke)
-    problems = check_rule(request.source)
-    if problems:
-        text = "; ".join(str(p) for p in problems)
-        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
-    lr0 = literal_constants(request.source).get("LR")
-    if isinstance(lr0, bool) or not isinstance(lr0, (int, float)) or not math.isfinite(lr0) or lr0 <= 0:
-        text = f"LR must be a literal positive number like 'LR = 1e-3', got {lr0!r}"
-        return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
-
     sel, fresh = _seeds(request, suite, smoke)
     config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
     infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]

@@ -9,14 +9,20 @@ cached under $OPTFORGE_CACHE (default ~/.cache/optforge).
 - AdamW: 7-point half-decade grid 1e-4..1e-1, every seed (selection and report), horizon T; then
   horizons 2T and 4T on 3 points around the previous horizon's best. Each grid extends at an edge
   (at most twice), as for candidates.
-- SGD-momentum, Lion, Muon: 5 points around their LR (+ up to 2 extensions), every seed, horizon T:
-  at least as many lr trials and seeds as a candidate gets (tuning parity).
+- SGD-momentum, Lion, Muon: 5 points around their LR (+ up to 2 extensions) on the selection seeds,
+  full T, then the chosen lr on the report seeds: at least as many lr trials and seeds as a candidate
+  gets (tuning parity), scored exactly like a candidate on fresh seeds.
+- A digest of the suite's task code and the training loop is stored: a change without a version bump
+  is reported as a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import logging
+import sys
 import math
 import os
 import re
@@ -47,6 +53,23 @@ class BaselineError(RuntimeError):
 def torch_version() -> str:
     """torch major.minor: baselines are keyed by it (kernels change numbers across releases)."""
     return ".".join(torch.__version__.split("+")[0].split(".")[:2])
+
+
+def suite_digest(suite: Any) -> str:
+    """Hash of the task definitions (their reprs and module sources) and of the training loop."""
+    from optforge.evaluators import train
+
+    h = hashlib.sha256()
+    modules = {train.__name__}
+    for t in suite.tasks:
+        h.update(repr(t).encode())
+        modules.add(type(t).__module__)
+    for name in sorted(modules):
+        try:
+            h.update(inspect.getsource(sys.modules[name]).encode())
+        except (OSError, TypeError, KeyError):
+            h.update(name.encode())
+    return h.hexdigest()[:16]
 
 
 def baseline_path(suite: str) -> Path:
@@ -92,6 +115,11 @@ def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
     missing = sorted(set(suite.task_names) - set(data.get("tasks", {})))
     if missing:
         errors.append(f"baselines lack tasks {missing}; rebuild: `optforge baselines --suite {suite.name} --rebuild`")
+    if data.get("suite_digest") and data.get("suite_digest") != suite_digest(suite):
+        warnings.append(
+            f"the tasks or training loop of suite '{suite.name}' changed since its baselines were built "
+            f"(same version {suite.version!r}); bump the suite version and rebuild"
+        )
     if data.get("torch") != torch_version():
         warnings.append(
             f"baselines were measured with torch {data.get('torch')}, this is torch {torch_version()}; "
@@ -150,6 +178,19 @@ def _runs_record(tt: TaskTuning) -> list[dict]:
     return out
 
 
+def _outcomes_record(runs: Sequence[RunOutcome]) -> dict:
+    if not runs:
+        return {}
+    return {
+        "h": runs[0].spec.h,
+        "lr": runs[0].spec.lr,
+        "horizon": runs[0].spec.horizon,
+        "steps": list(runs[0].spec.eval_steps),
+        "val": {str(r.spec.seed): [v if math.isfinite(v) else None for v in r.val] for r in runs},
+        "diverged": {str(r.spec.seed): r.diverged for r in runs},
+    }
+
+
 def _mean(xs: Sequence[float]) -> float:
     xs = [x for x in xs if math.isfinite(x)]
     return sum(xs) / len(xs) if xs else 0.0
@@ -177,7 +218,9 @@ def build(
     limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
     tasks = {t.name: t for t in suite.tasks}
     n = len(infos) * len(all_seeds)
-    planned = n * (len(ADAMW_GRID) + 3 * len(HORIZONS) + len(REFERENCE_GRID) * (len(references) - 1))
+    n_sel, n_rep = len(suite.selection_seeds), len(suite.report_seeds)
+    planned = n * (len(ADAMW_GRID) + 3 * len(HORIZONS))
+    planned += len(infos) * (len(REFERENCE_GRID) * n_sel + n_rep) * (len(references) - 1)
     done = [0]
 
     def tick(k: int) -> None:
@@ -191,6 +234,7 @@ def build(
         "format": FORMAT,
         "suite": suite.name,
         "suite_version": suite.version,
+        "suite_digest": suite_digest(suite),
         "torch": torch_version(),
         "seeds": list(all_seeds),
         "selection_seeds": list(suite.selection_seeds),
@@ -201,7 +245,7 @@ def build(
         source = seeds.source(ref)
         lr0 = seeds.load(ref).lr
         ex = SandboxExecutor(
-            source, suite_name, tasks, limits, sandbox.RULE_POLICY, workers=workers, max_runs_per_call=len(all_seeds),
+            source, suite_name, tasks, limits, sandbox.RULE_POLICY, workers=workers, chunks_per_worker=3,
             progress=tick, name=ref,
         )
         if ref == "adamw":
@@ -223,51 +267,69 @@ def build(
                 }
                 rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
         else:
-            tn = tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=REFERENCE_GRID, halving=False))
+            cfg = ProtocolConfig(grid=REFERENCE_GRID, halving=False)
+            tn = tune(infos, lr0, suite.selection_seeds, ex, eval_points, cfg, fresh_seeds=suite.report_seeds)
             for t in infos:
-                result["tasks"][t.name]["references"][ref] = {"lr0": lr0, "runs": _runs_record(tn[t.name])}
+                tt = tn[t.name]
+                result["tasks"][t.name]["references"][ref] = {
+                    "lr0": lr0,
+                    "chosen": tt.chosen,
+                    "runs": _runs_record(tt),
+                    "reported": _outcomes_record(tt.reported),
+                }
         cpu += ex.cpu_s
     result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result["table"] = reference_table(result)
+    try:
+        result["table"] = reference_table(result)
+    except Exception:  # noqa: BLE001 - the measured curves are worth keeping even if the table breaks
+        log.exception("could not score the references of suite %s; the curves are kept", suite.name)
     return result
 
 
-def _ref_runs(data: Mapping[str, Any], task: str, ref: str) -> list[dict]:
+def _scored_run(data: Mapping[str, Any], task: str, ref: str) -> tuple[dict | None, bool]:
+    """(the run record to score on the report seeds, whether selection failed)."""
     t = data["tasks"][task]
-    if ref == "adamw":
-        return [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"])]
-    return t["references"].get(ref, {}).get("runs", [])
+    sel = [str(s) for s in data["selection_seeds"]]
+    if ref != "adamw":
+        rec = t["references"].get(ref)
+        if not rec:
+            return None, True
+        return rec.get("reported") or None, False
+    runs = [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"])]
+
+    def sel_best(r: dict) -> float:
+        if any(r["diverged"][s] for s in sel):
+            return math.inf
+        return min(mean_curve([r["val"][s] for s in sel]))
+
+    best = min(runs, key=sel_best)
+    return best, not math.isfinite(sel_best(best))
 
 
 def reference_table(data: Mapping[str, Any]) -> dict[str, dict]:
-    """Each reference scored like a candidate: lr picked on the selection seeds, scored on the report seeds.
-
-    {ref: {"tasks": {task: {"score", "lr", "best_val"}}, **aggregate}}.
+    """Each reference scored like a candidate on fresh seeds: lr picked on the selection seeds
+    (the full grid), scored on the report seeds. {ref: {"tasks": {task: {...}}, **aggregate}}.
     """
-    sel = [str(s) for s in data["selection_seeds"]]
     rep = [int(s) for s in data["report_seeds"]]
+    payload = payload_from(data)
     refs = ["adamw"] + sorted({r for t in data["tasks"].values() for r in t.get("references", {})})
     table: dict[str, dict] = {}
     for ref in refs:
         scores, rows = {}, {}
         for name, t in data["tasks"].items():
-            runs = _ref_runs(data, name, ref)
-            if not runs:
-                continue
-            curves, _ = adamw_curves(payload_from(data), name, rep)
-
-            def sel_best(r: dict) -> float:
-                vals = [r["val"][s] for s in sel]
-                if any(r["diverged"][s] for s in sel):
-                    return math.inf
-                return min(mean_curve(vals))
-
-            best = min(runs, key=sel_best)
-            div = any(best["diverged"][str(s)] for s in rep)
-            val = mean_curve([[math.inf if v is None else v for v in best["val"][str(s)]] for s in rep]) if not div else []
-            ts = task_score(best["steps"], val, curves, int(t["T"]), diverged=div or not math.isfinite(sel_best(best)))
+            run, failed = _scored_run(data, name, ref)
+            curves, _ = adamw_curves(payload, name, rep)
+            div = failed or run is None or any(run["diverged"].get(str(s), True) for s in rep)
+            val = [] if div else mean_curve([[math.inf if v is None else v for v in run["val"][str(s)]] for s in rep])
+            ts = task_score(run["steps"] if run else [], val, curves, int(t["T"]), diverged=div)
             scores[name] = ts.score
-            rows[name] = {"score": round(ts.score, 4), "lr": best["lr"], "best_val": ts.best_val, "flags": list(ts.flags)}
+            rows[name] = {
+                "score": round(ts.score, 4),
+                "lr": run["lr"] if run else None,
+                "best_val": ts.best_val if math.isfinite(ts.best_val) else None,
+                "adamw_val": ts.adamw_val if math.isfinite(ts.adamw_val) else None,
+                "flags": list(ts.flags),
+            }
         table[ref] = {"tasks": rows, **aggregate(scores)}
     return table

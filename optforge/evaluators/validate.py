@@ -96,8 +96,10 @@ def _split(specs: Sequence[RunSpec], n_chunks: int, weight: Callable[[RunSpec], 
 class SandboxExecutor:
     """Runs RunSpecs through the sandbox job (`workers` calls at once) and validates the results.
 
-    Accumulates what the calls cost and the last output tails. `max_runs_per_call` splits work into
+    Accumulates what the calls cost and the last output tails. `chunks_per_worker` splits work into
     more, smaller calls (baseline builds, so a progress bar moves); the default is one call per worker.
+    Each call pays a fixed start-up cost (a forked worker importing torch's optimizer machinery), so
+    fewer, larger calls are cheaper.
     """
 
     source: str
@@ -106,7 +108,7 @@ class SandboxExecutor:
     limits: Any
     policy: Any
     workers: int = 1
-    max_runs_per_call: int | None = None
+    chunks_per_worker: int = 1
     cost_per_step: Mapping[str, float] = field(default_factory=dict)
     fingerprint_next: bool = False
     progress: Callable[[int], None] | None = None
@@ -125,10 +127,7 @@ class SandboxExecutor:
         return spec.steps * float(self.cost_per_step.get(spec.task, 1.0))
 
     def __call__(self, specs: list[RunSpec]) -> list[RunOutcome]:
-        if self.max_runs_per_call:
-            n = max(self.workers, math.ceil(len(specs) / self.max_runs_per_call))
-        else:
-            n = self.workers
+        n = min(len(specs), self.workers * self.chunks_per_worker)
         groups = _split(specs, n, self._weight)
         want_fp, self.fingerprint_next = self.fingerprint_next, False
         results: list[RunOutcome | None] = [None] * len(specs)

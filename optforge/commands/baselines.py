@@ -1,0 +1,110 @@
+"""`optforge baselines [--suite S] [--rebuild]`: show or rebuild the tuned baselines of a suite."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "baselines",
+        help="show or rebuild the tuned AdamW / SGD / Lion / Muon baselines of a suite",
+        description=(
+            "Show the committed baselines of a suite (the version and torch they were built with, the cost, and the "
+            "references scored like a candidate), or rebuild them: AdamW on a 7-point grid to 4T and the references "
+            "on their own grids, all through the sandboxed protocol."
+        ),
+    )
+    p.add_argument("--suite", default="train", help="suite name or pkg.mod:fn (default train)")
+    p.add_argument("--rebuild", action="store_true", help="measure them again (minutes of CPU for train)")
+    p.add_argument("--jobs", type=int, default=2, help="sandboxed training jobs at once when rebuilding (default 2)")
+    p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
+    return p
+
+
+class _Bar:
+    """A one-line progress bar on stderr (the CLI is the only place that draws one)."""
+
+    def __init__(self, label: str):
+        self.label, self.t0 = label, time.time()
+
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        frac = min(1.0, done / max(1, total))
+        el = time.time() - self.t0
+        eta = el / frac - el if frac > 0 else 0.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} runs  {el:5.0f}s elapsed  ~{eta:4.0f}s left")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
+    errors, warnings = problems
+    cost = data.get("cost", {})
+    lines = [
+        f"suite {data['suite']} version {data['suite_version']}, torch {data['torch']}, built {data.get('created', '?')}",
+        f"cost: {cost.get('runs', '?')} runs, {cost.get('cpu_seconds', '?')} s CPU, {cost.get('wall_seconds', '?')} s wall",
+        f"seeds: selection {data['selection_seeds']}, report {data['report_seeds']}",
+    ]
+    for e in errors:
+        lines.append(f"ERROR: {e}")
+    for w in warnings:
+        lines.append(f"warning: {w}")
+    table = data.get("table") or {}
+    if table:
+        refs = list(table)
+        tasks = list(data["tasks"])
+        w = max(len("task"), *(len(t) for t in tasks))
+        lines.append("")
+        lines.append("score (log2 speedup vs tuned AdamW; lr picked on selection seeds, scored on report seeds):")
+        lines.append(f"{'task':<{w}}  " + "".join(f"{r:>8}" for r in refs) + "   AdamW lr (T)")
+        for t in tasks:
+            chosen = data["tasks"][t]["adamw"].get("chosen", {}).get(str(data["tasks"][t]["T"]))
+            lr = table["adamw"]["tasks"][t]["lr"]
+            lines.append(
+                f"{t:<{w}}  " + "".join(f"{table[r]['tasks'].get(t, {}).get('score', float('nan')):>+8.2f}" for r in refs)
+                + f"   {lr:.2e}" + ("" if chosen is None else f" (h={chosen})")
+            )
+        for key in ("fitness", "robust", "median", "worst"):
+            lines.append(f"{key:<{w}}  " + "".join(f"{table[r][key]:>+8.2f}" for r in refs))
+        lines.append(f"{'wins':<{w}}  " + "".join(f"{table[r]['wins']:>8d}" for r in refs))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from optforge.cli import UserError
+    from optforge.evaluators import baselines
+    from optforge.evaluators.tasks import get_suite
+
+    torch.set_num_threads(1)
+    try:
+        suite = get_suite(args.suite)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.rebuild:
+        refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
+        bar = _Bar(f"baselines {suite.name}")
+        try:
+            data = baselines.build(args.suite, workers=max(1, args.jobs), references=refs, progress=bar)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        finally:
+            bar.close()
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        print(f"wrote {path}")
+    try:
+        data = baselines.load(args.suite)
+    except baselines.BaselineError as e:
+        raise UserError(str(e)) from None
+    problems = baselines.check(data, suite)
+    print(render(data, problems))
+    return 1 if problems[0] else 0
