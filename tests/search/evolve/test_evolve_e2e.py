@@ -42,9 +42,13 @@ def _config(tmp_path, url, max_calls):
     return path
 
 
+def _env():
+    # RAY_ADDRESS=local: start a private Ray even if another Ray session runs on this machine
+    return dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", RAY_ADDRESS="local")
+
+
 def _run(args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
-    return subprocess.run([sys.executable, "-m", "optforge", "run", *args, "--quiet"], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "optforge", "run", *args, "--quiet"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=900, **kw)
 
 
@@ -81,7 +85,7 @@ def test_resume_mid_run_continues_with_the_same_island_state(tmp_path):
         cfg_text = yaml.safe_load(cfg.read_text())
         cfg_text["strategy"]["islands"] = 2
         cfg.write_text(yaml.safe_dump(cfg_text))
-        env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
+        env = _env()
         out = tmp_path / "run"
         proc = subprocess.Popen([sys.executable, "-m", "optforge", "run", str(cfg), "--out", str(out), "--quiet"],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
