@@ -266,6 +266,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def config_from_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Build a checked RunConfig from a mapping plus `section.key=value` overrides."""
     merged = _deep_copy(dict(data))
+    if overrides and "strategy" not in merged:
+        merged["strategy"] = {"name": "seeds"}  # the default, so `--set strategy.seeds=[...]` extends it
     for item in overrides:
         apply_override(merged, item)
     return _build(RunConfig, merged, "")

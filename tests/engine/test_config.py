@@ -1,0 +1,80 @@
+"""Config: YAML -> frozen dataclasses; bad keys and values fail naming the dotted key."""
+
+from __future__ import annotations
+
+import pytest
+
+from optforge.config import ConfigError, RunConfig, config_from_dict, load_config
+
+
+def test_defaults_and_round_trip(tmp_path):
+    cfg = load_config(None)
+    assert cfg.strategy_name == "seeds" and cfg.suite == "train" and cfg.slots == 2
+    assert [s.name for s in cfg.stages] == ["smoke", "train", "train_fresh_seeds", "heldout"]
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "c.yaml"
+    path.write_text("strategy: {name: symbolic, population: 50}\nbudget: {max_evaluations: 20}\n"
+                    "stages: [smoke, train, {name: train_fresh_seeds, top_k: 2}, {name: heldout, suite: heldout_tiny}]\n"
+                    "llm: {models: [{model: a/b, weight: 2}]}\nsandbox: {require: [pid]}\n")
+    cfg = load_config(path)
+    assert cfg.strategy_params == {"population": 50} and cfg.budget.max_evaluations == 20
+    assert cfg.stage("train_fresh_seeds").top_k == 2 and cfg.stage("heldout").suite == "heldout_tiny"
+    assert cfg.llm.models[0].weight == 2.0 and cfg.sandbox.require == ("pid",)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"budgt": {}}, "'budgt'"),
+    ({"budget": {"max_evals": 3}}, "'budget.max_evals'"),
+    ({"slots": "2"}, "slots='2'"),
+    ({"slots": 0}, "slots=0"),
+    ({"deterministic": 1}, "deterministic=1"),
+    ({"llm": {"temperature": 5}}, "llm.temperature"),
+    ({"llm": {"models": [{"model": "x", "wieght": 1}]}}, "'llm.models[0].wieght'"),
+    ({"sandbox": {"timeout_s": -1}}, "sandbox.timeout_s"),
+    ({"ray": {"adress": "auto"}}, "'ray.adress'"),
+    ({"stages": ["smoke", "bogus"]}, "unknown stage 'bogus'"),
+    ({"stages": ["train", "smoke"]}, "out of order"),
+    ({"stages": ["smoke", "heldout"]}, "'heldout' needs 'train_fresh_seeds'"),
+    ({"strategy": {"population": 3}}, "strategy.name"),
+    ({"budget": {"max_seconds": "1h"}}, "budget.max_seconds"),
+])
+def test_bad_config_names_the_key(data, key):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data)
+    assert key in str(e.value)
+
+
+def test_set_overrides_use_the_same_checks(tmp_path):
+    cfg = config_from_dict({}, ["budget.max_evaluations=7", "suite=smoke", "stages=[smoke, train]",
+                                "strategy.seeds=[adamw, sgd]", "ray.address=auto"])
+    assert cfg.budget.max_evaluations == 7 and cfg.suite == "smoke" and [s.name for s in cfg.stages] == ["smoke", "train"]
+    assert cfg.strategy == {"name": "seeds", "seeds": ["adamw", "sgd"]} and cfg.ray.address == "auto"
+    with pytest.raises(ConfigError, match="'budget.max_evaluatons'"):
+        config_from_dict({}, ["budget.max_evaluatons=3"])
+    with pytest.raises(ConfigError, match="slots='many'"):
+        config_from_dict({}, ["slots=many"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        config_from_dict({}, ["slots"])
+    with pytest.raises(ConfigError, match="'slots' is not a section"):
+        config_from_dict({}, ["slots.x=1"])
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("strategy: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_strategy_keys_are_checked_by_the_strategy():
+    from optforge.search.registry import build_strategy
+
+    with pytest.raises(ValueError, match="strategy.sedes"):
+        build_strategy("seeds", {"sedes": ["adamw"]}, seed=0)
+    with pytest.raises(ValueError, match="unknown seed 'adamx'"):
+        build_strategy("seeds", {"seeds": ["adamx"]}, seed=0)
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        build_strategy("nope", {}, seed=0)
