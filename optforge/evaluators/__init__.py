@@ -232,6 +232,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
         "cpu_seconds": round(ex.cpu_s + (time.process_time() - cpu0), 3),
         "wall_seconds": round(time.time() - t0, 3),
+        "train_seconds": round(ex.train_s, 3),
         "sandbox_calls": ex.calls,
     }
     artifacts: dict[str, Any] = {

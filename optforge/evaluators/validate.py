@@ -117,6 +117,7 @@ class SandboxExecutor:
     calls: int = 0
     cpu_s: float = 0.0
     call_wall_s: float = 0.0
+    train_s: float = 0.0  # wall time of the training runs themselves, inside the jobs
     fingerprint: str | None = None
     stdout_tail: str = ""
     stderr_tail: str = ""
@@ -183,6 +184,8 @@ class SandboxExecutor:
                 outs.append(validate_run(spec, run, res.buffers or {}, self.tasks[spec.task]))
         except (ValueError, KeyError, RuntimeError, TypeError) as e:
             raise BatchFailure(f"the job returned a malformed snapshot: {e}", res, "bad_output") from e
+        with self._lock:
+            self.train_s += sum(o.run_seconds for o in outs)
         if fingerprint and isinstance(value.get("fingerprint"), str):
             self.fingerprint = value["fingerprint"][:64]
         if self.progress:

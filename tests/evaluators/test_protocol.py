@@ -86,3 +86,128 @@ def test_all_diverged_extends_down_then_gives_up():
     tt = out["t"]
     assert sorted(tt.screen) == [-3, -2, -1, 0, 1]
     assert tt.all_diverged
+
+
+# ---------------------------------------------------------------------------------------------
+# real evaluations through the sandbox on the smoke suite (one sandbox call each)
+
+import torch.nn.functional as F  # noqa: E402
+
+from optforge import seeds  # noqa: E402
+from optforge.evaluators import EvalRequest, baseline_payload, evaluate  # noqa: E402
+from optforge.types import FLOOR, Status  # noqa: E402
+
+NAN_RULE = """
+LR = 1e-3
+
+def init(p, ctx):
+    return {}
+
+def update(p, g, state, ctx):
+    return (g - g) / (g - g)
+"""
+
+CONSTANT_RULE = """
+import torch
+
+LR = 1e-3
+
+def init(p, ctx):
+    return {}
+
+def update(p, g, state, ctx):
+    return torch.full_like(p, 0.05)
+"""
+
+# tries to change its own score: every loss function returns 0, and Tensor.item lies too.
+# Run with the static check off so only the trusted-validation layer stands in the way.
+PATCHING_RULE = seeds.source("adamw") + """
+
+import torch.nn.functional as F
+
+def _zero(*args, **kwargs):
+    return torch.zeros((), requires_grad=True)
+
+F.cross_entropy = _zero
+F.mse_loss = _zero
+F.nll_loss = _zero
+F.binary_cross_entropy_with_logits = _zero
+torch.Tensor.item = lambda self: 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def smoke_payload():
+    return baseline_payload("smoke")
+
+
+@pytest.fixture(scope="module")
+def adamw_smoke(smoke_payload):
+    return evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=smoke_payload))
+
+
+def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
+    r = adamw_smoke
+    assert r.status is Status.OK, r.feedback
+    assert r.suite == "smoke" and r.suite_version and r.seeds == (0,)
+    assert set(r.metrics["tasks"]) == {"smoke_quad", "smoke_mix"}
+    assert isinstance(r.artifacts["fingerprint"], str) and len(r.artifacts["fingerprint"]) == 16
+    for t in r.metrics["tasks"].values():
+        assert FLOOR <= t["score"] <= 2.0
+        assert t["lr"] == pytest.approx(1e-3 * t["lr_mult"])
+    assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0)  # m and v, float32
+    curves = r.artifacts["curves"]["smoke_mix"]
+    assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
+
+
+def test_same_rule_same_numbers_with_one_or_two_jobs(adamw_smoke, smoke_payload):
+    r2 = evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=smoke_payload, workers=2))
+    assert r2.metrics["sandbox_calls"] == 2
+    for name, t in adamw_smoke.metrics["tasks"].items():
+        assert r2.metrics["tasks"][name]["best_val"] == t["best_val"]
+        assert r2.metrics["tasks"][name]["tried"] == t["tried"]
+        assert r2.metrics["tasks"][name]["score"] == t["score"]
+    assert r2.artifacts["curves"] == adamw_smoke.artifacts["curves"]
+    assert r2.artifacts["fingerprint"] == adamw_smoke.artifacts["fingerprint"]
+
+
+def test_nan_rule_gets_the_floor_and_diverged(smoke_payload):
+    r = evaluate(EvalRequest(NAN_RULE, "smoke", suite="smoke", baselines=smoke_payload))
+    assert r.status is Status.DIVERGED
+    assert r.fitness == FLOOR
+    assert all("diverged" in t["flags"] and t["score"] == FLOOR for t in r.metrics["tasks"].values())
+    assert "diverged" in r.feedback
+
+
+def test_constant_rule_scores_badly(adamw_smoke, smoke_payload):
+    r = evaluate(EvalRequest(CONSTANT_RULE, "smoke", suite="smoke", baselines=smoke_payload))
+    assert r.fitness <= -2.5
+    assert r.fitness < adamw_smoke.fitness
+
+
+def test_a_rule_cannot_change_its_validation_score(adamw_smoke, smoke_payload):
+    original = F.cross_entropy
+    r = evaluate(
+        EvalRequest(PATCHING_RULE, "smoke", suite="smoke", baselines=smoke_payload, sandbox={"static_check": False})
+    )
+    assert F.cross_entropy is original  # nothing leaked into the trusted process
+    assert r.status is Status.OK, r.feedback
+    mix = r.artifacts["curves"]["smoke_mix"]
+    assert mix["train_loss"] and max(abs(x) for x in mix["train_loss"]) == 0.0  # the patch ran in the sandbox...
+    # ...but the trusted validation saw an untrained model
+    assert r.metrics["tasks"]["smoke_mix"]["best_val"] > adamw_smoke.metrics["tasks"]["smoke_mix"]["best_val"]
+    assert r.metrics["tasks"]["smoke_mix"]["score"] < adamw_smoke.metrics["tasks"]["smoke_mix"]["score"]
+
+
+def test_static_check_failure_is_invalid_without_running(smoke_payload):
+    r = evaluate(EvalRequest("import os\nLR = 1e-3\n", "smoke", suite="smoke", baselines=smoke_payload))
+    assert r.status is Status.INVALID and r.fitness == FLOOR
+    assert "os" in r.feedback
+
+
+def test_baseline_version_mismatch_is_an_error(smoke_payload):
+    from optforge.evaluators.baselines import BaselineError
+
+    stale = dict(smoke_payload, suite_version="0-stale")
+    with pytest.raises(BaselineError, match="rebuild"):
+        evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=stale))

@@ -1,0 +1,72 @@
+"""`optforge eval` and `optforge baselines`: table, --json keys, invalid rules without a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from optforge.cli import main
+
+BAD_RULE = "import os\n\nLR = 1e-3\n\ndef init(p, ctx):\n    return {}\n\ndef update(p, g, state, ctx):\n    return g\n"
+
+
+@pytest.fixture
+def bad_rule(tmp_path):
+    path = tmp_path / "bad_rule.py"
+    path.write_text(BAD_RULE)
+    return str(path)
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "optforge", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_invalid_rule_prints_reason_and_exits_nonzero(bad_rule):
+    p = _run("eval", bad_rule, "--suite", "smoke")
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr + p.stdout
+    assert "os" in p.stderr and "invalid" in p.stdout
+
+
+def test_invalid_rule_json_still_prints_the_result(bad_rule, capsys):
+    code = main(["eval", bad_rule, "--suite", "smoke", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code != 0
+    assert out["status"] == "invalid"
+    assert out["metrics"]["fitness"] == -3.0
+    assert "os" in out["feedback"]
+
+
+def test_unknown_rule_is_a_user_error(capsys):
+    assert main(["eval", "no_such_rule_or_file", "--suite", "smoke"]) == 2
+    assert "neither a file nor a seed" in capsys.readouterr().err
+
+
+def test_eval_json_keys(capsys):
+    code = main(["eval", "adamw", "--suite", "smoke", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["status"] == "ok"
+    assert isinstance(out["metrics"]["fitness"], float)
+    for task in ("smoke_quad", "smoke_mix"):
+        assert isinstance(out["metrics"]["tasks"][task]["score"], float)
+    assert out["feedback"]
+    assert out["suite_version"] and out["seeds"] == [0]
+
+
+def test_eval_table(capsys):
+    code = main(["eval", "sgd", "--suite", "smoke", "--jobs", "1"])
+    text = capsys.readouterr().out
+    assert code == 0
+    for word in ("smoke_quad", "smoke_mix", "best val", "AdamW val", "speedup", "score", "fitness", "step time", "status ok"):
+        assert word in text
+
+
+def test_baselines_show(capsys):
+    code = main(["baselines", "--suite", "smoke"])
+    text = capsys.readouterr().out
+    assert code in (0, 1)  # 1 only if the committed baselines are stale (then it says so)
+    assert "suite smoke version" in text and "adamw" in text and "fitness" in text
