@@ -243,7 +243,7 @@ def test_seed_matches_oracle(case):
             opt_ours.eval()
             opt_theirs.eval()
             worst["eval"] = max(worst["eval"], _max_diff(ours, theirs))
-            moved = _max_diff(ours, [x for x in init])
+            moved = _max_diff(ours, init)
             assert moved > 1e-4, "the eval point equals the start: nothing was compared"
             opt_ours.train()
             opt_theirs.train()
