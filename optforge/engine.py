@@ -52,10 +52,11 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gp
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
+    address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster
+    if address == "local":
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus or None, include_dashboard=False, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus or None, include_dashboard=False, **kwargs)
+        ray.init(address=address, **kwargs)
     return True
 
 
