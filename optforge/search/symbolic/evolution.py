@@ -15,6 +15,7 @@ Dead statements are removed before a candidate is rendered. Everything, the gene
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import deque
@@ -44,7 +45,7 @@ class SymbolicParams:
     warm_start: tuple[str, ...] = ("adamw",)  # seeds whose programs form the initial population
     population: int = 1000  # P: population size (aging removes the oldest beyond it)
     tournament: int = 2  # T: members drawn per tournament
-    slots: int = 0  # total state slots k; warm starts with fewer get extra zero slots (unused at first)
+    state_slots: int = 0  # total state slots k; warm starts with fewer get extra zero slots (unused at first)
     phase_evaluations: int | None = None  # proposals per phase (warm start included); null = until the engine stops
     restarts: int = 1  # independent searches from the warm start
     best_restarts: int = 0  # further searches started from the best program so far
@@ -65,11 +66,11 @@ class SymbolicParams:
         for key, low in (("population", 1), ("tournament", 1), ("restarts", 1), ("max_len", 1), ("max_tries", 1)):
             if getattr(self, key) < low:
                 raise ValueError(f"strategy.{key}={getattr(self, key)!r} must be >= {low}")
-        for key in ("slots", "best_restarts", "simplify_evaluations"):
+        for key in ("state_slots", "best_restarts", "simplify_evaluations"):
             if getattr(self, key) < 0:
                 raise ValueError(f"strategy.{key}={getattr(self, key)!r} must be >= 0")
-        if self.slots > 8:
-            raise ValueError(f"strategy.slots={self.slots!r} must be <= 8")
+        if self.state_slots > 8:
+            raise ValueError(f"strategy.state_slots={self.state_slots!r} must be <= 8")
         if self.phase_evaluations is not None and self.phase_evaluations < 1:
             raise ValueError(f"strategy.phase_evaluations={self.phase_evaluations!r} must be >= 1 or null")
         if self.phase_evaluations is None and (self.restarts > 1 or self.best_restarts or self.simplify_evaluations):
@@ -127,7 +128,7 @@ class SymbolicSearch:
         progs = warm_programs if warm_programs is not None else [warmstarts.program(n) for n in params.warm_start]
         for prog in progs:
             execute(prog)
-        self.warm = [_pad_slots(p, params.slots) for p in progs]
+        self.warm = [_pad_slots(p, params.state_slots) for p in progs]
         self.phase = 0
         self.phase_proposed = 0
         self.init_queue: list[dict[str, Any]] = []  # programs to seed the phase's population with
@@ -147,6 +148,7 @@ class SymbolicSearch:
             "dead_statements": 0,
             "statements": 0,
             "mutation_failures": 0,
+            "parent_duplicates": 0,  # valid mutations that recomputed the parent's function (free, retried)
             "search_seconds": 0.0,
         }
         self._start_phase()
@@ -274,7 +276,7 @@ class SymbolicSearch:
         if not self.population:
             return False  # the warm start is still being evaluated
         parent = self._tournament()
-        child = mutate(Program.from_json(parent["program"]), self.rng, self.mcfg)
+        child = mutate(Program.from_json(parent["program"]), self.rng, self.mcfg, stats=self.stats)
         if child is None:
             self.stats["mutation_failures"] += 1
             return None
@@ -378,6 +380,13 @@ class SymbolicSearch:
     # -- observing ---------------------------------------------------------------------------
 
     def observe(self, candidate: Candidate, result: EvaluationResult) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._observe(candidate, result)
+        finally:
+            self.stats["search_seconds"] += time.perf_counter() - t0
+
+    def _observe(self, candidate: Candidate, result: EvaluationResult) -> None:
         rec = self.pending.pop(candidate.id, None)
         if rec is None:
             log.debug("symbolic: ignoring a result for unknown candidate %s", candidate.id)
@@ -416,12 +425,17 @@ class SymbolicSearch:
         """Cache hit rate, redundancy rate and progress, for logs and the benchmark."""
         st = self.stats
         children = st["children"]
+        dups = st.get("parent_duplicates", 0)
         return {
             "phase": self.phase,
             "proposed": st["proposed"],
             "children": children,
             "cache_hits": st["cache_hits"],
-            "cache_hit_rate": st["cache_hits"] / children if children else 0.0,
+            "parent_duplicates": dups,
+            # every valid mutation that needed no evaluation, over every valid mutation (the paper's rate)
+            "cache_hit_rate": (st["cache_hits"] + dups) / (children + dups) if children + dups else 0.0,
+            # only children that differ from their parent but match another known program
+            "cache_hit_rate_new_children": st["cache_hits"] / children if children else 0.0,
             "redundancy_rate": st["dead_statements"] / st["statements"] if st["statements"] else 0.0,
             "mutation_failures": st["mutation_failures"],
             "best": dict(self.best) if self.best else None,
@@ -432,7 +446,8 @@ class SymbolicSearch:
     # -- state -------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {
+        t0 = time.perf_counter()
+        out = {
             "version": STATE_VERSION,
             "seed": self.seed,
             "rng": self.rng.bit_generator.state,
@@ -450,6 +465,10 @@ class SymbolicSearch:
             "counter": self.counter,
             "stats": dict(self.stats),
         }
+        # a snapshot, never references to live containers: the engine serialises it in another thread
+        snap = json.loads(json.dumps(out))
+        self.stats["search_seconds"] += time.perf_counter() - t0
+        return snap
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:

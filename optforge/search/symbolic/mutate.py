@@ -178,9 +178,18 @@ _OPS = {"insert": _insert, "delete": _delete, "modify": _modify}
 
 
 def mutate(
-    parent: Program, rng: np.random.Generator, cfg: MutationConfig, *, parent_fingerprint: str | None = None
+    parent: Program,
+    rng: np.random.Generator,
+    cfg: MutationConfig,
+    *,
+    parent_fingerprint: str | None = None,
+    stats: dict | None = None,
 ) -> Child | None:
-    """A valid, functionally new child of `parent`, or None after `cfg.max_tries` attempts."""
+    """A valid, functionally new child of `parent`, or None after `cfg.max_tries` attempts.
+
+    Valid attempts that compute the parent's function again (an edit of dead code, a rewrite the
+    fingerprint sees through) are free duplicates: counted in `stats["parent_duplicates"]`, then retried.
+    """
     p_hash = symbolic_hash(parent)
     p_fp = parent_fingerprint or fingerprint(live_program(parent))
     for tries in range(1, cfg.max_tries + 1):
@@ -200,10 +209,10 @@ def mutate(
         except AbstractError:
             continue
         h = symbolic_hash(child)
-        if h == p_hash:
-            continue
-        fp = fingerprint(live_program(child))
+        fp = p_fp if h == p_hash else fingerprint(live_program(child))
         if fp == p_fp:
+            if stats is not None:
+                stats["parent_duplicates"] = stats.get("parent_duplicates", 0) + 1
             continue
         return Child(child, kind, detail, h, fp, tries)
     return None

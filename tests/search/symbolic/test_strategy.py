@@ -21,7 +21,7 @@ def objective(c):
     return quadratic_result(c.source, REF)
 
 
-SMALL = {"population": 12, "tournament": 2, "slots": 3, "phase_evaluations": 18}
+SMALL = {"population": 12, "tournament": 2, "state_slots": 3, "phase_evaluations": 18}
 
 
 def test_protocol_and_config_errors():
@@ -88,8 +88,12 @@ def test_resume_mid_search_gives_the_same_continuation():
 
     part_log: list = []
     b = from_config(params, seed=11)
-    inflight = drive(b, objective, log=part_log, max_iters=15)
-    assert inflight and not b.done()  # interrupted with candidates in flight
+    inflight: list = []
+    for i in range(200):  # interrupt mid-search, with candidates in flight
+        inflight = drive(b, objective, log=part_log, max_iters=1, inflight=inflight)
+        if i >= 10 and inflight:
+            break
+    assert inflight and not b.done()
     saved = json.loads(json.dumps(b.state()))
     c2 = from_config(params, seed=999)  # the generator state is in the saved state
     c2.load_state(saved)
@@ -122,7 +126,7 @@ def test_search_improves_on_a_bad_starting_rule():
     """SGD with a harmful constant (a tiny step) is fixed by the search, on a real objective."""
     bad = from_text("bm = mul(b, 0.9)\nb = add(bm, g)\ns = mul(b, lr)\nt2 = mul(s, 0.001)\ndelta = negative(t2)",
                     slots=("b",), lr=1e-2, name="bad_sgd")
-    params = SymbolicParams(warm_start=("sgd",), population=10, phase_evaluations=60, slots=2)
+    params = SymbolicParams(warm_start=("sgd",), population=10, phase_evaluations=60, state_slots=2)
     strat = SymbolicSearch(params, np.random.default_rng(0), seed=0, warm_programs=[bad])
     cands: list = []
     drive(strat, objective, log=cands)
