@@ -22,7 +22,39 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="measure them again (minutes of CPU for train)")
     p.add_argument("--jobs", type=int, default=2, help="sandboxed training jobs at once when rebuilding (default 2)")
     p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
+    p.add_argument("--markdown", action="store_true", help="print the reference table as Markdown (for docs)")
     return p
+
+
+def markdown(data: dict) -> str:
+    """The reference table as Markdown: per-task scores, chosen lrs and best val losses, then aggregates."""
+    table = data.get("table") or {}
+    refs = list(table)
+    lines = [
+        f"Suite `{data['suite']}` version {data['suite_version']}, torch {data['torch']}; lr picked on seeds "
+        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score (log2 AdamW-equivalent "
+        "speedup, clipped to [-3, 2]) / chosen lr.",
+        "",
+        "| task | family | T | " + " | ".join(refs) + " |",
+        "|---|---|---|" + "---|" * len(refs),
+    ]
+    for name, t in data["tasks"].items():
+        cells = []
+        for r in refs:
+            row = table[r]["tasks"].get(name, {})
+            lr = row.get("lr")
+            cells.append(f"{row.get('score', float('nan')):+.2f} / {lr:.1e}" if lr else f"{row.get('score', float('nan')):+.2f}")
+        lines.append(f"| {name} | {t.get('family', '')} | {t['T']} | " + " | ".join(cells) + " |")
+    for key in ("fitness", "robust", "median", "worst"):
+        lines.append(f"| **{key}** | | | " + " | ".join(f"{table[r][key]:+.2f}" for r in refs) + " |")
+    lines.append("| **wins** | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
+    cost = data.get("cost", {})
+    lines.append("")
+    lines.append(
+        f"Build cost: {cost.get('runs')} training runs, {cost.get('cpu_seconds')} s CPU in the sandboxed jobs, "
+        f"{cost.get('wall_seconds')} s wall with 2 jobs at once (shared 2-core machine)."
+    )
+    return "\n".join(lines)
 
 
 class _Bar:
@@ -106,5 +138,5 @@ def run(args: argparse.Namespace) -> int:
     except baselines.BaselineError as e:
         raise UserError(str(e)) from None
     problems = baselines.check(data, suite)
-    print(render(data, problems))
+    print(markdown(data) if args.markdown else render(data, problems))
     return 1 if problems[0] else 0

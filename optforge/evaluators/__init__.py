@@ -93,11 +93,13 @@ def _seeds(request: EvalRequest, suite: Any, smoke: bool) -> tuple[tuple[int, ..
 
 
 def _failure(request: EvalRequest, suite: Any, status: Status, feedback: str, **artifacts: Any) -> EvaluationResult:
+    sel, fresh = _seeds(request, suite, suite.name == "smoke")
     return EvaluationResult(
         status=status,
         stage=request.stage,
-        suite=getattr(suite, "name", request.suite),
-        suite_version=getattr(suite, "version", ""),
+        suite=suite.name,
+        suite_version=suite.version,
+        seeds=fresh or sel,
         feedback=feedback,
         artifacts={k: v for k, v in artifacts.items() if v is not None},
     )

@@ -160,6 +160,28 @@ def adamw_curves(payload: Mapping[str, Any], task: str, seeds: Sequence[int]) ->
     return curves, use
 
 
+def adamw_seed_scores(payload: Mapping[str, Any], task: str) -> list[float]:
+    """Seed-to-seed noise of the score: each seed of tuned AdamW (best lr at T) scored alone against
+    AdamW's mean curves over all seeds. Their spread is the noise floor a real gain must exceed."""
+    t = payload["tasks"][task]
+    seeds = sorted({int(s) for r in t["adamw"]["runs"] for s in r["val"]})
+    curves, _ = adamw_curves(payload, task, seeds)
+    at_t = [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"]) and not any(r["diverged"].values())]
+    if not at_t:
+        return []
+    best = min(at_t, key=lambda r: min(mean_curve([r["val"][str(s)] for s in seeds])))
+    return [task_score(best["steps"], best["val"][str(s)], curves, int(t["T"])).score for s in seeds]
+
+
+def seed_spread(payload: Mapping[str, Any], task: str) -> float:
+    """Standard deviation of `adamw_seed_scores` (0 with fewer than two seeds)."""
+    xs = adamw_seed_scores(payload, task)
+    if len(xs) < 2:
+        return 0.0
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
 def _runs_record(tt: TaskTuning) -> list[dict]:
     out = []
     for h in sorted(tt.full):

@@ -211,3 +211,48 @@ def test_baseline_version_mismatch_is_an_error(smoke_payload):
     stale = dict(smoke_payload, suite_version="0-stale")
     with pytest.raises(BaselineError, match="rebuild"):
         evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=stale))
+
+
+# ---------------------------------------------------------------------------------------------
+# slow: the full train suite (minutes of CPU)
+
+
+@pytest.fixture(scope="module")
+def train_results():
+    payload = baseline_payload("train")
+    out = {}
+    for name in ("adamw", "sgd", "lion", "muon"):
+        out[name] = evaluate(EvalRequest(seeds.source(name), "train", suite="train", baselines=payload, workers=2))
+    return payload, out
+
+
+@pytest.mark.slow
+def test_adamw_scores_within_seed_spread_of_zero_on_every_train_task(train_results):
+    from optforge.evaluators.baselines import seed_spread
+
+    payload, res = train_results
+    r = res["adamw"]
+    assert r.status is Status.OK, r.feedback
+    for task, t in r.metrics["tasks"].items():
+        # two selection seeds: the mean's noise is about spread / sqrt(2); allow 2 sigma, and a small floor
+        tol = max(2.0 * seed_spread(payload, task) / math.sqrt(2), 0.25)
+        assert abs(t["score"]) <= tol, (task, t["score"], tol)
+
+
+@pytest.mark.slow
+def test_the_train_suite_separates_the_references(train_results):
+    _, res = train_results
+    tasks = res["adamw"].metrics["tasks"]
+    wide = [
+        t for t in tasks
+        if max(res[n].metrics["tasks"][t]["score"] for n in res) - min(res[n].metrics["tasks"][t]["score"] for n in res) > 1.0
+    ]
+    assert len(wide) >= 3, {t: {n: res[n].metrics["tasks"][t]["score"] for n in res} for t in tasks}
+
+
+@pytest.mark.slow
+def test_muon_beats_adamw_on_the_ill_conditioned_matrix_task(train_results):
+    _, res = train_results
+    muon = res["muon"].metrics["tasks"]["linreg2d"]
+    assert muon["score"] > 0.0, muon
+    assert muon["best_val"] < muon["adamw_val"]
