@@ -211,7 +211,7 @@ def _blocked_ancestor(path: str, uid: int) -> str | None:
     return None
 
 
-def set_rlimits(cpu_s: int, memory_mb: int | None, fsize: int, open_files: int, processes: int) -> bool:
+def set_rlimits(cpu_s: int, memory_mb: int | None, fsize: int, open_files: int, processes: int | None) -> bool:
     """CPU seconds (SIGXCPU, then SIGKILL 2 s later), address space, file size, open files, processes
     (per uid: effective once the job runs under its own uid), no core dumps."""
     try:
@@ -221,7 +221,8 @@ def set_rlimits(cpu_s: int, memory_mb: int | None, fsize: int, open_files: int, 
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        if processes is not None:  # counts every process of the uid: only for a fresh uid of our own
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
         return True
     except (ValueError, OSError) as e:
         log.debug("setrlimit failed: %s", e)

@@ -189,11 +189,12 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
         ):
             uid = None  # the job could not import its own code as another user: stay root, say so
     unprivileged = L.drop_privileges(uid)
-    layers["unprivileged"] = unprivileged and (uid is not None or ns.get("user", False) or os.geteuid() != 0)
+    # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
+    layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
     layers["filesystem"] = bool(uid is not None and unprivileged and mounts.get("tmp"))
     layers["rlimits"] = L.set_rlimits(
         int(lim["cpu_limit_s"]), lim.get("memory_mb"), int(lim["max_output_bytes"]),
-        int(lim["open_files"]), int(lim["processes"]),
+        int(lim["open_files"]), int(lim["processes"]) if uid is not None and unprivileged else None,
     )
     L.set_parent_death_signal(signal.SIGKILL)
     layers.update(L.optional_layers())

@@ -69,6 +69,7 @@ def test_redteam_row(name, static, expect, adamw_source, tmp_path):
     t0 = time.monotonic()
     try:
         extra = {"timeout_s": 15.0, "memory_mb": 1024} if name == "memory_bomb" else {}
+        extra = {"timeout_s": 15.0} if name == "print_flood" else extra
         res = sandbox.run(source, RULE_JOB if static else EXEC_JOB, {"steps": 2}, sandbox.RULE_POLICY, _limits(static, **extra))
     finally:
         elapsed = time.monotonic() - t0
@@ -120,7 +121,7 @@ def test_redteam_row(name, static, expect, adamw_source, tmp_path):
 
 
 def res_limit(name: str) -> float:
-    return 15.0 if name == "memory_bomb" else TIMEOUT
+    return 15.0 if name in ("memory_bomb", "print_flood") else TIMEOUT
 
 
 def sandbox_status(reason: str):
