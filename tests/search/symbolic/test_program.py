@@ -64,3 +64,22 @@ def test_abstract_execution_rejects(text, slots, match):
     prog = from_text(text, slots=slots, lr=1e-3)
     with pytest.raises(AbstractError, match=match):
         execute(prog)
+
+
+def test_every_library_function_passes_the_sandbox_rule_policy():
+    """Candidates are checked by the sandbox's static policy before they run; the whole library passes."""
+    sandbox = pytest.importorskip("optforge.sandbox")
+    from optforge.sandbox.policy import check_source
+    from optforge.search.symbolic.library import FUNCTIONS
+
+    body = []
+    for i, name in enumerate(sorted(FUNCTIONS)):
+        f = FUNCTIONS[name]
+        args = ("role", "g", "g") if f.rule == "select" else ("g",) * f.arity
+        body.append(Stmt(f"x{i}", name, args))
+    prog = Program(slots=("m",), body=tuple(body) + (Stmt("delta", "add", ("x0", "m")),), lr=1e-3)
+    src = render(prog)
+    assert set(FUNCTIONS) <= {s.fn for s in parse(src).body}
+    assert check_source(src, sandbox.RULE_POLICY) == []
+    for name in warmstarts.names():
+        assert check_source(render(warmstarts.program(name)), sandbox.RULE_POLICY) == []

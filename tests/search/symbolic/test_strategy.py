@@ -55,13 +55,13 @@ def test_first_proposal_is_the_warm_start_and_waits_for_it():
 
 
 def test_never_reproposes_a_known_program_and_counts_hits():
-    s = from_config({**SMALL, "phase_evaluations": 40}, seed=3)
+    s = from_config({**SMALL, "phase_evaluations": 24}, seed=3)
     cands = []
     drive(s, objective, log=cands)
     fingerprints = [c.note["fingerprint"] for c in cands]
     assert len(set(fingerprints)) == len(fingerprints)  # each function evaluated once
     summ = s.summary()
-    assert summ["proposed"] == len(cands) == 40  # phase_evaluations, the warm start included
+    assert summ["proposed"] == len(cands) == 24  # phase_evaluations, the warm start included
     assert 0 <= summ["cache_hit_rate"] < 1 and 0 <= summ["redundancy_rate"] < 1
     assert s.done() and summ["best"]["fitness"] >= 0.0
     # a functional duplicate of an evaluated program (renamed, with dead code) is answered from the cache
@@ -75,12 +75,12 @@ def test_never_reproposes_a_known_program_and_counts_hits():
     s.phase = 0  # pretend the phase is still running so the duplicate joins the population
     before = len(s.population)
     assert s._offer(s._record(dup, "test", [cands[5].id])) is None
-    assert s.summary()["cache_hits"] == hits + 1 and s.summary()["proposed"] == 40
+    assert s.summary()["cache_hits"] == hits + 1 and s.summary()["proposed"] == 24
     assert s.population[-1]["id"] == cands[5].id and len(s.population) == min(before + 1, 12)
 
 
 def test_resume_mid_search_gives_the_same_continuation():
-    params = {**SMALL, "phase_evaluations": 12, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 6}
+    params = {**SMALL, "phase_evaluations": 8, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 4}
     full_log: list = []
     a = from_config(params, seed=11)
     drive(a, objective, log=full_log)
@@ -91,7 +91,7 @@ def test_resume_mid_search_gives_the_same_continuation():
     inflight: list = []
     for i in range(200):  # interrupt mid-search, with candidates in flight
         inflight = drive(b, objective, log=part_log, max_iters=1, inflight=inflight)
-        if i >= 10 and inflight:
+        if i >= 6 and inflight:
             break
     assert inflight and not b.done()
     saved = json.loads(json.dumps(b.state()))
@@ -105,7 +105,7 @@ def test_resume_mid_search_gives_the_same_continuation():
 
 
 def test_phases_restart_from_warm_start_and_best_then_simplify():
-    params = {**SMALL, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 8}
+    params = {**SMALL, "phase_evaluations": 10, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 8}
     s = from_config(params, seed=5)
     cands: list = []
     drive(s, objective, log=cands)

@@ -12,7 +12,7 @@ from optforge.search.symbolic.program import render
 CASES = [((6, 4), "hidden_matrix"), ((4, 6), "hidden_matrix"), ((5,), "vector"), ((4, 6), "head")]
 
 
-def _trajectory(rule, shape, role, steps=30):
+def _trajectory(rule, shape, role, steps=20):
     gen = torch.Generator().manual_seed(7)
     p = torch.randn(shape, dtype=torch.float64, generator=gen).requires_grad_(True)
     grads = [torch.randn(shape, dtype=torch.float64, generator=gen) for _ in range(steps)]
