@@ -2,7 +2,7 @@
 
 Fitness is read from the source: a line `FITNESS = x`. Markers change behaviour: `# HANG` sleeps
 forever, `# SLOW s` sleeps s seconds, `# RAISE` raises, `# DIE` kills its own worker process, and
-`# CRASH` returns a crashed result. Every call appends a line to $OPTFORGE_FAKE_LOG when set, so
+`# FLAKY path` kills its worker on the first call only, `# CRASH` returns a crashed result. Every call appends a line to $OPTFORGE_FAKE_LOG when set, so
 tests can count the evaluations that really ran.
 """
 
@@ -42,6 +42,10 @@ def fake_evaluate(request: FakeRequest) -> EvaluationResult:
     if "# HANG" in src:
         time.sleep(3600)
     if "# DIE" in src and os.environ.get("OPTFORGE_FAKE_DIE", "1") == "1":
+        os._exit(1)
+    m = re.search(r"# FLAKY (\S+)", src)  # dies the first time only (the marker file says it has)
+    if m and not os.path.exists(m.group(1)):
+        open(m.group(1), "w").close()
         os._exit(1)
     if "# RAISE" in src:
         raise RuntimeError("evaluator bug")

@@ -1,0 +1,70 @@
+"""`optforge run | ls | show` end to end with the real evaluator and sandbox on the smoke suite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from optforge import seeds
+from optforge.cli import main
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_bad_config_fails_fast_naming_the_key(tmp_path, capsys):
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds"}, "budget": {"max_evaluatons": 3}})
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert "budget.max_evaluatons" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing was created
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seedz": []}})
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert "strategy.seedz" in capsys.readouterr().err
+    assert main(["run", str(_write(tmp_path, {})), "--set", "slots=two"]) == 2
+    assert "slots='two'" in capsys.readouterr().err
+
+
+def _seeds_run(tmp_path, names, stages):
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": names}, "suite": "smoke", "stages": stages,
+                            "slots": 2, "deterministic": True, "sandbox": {"timeout_s": 120}})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_seeds_run_on_smoke_is_stored_ranked_and_shown(ray_local, tmp_path, capsys):
+    names = ["adamw", "sgd"]
+    out = _seeds_run(tmp_path, names, ["train"])
+    printed = capsys.readouterr().out
+    assert "seed-adamw" in printed and "stopped: strategy done" in printed
+    assert main(["show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "finished" and shown["proposed"] == 2
+    rows = shown["leaderboard"]
+    assert sorted(r["id"] for r in rows) == [f"seed-{n}" for n in sorted(names)]
+    assert all(r["status"] == "ok" for r in rows)
+    fits = [r["fitness"] for r in rows]
+    assert fits == sorted(fits, reverse=True) and len(set(fits)) > 1
+    assert shown["best"]["source"] == seeds.source(rows[0]["id"][len("seed-"):])
+    assert shown["suite_versions"]["smoke"]
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "best candidate seed-" in text and "def update" in text
+    assert main(["ls", str(tmp_path)]) == 0
+    assert "finished" in capsys.readouterr().out
+    assert main(["run", "--resume", str(out)]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_all_seeds_on_smoke(ray_local, tmp_path, capsys):
+    out = _seeds_run(tmp_path, [], ["smoke", "train"])
+    capsys.readouterr()
+    assert main(["show", str(out), "--json", "--top", "100"]) == 0
+    rows = json.loads(capsys.readouterr().out)["leaderboard"]
+    assert sorted(r["id"] for r in rows) == sorted(f"seed-{n}" for n in seeds.names())
