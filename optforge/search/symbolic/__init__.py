@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from optforge.search.symbolic.evolution import SymbolicParams, SymbolicSearch
+from optforge.search.symbolic.evolution import SymbolicSearch
+from optforge.search.symbolic.params import SymbolicParams
 from optforge.search.symbolic.program import Program, parse, render
 
 __all__ = ["SymbolicParams", "SymbolicSearch", "Program", "from_config", "parse", "render"]
