@@ -22,6 +22,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="measure them again (minutes of CPU for train)")
     p.add_argument("--jobs", type=int, default=2, help="sandboxed training jobs at once when rebuilding (default 2)")
     p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
+    p.add_argument(
+        "--derive-from", metavar="SUITE", default=None,
+        help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
+    )
     p.add_argument("--markdown", action="store_true", help="print the reference table as Markdown (for docs)")
     return p
 
@@ -121,7 +125,15 @@ def run(args: argparse.Namespace) -> int:
         suite = get_suite(args.suite)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if args.rebuild:
+    if args.derive_from:
+        try:
+            data = baselines.derive(baselines.load(args.derive_from), suite, get_suite(args.derive_from))
+        except (ValueError, baselines.BaselineError) as e:
+            raise UserError(str(e)) from None
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        print(f"wrote {path} (derived from {args.derive_from})")
+    elif args.rebuild:
         refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
         bar = _Bar(f"baselines {suite.name}")
         try:

@@ -99,6 +99,7 @@ def save(data: Mapping[str, Any], path: Path) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a committed package file is world-readable
     os.replace(tmp, path)
 
 
@@ -268,7 +269,7 @@ def build(
         lr0 = seeds.load(ref).lr
         ex = SandboxExecutor(
             source, suite_name, tasks, limits, sandbox.RULE_POLICY, workers=workers, chunks_per_worker=3,
-            progress=tick, name=ref,
+            progress=tick, name=ref, isolate_failures=True,
         )
         if ref == "adamw":
             tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False))]
@@ -307,6 +308,28 @@ def build(
     except Exception:  # noqa: BLE001 - the measured curves are worth keeping even if the table breaks
         log.exception("could not score the references of suite %s; the curves are kept", suite.name)
     return result
+
+
+def derive(data: Mapping[str, Any], suite: Any, source_suite: Any) -> dict:
+    """Baselines for `suite` cut from those of `source_suite`, when every task of `suite` is the very
+    same task (equal definitions) there, with the same version and seeds. `train_quick` is a subset
+    of `train`, so it needs no runs of its own."""
+    if suite.version != data.get("suite_version") or source_suite.version != data.get("suite_version"):
+        raise ValueError(f"cannot derive '{suite.name}' baselines: versions differ")
+    if tuple(suite.selection_seeds) != tuple(data["selection_seeds"]) or tuple(suite.report_seeds) != tuple(
+        data["report_seeds"]
+    ):
+        raise ValueError(f"cannot derive '{suite.name}' baselines: seeds differ")
+    for t in suite.tasks:
+        if t.name not in data["tasks"] or repr(t) != repr(source_suite.task(t.name)):
+            raise ValueError(f"cannot derive '{suite.name}' baselines: task '{t.name}' differs from '{source_suite.name}'")
+    out = dict(data)
+    out["suite"] = suite.name
+    out["suite_digest"] = suite_digest(suite)
+    out["derived_from"] = source_suite.name
+    out["tasks"] = {t.name: data["tasks"][t.name] for t in suite.tasks}
+    out["table"] = reference_table(out)
+    return out
 
 
 def _scored_run(data: Mapping[str, Any], task: str, ref: str) -> tuple[dict | None, bool]:

@@ -113,6 +113,7 @@ class SandboxExecutor:
     fingerprint_next: bool = False
     progress: Callable[[int], None] | None = None
     name: str = "candidate"
+    isolate_failures: bool = False  # baselines: a failed call is retried run by run, not fatal
     # accumulated
     calls: int = 0
     cpu_s: float = 0.0
@@ -134,7 +135,13 @@ class SandboxExecutor:
         results: list[RunOutcome | None] = [None] * len(specs)
 
         def one(k: int, idx: list[int]) -> None:
-            outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0)
+            try:
+                outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0)
+            except BatchFailure as e:
+                if not self.isolate_failures:
+                    raise
+                log.warning("sandbox call for %d runs failed (%s); retrying them one by one", len(idx), e.reason)
+                outs = [self._single(specs[i]) for i in idx]
             for i, o in zip(idx, outs):
                 results[i] = o
 
@@ -153,6 +160,17 @@ class SandboxExecutor:
                 if errors:
                     raise errors[0]
         return [r for r in results if r is not None]
+
+    def _single(self, spec: RunSpec) -> RunOutcome:
+        """One run in its own call, retried once; a run that still fails is recorded as failed."""
+        for attempt in range(2):
+            try:
+                return self._call([spec], fingerprint=False)[0]
+            except BatchFailure as e:
+                log.warning("run %s failed (attempt %d): %s", spec, attempt + 1, e.reason)
+        if self.progress:
+            self.progress(1)
+        return RunOutcome(spec, [], [], [], diverged_at=0)
 
     def _call(self, specs: list[RunSpec], fingerprint: bool) -> list[RunOutcome]:
         from optforge import sandbox

@@ -45,9 +45,16 @@ def test_unknown_rule_is_a_user_error(capsys):
     assert "neither a file nor a seed" in capsys.readouterr().err
 
 
-def test_eval_json_keys(capsys):
-    code = main(["eval", "adamw", "--suite", "smoke", "--json"])
-    out = json.loads(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def adamw_json():
+    """One real `optforge eval adamw --suite smoke --json` run, shared by the output tests."""
+    p = _run("eval", "adamw", "--suite", "smoke", "--json")
+    return p.returncode, p.stdout
+
+
+def test_eval_json_keys(adamw_json):
+    code, stdout = adamw_json
+    out = json.loads(stdout)
     assert code == 0
     assert out["status"] == "ok"
     assert isinstance(out["metrics"]["fitness"], float)
@@ -57,10 +64,12 @@ def test_eval_json_keys(capsys):
     assert out["suite_version"] and out["seeds"] == [0]
 
 
-def test_eval_table(capsys):
-    code = main(["eval", "sgd", "--suite", "smoke", "--jobs", "1"])
-    text = capsys.readouterr().out
-    assert code == 0
+def test_eval_table(adamw_json):
+    from optforge.commands.eval import render
+    from optforge.types import EvaluationResult
+
+    result = EvaluationResult.from_dict(json.loads(adamw_json[1]))
+    text = render(result, "adamw")
     for word in ("smoke_quad", "smoke_mix", "best val", "AdamW val", "speedup", "score", "fitness", "step time", "status ok"):
         assert word in text
 
