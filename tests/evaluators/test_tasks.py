@@ -25,6 +25,15 @@ SUITES = ("smoke", "train", "train_quick", "heldout", "heldout_tiny")
 ALL_TASKS = {t.name: t for s in SUITES for t in get_suite(s).tasks}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tasks run on one torch thread (as in the sandbox); multi-threaded ops crawl on a busy box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def adamw():
     return seeds.load("adamw").with_hparams(WD=0.0)
@@ -105,10 +114,15 @@ def test_every_task_builds_and_hides_validation(name):
 def test_adamw_lowers_the_validation_loss(name, adamw):
     task = ALL_TASKS[name]
     n = min(task.steps, 10 if task.family in ("lm", "cnn") else 25)
-    trace = train_rule(task, adamw, 1e-2, seed=0, steps=n, total_steps=n, eval_steps=[0, n])
-    assert trace.diverged_at is None and trace.steps_run == n
-    val = validation_curve(task, 0, trace.snapshots)
-    assert val[n] < val[0], f"{name}: val {val[0]:.4g} -> {val[n]:.4g}"
+    seen = []
+    for lr in (1e-2, 1e-3):  # reparameterised tasks move Adam's best lr by up to 10x
+        trace = train_rule(task, adamw, lr, seed=0, steps=n, total_steps=n, eval_steps=[0, n])
+        assert trace.diverged_at is None and trace.steps_run == n
+        val = validation_curve(task, 0, trace.snapshots)
+        seen.append((lr, val[0], val[n]))
+        if val[n] < val[0]:
+            return
+    pytest.fail(f"{name}: AdamW did not lower the validation loss: {seen}")
 
 
 def test_every_role_appears_in_the_smoke_suite():

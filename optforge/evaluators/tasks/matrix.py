@@ -33,6 +33,7 @@ class LinearRegression2D:
     noise: float = 0.001
     rotate: bool = True
     reparam: bool = False
+    scale: float = 10.0  # W = scale * stored weight: puts Adam's best lr near 1e-2
 
     def _problem(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         g = generator("linreg2d", "problem")  # shared by the reparameterised variant on purpose
@@ -41,7 +42,7 @@ class LinearRegression2D:
         rot = torch.linalg.qr(torch.randn(self.n_in, self.n_in, generator=g))[0] if self.rotate else torch.eye(self.n_in)
         mix = rot * scales  # x = mix @ z
         c = 10 ** (2 * torch.rand((), generator=generator(self.name, "reparam")).item() - 1) if self.reparam else 1.0
-        return w_star, mix, c
+        return w_star, mix, c * self.scale
 
     def build(self, seed: int, *, validation: bool) -> Problem:
         w_star, mix, c = self._problem()
@@ -64,9 +65,10 @@ class LinearRegression2D:
 
 @dataclass(frozen=True)
 class MatrixFactorization:
-    """Fit M (32 x 32, rank 4) by U V with U: 32 x 8, V: 8 x 32 from a small init (scale 0.1).
+    """Fit M (32 x 32, rank 4, entries ~0.01) by U V, U: 32 x 8, V: 8 x 32, from a small init.
 
-    Full batch; validation = the same objective (mean squared error, optimum 0).
+    M = low rank + a small full-rank part, so the loss has a floor instead of running down to
+    float precision. Full batch; validation = the same objective (mean squared error).
     """
 
     name: str = "matfact"
@@ -76,13 +78,15 @@ class MatrixFactorization:
     n: int = 32
     rank: int = 4
     width: int = 8
-    init_scale: float = 0.1
+    init_scale: float = 0.01
+    target_scale: float = 0.01  # entries of M ~ N(0, target_scale^2): puts Adam's best lr near 1e-2
+    noise: float = 0.01  # full-rank part of M (relative): the optimum is > 0, about 1e-4 of the start
 
     def build(self, seed: int, *, validation: bool) -> Problem:
         g = generator(self.name, "problem")
         a = torch.randn(self.n, self.rank, generator=g)
         b = torch.randn(self.rank, self.n, generator=g)
-        target = a @ b / math.sqrt(self.rank)
+        target = self.target_scale * (a @ b / math.sqrt(self.rank) + self.noise * torch.randn(self.n, self.n, generator=g))
         gi = generator(self.name, "init", seed)
         model = nn.ParameterDict({
             "u": nn.Parameter(self.init_scale * torch.randn(self.n, self.width, generator=gi)),
