@@ -256,6 +256,8 @@ class Engine:
         self._nodes: dict[str, int] = {}
         self._last_progress = 0.0
         self._phase = "search"
+        self._best: tuple[str, float] | None = None
+        self._failures: dict[str, int] = {}
         self._proposer: _Proposer | None = None
 
     # ------------------------------------------------------------------------------ entry point
@@ -267,6 +269,9 @@ class Engine:
             st.set_meta(config=self.config.to_dict(), versions=versions(), created=time.time(),
                         lag=2 * self.config.slots, batch=self.config.slots)
         self._t0, self._elapsed0 = self.clock(), float(st.meta("elapsed_s", 0.0))
+        top = st.best(self.config.search_stages()[-1].name)
+        self._best = (top.candidate.id, top.evaluation.fitness) if top else None
+        self._failures = {k: v for k, v in st.status_counts().items() if k != Status.OK.value}
         st.set_meta(status="running")
         st.add_event("start", resumed=st.proposal_count() > 0)
         reason, interrupted = st.meta("stop_reason", ""), False
@@ -494,10 +499,42 @@ class Engine:
             return
         stages = self.config.search_stages()
         i = [s.name for s in stages].index(job.stage.name)
-        if result.ok and i + 1 < len(stages):
-            self._push(_Job(job.seq, job.candidate, stages[i + 1], search=True))
+        final = not (result.ok and i + 1 < len(stages))
+        if not stored and (final or job.stage.name == stages[-1].name):
+            self._track(job.candidate, result, final_stage=job.stage.name == stages[-1].name)
+        if not final:
+            nxt = _Job(job.seq, job.candidate, stages[i + 1], search=True)
+            twin = self._twin_result(job.candidate, result, nxt)
+            if twin is not None:
+                self._complete(nxt, twin[1], cached_from=twin[0])
+            else:
+                self._push(nxt)
         elif self._proposer is not None:
             self._proposer.deliver(job.seq, job.candidate, result)
+
+    def _twin_result(self, cand: Candidate, result: EvaluationResult, nxt: _Job) -> tuple[str, EvaluationResult] | None:
+        """A functional duplicate (same smoke fingerprint, other text) already evaluated at the next
+        stage lends its result, so LLM rewrites of the same rule are not trained twice."""
+        fp = result.artifacts.get("fingerprint")
+        if not fp or self.store.evaluation(cand.id, nxt.stage.name) is not None:
+            return None
+        suite, seeds, _ = nxt.spec(self.config)
+        for other in self.store.same_fingerprint(str(fp), cand.content_hash):
+            ev = self.store.evaluation(other, nxt.stage.name)
+            if ev is not None and ev.status.cacheable and ev.suite_version == self._suite_version(suite) \
+                    and ev.seeds_spec == seeds:
+                twin = ev.result
+                twin.feedback = f"functionally identical to candidate {other} (same smoke fingerprint). {twin.feedback}"
+                self.store.add_event("duplicate", candidate=cand.id, of=other, fingerprint=fp)
+                return other, twin
+        return None
+
+    def _track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
+        """Running best and failure counts for the progress display (no store scans)."""
+        if not result.ok:
+            self._failures[result.status.value] = self._failures.get(result.status.value, 0) + 1
+        elif final_stage and (self._best is None or result.fitness > self._best[1]):
+            self._best = (cand.id, result.fitness)
 
     def _cancel_all(self) -> None:
         try:
@@ -530,8 +567,6 @@ class Engine:
         if self.progress is None or (not force and now - self._last_progress < 0.5):
             return
         self._last_progress = now
-        counts = self.store.status_counts()
-        best = self.store.best(self.config.search_stages()[-1].name)
         elapsed = self._elapsed()
         eta = None
         b = self.config.budget
@@ -541,9 +576,8 @@ class Engine:
             eta = min(eta if eta is not None else float("inf"), max(0.0, b.max_seconds - elapsed))
         self.progress(Progress(
             phase=self._phase, proposed=getattr(self, "_n_proposed", 0), done=self._done, in_flight=len(self._inflight),
-            queued=len(self._ready), best_fitness=best.evaluation.fitness if best else None,
-            best_id=best.candidate.id if best else None,
-            failures={k: v for k, v in counts.items() if k != Status.OK.value}, elapsed_s=elapsed, eta_s=eta))
+            queued=len(self._ready), best_fitness=self._best[1] if self._best else None,
+            best_id=self._best[0] if self._best else None, failures=dict(self._failures), elapsed_s=elapsed, eta_s=eta))
 
     def _n_observed_safe(self) -> int:
         return getattr(self, "_n_observed", 0)

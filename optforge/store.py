@@ -59,10 +59,12 @@ CREATE TABLE IF NOT EXISTS evaluations (
     attempts INTEGER NOT NULL,          -- 1 + retries after `lost`
     wall_s REAL NOT NULL,               -- engine-side wall time of the evaluation
     cached_from TEXT,                   -- candidate id whose identical request supplied this result
+    fingerprint TEXT,                   -- the smoke stage's numeric fingerprint of the rule, if any
     created REAL NOT NULL,
     UNIQUE (candidate_id, stage)
 );
 CREATE INDEX IF NOT EXISTS evaluations_key ON evaluations(content_hash, stage, suite, seeds_spec);
+CREATE INDEX IF NOT EXISTS evaluations_fingerprint ON evaluations(fingerprint);
 CREATE TABLE IF NOT EXISTS llm_calls (
     id INTEGER PRIMARY KEY,
     model TEXT, prompt TEXT, response TEXT,
@@ -245,10 +247,11 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO evaluations(candidate_id, content_hash, stage, suite, suite_version,"
                 " seeds_spec, seeds, status, fitness, metrics, artifacts, feedback, attempts, wall_s, cached_from,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " fingerprint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (candidate.id, candidate.content_hash, result.stage, result.suite, result.suite_version, seeds_spec,
                  _dumps(list(result.seeds)), result.status.value, result.fitness, _dumps(result.metrics),
-                 _dumps(result.artifacts), result.feedback, attempts, wall_s, cached_from, time.time()),
+                 _dumps(result.artifacts), result.feedback, attempts, wall_s, cached_from,
+                 result.artifacts.get("fingerprint"), time.time()),
             )
 
     def add_event(self, kind: str, **data: Any) -> None:
@@ -357,6 +360,13 @@ class Store:
         with self._lock:
             row = self._db.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
         return _evaluation(row) if row else None
+
+    def same_fingerprint(self, fingerprint: str, content_hash: str) -> list[str]:
+        """Ids of candidates with other source text whose rule had this fingerprint (functional twins)."""
+        with self._lock:
+            rows = self._db.execute("SELECT candidate_id FROM evaluations WHERE fingerprint = ? AND content_hash != ?"
+                                    " ORDER BY id", (fingerprint, content_hash)).fetchall()
+        return [r["candidate_id"] for r in rows]
 
     def leaderboard(self, stage: str = "train", *, limit: int | None = None,
                     include_reference: bool = False) -> list[Ranked]:

@@ -58,10 +58,12 @@ def fake_evaluate(request: FakeRequest) -> EvaluationResult:
     if request.stage == "heldout":
         fit = -1.0 if "# OVERFIT" in src else fit
     tasks = {"a": {"score": fit, "flags": []}, "b": {"score": fit, "flags": []}}
+    m = re.search(r"# FP (\S+)", src)  # the smoke stage reports this as the rule's fingerprint
+    artifacts = {"fingerprint": m.group(1)} if m and request.stage == "smoke" else {}
     return EvaluationResult(Status.OK, stage=request.stage, suite=request.suite, suite_version="fake-1",
                             seeds=(0, 1) if request.seeds == "selection" else (2, 3),
                             metrics={"fitness": fit, "robust": fit, "tasks": tasks, "wall_seconds": 0.01},
-                            feedback="fine")
+                            artifacts=artifacts, feedback="fine")
 
 
 class ListStrategy:

@@ -46,6 +46,20 @@ def test_identical_sources_are_evaluated_once(ray_local, tmp_path):
     assert all(e.fitness == 0.5 for e in evs if e.candidate_id != "c2")
 
 
+def test_functional_duplicates_share_the_train_result(ray_local, tmp_path):
+    # different text, same smoke fingerprint: the second is not trained again
+    a, b = fake_source(0.4, "# FP abc"), fake_source(0.4, "# FP abc", "# renamed variables")
+    store = Store(tmp_path / "run")
+    strategy = ListStrategy([a, b, fake_source(0.1, "# FP other")])
+    make_engine(_config(slots=1), strategy, store).run()
+    twin = store.evaluation("c1", "train")
+    assert twin.cached_from == "c0" and "functionally identical to candidate c0" in twin.feedback
+    assert store.evaluation("c1", "smoke").cached_from is None  # the smoke stage itself did run
+    assert store.evaluation("c2", "train").cached_from is None
+    assert [e["candidate"] for e in store.events("duplicate")] == ["c1"]
+    assert strategy.seen[1][:3] == ["c1", "train", "ok"]
+
+
 def test_failed_proposals_are_stored_and_observed_not_evaluated(ray_local, tmp_path):
     strategy = ListStrategy([fake_source(0.2), "not python ((", fake_source(0.1)],
                             notes=[{}, {"status": "invalid", "reason": "unparseable LLM output"}, {}])
