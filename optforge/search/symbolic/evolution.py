@@ -106,7 +106,8 @@ class SymbolicSearch:
             self.init_queue = [{"program": p.to_json(), "mutation": "warm_start", "parents": []} for p in progs]
         elif self.phase < self.params.phases:
             assert self.best is not None
-            self.init_queue = [{"program": self.best["program"], "mutation": "restart_from_best", "parents": []}]
+            best = _pad_slots(Program.from_json(self.best["program"]), self.params.state_slots)
+            self.init_queue = [{"program": best.to_json(), "mutation": "restart_from_best", "parents": []}]
         else:
             self.init_queue = []
 

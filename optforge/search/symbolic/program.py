@@ -142,7 +142,7 @@ def render(program: Program, *, doc: str = "") -> str:
     if used_inputs and any(i != "role" for i in used_inputs):
         need.add("_s")
     helper_names = [h for h in ("_c", "_w", "_s", "_m2") if h in need]
-    title = program.name or "a symbolic program"
+    title = f"from {program.name}" if program.name else "a symbolic program"
     lines = [
         '"""' + (doc or f"Update rule found by optforge symbolic search ({title}).") + "\n",
         "A flat program over optforge's fixed function library (generated code; slots are zero-initialised).",
@@ -233,7 +233,7 @@ def parse(source: str) -> Program:
     head = doc.splitlines()[0] if doc else ""
     if head.startswith("Update rule found by optforge symbolic search (") and head.endswith(")."):
         name = head[len("Update rule found by optforge symbolic search (") : -2]
-        name = "" if name == "a symbolic program" else name
+        name = name[len("from ") :] if name.startswith("from ") else ""
     return Program(slots=slots, body=tuple(body), ret=ret, lr=lr, name=name)
 
 
