@@ -17,14 +17,22 @@ import sys
 
 
 def _preload() -> None:
+    """Import what nearly every job needs, once, before any fork."""
     import numpy  # noqa: F401
     import torch
 
     torch.set_num_threads(1)
-    import optforge.rule  # noqa: F401
-    import optforge.sandbox.protocol  # noqa: F401
-    import optforge.sandbox.result  # noqa: F401
-    import optforge.sandbox.worker  # noqa: F401
+    # the first optimizer a process builds imports torch._dynamo and friends (seconds of wall time
+    # on a busy machine): pay that here, not in every forked job
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.zeros(1, 2)), torch.zeros(1, dtype=torch.long)).backward()
+    opt.step()
+    for name in ("optforge.rule", "optforge.sandbox.protocol", "optforge.sandbox.result", "optforge.sandbox.worker"):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - a broken optional preload must not stop the template
+            sys.stderr.write(f"optforge sandbox template: could not preload {name}: {e}\n")
 
 
 _failed_imports: set[str] = set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
 import subprocess
 import time
@@ -144,7 +143,7 @@ def test_cold_spawn_holds_too(name):
 
 
 def test_timeout_kills_even_when_sigterm_ignored():
+    """The supervisor sends SIGKILL to the namespace, so a SIGTERM handler buys nothing."""
     res = sandbox.run(redteam("ignore_sigterm"), EXEC_JOB, {}, sandbox.RULE_POLICY, _limits(False, timeout_s=1.0))
     assert res.status is Status.TIMEOUT and res.wall_s < 5
     assert wait_no_processes(res.uid) == []
-    assert signal.SIGTERM  # the supervisor uses SIGKILL on the namespace, never asks politely
