@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         c = measure(task, args.chunk, args.repeats)
         total += c.seconds_per_run
         print(f"| {c.task} | {c.family} | {c.params:,} | {c.batch_size} | {c.steps} | {c.ms_per_step:.2f} | {c.seconds_per_run:.2f} |")
-    print(f"| **total** | | | | | | **{total:.1f}** |")
+    print(f"| **total** | | | | | | **{total:.2f}** |")
     return 0
 
 
