@@ -95,11 +95,15 @@ class EvolveStrategy:
             log.warning("evolve ignores a %r-stage result of %s: only search-stage results reach the search",
                         result.stage, candidate.id)
             return
-        if result.status is Status.LOST:
-            return  # infrastructure failure: the engine retries; it says nothing about the candidate
         prog = self.pop.programs.get(candidate.id) or self._adopt(candidate)
         if prog.status == "invalid":
             return  # already final (rejected before evaluation)
+        if result.status is Status.LOST:
+            # infrastructure failure after the engine's retries: says nothing about the candidate, so it
+            # is neither a parent nor a failure shown to the model; it just stops being pending
+            if prog.status == "pending":
+                prog.status = "lost"
+            return
         prog.stages.append(result.stage)
         final_before = prog.status != "pending"
         if not result.ok:
@@ -221,7 +225,7 @@ class EvolveStrategy:
         """With no success yet and nothing pending, evolve from the latest evaluated failure."""
         if self.pop.pending():
             return None
-        failed = [p for p in self.pop.programs.values() if p.status not in ("ok", "pending", "invalid")]
+        failed = [p for p in self.pop.programs.values() if p.status not in ("ok", "pending", "invalid", "lost")]
         return failed[-1] if failed else None
 
     def _plan(self) -> dict[str, Any] | None:

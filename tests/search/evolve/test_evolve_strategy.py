@@ -177,3 +177,12 @@ def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for):
     assert [r["messages"] for r in server_b.requests] == [r["messages"] for r in server_a.requests]
     assert resumed.pop.islands == straight.pop.islands
     assert resumed.selector.state() == straight.selector.state()
+
+
+def test_lost_results_are_neither_parents_nor_failures(llm_for):
+    llm, _ = llm_for([])
+    st = from_config({"warm_start": ["adamw", "sgd"]}, seed=0, llm=llm)
+    a, b = st.propose(2)
+    st.observe(a, EvaluationResult.failure(Status.LOST, "worker died", stage="smoke"))
+    assert st.pop.programs[a.id].status == "lost" and st.pop.pending() == 1
+    assert not any(st.failures[0]) and st.best() is None
