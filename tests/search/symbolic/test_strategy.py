@@ -134,3 +134,17 @@ def test_search_improves_on_a_bad_starting_rule():
     start = quadratic_result(render(bad), REF).fitness
     best = strat.summary()["best"]
     assert best["fitness"] > start + 1.0
+
+
+@pytest.mark.parametrize("path", ["configs/quickstart.yaml", "configs/symbolic.yaml"])
+def test_shipped_configs_build_and_their_budget_covers_the_search(path):
+    from pathlib import Path
+
+    from optforge.config import load_config
+    from optforge.search.registry import build_strategy
+
+    root = Path(__file__).resolve().parents[3]
+    config = load_config(root / path)
+    strategy = build_strategy(config.strategy_name, config.strategy_params, seed=config.seed)
+    assert strategy.params.warm_start == ("adamw",)
+    assert config.budget.max_evaluations == strategy.params.total_evaluations
