@@ -10,14 +10,15 @@ different hyperparameters coexist.
 from __future__ import annotations
 
 import ast
-import math
 import inspect
 import keyword
+import math
 import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from optforge import roles as roles_mod
 from optforge import rule as rule_mod
 from optforge.rule import RuleError, check_rule, literal_constants
 
@@ -25,11 +26,11 @@ _RUNTIME = (
     rule_mod.RuleError,
     rule_mod._StepShared,
     rule_mod.Ctx,
-    rule_mod.default_role,
+    roles_mod.default_role,
     rule_mod.RuleOptimizer,
     rule_mod._bad_delta,
-    rule_mod.infer_roles,
-    rule_mod.param_groups,
+    roles_mod.infer_roles,
+    roles_mod.param_groups,
     rule_mod.hparam_kind,
     rule_mod.hparam_problem,
 )
@@ -138,8 +139,8 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
     return _TEMPLATE.format(
         doc=doc,
         class_name=class_name,
-        roles=repr(rule_mod.ROLES),
-        head_names=repr(rule_mod._HEAD_NAMES),
+        roles=repr(roles_mod.ROLES),
+        head_names=repr(roles_mod._HEAD_NAMES),
         runtime=runtime,
         factory_params=factory_params,
         factory_body=factory_body,

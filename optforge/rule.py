@@ -22,83 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
-from torch import nn
 
-ROLES = ("hidden_matrix", "conv", "embedding", "head", "vector", "scalar")
-MATRIX_ROLES = ("hidden_matrix", "conv")
-ALLOWED_IMPORTS = ("torch", "math")
-_SIGNATURES = {"init": ("p", "ctx"), "update": ("p", "g", "state", "ctx"), "eval_point": ("p", "state", "ctx")}
-_REQUIRED = ("init", "update")
-_FORBIDDEN_CALLS = ("open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "input", "breakpoint")
+from optforge.roles import MATRIX_ROLES, ROLES, default_role, infer_roles, param_groups
+from optforge.rule_check import ALLOWED_IMPORTS, RuleError, RuleProblem, check_rule
 
-
-class RuleError(ValueError):
-    """A rule source or hyperparameter is unusable. The message says where and what to do."""
-
-
-@dataclass(frozen=True)
-class RuleProblem:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
-
-
-# ---------------------------------------------------------------------------------------------
-# static check
-
-
-def check_rule(source: str) -> list[RuleProblem]:
-    """Structural problems of a rule source, found by parsing only. An empty list means loadable."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as e:
-        return [RuleProblem(e.lineno or 0, f"syntax error: {e.msg}; fix the Python syntax")]
-    problems: list[RuleProblem] = []
-    defs: dict[str, ast.FunctionDef] = {}
-    has_lr = False
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            defs[node.name] = node
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "LR" for t in targets):
-                has_lr = True
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] not in ALLOWED_IMPORTS:
-                    problems.append(_import_problem(node.lineno, alias.name))
-        elif isinstance(node, ast.ImportFrom):
-            if (node.module or "").split(".")[0] not in ALLOWED_IMPORTS or node.level:
-                problems.append(_import_problem(node.lineno, node.module or "." * node.level))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in _FORBIDDEN_CALLS:
-                problems.append(
-                    RuleProblem(node.lineno, f"call to '{node.func.id}' is not allowed in a rule; compute with torch and math only")
-                )
-        elif isinstance(node, ast.AsyncFunctionDef):
-            problems.append(RuleProblem(node.lineno, "async functions are not allowed; use plain 'def'"))
-    if not has_lr:
-        problems.append(RuleProblem(0, "missing module constant 'LR'; add e.g. 'LR = 1e-3' (the rule's base learning rate)"))
-    for name in _REQUIRED:
-        if name not in defs:
-            want = ", ".join(_SIGNATURES[name])
-            problems.append(RuleProblem(0, f"missing function '{name}'; define 'def {name}({want}):'"))
-    for name, fn in defs.items():
-        if name in _SIGNATURES:
-            got = tuple(a.arg for a in fn.args.posonlyargs + fn.args.args)
-            want = _SIGNATURES[name]
-            if len(got) != len(want) or fn.args.vararg or fn.args.kwonlyargs or fn.args.kwarg:
-                problems.append(
-                    RuleProblem(fn.lineno, f"'{name}' must take exactly ({', '.join(want)}), got ({', '.join(got)})")
-                )
-    return problems
-
-
-def _import_problem(line: int, name: str) -> RuleProblem:
-    return RuleProblem(line, f"import of '{name}' is not allowed; a rule may import only torch and math")
+__all__ = [
+    "ALLOWED_IMPORTS", "MATRIX_ROLES", "ROLES", "Ctx", "Rule", "RuleError", "RuleOptimizer", "RuleProblem",
+    "check_rule", "default_role", "hparam_kind", "hparam_problem", "infer_roles", "literal_constants",
+    "load_rule", "param_groups", "rule_line", "with_hparams_source",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,17 +250,6 @@ class Ctx:
         return self._shared.grad_norm() if self._shared is not None else 0.0
 
 
-def default_role(p: torch.Tensor) -> str:
-    """The role of a tensor with no explicit role, from its shape alone."""
-    if p.ndim == 0:
-        return "scalar"
-    if p.ndim == 1:
-        return "vector"
-    if p.ndim >= 3:
-        return "conv"
-    return "hidden_matrix"
-
-
 class RuleOptimizer(torch.optim.Optimizer):
     """A `torch.optim.Optimizer` that runs a rule. `lr=None` means the rule's `LR`.
 
@@ -472,67 +393,3 @@ def _bad_delta(rule: Rule, delta: Any, p: torch.Tensor, gi: int, pi: int) -> str
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# roles
-
-
-_HEAD_NAMES = ("head", "classifier", "lm_head", "output", "readout", "decoder")
-
-
-def infer_roles(model: nn.Module) -> dict[str, str]:
-    """Map each parameter name of `model` to a role.
-
-    `embedding`: nn.Embedding weights; `conv`: conv weights; `head`: the output projection (a Linear
-    named like a head, else the last Linear registered); `hidden_matrix`: other >= 2-D;
-    `vector`: 1-D; `scalar`: 0-D. A weight shared by several modules keeps its first role.
-    """
-    roles: dict[str, str] = {}
-    by_id: dict[int, str] = {}
-    linears: list[tuple[str, nn.Linear]] = []
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
-            linears.append((mod_name, mod))
-    head_mod = None
-    for mod_name, mod in linears:
-        if any(h in mod_name.split(".")[-1].lower() for h in _HEAD_NAMES):
-            head_mod = mod
-    if head_mod is None and linears:
-        head_mod = linears[-1][1]
-    special: dict[int, str] = {}
-    for mod in model.modules():
-        if isinstance(mod, nn.Embedding):
-            special.setdefault(id(mod.weight), "embedding")
-        elif isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)):
-            special.setdefault(id(mod.weight), "conv")
-    if head_mod is not None:
-        special.setdefault(id(head_mod.weight), "head")
-    for name, p in model.named_parameters(remove_duplicate=False):
-        if id(p) in by_id:
-            roles[name] = by_id[id(p)]
-            continue
-        if id(p) in special:
-            role = special[id(p)]
-        elif p.ndim == 0:
-            role = "scalar"
-        elif p.ndim == 1:
-            role = "vector"
-        else:
-            role = "hidden_matrix"
-        roles[name] = by_id[id(p)] = role
-    return roles
-
-
-def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, Any]]:
-    """Role-tagged param groups for `RuleOptimizer` (or any optimizer that reads `role`)."""
-    roles = infer_roles(model)
-    grouped: dict[str, list[torch.Tensor]] = {}
-    for name, p in model.named_parameters():
-        grouped.setdefault(roles[name], []).append(p)
-    groups = []
-    for role in ROLES:
-        if role in grouped:
-            group: dict[str, Any] = {"params": grouped[role], "role": role}
-            if lr is not None:
-                group["lr"] = lr
-            groups.append(group)
-    return groups
