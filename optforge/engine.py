@@ -541,7 +541,9 @@ class Engine:
             import ray
 
             for ref, job in self._inflight.items():
-                ray.cancel(ref, force=True)
+                # a gentle cancel keeps the worker for a resume in this process; when the driver
+                # exits, Ray kills whatever of its job still runs
+                ray.cancel(ref, force=False)
                 self.store.add_event("cancelled", candidate=job.candidate.id, stage=job.stage.name,
                                      status=Status.LOST.value)
         except Exception as e:  # noqa: BLE001 - best effort on the way out
