@@ -143,6 +143,107 @@ dadam = negative(sa)
 delta = select_matrix(role, dmat, dadam)
 """,
     ),
+    "rmsprop": (
+        ("v",),
+        1e-2,
+        """
+g2 = square(g)
+v = interp(v, g2, 0.01)
+sv = sqrt(v)
+denom = add(sv, 1e-08)
+u = div(g, denom)
+s = mul(u, lr)
+delta = negative(s)
+""",
+    ),
+    "adagrad": (
+        ("s",),
+        1e-2,
+        """
+g2 = square(g)
+s = add(s, g2)
+ss = sqrt(s)
+denom = add(ss, 1e-10)
+u = div(g, denom)
+st = mul(u, lr)
+delta = negative(st)
+""",
+    ),
+    "amsgrad": (
+        ("m", "v", "vmax"),
+        1e-3,
+        """
+m = interp(m, g, 0.1)
+g2 = square(g)
+v = interp(v, g2, 0.001)
+vmax = maximum(vmax, v)
+b1t = power(0.9, t)
+bc1 = sub(1.0, b1t)
+b2t = power(0.999, t)
+bc2 = sub(1.0, b2t)
+sv = sqrt(vmax)
+sbc2 = sqrt(bc2)
+vhat = div(sv, sbc2)
+denom = add(vhat, 1e-08)
+u = div(m, denom)
+step = div(lr, bc1)
+s = mul(u, step)
+delta = negative(s)
+""",
+    ),
+    "grams": (
+        ("m", "v"),
+        1e-3,
+        """
+m = interp(m, g, 0.1)
+g2 = square(g)
+v = interp(v, g2, 0.001)
+b1t = power(0.9, t)
+bc1 = sub(1.0, b1t)
+b2t = power(0.999, t)
+bc2 = sub(1.0, b2t)
+sv = sqrt(v)
+sbc2 = sqrt(bc2)
+vhat = div(sv, sbc2)
+denom = add(vhat, 1e-06)
+mh = div(m, bc1)
+u = div(mh, denom)
+au = absolute(u)
+sg = sign(g)
+d = mul(au, sg)
+s = mul(d, lr)
+delta = negative(s)
+""",
+    ),
+    "diffgrad": (
+        ("m", "v", "g_prev"),
+        1e-3,
+        """
+m = interp(m, g, 0.1)
+g2 = square(g)
+v = interp(v, g2, 0.001)
+dg = sub(g_prev, g)
+adg = absolute(dg)
+nadg = negative(adg)
+e = exp(nadg)
+e1 = add(e, 1.0)
+xi = reciprocal(e1)
+g_prev = mul(g, 1.0)
+b1t = power(0.9, t)
+bc1 = sub(1.0, b1t)
+b2t = power(0.999, t)
+bc2 = sub(1.0, b2t)
+sbc2 = sqrt(bc2)
+lrs = mul(lr, sbc2)
+step = div(lrs, bc1)
+sv = sqrt(v)
+denom = add(sv, 1e-08)
+xm = mul(xi, m)
+u = div(xm, denom)
+s = mul(u, step)
+delta = negative(s)
+""",
+    ),
 }
 
 

@@ -37,7 +37,7 @@ def test_every_raw_mutation_is_rejected_or_runs(name):
     cfg = M.MutationConfig()
     prog = warmstarts.program(name)
     accepted = rejected = 0
-    for i in range(30):
+    for i in range(21):
         kind = M.MUTATIONS[i % 3]
         made = M._OPS[kind](prog, rng, cfg)
         if made is None:
@@ -52,14 +52,14 @@ def test_every_raw_mutation_is_rejected_or_runs(name):
         _run_through_optimizer(child)
         if accepted % 4 == 0:
             prog = child  # walk away from the warm start too
-    assert accepted >= 6
+    assert accepted >= 4
     assert rejected >= 1
 
 
 def test_mutate_returns_valid_functionally_new_children_over_many_seeds():
     cfg = M.MutationConfig()
     n = 0
-    for seed, name in itertools.product(range(4), warmstarts.names()):
+    for seed, name in itertools.product(range(3), warmstarts.names()):
         rng = np.random.default_rng(seed)
         parent = warmstarts.program(name)
         child = M.mutate(parent, rng, cfg)
@@ -70,7 +70,7 @@ def test_mutate_returns_valid_functionally_new_children_over_many_seeds():
         if seed % 2 == 0:
             _run_through_optimizer(child.program, dtype=torch.float64)
         n += 1
-    assert n == 4 * len(warmstarts.names())
+    assert n == 3 * len(warmstarts.names())
 
 
 def test_hparam_only_changes_constants_only():
