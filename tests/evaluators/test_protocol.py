@@ -256,3 +256,19 @@ def test_muon_beats_adamw_on_the_ill_conditioned_matrix_task(train_results):
     muon = res["muon"].metrics["tasks"]["linreg2d"]
     assert muon["score"] > 0.0, muon
     assert muon["best_val"] < muon["adamw_val"]
+
+
+def test_baseline_checks_and_derivation():
+    from optforge.evaluators import baselines
+    from optforge.evaluators.tasks import get_suite
+
+    suite = get_suite("smoke")
+    data = baselines.load("smoke")
+    errors, _ = baselines.check(dict(data, suite_version="0-old"), suite)
+    assert errors and "rebuild" in errors[0]
+    _, warnings = baselines.check(dict(data, torch="1.0"), suite)
+    assert any("torch 1.0" in w for w in warnings)
+    _, warnings = baselines.check(dict(data, suite_digest="0" * 16), suite)
+    assert any("changed" in w for w in warnings)
+    sub = baselines.derive(data, suite, suite)
+    assert sub["derived_from"] == "smoke" and set(sub["table"]) >= {"adamw"}
