@@ -345,6 +345,12 @@ class SymbolicSearch:
         self.cache[fp] = [fit, candidate.id, result.status.value]
         if result.ok and (self.best is None or fit > self.best["fitness"]):
             self.best = {"id": candidate.id, "fitness": fit, "program": rec["live"]}
+            summ = self.summary()
+            log.info(
+                "symbolic: new best %s fitness %.3f (phase %d, %s); cache hit rate %.0f%%, redundant statements %.0f%%",
+                candidate.id, fit, rec["phase"], rec["mutation"], 100 * summ["cache_hit_rate"],
+                100 * summ["redundancy_rate"],
+            )
         if s is not None and fp in s.round:
             s.round[fp]["fitness"] = fit
         if rec["phase"] == self.phase and self._searching():
