@@ -68,3 +68,18 @@ def test_all_seeds_on_smoke(ray_local, tmp_path, capsys):
     assert main(["show", str(out), "--json", "--top", "100"]) == 0
     rows = json.loads(capsys.readouterr().out)["leaderboard"]
     assert sorted(r["id"] for r in rows) == sorted(f"seed-{n}" for n in seeds.names())
+
+
+def test_resume_refuses_other_versions_unless_forced(tmp_path, capsys):
+    from optforge.config import config_from_dict
+    from optforge.store import Store, versions
+
+    run_dir = tmp_path / "old"
+    st = Store(run_dir)
+    st.set_meta(config=config_from_dict({"suite": "smoke", "stages": ["smoke"]}).to_dict(),
+                versions={**versions(), "torch": "1.0.0"}, suite_versions={"smoke": "0-old"}, status="interrupted")
+    assert main(["run", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "torch 1.0.0 ->" in err and "suite 'smoke' 0-old ->" in err and "--force" in err
+    assert main(["run", "--resume", str(tmp_path / "nothing-here")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
