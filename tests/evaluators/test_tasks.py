@@ -378,3 +378,22 @@ def test_suite_checks_its_tasks():
         Suite("x", "1", ("nope",))
     with pytest.raises(ValueError, match="no tasks"):
         Suite("x", "1", ())
+
+
+def test_the_worked_example_in_the_docs_runs(tmp_path, monkeypatch, adamw):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "suites.md").read_text()
+    code = re.search(r"Worked example, `mypkg/tasks.py`:\n\n```python\n(.*?)```", doc, re.S)
+    assert code, "docs/suites.md lost its worked example"
+    pkg = tmp_path / "opf_doc_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tasks.py").write_text(code.group(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = get_suite("opf_doc_pkg.tasks:my_suite")
+    task = suite.tasks[0]
+    trace = train_rule(task, adamw, 1e-2, seed=0, steps=30, eval_steps=[0, 30])
+    val = validation_curve(task, 0, trace.snapshots)
+    assert val[30] < val[0]
