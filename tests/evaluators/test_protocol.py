@@ -179,10 +179,13 @@ def test_nan_rule_gets_the_floor_and_diverged(smoke_payload):
     assert "diverged" in r.feedback
 
 
-def test_constant_rule_scores_badly(adamw_smoke, smoke_payload):
-    r = evaluate(EvalRequest(CONSTANT_RULE, "smoke", suite="smoke", baselines=smoke_payload))
-    assert r.fitness <= -2.5
-    assert r.fitness < adamw_smoke.fitness
+def test_constant_rule_scores_badly():
+    # on heldout_tiny (convex and small NN problems), where AdamW itself scores ~0; the smoke
+    # tasks are a gate, too short to rank rules
+    r = evaluate(EvalRequest(CONSTANT_RULE, "heldout", suite="heldout_tiny", workers=2))
+    assert r.status is Status.OK, r.feedback
+    assert r.fitness <= -2.0, r.metrics["tasks"]
+    assert all(t["score"] < -1.0 for t in r.metrics["tasks"].values())
 
 
 def test_a_rule_cannot_change_its_validation_score(adamw_smoke, smoke_payload):
