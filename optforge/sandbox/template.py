@@ -8,6 +8,7 @@ the forked children (see optforge.sandbox.worker), so each job starts from the s
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -68,6 +69,7 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
         return
     conn.settimeout(None)
     _warm_import(req)
+    gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
     pid = os.fork()
     if pid == 0:
         from optforge.sandbox.worker import supervise
