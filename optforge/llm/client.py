@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -194,18 +193,32 @@ class LLMClient:
         return LLMResponse(call.response, call.model, call)
 
     def complete_many(self, requests: Sequence[Mapping[str, Any]]) -> list[LLMResponse | BaseException]:
-        """Run several `complete(**request)` concurrently; results (or exceptions) in input order."""
-        if not requests:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(requests))) as pool:
-            futures = [pool.submit(self.complete, **dict(r)) for r in requests]
-            out: list[LLMResponse | BaseException] = []
-            for f in futures:
-                try:
-                    out.append(f.result())
-                except (LLMError, BudgetExhausted, ReplayError) as e:
-                    out.append(e)
-            return out
+        """Run several `complete(**request)` concurrently (at most `concurrency` requests in flight);
+        results (or BudgetExhausted / LLMError / ReplayError) in input order.
+
+        Daemon threads, not a ThreadPoolExecutor: an interrupted run must be able to exit without
+        waiting for calls still in flight (the executor's exit hook would join them).
+        """
+        results: list[LLMResponse | BaseException | None] = [None] * len(requests)
+
+        def one(i: int, request: Mapping[str, Any]) -> None:
+            try:
+                results[i] = self.complete(**dict(request))
+            except (LLMError, BudgetExhausted, ReplayError) as e:
+                results[i] = e
+            except Exception as e:  # noqa: BLE001 - handed back in order, like the others
+                results[i] = LLMError(f"{type(e).__name__}: {e}")
+
+        if len(requests) == 1:
+            one(0, requests[0])
+        else:
+            threads = [threading.Thread(target=one, args=(i, r), daemon=True, name=f"llm-call-{i}")
+                       for i, r in enumerate(requests)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return [r if r is not None else LLMError("the call produced no result") for r in results]
 
     def _call_live(self, messages: list[dict], text: str, phash: str, model: str, temperature: float,
                    max_tokens: int, start: float) -> LLMCall:
