@@ -171,8 +171,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process kill
         self._db.execute("PRAGMA foreign_keys=ON")
         if create:
-            with self._lock:
-                self._db.executescript(_SCHEMA)
+            with self._lock:  # one transaction: a concurrent reader sees no tables or all of them
+                self._db.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "Store":

@@ -39,9 +39,12 @@ def _wait_for(run_dir: Path, n_train: int, proc: subprocess.Popen, timeout: floa
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"driver exited early: {proc.stderr.read().decode()[-2000:]}"
         if (run_dir / "run.db").exists():
-            with Store.open(run_dir) as st:
-                if len(st.evaluations(stage="train")) >= n_train:
-                    return
+            try:
+                with Store.open(run_dir) as st:
+                    if len(st.evaluations(stage="train")) >= n_train:
+                        return
+            except sqlite3.OperationalError:  # the driver is still creating the schema
+                pass
         time.sleep(0.05)
     raise AssertionError("the driver made no progress")
 
