@@ -232,7 +232,7 @@ def _family_lrs(metrics: dict[str, Any]) -> dict[str, float]:
 def choose_best(store: Any) -> str | None:
     """The candidate a user wants by default: the best promoted one, else the best at `train`.
 
-    A simplified child (note `simplified_from`) replaces its parent when it scores within the
+    A simplified child (note `simplifies`: the id it simplifies) replaces its parent when it scores within the
     simplification tolerance (note `tolerance`) of it at `train`.
     """
     promoted = {p.candidate_id for p in store.promotions() if p.passed and p.stage == "promoted"}
@@ -243,7 +243,7 @@ def choose_best(store: Any) -> str | None:
     best = pool[0]
     for r in ranked:
         note = r.candidate.note
-        if note.get("simplified_from") == best.candidate.id:
+        if note.get("simplifies") == best.candidate.id:
             tol = float(note.get("tolerance", 0.05))
             if r.evaluation.fitness >= best.evaluation.fitness - tol:
                 return r.candidate.id

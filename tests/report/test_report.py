@@ -103,3 +103,21 @@ def test_report_loads_in_headless_chromium_without_console_errors(run_dir, tmp_p
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("drop, chosen", [(0.01, "simple"), (0.5, "parent")])
+def test_best_prefers_a_simplified_child_within_tolerance(run_dir, drop, chosen):
+    from optforge.export import choose_best
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    path, c = run_dir
+    parent = c["c"]
+    child = Candidate.new(parent.source.replace("g.sign()", "g.sign() * 1.0"), parents=[parent.id],
+                          strategy="symbolic", note={"mutation": "simplify", "simplifies": parent.id, "tolerance": 0.05})
+    with Store(path) as store:
+        # not promoted itself: the simplified form of the promoted best stands in for it
+        assert choose_best(store) == parent.id
+        store.add_proposals([child], None)
+        store.add_evaluation(child, EvaluationResult(Status.OK, stage="train", suite="train", suite_version="1",
+                                                     metrics={"fitness": 0.6 - drop}), seeds_spec="selection")
+        assert choose_best(store) == (child.id if chosen == "simple" else parent.id)
