@@ -81,6 +81,10 @@ def run(
             "env": transport.worker_env(),
             "sys_path": [p or os.getcwd() for p in sys.path],
             "require": list(limits.require),
+            # OPTFORGE_SANDBOX_DISABLE=namespaces,privileges switches layers off on purpose, to see
+            # (and test) how a machine without them behaves; the result reports them inactive
+            "namespaces": "namespaces" not in _disabled(),
+            "drop_privileges": "privileges" not in _disabled(),
         }
         line = json.dumps(request).replace('"__PAYLOAD__"', payload_json, 1).encode("utf-8") + b"\n"
         result = _run_request(line, workdir, limits, mode, layers)
@@ -89,6 +93,10 @@ def run(
     result.wall_s = time.monotonic() - t0 if result.wall_s == 0.0 else result.wall_s
     _warn_missing(result.layers, mode)
     return result
+
+
+def _disabled() -> set[str]:
+    return {x.strip() for x in os.environ.get("OPTFORGE_SANDBOX_DISABLE", "").split(",") if x.strip()}
 
 
 def _open_channel(mode: str, workdir: str) -> tuple[transport.Channel, str]:
