@@ -272,10 +272,10 @@ def build(
             progress=tick, name=ref, isolate_failures=True,
         )
         if ref == "adamw":
-            tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False))]
+            tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False, max_extensions=2))]
             for factor in HORIZONS:
                 grids = {k: (tt.chosen - 1, tt.chosen, tt.chosen + 1) for k, tt in tunings[-1].items()}
-                cfg = ProtocolConfig(grid=(0,), halving=False, horizon_factor=factor)
+                cfg = ProtocolConfig(grid=(0,), halving=False, horizon_factor=factor, max_extensions=2)
                 tunings.append(tune(infos, lr0, all_seeds, ex, eval_points, cfg, grids=grids))
             for t in infos:
                 runs = [r for tn in tunings for h in tn[t.name].full for r in tn[t.name].full[h]]
@@ -290,7 +290,7 @@ def build(
                 }
                 rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
         else:
-            cfg = ProtocolConfig(grid=REFERENCE_GRID, halving=False)
+            cfg = ProtocolConfig(grid=REFERENCE_GRID, halving=False, max_extensions=2)
             tn = tune(infos, lr0, suite.selection_seeds, ex, eval_points, cfg, fresh_seeds=suite.report_seeds)
             for t in infos:
                 tt = tn[t.name]

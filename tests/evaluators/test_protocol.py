@@ -41,10 +41,11 @@ def test_next_extension():
     assert next_extension({-1: 1.0, 0: 2.0, 1: 3.0}, (-1, 0, 1), 2) == -2
     assert next_extension({-1: 2.0, 0: 1.0, 1: 3.0}, (-1, 0, 1), 2) is None
     assert next_extension({-3: 1.0, -2: 2.0, -1: 3.0, 0: 4, 1: 5}, (-1, 0, 1), 2) is None  # bound reached
+    assert next_extension({-3: 1.0, -2: 2.0, -1: 3.0, 0: 4, 1: 5}, (-1, 0, 1), 3) == -4
     assert next_extension({-1: math.inf, 0: math.inf, 1: math.inf}, (-1, 0, 1), 2) == -2  # all diverged
 
 
-@pytest.mark.parametrize("true_h,chosen,extensions", [(0, 0, 0), (1, 1, 1), (2, 2, 2), (-2, -2, 2), (5, 3, 2)])
+@pytest.mark.parametrize("true_h,chosen,extensions", [(0, 0, 0), (1, 1, 1), (2, 2, 2), (-2, -2, 2), (6, 4, 3)])
 def test_grid_extends_until_best_is_interior(true_h, chosen, extensions):
     lr0 = 1e-3
     log = []
@@ -60,7 +61,7 @@ def test_grid_extends_until_best_is_interior(true_h, chosen, extensions):
     final = log[-1]
     assert {sp.seed for sp in final} == {0, 1} and all(sp.steps == 300 for sp in final)
     assert len({sp.h for sp in final}) == 2
-    assert (true_h == 5) == (tt.at_edge == "high")
+    assert (true_h == 6) == (tt.at_edge == "high")
 
 
 def test_fresh_seeds_are_scored_alone():
@@ -84,7 +85,7 @@ def test_all_diverged_extends_down_then_gives_up():
     log = []
     out = tune([TaskInfo("t", "q", 60)], 1.0, (0,), synthetic_execute(1e-6, log), points)
     tt = out["t"]
-    assert sorted(tt.screen) == [-3, -2, -1, 0, 1]
+    assert sorted(tt.screen) == [-4, -3, -2, -1, 0, 1]
     assert tt.all_diverged
 
 
