@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
               f" spearman {fmt(corr['spearman'])}")
     print()
     print_leaderboard(store, config, top=args.top)
+    if s["promoted"]:
+        print(f"promoted: {', '.join(s['promoted'])} (export one with: optforge export {store.run_dir} ID -o opt.py)")
     best = store.best(_rank_stage(config))
     if best is not None:
         print(f"\nbest candidate {best.candidate.id} (fitness {best.evaluation.fitness:+.3f}):\n")
