@@ -22,6 +22,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="measure them again (minutes of CPU for train)")
     p.add_argument("--jobs", type=int, default=2, help="sandboxed training jobs at once when rebuilding (default 2)")
     p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
+    p.add_argument("--seeds", default=None, help="seeds to run when rebuilding, e.g. 0,1,2 (default: selection + report)")
+    p.add_argument("--horizons", default="2,4", help="longer AdamW horizons in units of T (default 2,4)")
     p.add_argument(
         "--derive-from", metavar="SUITE", default=None,
         help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
@@ -38,6 +40,8 @@ def markdown(data: dict) -> str:
         f"Suite `{data['suite']}` version {data['suite_version']}, torch {data['torch']}; lr picked on seeds "
         f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score (log2 AdamW-equivalent "
         "speedup, clipped to [-3, 2]) / chosen lr.",
+        "",
+        f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T.",
         "",
         "| task | family | T | " + " | ".join(refs) + " |",
         "|---|---|---|" + "---|" * len(refs),
@@ -137,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
         bar = _Bar(f"baselines {suite.name}")
         try:
-            data = baselines.build(args.suite, workers=max(1, args.jobs), references=refs, progress=bar)
+            seeds_used = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None
+            horizons = tuple(int(x) for x in args.horizons.split(",") if x.strip())
+            data = baselines.build(
+                args.suite, workers=max(1, args.jobs), references=refs, progress=bar, seeds_used=seeds_used, horizons=horizons
+            )
         except ValueError as e:
             raise UserError(str(e)) from None
         finally:

@@ -226,8 +226,15 @@ def build(
     references: Sequence[str] = REFERENCES,
     limits: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    seeds_used: Sequence[int] | None = None,
+    horizons: Sequence[int] = HORIZONS,
 ) -> dict:
-    """Measure the baselines of a suite from scratch (real CPU: minutes for `train`)."""
+    """Measure the baselines of a suite from scratch (real CPU: minutes for `train`).
+
+    `seeds_used` defaults to every selection and report seed (full common random numbers for both
+    seed sets); fewer seeds make a cheaper build, and evaluations on seeds it lacks fall back to the
+    ones it has (flagged `baseline_seeds_differ`). `horizons`: the longer AdamW horizons, in units of T.
+    """
     from optforge import sandbox, seeds
     from optforge.evaluators.tasks import get_suite
     from optforge.evaluators.train import eval_points
@@ -238,11 +245,14 @@ def build(
     suite = get_suite(suite_name)
     infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
     all_seeds = tuple(dict.fromkeys(tuple(suite.selection_seeds) + tuple(suite.report_seeds)))
+    if seeds_used:
+        all_seeds = tuple(int(s) for s in seeds_used)
+    horizons = tuple(int(h) for h in horizons)
     limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
     tasks = {t.name: t for t in suite.tasks}
     n = len(infos) * len(all_seeds)
     n_sel, n_rep = len(suite.selection_seeds), len(suite.report_seeds)
-    planned = n * (len(ADAMW_GRID) + 3 * len(HORIZONS))
+    planned = n * (len(ADAMW_GRID) + 3 * len(horizons))
     planned += len(infos) * (len(REFERENCE_GRID) * n_sel + n_rep) * (len(references) - 1)
     done = [0]
 
@@ -260,6 +270,7 @@ def build(
         "suite_digest": suite_digest(suite),
         "torch": torch_version(),
         "seeds": list(all_seeds),
+        "horizons": [1, *horizons],
         "selection_seeds": list(suite.selection_seeds),
         "report_seeds": list(suite.report_seeds),
         "tasks": {t.name: {"T": t.steps, "family": t.family, "references": {}} for t in infos},
@@ -273,7 +284,7 @@ def build(
         )
         if ref == "adamw":
             tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False, max_extensions=2))]
-            for factor in HORIZONS:
+            for factor in horizons:
                 grids = {k: (tt.chosen - 1, tt.chosen, tt.chosen + 1) for k, tt in tunings[-1].items()}
                 cfg = ProtocolConfig(grid=(0,), halving=False, horizon_factor=factor, max_extensions=2)
                 tunings.append(tune(infos, lr0, all_seeds, ex, eval_points, cfg, grids=grids))
