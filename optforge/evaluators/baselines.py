@@ -375,9 +375,11 @@ def reference_table(data: Mapping[str, Any]) -> dict[str, dict]:
         scores, rows = {}, {}
         for name, t in data["tasks"].items():
             run, failed = _scored_run(data, name, ref)
-            curves, _ = adamw_curves(payload, name, rep)
-            div = failed or run is None or any(run["diverged"].get(str(s), True) for s in rep)
-            val = [] if div else mean_curve([[math.inf if v is None else v for v in run["val"][str(s)]] for s in rep])
+            # a build with fewer seeds scores on the report seeds it has (all of them if it has none)
+            have = [s for s in rep if run and str(s) in run["val"]] or ([int(s) for s in run["val"]] if run else rep)
+            curves, _ = adamw_curves(payload, name, have)
+            div = failed or run is None or any(run["diverged"].get(str(s), True) for s in have)
+            val = [] if div else mean_curve([[math.inf if v is None else v for v in run["val"][str(s)]] for s in have])
             ts = task_score(run["steps"] if run else [], val, curves, int(t["T"]), diverged=div)
             scores[name] = ts.score
             rows[name] = {
