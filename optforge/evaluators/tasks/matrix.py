@@ -33,7 +33,7 @@ class LinearRegression2D:
     noise: float = 0.001
     rotate: bool = True
     reparam: bool = False
-    scale: float = 10.0  # W = scale * stored weight: puts Adam's best lr near 1e-2
+    scale: float = 30.0  # W = scale * stored weight: puts Adam's best lr near 1e-2
 
     def _problem(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         g = generator("linreg2d", "problem")  # shared by the reparameterised variant on purpose

@@ -73,7 +73,7 @@ class IllConditionedQuadratic:
     batch_size: int = 1  # full batch, deterministic
     dim: int = 50
     kappa: float = 1e4
-    scale: float = 0.01  # distance scale of the optimum and the start (sets Adam's best lr near 1e-2)
+    scale: float = 0.003  # distance scale of the optimum and the start (sets Adam's best lr near 1e-2)
 
     def build(self, seed: int, *, validation: bool) -> Problem:
         g = generator(self.name, "problem")
@@ -104,7 +104,7 @@ class Rosenbrock:
     steps: int = 500
     batch_size: int = 1
     start: tuple[float, float] = (-1.5, 2.0)
-    scale: float = 30.0
+    scale: float = 100.0
 
     def build(self, seed: int, *, validation: bool) -> Problem:
         start = torch.tensor(self.start) + 0.05 * torch.randn(2, generator=generator(self.name, "init", seed))
@@ -131,11 +131,12 @@ class NoisyQuadraticModel:
     steps: int = 1000
     batch_size: int = 32
     dim: int = 1000
+    scale: float = 0.1  # start and noise scale (the whole problem scaled: Adam's best lr near 1e-2)
 
     def build(self, seed: int, *, validation: bool) -> Problem:
         h = 1.0 / torch.arange(1, self.dim + 1, dtype=torch.float32)
-        noise_std = (h / self.batch_size).sqrt()
-        model = _vector_model(torch.randn(self.dim, generator=generator(self.name, "init", seed)))
+        noise_std = self.scale * (h / self.batch_size).sqrt()
+        model = _vector_model(self.scale * torch.randn(self.dim, generator=generator(self.name, "init", seed)))
 
         def batch_loss(step: int) -> torch.Tensor:
             eps = noise_std * torch.randn(self.dim, generator=generator(self.name, "data", seed, step))
