@@ -119,10 +119,10 @@ def test_adamw_lowers_the_validation_loss(name, adamw):
         trace = train_rule(task, adamw, lr, seed=0, steps=n, total_steps=n, eval_steps=[0, n])
         assert trace.diverged_at is None and trace.steps_run == n
         val = validation_curve(task, 0, trace.snapshots)
-        seen.append((lr, val[0], val[n]))
-        if val[n] < val[0]:
+        seen.append((lr, val[0], val[n], trace.train_loss[0], min(trace.train_loss[-3:])))
+        if val[n] < val[0] and min(trace.train_loss[-3:]) < trace.train_loss[0]:
             return
-    pytest.fail(f"{name}: AdamW did not lower the validation loss: {seen}")
+    pytest.fail(f"{name}: AdamW did not lower the validation and training loss: {seen}")
 
 
 def test_every_role_appears_in_the_smoke_suite():
