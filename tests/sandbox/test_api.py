@@ -143,6 +143,7 @@ def test_concurrent_processes():
     assert len({n for _, n in out}) == 4
 
 
+@pytest.mark.slow  # a second template start (import torch + first optimizer): ~20 s on a busy box
 def test_dead_template_is_replaced(adamw_source):
     from optforge.sandbox import transport
 
