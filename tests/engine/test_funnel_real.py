@@ -1,6 +1,7 @@
-"""The funnel on a real small run (real evaluator and sandbox): search on `smoke`, held-out on the
-test-only `heldout_tiny` suite. AdamW clears an SGD bar; a rule tuned to one search task (it trains
-only vector parameters, which is all the smoke quadratic has) does not reach promotion."""
+"""The funnel on a real small run (real evaluator and sandbox) with the test-only `heldout_tiny`
+suite for every scored stage (the `smoke` suite is a gate: it scores even AdamW at the floor).
+AdamW clears an SGD bar; a rule tuned to one task (it trains only vector parameters, as on a
+quadratic, and freezes every matrix) does not reach promotion."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_adamw_is_promoted_over_an_sgd_bar_and_the_overfit_rule_is_not(ray_local
     from optforge.evaluators import evaluate
 
     cfg = config_from_dict({
-        "strategy": {"name": "list"}, "suite": "smoke", "slots": 2, "deterministic": True,
+        "strategy": {"name": "list"}, "suite": "heldout_tiny", "slots": 2, "deterministic": True,
         "stages": ["smoke", "train", {"name": "train_fresh_seeds", "top_k": 2},
                    {"name": "heldout", "suite": "heldout_tiny"}],
         "funnel": {"reference": "sgd", "noise_seed": "adamw"}, "sandbox": {"timeout_s": 300},
