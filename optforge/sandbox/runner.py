@@ -26,6 +26,8 @@ DONE_GRACE_S = 30.0
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
 _cold_only = False
+# reasons a job's own error record may carry (anything else is reported as 'exception')
+_JOB_REASONS = frozenset({"exception", "memory", "load_error", "bad_output", "diverged", "exit"})
 
 
 def mode_for(limits: Limits) -> str:
@@ -169,6 +171,11 @@ def _interpret(done: dict[str, Any], workdir: str, limits: Limits, mode: str, la
         uid=done.get("uid") if isinstance(done.get("uid"), int) else None,
     )
     sig, code = done.get("signal"), done.get("exit_code")
+    # these two come over the control pipe, closed before candidate code runs: trusted
+    if done.get("refused"):
+        return SandboxResult.failed("layer_unavailable", str(done["refused"]), **common)
+    if done.get("setup_error"):
+        return SandboxResult.failed("worker_lost", f"the sandbox could not set up the job process: {done['setup_error']}", **common)
     if done.get("timed_out"):
         return SandboxResult.failed("timeout", f"the job ran past its {limits.timeout_s:g} s wall-clock limit and was killed", **common)
     try:
@@ -178,6 +185,9 @@ def _interpret(done: dict[str, Any], workdir: str, limits: Limits, mode: str, la
     if doc is not None and "error" in doc:
         err = doc["error"]
         reason = str(err.get("reason") or "exception")
+        if reason.split(":", 1)[0] not in _JOB_REASONS:
+            reason = "exception"  # the result file is writable by the candidate: it cannot claim 'ok' or 'lost'
+            err = {**err, "message": f"(the job claimed an unknown reason) {err.get('message', '')}"}
         text = f"{err.get('type', 'Error')}: {err.get('message', '')}"
         if err.get("line"):
             text += f" (candidate line {err['line']}" + (f": {err['line_text']}" if err.get("line_text") else "") + ")"

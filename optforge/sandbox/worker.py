@@ -51,6 +51,11 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             for fd in (out_r, err_r, ctl_r):
                 os.close(fd)
             _execute(req, ns, uid, out_w, err_w, ctl_w)
+        except BaseException as e:  # noqa: BLE001 - job errors are caught inside: this is our own setup
+            try:  # the control pipe is closed before candidate code runs, so only setup can say this
+                os.write(ctl_w, json.dumps({"setup_error": f"{type(e).__name__}: {e}"}).encode())
+            except BaseException:  # noqa: BLE001
+                pass
         finally:
             os._exit(70)
     for fd in (out_w, err_w, ctl_w):
@@ -64,7 +69,10 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
         job_layers = json.loads(streams[ctl_r].text() or "{}")
     except ValueError:
         job_layers = {}
-    job_uid = job_layers.pop("uid", None) if isinstance(job_layers, dict) else None
+    if not isinstance(job_layers, dict):
+        job_layers = {}
+    job_uid = job_layers.pop("uid", None)
+    setup = {k: str(job_layers.pop(k)) for k in ("refused", "setup_error") if k in job_layers}
     layers = {
         "pid_namespace": bool(ns.get("pid")),
         "network": bool(ns.get("net")),
@@ -84,6 +92,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             "stderr_tail": streams[err_r].text(),
             "layers": layers,
             "uid": job_uid if isinstance(job_uid, int) else None,
+            **setup,
         },
     )
 
@@ -199,16 +208,17 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
     L.set_parent_death_signal(signal.SIGKILL)
     layers.update(L.optional_layers())
     os.chdir(workdir)
-    os.write(ctl_w, json.dumps({**layers, "uid": os.getuid()}).encode())
-    os.close(ctl_w)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
     have = {**layers, "pid_namespace": bool(ns.get("pid")), "network": bool(ns.get("net")), "static_check": True}
     missing = [r for r in req.get("require", []) if not have.get(r)]
+    control = {**layers, "uid": os.getuid()}
     if missing:
-        write_error(workdir, {"reason": "layer_unavailable", "type": "LayerUnavailable",
-                              "message": f"required isolation layer(s) not available here: {', '.join(missing)}"})
+        control["refused"] = f"required isolation layer(s) not available here: {', '.join(missing)}"
+    os.write(ctl_w, json.dumps(control).encode())
+    os.close(ctl_w)
+    if missing:
         os._exit(0)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
     for p in reversed(req.get("sys_path", [])):
         if p not in sys.path:
             sys.path.insert(0, p)

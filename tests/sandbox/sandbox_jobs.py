@@ -72,3 +72,13 @@ def probe_pair(source: str, payload: dict):
     from optforge.sandbox.selftest import probe
 
     return probe(source, payload)
+
+
+def forge_job(source: str, payload: dict):
+    """A job (standing in for a candidate that took over its process) forging an infrastructure reason."""
+    import json
+    import os
+
+    with open(os.path.join(os.getcwd(), "result.json"), "w") as f:
+        json.dump({"error": {"reason": payload["reason"], "message": "forged"}}, f)
+    os._exit(0)

@@ -174,3 +174,10 @@ def test_job_module_under_tmp_is_importable(tmp_path, monkeypatch):
     res = sandbox.run("x = 1\n", f"{name}:job", {"x": 21}, sandbox.RULE_POLICY, L)
     assert res.ok, (res.reason, res.exception, res.stderr_tail)
     assert res.value == {"seen": 42}
+
+
+@pytest.mark.parametrize("claimed", ["ok", "worker_lost", "layer_unavailable", "timeout"])
+def test_candidate_cannot_claim_infrastructure_reasons(claimed):
+    res = sandbox.run("x = 1\n", "sandbox_jobs:forge_job", {"reason": claimed}, sandbox.RULE_POLICY, L)
+    assert res.reason == "exception" and res.status is Status.CRASHED
+    assert "forged" in res.exception
