@@ -96,6 +96,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from optforge import seeds  # noqa: E402
 from optforge.evaluators import EvalRequest, baseline_payload, evaluate  # noqa: E402
+from optforge.rule import with_hparams_source  # noqa: E402
 from optforge.types import FLOOR, Status  # noqa: E402
 
 NAN_RULE = """
@@ -122,7 +123,7 @@ def update(p, g, state, ctx):
 
 # tries to change its own score: every loss function returns 0, and Tensor.item lies too.
 # Run with the static check off so only the trusted-validation layer stands in the way.
-PATCHING_RULE = seeds.source("adamw") + """
+PATCHING_RULE = with_hparams_source(seeds.source("adamw"), {"LR": 0.1}) + """
 
 import torch.nn.functional as F
 
@@ -142,9 +143,14 @@ def smoke_payload():
     return baseline_payload("smoke")
 
 
+# AdamW with its LR moved to where the tiny smoke tasks want it (their tuned AdamW lr is 0.1-1; the
+# smoke stage tries only 3 multipliers), so its scores are meaningful contrasts
+ADAMW_SMOKE = with_hparams_source(seeds.source("adamw"), {"LR": 0.1})
+
+
 @pytest.fixture(scope="module")
 def adamw_smoke(smoke_payload):
-    return evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=smoke_payload))
+    return evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload))
 
 
 def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
@@ -155,14 +161,15 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
     assert isinstance(r.artifacts["fingerprint"], str) and len(r.artifacts["fingerprint"]) == 16
     for t in r.metrics["tasks"].values():
         assert FLOOR <= t["score"] <= 2.0
-        assert t["lr"] == pytest.approx(1e-3 * t["lr_mult"])
+        assert t["lr"] == pytest.approx(0.1 * t["lr_mult"])
+    assert r.fitness > -1.0  # near tuned AdamW
     assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0)  # m and v, float32
     curves = r.artifacts["curves"]["smoke_mix"]
     assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
 
 
 def test_same_rule_same_numbers_with_one_or_two_jobs(adamw_smoke, smoke_payload):
-    r2 = evaluate(EvalRequest(seeds.source("adamw"), "smoke", suite="smoke", baselines=smoke_payload, workers=2))
+    r2 = evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload, workers=2))
     assert r2.metrics["sandbox_calls"] == 2
     for name, t in adamw_smoke.metrics["tasks"].items():
         assert r2.metrics["tasks"][name]["best_val"] == t["best_val"]
@@ -180,13 +187,12 @@ def test_nan_rule_gets_the_floor_and_diverged(smoke_payload):
     assert "diverged" in r.feedback
 
 
-def test_constant_rule_scores_badly():
-    # on heldout_tiny (convex and small NN problems), where AdamW itself scores ~0; the smoke
-    # tasks are a gate, too short to rank rules
-    r = evaluate(EvalRequest(CONSTANT_RULE, "heldout", suite="heldout_tiny", workers=2))
-    assert r.status is Status.OK, r.feedback
-    assert r.fitness <= -2.0, r.metrics["tasks"]
-    assert all(t["score"] < -1.0 for t in r.metrics["tasks"].values())
+def test_constant_rule_scores_badly(adamw_smoke, smoke_payload):
+    for source in (CONSTANT_RULE, CONSTANT_RULE.replace("0.05)", "ctx.lr)")):
+        r = evaluate(EvalRequest(source, "smoke", suite="smoke", baselines=smoke_payload))
+        assert r.status is Status.OK, r.feedback
+        assert r.fitness <= -2.5, r.metrics["tasks"]
+        assert r.fitness < adamw_smoke.fitness - 2.0
 
 
 def test_a_rule_cannot_change_its_validation_score(adamw_smoke, smoke_payload):
