@@ -397,3 +397,18 @@ def test_the_worked_example_in_the_docs_runs(tmp_path, monkeypatch, adamw):
     trace = train_rule(task, adamw, 1e-2, seed=0, steps=30, eval_steps=[0, 30])
     val = validation_curve(task, 0, trace.snapshots)
     assert val[30] < val[0]
+
+
+def test_dataset_files_match_scikit_learns_loaders():
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+
+    from optforge.evaluators.tasks import datasets
+
+    for ours, theirs in (
+        (datasets.read_digits(), load_digits()),
+        (datasets.read_breast_cancer(), load_breast_cancer()),
+        (datasets.read_diabetes(), load_diabetes(scaled=False)),
+    ):
+        np.testing.assert_array_equal(ours[0], theirs.data)
+        np.testing.assert_array_equal(ours[1], theirs.target)

@@ -98,9 +98,10 @@ def _heldout_tiny() -> Suite:
     from .mlp import MLPTask
     from .quadratics import NoisyQuadraticModel
 
+    # scale=10 / scale=1 keep these tasks numerically identical to the committed v1 baselines
     tasks = (
-        LogisticRegression(name="tiny_logreg_digits", dataset="digits", l2=1e-4, batch_size=64, steps=60),
-        NoisyQuadraticModel(name="tiny_nqm", dim=100, steps=60),
+        LogisticRegression(name="tiny_logreg_digits", dataset="digits", l2=1e-4, batch_size=64, steps=60, scale=10.0),
+        NoisyQuadraticModel(name="tiny_nqm", dim=100, steps=60, scale=1.0),
         MLPTask(name="tiny_diabetes_mlp", sizes=(10, 32, 1), kind="diabetes", batch_size=32, steps=60),
     )
     return Suite("heldout_tiny", "1", tasks, SELECTION_SEEDS, REPORT_SEEDS, "three tiny held-out-style tasks for tests")
