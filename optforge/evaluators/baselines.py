@@ -301,16 +301,7 @@ def build(
                 }
                 rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
         else:
-            cfg = ProtocolConfig(grid=REFERENCE_GRID, halving=False, max_extensions=2)
-            tn = tune(infos, lr0, suite.selection_seeds, ex, eval_points, cfg, fresh_seeds=suite.report_seeds)
-            for t in infos:
-                tt = tn[t.name]
-                result["tasks"][t.name]["references"][ref] = {
-                    "lr0": lr0,
-                    "chosen": tt.chosen,
-                    "runs": _runs_record(tt),
-                    "reported": _outcomes_record(tt.reported),
-                }
+            _tune_reference(result, suite, infos, ref, lr0, ex)
         cpu += ex.cpu_s
     result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -341,6 +332,57 @@ def derive(data: Mapping[str, Any], suite: Any, source_suite: Any) -> dict:
     out["tasks"] = {t.name: data["tasks"][t.name] for t in suite.tasks}
     out["table"] = reference_table(out)
     return out
+
+
+def _tune_reference(result: dict, suite: Any, infos: Sequence[TaskInfo], ref: str, lr0: float, ex: Any) -> None:
+    from optforge.evaluators.train import eval_points
+
+    cfg = ProtocolConfig(grid=REFERENCE_GRID, halving=False, max_extensions=2)
+    tn = tune(infos, lr0, suite.selection_seeds, ex, eval_points, cfg, fresh_seeds=suite.report_seeds)
+    for t in infos:
+        tt = tn[t.name]
+        result["tasks"][t.name].setdefault("references", {})[ref] = {
+            "lr0": lr0,
+            "chosen": tt.chosen,
+            "runs": _runs_record(tt),
+            "reported": _outcomes_record(tt.reported),
+        }
+
+
+def add_references(
+    data: dict, suite_name: str, references: Sequence[str], *, workers: int = 2, limits: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Tune more reference seeds into existing baselines (same suite version) and redo the table."""
+    from optforge import sandbox, seeds
+    from optforge.evaluators.tasks import get_suite
+    from optforge.evaluators.validate import SandboxExecutor
+
+    suite = get_suite(suite_name)
+    if data.get("suite_version") != suite.version:
+        raise BaselineError(f"baselines are for version {data.get('suite_version')!r}, suite is {suite.version!r}")
+    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
+    done = [0]
+    planned = len(infos) * (len(REFERENCE_GRID) * len(suite.selection_seeds) + len(suite.report_seeds)) * len(references)
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress(done[0], max(planned, done[0]))
+
+    t0, cpu = time.time(), 0.0
+    for ref in references:
+        ex = SandboxExecutor(
+            seeds.source(ref), suite_name, {t.name: t for t in suite.tasks}, limits, sandbox.RULE_POLICY,
+            workers=workers, chunks_per_worker=3, progress=tick, name=ref, isolate_failures=True,
+        )
+        _tune_reference(data, suite, infos, ref, seeds.load(ref).lr, ex)
+        cpu += ex.cpu_s
+    cost = data.setdefault("cost", {})
+    cost["references"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
+    data["table"] = reference_table(data)
+    return data
 
 
 def _scored_run(data: Mapping[str, Any], task: str, ref: str) -> tuple[dict | None, bool]:
