@@ -209,11 +209,22 @@ class LLMClient:
             except Exception as e:  # noqa: BLE001 - handed back in order, like the others
                 results[i] = LLMError(f"{type(e).__name__}: {e}")
 
-        if len(requests) == 1:
-            one(0, requests[0])
+        order = iter(range(len(requests)))
+        order_lock = threading.Lock()
+
+        def worker() -> None:  # takes requests in input order, so concurrency 1 is strictly sequential
+            while True:
+                with order_lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                one(i, requests[i])
+
+        n_workers = min(self.settings.concurrency, len(requests))
+        if n_workers <= 1:
+            worker()
         else:
-            threads = [threading.Thread(target=one, args=(i, r), daemon=True, name=f"llm-call-{i}")
-                       for i, r in enumerate(requests)]
+            threads = [threading.Thread(target=worker, daemon=True, name=f"llm-call-{k}") for k in range(n_workers)]
             for t in threads:
                 t.start()
             for t in threads:
