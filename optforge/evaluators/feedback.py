@@ -94,7 +94,7 @@ def result_text(
         if e:
             parts.append(e)
         lines.append("- " + "; ".join(parts) + ".")
-    best = [k for k in sorted(scores, key=lambda k: -scores[k].score) if scores[k].score > 0][:2]
+    best = [k for k in sorted(scores, key=lambda k: -scores[k].score) if scores[k].score > 0.05][:2]
     if best:
         lines.append(
             "Strong on: "

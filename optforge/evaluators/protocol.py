@@ -9,8 +9,10 @@
   costs only a screening round on the tasks that need it; baselines still get more trials.
 - Common random numbers: a run is fully determined by (task, seed); every rule sees the same init
   and data order for a seed.
-- Successive halving: every multiplier trains ~1/3 of T (a prefix of the full-T schedule) on the first
-  seed; the best `keep` then train the full T on every seed; the best mean curve wins.
+- Successive halving: every multiplier trains a ~T/3-step run on the first seed; the best `keep` then
+  train the full T on every seed; the best mean curve wins. The screen runs a complete schedule of
+  T/3 steps (warmup, cosine, annealed), not a prefix of the T schedule: a prefix is still at peak lr
+  and ranks large lrs last (measured: it dropped tuned AdamW's best lr on linreg2d and matfact).
 - Fresh seeds: the multiplier is picked on the selection seeds, then re-run on fresh seeds, which
   alone are scored (so picking among noisy trials cannot inflate the score).
 - Divergence stops a run at once (inside the training loop); a diverged run ranks last.
@@ -226,7 +228,7 @@ def tune(
             for h in hs.get(t.name, ()):
                 if config.halving:
                     n = max(1, round(tt.horizon * config.screen_fraction))
-                    specs.append(_spec(t, h, lr0, seeds[0], n, tt.horizon, eval_points))
+                    specs.append(_spec(t, h, lr0, seeds[0], n, n, eval_points))
                 else:
                     specs += [_spec(t, h, lr0, s, tt.horizon, tt.horizon, eval_points) for s in seeds]
         by_task: dict[tuple[str, int], list[RunOutcome]] = {}

@@ -26,6 +26,9 @@ from typing import Iterable, Mapping, Sequence
 
 from optforge.types import CEILING, FLOOR
 
+WIN_MARGIN = 1e-6
+"""A task counts as a win only above this score: AdamW against itself lands at +-1e-16."""
+
 __all__ = [
     "BaselineCurve",
     "TaskScore",
@@ -194,6 +197,6 @@ def aggregate(scores: Mapping[str, float]) -> dict[str, float | int]:
         "fitness": mean,
         "robust": 0.5 * mean + 0.5 * worst_mean,
         "median": median,
-        "wins": sum(1 for v in vals if v > 0),
+        "wins": sum(1 for v in vals if v > WIN_MARGIN),
         "worst": vals[0],
     }

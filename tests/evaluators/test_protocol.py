@@ -54,9 +54,9 @@ def test_grid_extends_until_best_is_interior(true_h, chosen, extensions):
     tt = out["t"]
     assert tt.chosen == chosen
     assert tt.extensions == extensions
-    # screen runs: a ~T/3 prefix of the full-T schedule on the first seed only
+    # screen runs: a complete T/3-step schedule on the first seed only
     screen = [sp for batch in log[:-1] for sp in batch]
-    assert all(sp.steps == 100 and sp.horizon == 300 and sp.seed == 0 for sp in screen)
+    assert all(sp.steps == 100 and sp.horizon == 100 and sp.seed == 0 for sp in screen)
     # final: the best two multipliers, full T, on every selection seed
     final = log[-1]
     assert {sp.seed for sp in final} == {0, 1} and all(sp.steps == 300 for sp in final)
