@@ -16,6 +16,7 @@ import json
 import linecache
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -60,7 +61,13 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             os._exit(70)
     for fd in (out_w, err_w, ctl_w):
         os.close(fd)
-    send(out, {"event": "started", "pid": pid, "supervisor": os.getpid()})
+    try:
+        send(out, {"event": "started", "pid": pid, "supervisor": os.getpid()})
+    except OSError:  # the caller is gone: stop the job and clean up after it
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
     tail = int(lim.get("tail_bytes", 8192))
     streams = {out_r: _Tail(tail), err_r: _Tail(tail), ctl_r: _Tail(1 << 16)}
     timed_out, status, ru = _watch(pid, streams, start + float(lim["timeout_s"]))
@@ -78,8 +85,9 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
         "network": bool(ns.get("net")),
         **{k: bool(v) for k, v in job_layers.items()},
     }
-    send(
+    _send_or_clean(
         out,
+        workdir,
         {
             "event": "done",
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
@@ -95,6 +103,15 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             **setup,
         },
     )
+
+
+def _send_or_clean(out: BinaryIO, workdir: str, message: dict[str, Any]) -> None:
+    """Report to the caller; if it is gone (killed mid-job), nobody will read or remove the job's
+    directory, so remove it here."""
+    try:
+        send(out, message)
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Tail:

@@ -181,3 +181,39 @@ def test_candidate_cannot_claim_infrastructure_reasons(claimed):
     res = sandbox.run("x = 1\n", "sandbox_jobs:forge_job", {"reason": claimed}, sandbox.RULE_POLICY, L)
     assert res.reason == "exception" and res.status is Status.CRASHED
     assert "forged" in res.exception
+
+
+@pytest.mark.slow  # a second interpreter that imports torch: ~20 s on a busy box
+def test_workdir_removed_when_caller_dies(tmp_path):
+    """A caller killed mid-job leaves no job directory behind: the supervisor cleans up."""
+    import glob
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from optforge import sandbox\n"
+        "from conftest import redteam\n"
+        "print('go', flush=True)\n"
+        "sandbox.run(redteam('infinite_loop'), 'sandbox_jobs:rule_job', {}, sandbox.RULE_POLICY,"
+        " sandbox.Limits(timeout_s=4, mode='cold'))\n" % os.path.dirname(__file__)
+    )
+    before = set(glob.glob("/tmp/optforge-job-*"))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"go"
+    end = time.monotonic() + 120
+    mine: set[str] = set()
+    while time.monotonic() < end and not mine:
+        time.sleep(0.2)
+        mine = set(glob.glob("/tmp/optforge-job-*")) - before
+    assert mine, "the job never started"
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 30
+    while time.monotonic() < end and any(os.path.exists(d) for d in mine):
+        time.sleep(0.2)
+    assert not any(os.path.exists(d) for d in mine)
