@@ -106,6 +106,13 @@ def main(path: str, parent_pid: int) -> None:
             _serve(conn, srv)
         finally:
             conn.close()
+    # the caller is gone (or the socket broke): leave nothing behind
+    srv.close()
+    for remove in (lambda: os.unlink(path), lambda: os.rmdir(os.path.dirname(path))):
+        try:
+            remove()
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":
