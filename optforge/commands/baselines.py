@@ -61,6 +61,11 @@ def markdown(data: dict) -> str:
     lines.append(
         f"Build cost: {cost.get('runs')} training runs, {cost.get('cpu_seconds')} s CPU in the sandboxed jobs, "
         f"{cost.get('wall_seconds')} s wall with 2 jobs at once (shared 2-core machine)."
+        + (
+            f" References added later: {cost['references']['runs']} runs, {cost['references']['cpu_seconds']} s CPU, "
+            f"{cost['references']['wall_seconds']} s wall."
+            if isinstance(cost.get("references"), dict) else ""
+        )
     )
     return "\n".join(lines)
 

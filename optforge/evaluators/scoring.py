@@ -11,9 +11,11 @@ against itself scores ~0 even where its validation loss turns back up:
     d = s_c                 if L_c <= L_A*  (at least as good as tuned AdamW's best within T)
     d = max(s_c, s_A*)      otherwise
 
-tau_A(L) is the fewest steps tuned AdamW needs to reach L: the best over every tuned lr and every
-baseline horizon (T, 2T, 4T: each a full run with its own schedule). L_A*, s_A* are AdamW's best loss
-within the budget T and the step it got there. The second branch stops a rule that stalls early at a
+tau_A(L) is the fewest steps tuned AdamW needs to reach L, the best over every tuned lr: from the
+horizon-T runs when L >= L_A* (AdamW's best loss within the budget T, first reached at step s_A*),
+else from the longer runs (2T, 4T: full runs with their own schedule), and then at least s_A*.
+Mixing horizons for targets AdamW reaches within T would score AdamW against itself below 0: a
+4T-schedule run at a higher lr passes through a loss sooner than the annealed T run reaches it. The second branch stops a rule that stalls early at a
 poor loss from looking "fast": it is measured against the steps AdamW actually used. Where AdamW's val
 loss does not turn up, s_A* = T and this is the VeLOdrome / reference C.5 rule log2(tau_A(L_c) / T).
 """
@@ -165,8 +167,15 @@ def task_score(
     if not math.isfinite(l_c):
         return failed_task("no_finite_loss", curves, T)
     s_c = float(next(s for s, v in zip(steps, best) if v <= l_c))
-    tau = tau_adamw(curves, l_c)
     l_a, s_a = _adamw_best_within(curves, T)
+    at_t = [c for c in curves if c.horizon == T]
+    if l_c >= l_a or s_a is None:
+        # within AdamW's reach at budget T: its T-horizon runs say how many steps it needs
+        tau = tau_adamw(at_t or curves, l_c)
+    else:
+        # better than AdamW's best at T: ask the longer runs, and it needs at least s_A* steps
+        longer = tau_adamw([c for c in curves if c.horizon > T], l_c)
+        tau = None if longer is None else max(longer, s_a)
     denom = s_c if (s_a is None or l_c <= l_a) else max(s_c, s_a)
     flags: list[str] = []
     if tau is None:

@@ -126,3 +126,15 @@ def test_aggregates():
     # worst 30 % = 3 tasks: -3, -1, 0 -> mean -4/3
     assert agg["robust"] == pytest.approx(0.5 * 0.25 + 0.5 * (-4 / 3))
     assert aggregate({})["fitness"] == FLOOR
+
+
+def test_a_longer_run_passing_through_the_loss_sooner_does_not_move_adamw_off_zero():
+    base = adamw()
+    # a 4T-schedule run at a higher lr that passes through AdamW's T-best loss at step 100
+    fast4 = [s * 4 for s in STEPS]
+    base.append(BaselineCurve(3e-3, 4 * T, tuple(fast4), tuple(power_curve(fast4, rate=3.0))))
+    s = task_score(STEPS, power_curve(STEPS), base, T)
+    assert s.score == pytest.approx(0.0, abs=1e-9)
+    # a rule better than AdamW's best at T is measured against the longer runs, and never below s_A*
+    better = task_score(STEPS, power_curve(STEPS, rate=1.5), base, T)
+    assert better.score >= 0.0 and better.adamw_steps >= T
