@@ -32,10 +32,15 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """Train every run of `payload["runs"]` on suite `payload["suite"]`; see the module docstring."""
     from optforge.evaluators.tasks import get_suite
     from optforge.evaluators.train import train_rule
-    from optforge.rule import load_rule
+    from optforge.rule import RuleError, load_rule
+    from optforge.sandbox import JobFailure
 
     torch.set_num_threads(1)
-    rule = load_rule(source, name=payload.get("name", "candidate"))
+    try:
+        rule = load_rule(source, name=payload.get("name", "candidate"))
+    except RuleError as e:
+        # a rule that does not load is invalid (the contract), not a crash of the job
+        raise JobFailure("load_error", str(e)) from e
     tasks = {t.name: t for t in get_suite(payload["suite"]).tasks}
     runs: list[dict] = []
     buffers: dict[str, np.ndarray] = {}

@@ -282,3 +282,10 @@ def test_baseline_checks_and_derivation():
     assert any("changed" in w for w in warnings)
     sub = baselines.derive(data, suite, suite)
     assert sub["derived_from"] == "smoke" and set(sub["table"]) >= {"adamw"}
+
+
+def test_rule_that_fails_to_load_in_the_sandbox_is_invalid(smoke_payload):
+    source = seeds.source("adamw") + "\nBROKEN = 1 / 0\n"  # passes every static check, fails on load
+    r = evaluate(EvalRequest(source, "smoke", suite="smoke", baselines=smoke_payload))
+    assert r.status is Status.INVALID
+    assert "ZeroDivisionError" in (r.feedback + str(r.artifacts.get("exception")))
