@@ -39,7 +39,9 @@ def train(make_opt, steps=12):
     opt.eval()
     return [p.detach().clone() for p in model.parameters()]
 """
-exec("import torch\nfrom torch import nn\n" + TRAIN)
+_ns: dict = {}
+exec("import torch\nfrom torch import nn\n" + TRAIN, _ns)  # the same text runs in the fresh interpreter
+train = _ns["train"]
 
 
 def _import_file(path, name):

@@ -1,7 +1,6 @@
 """End to end: `optforge run` with strategy evolve against the scripted LLM server, with real Ray,
 the real sandbox and evaluator, and the real store. Slow (minutes): run with `-m slow`."""
 
-import json
 import os
 import signal
 import subprocess
