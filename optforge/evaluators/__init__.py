@@ -217,9 +217,10 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             ] if runs and not div and all(len(r.train_loss) == len(steps) for r in runs) else [],
         }
         ok_runs = [r for r in runs if not r.diverged and r.n_params]
-        base = payload["tasks"][t.name]["adamw"]
-        if ok_runs and base.get("step_seconds"):
-            step_ratios.append(sum(r.step_seconds for r in ok_runs) / len(ok_runs) / base["step_seconds"])
+        timed = [r for r in ok_runs if r.adamw_step_seconds > 0 and r.timed_step_seconds > 0]
+        if timed:
+            # both times measured alike in the same job: the ratio does not depend on the machine or load
+            step_ratios.append(sum(r.timed_step_seconds / r.adamw_step_seconds for r in timed) / len(timed))
         if ok_runs:
             state_bpp.append(max(r.state_bytes for r in ok_runs) / ok_runs[0].n_params)
 

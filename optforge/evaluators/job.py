@@ -44,6 +44,7 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
     tasks = {t.name: t for t in get_suite(payload["suite"]).tasks}
     runs: list[dict] = []
     buffers: dict[str, np.ndarray] = {}
+    step_pairs: dict[str, tuple[float, float]] = {}
     for i, r in enumerate(payload.get("runs", ())):
         if r["task"] not in tasks:
             raise KeyError(f"task {r['task']!r} is not in suite {payload['suite']!r}")
@@ -59,6 +60,9 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
             weight_decay=float(r.get("weight_decay", 0.0)),
         )
         run_seconds = time.perf_counter() - t0
+        if r["task"] not in step_pairs and trace.diverged_at is None:
+            step_pairs[r["task"]] = step_seconds_pair(tasks[r["task"]], int(r["seed"]), rule)
+        cand_step, adamw_step = step_pairs.get(r["task"], (0.0, 0.0))
         steps = sorted(int(s) for s in trace.snapshots)
         names: list[str] = list(trace.snapshots[steps[0]]) if steps else []
         shapes = [list(trace.snapshots[steps[0]][n].shape) for n in names] if steps else []
@@ -78,6 +82,8 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
                 "train_loss": [_num(losses[s - 1]) if 0 < s <= len(losses) else None for s in steps],
                 "diverged_at": trace.diverged_at,
                 "step_seconds": float(trace.step_seconds),
+                "timed_step_seconds": cand_step,
+                "adamw_step_seconds": adamw_step,
                 "state_bytes": int(trace.state_bytes),
                 "n_params": int(sum(math.prod(s) for s in shapes)),
                 "run_seconds": run_seconds,
@@ -87,6 +93,39 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
     if payload.get("fingerprint"):
         value["fingerprint"] = fingerprint(rule)
     return value, buffers
+
+
+def step_seconds_pair(task, seed: int, rule, steps: int = 10, rounds: int = 3) -> tuple[float, float]:
+    """(rule, AdamW) optimizer-step seconds on this task's parameters, timed alike in this process.
+
+    Both are timed the same way (same gradients, warm state, interleaved rounds, best round), so the
+    step-time ratio does not depend on the machine, its load, or the first step's allocations.
+    Returns (0, 0) if the rule fails on the timing gradients; the ratio is then left out.
+    """
+    from optforge import seeds
+    from optforge.evaluators.train import role_groups
+    from optforge.rule import RuleOptimizer
+
+    timed = []
+    for r in (rule, seeds.load("adamw")):
+        problem = task.build(seed, validation=False)
+        gen = torch.Generator().manual_seed(0)
+        for p in problem.model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype) * 1e-3
+        timed.append(RuleOptimizer(role_groups(problem), r, lr=r.lr, total_steps=10**6))
+    best = [math.inf, math.inf]
+    try:
+        for opt in timed:
+            opt.step()
+        for _ in range(rounds):
+            for k, opt in enumerate(timed):
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    opt.step()
+                best[k] = min(best[k], (time.perf_counter() - t0) / steps)
+    except Exception:  # noqa: BLE001 - timing only; the training run already judged the rule
+        return 0.0, 0.0
+    return best[0], best[1]
 
 
 def _num(x: float) -> float | None:

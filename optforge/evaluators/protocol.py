@@ -77,6 +77,8 @@ class RunOutcome:
     state_bytes: int = 0
     n_params: int = 0
     run_seconds: float = 0.0  # wall time of the whole run inside the job (cost weights only)
+    timed_step_seconds: float = 0.0  # the rule's step time, timed like AdamW's below
+    adamw_step_seconds: float = 0.0  # AdamW's step time on the same task, timed in the same job
 
     @property
     def diverged(self) -> bool:

@@ -78,6 +78,8 @@ def validate_run(spec: RunSpec, run: Mapping[str, Any], buffers: Mapping[str, np
         state_bytes=int(run.get("state_bytes", 0)),
         n_params=int(run.get("n_params", 0)),
         run_seconds=float(run.get("run_seconds", 0.0)),
+        timed_step_seconds=float(run.get("timed_step_seconds", 0.0)),
+        adamw_step_seconds=float(run.get("adamw_step_seconds", 0.0)),
     )
 
 
