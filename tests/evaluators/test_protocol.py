@@ -289,3 +289,21 @@ def test_rule_that_fails_to_load_in_the_sandbox_is_invalid(smoke_payload):
     r = evaluate(EvalRequest(source, "smoke", suite="smoke", baselines=smoke_payload))
     assert r.status is Status.INVALID
     assert "ZeroDivisionError" in (r.feedback + str(r.artifacts.get("exception")))
+
+
+def test_step_time_ratio_is_measured_side_by_side_in_the_job():
+    from optforge.evaluators.job import step_seconds_pair
+    from optforge.evaluators.tasks import get_suite
+
+    task = get_suite("smoke").tasks[0]
+    rule_s, adamw_s = step_seconds_pair(task, 0, seeds.load("adamw"))
+    assert rule_s > 0 and adamw_s > 0
+    # a rule that raises on the timing gradients gives no ratio rather than a made-up one
+    broken = seeds.load("adamw").with_hparams()
+    object.__setattr__(broken, "update", lambda p, g, state, ctx: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert step_seconds_pair(task, 0, broken) == (0.0, 0.0)
+
+
+def test_evaluation_reports_a_step_time_ratio(adamw_smoke):
+    ratio = adamw_smoke.metrics["step_time_ratio"]
+    assert ratio is not None and math.isfinite(ratio) and ratio > 0
