@@ -145,7 +145,7 @@ def test_lowers_quadratic_loss(name):
         rule = seeds.load(name)
         groups = [{"params": [w], "role": "hidden_matrix"}, {"params": [b], "role": "vector"}]
         opt = RuleOptimizer(groups, rule, lr=rule.lr * mult, total_steps=200)
-        before = float(loss_fn())
+        before = float(loss_fn().detach())
         for _ in range(200):
             opt.zero_grad()
             loss_fn().backward()
