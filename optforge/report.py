@@ -144,6 +144,7 @@ def _fig_curves(store: Store, cid: str) -> Figure | None:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
     return Figure("Validation loss of the best candidate against tuned AdamW", _png(fig))
 
 
