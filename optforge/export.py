@@ -229,14 +229,14 @@ def _family_lrs(metrics: dict[str, Any]) -> dict[str, float]:
     return {f: math.exp(sum(math.log(v) for v in vs) / len(vs)) for f, vs in by_family.items()}
 
 
-def choose_best(store: Any) -> str | None:
-    """The candidate a user wants by default: the best promoted one, else the best at `train`.
+def choose_best(store: Any, stage: str = "train") -> str | None:
+    """The candidate a user wants by default: the best promoted one, else the best at `stage`.
 
     A simplified child (note `simplifies`: the id it simplifies) replaces its parent when it scores within the
-    simplification tolerance (note `tolerance`) of it at `train`.
+    simplification tolerance (note `tolerance`) of it at `stage`.
     """
     promoted = {p.candidate_id for p in store.promotions() if p.passed and p.stage == "promoted"}
-    ranked = [r for r in store.leaderboard("train") if r.evaluation.ok]
+    ranked = [r for r in store.leaderboard(stage) if r.evaluation.ok]
     pool = [r for r in ranked if r.candidate.id in promoted] or ranked
     if not pool:
         return None

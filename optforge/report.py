@@ -21,11 +21,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from optforge.config import config_from_dict  # noqa: E402
 from optforge.export import choose_best  # noqa: E402
+from optforge.funnel import funnel_counts  # noqa: E402
 from optforge.store import Store  # noqa: E402
-
-STAGE_ORDER = ("smoke", "train", "train_fresh_seeds", "heldout", "promoted")
-
 
 @dataclass
 class Figure:
@@ -55,22 +54,6 @@ def best_so_far(store: Store, stage: str = "train") -> tuple[list[int], list[flo
     return xs, ts, ys
 
 
-def funnel_counts(store: Store) -> dict[str, int]:
-    """How many candidates passed each stage: an ok result (search stages) or a passed promotion bar."""
-    counts: dict[str, int] = {}
-    passed_by_stage: dict[str, set[str]] = {}
-    for p in store.promotions():
-        if p.passed:
-            passed_by_stage.setdefault(p.stage, set()).add(p.candidate_id)
-    stages = [s for s in STAGE_ORDER if s in passed_by_stage or store.evaluations(stage=s)]
-    for s in stages:
-        if s in passed_by_stage:
-            counts[s] = len(passed_by_stage[s])
-        else:
-            counts[s] = sum(1 for e in store.evaluations(stage=s) if e.ok)
-    return counts
-
-
 def _fig_progress(store: Store) -> Figure | None:
     xs, ts, ys = best_so_far(store)
     if not xs:
@@ -90,7 +73,7 @@ def _fig_progress(store: Store) -> Figure | None:
 def _fig_funnel(counts: dict[str, int]) -> Figure | None:
     if not counts:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(list(counts), list(counts.values()), color="tab:green")
     for i, v in enumerate(counts.values()):
         ax.text(i, v, str(v), ha="center", va="bottom")
@@ -177,7 +160,7 @@ def build_report(run_dir: str | Path) -> str:
     store = Store.open(run_dir)
     with store:
         best = choose_best(store)
-        counts = funnel_counts(store)
+        counts = funnel_counts(store, config_from_dict(store.config()))
         figures = [f for f in (_fig_progress(store), _fig_funnel(counts), _fig_heatmap(store),
                                _fig_curves(store, best) if best else None) if f]
         parts = [f"<h1>optforge run: {html.escape(str(run_dir))}</h1>"]

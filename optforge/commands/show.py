@@ -46,11 +46,21 @@ def run(args: argparse.Namespace) -> int:
     print_leaderboard(store, config, top=args.top)
     if s["promoted"]:
         print(f"promoted: {', '.join(s['promoted'])} (export one with: optforge export {store.run_dir} ID -o opt.py)")
-    best = store.best(_rank_stage(config))
+    best = _best(store, config)
     if best is not None:
         print(f"\nbest candidate {best.candidate.id} (fitness {best.evaluation.fitness:+.3f}):\n")
         print(best.candidate.source.rstrip())
     return 0
+
+
+def _best(store: Any, config: Any) -> Any:
+    """The candidate export takes by default: promoted first, a simplified form within tolerance."""
+    from optforge.export import choose_best
+    from optforge.store import Ranked
+
+    stage = _rank_stage(config)
+    cid = choose_best(store, stage)
+    return None if cid is None else Ranked(store.candidate(cid), store.evaluation(cid, stage))
 
 
 def _rank_stage(config: Any) -> str:
@@ -125,7 +135,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     from optforge.funnel import funnel_counts
 
     dollars, calls = store.llm_spend()
-    best = store.best(_rank_stage(config))
+    best = _best(store, config)
     return {
         "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"),
         "stop_reason": store.meta("stop_reason", ""), "config": store.config(), "versions": store.meta("versions", {}),

@@ -13,7 +13,9 @@ import urllib.request
 import pytest
 
 from optforge.cli import main
-from optforge.report import best_so_far, build_report, funnel_counts, lineage
+from optforge.config import config_from_dict
+from optforge.funnel import funnel_counts
+from optforge.report import best_so_far, build_report, lineage
 from optforge.store import Store
 
 
@@ -38,7 +40,8 @@ def test_report_numbers(run_dir):
     with Store.open(path) as store:
         xs, ts, ys = best_so_far(store)
         assert ys == [-0.5, 0.2, 0.6]  # the reference is not a search result
-        assert funnel_counts(store) == {"smoke": 4, "train": 4, "heldout": 1, "promoted": 1}
+        counts = funnel_counts(store, config_from_dict(store.config()))
+        assert counts == {"proposed": 4, "smoke": 3, "train": 3, "train_fresh_seeds": 0, "heldout": 1, "promoted": 1}
         assert [x.id for x in lineage(store, c["c"].id)] == [c["c"].id, c["b"].id, c["a"].id]
 
 
