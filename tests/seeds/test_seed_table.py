@@ -168,7 +168,7 @@ def test_lowers_rosenbrock(name):
         rule = seeds.load(name)
         # the valley's curvature (~1e3) makes lr > 2e-3 unstable for momentum SGD
         opt = RuleOptimizer([xy], rule, lr=min(rule.lr, 1e-3) * mult, total_steps=300)
-        before = float(f())
+        before = float(f().detach())
         for _ in range(300):
             opt.zero_grad()
             f().backward()
