@@ -19,27 +19,17 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from optforge.config import config_from_dict  # noqa: E402
 from optforge.engine import Engine  # noqa: E402
+from optforge.evaluators import EvalRequest  # noqa: E402
 from optforge.store import Store  # noqa: E402
 from optforge.types import Candidate, EvaluationResult, Status  # noqa: E402
 
 
-@dataclass(frozen=True)
-class Request:
-    source: str
-    stage: str
-    suite: str = "train"
-    seeds: str = "selection"
-    sandbox: dict = field(default_factory=dict)
-    tune_wd: bool = False
-
-
-def fixed_cost_evaluate(request: Request) -> EvaluationResult:
+def fixed_cost_evaluate(request: EvalRequest) -> EvaluationResult:
     """Spend the cost written in the source (`# cpu 1.0` or `# sleep 1.0`), return a score."""
     kind, seconds = request.source.split("#", 1)[1].split()[:2]
     t0 = time.perf_counter()
@@ -84,7 +74,7 @@ def timed_engine(slots: int, sources: list[str]) -> tuple[float, float, float]:
     cfg = config_from_dict({"strategy": {"name": "batch"}, "slots": slots, "stages": ["train"],
                             "eval_timeout_s": 600})
     store = Store(tempfile.mkdtemp(prefix="engine-bench-"))
-    engine = Engine(cfg, Batch(sources), store, fixed_cost_evaluate, make_request=Request,
+    engine = Engine(cfg, Batch(sources), store, fixed_cost_evaluate, make_request=EvalRequest,
                     suite_version=lambda s: "bench")
     spent = [0.0]
     for name in ("_fill_slots", "_complete", "_on_proposals", "_report"):  # everything but waiting
@@ -126,7 +116,7 @@ def main() -> int:
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     warm = Batch([f"LR = 1\n# cpu 0.3 warm{i}" for i in range(2)])
     cfg = config_from_dict({"strategy": {"name": "batch"}, "slots": 2, "stages": ["train"]})
-    Engine(cfg, warm, Store(tempfile.mkdtemp()), fixed_cost_evaluate, make_request=Request,
+    Engine(cfg, warm, Store(tempfile.mkdtemp()), fixed_cost_evaluate, make_request=EvalRequest,
            suite_version=lambda s: "bench").run()  # start both workers (torch imported) before timing
     cpu = [f"LR = 1\n# cpu {args.work} c{i}" for i in range(args.n)]
     print(f"{args.n} candidates x {args.work:.1f} s each; machine has {os.cpu_count()} cores")

@@ -11,26 +11,16 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
 
+from optforge.evaluators import EvalRequest
 from optforge.types import EvaluationResult, Status
-
-
-@dataclass(frozen=True)
-class FakeRequest:
-    source: str
-    stage: str
-    suite: str = "train"
-    seeds: str = "selection"
-    sandbox: dict = field(default_factory=dict)
-    tune_wd: bool = False
 
 
 def fake_source(fitness: float, *extra: str) -> str:
     return "\n".join([f"FITNESS = {fitness!r}", "LR = 1e-3", *extra, ""])
 
 
-def fake_evaluate(request: FakeRequest) -> EvaluationResult:
+def fake_evaluate(request: EvalRequest) -> EvaluationResult:
     src = request.source
     log_path = os.environ.get("OPTFORGE_FAKE_LOG")
     if log_path:
@@ -155,7 +145,7 @@ def walk_config(run_budget: int, slots: int = 2, **extra):
 def make_engine(config, strategy, store, progress=None):
     from optforge.engine import Engine
 
-    return Engine(config, strategy, store, fake_evaluate, make_request=FakeRequest,
+    return Engine(config, strategy, store, fake_evaluate, make_request=EvalRequest,
                   suite_version=lambda suite: "fake-1", progress=progress)
 
 
