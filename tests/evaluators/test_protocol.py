@@ -55,13 +55,40 @@ def test_grid_extends_until_best_is_interior(true_h, chosen, extensions):
     assert tt.chosen == chosen
     assert tt.extensions == extensions
     # screen runs: a complete T/3-step schedule on the first seed only
-    screen = [sp for batch in log[:-1] for sp in batch]
+    n_screen = 1 + extensions
+    screen = [sp for batch in log[:n_screen] for sp in batch]
     assert all(sp.steps == 100 and sp.horizon == 100 and sp.seed == 0 for sp in screen)
-    # final: the best two multipliers, full T, on every selection seed
-    final = log[-1]
+    # then the best two multipliers, full T, on every selection seed
+    final = log[n_screen]
     assert {sp.seed for sp in final} == {0, 1} and all(sp.steps == 300 for sp in final)
     assert len({sp.h for sp in final}) == 2
+    # climbing adds at most one full-length multiplier per round, and the pick is interior to them
+    for batch in log[n_screen + 1:]:
+        assert len({sp.h for sp in batch}) == 1 and all(sp.steps == 300 for sp in batch)
+    assert len(log) <= n_screen + 1 + ProtocolConfig().climb
     assert (true_h == 6) == (tt.at_edge == "high")
+
+
+def test_full_length_climb_recovers_the_lr_that_short_screens_drop():
+    """Short runs favour a large lr whose validation loss turns up late (an overfitting task); the
+    full-length best must still be found, as the baselines' full-length grid finds it."""
+    log = []
+
+    def execute(specs):
+        log.append(list(specs))
+        out = []
+        for sp in specs:
+            # best lr shifts with run length: h=3 at 100 steps, h=1 at 300
+            best_h = 3 if sp.steps <= 100 else 1
+            val = [1.0 + 0.1 * abs(sp.h - best_h) - s / (10.0 * sp.steps) for s in sp.eval_steps]
+            out.append(RunOutcome(sp, list(sp.eval_steps), val, [], None))
+        return out
+
+    tt = tune([TaskInfo("t", "mlp", 300)], 1e-3, (0, 1), execute, points)["t"]
+    assert tt.chosen == 1
+    assert {1, 2, 3} <= set(tt.full)  # kept {3, 4} (or {2, 3}), then climbed down to 1 and checked 0 or 2
+    no_climb = tune([TaskInfo("t", "mlp", 300)], 1e-3, (0, 1), execute, points, ProtocolConfig(climb=0))["t"]
+    assert no_climb.chosen != 1
 
 
 def test_fresh_seeds_are_scored_alone():
