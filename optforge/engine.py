@@ -2,7 +2,7 @@
 
 - **Slots.** `config.slots` evaluations stay in flight as Ray tasks (`num_cpus=1`, `num_gpus` when
   asked); `ray.wait` hands back whichever finishes first.
-- **Proposals.** A background thread (`_Proposer`) owns the strategy: it proposes while fewer than
+- **Proposals.** A background thread (`proposer.Proposer`) owns the strategy: it proposes while fewer than
   2 x slots candidates are unresolved, so a slow (LLM) proposer overlaps evaluation, and it observes
   each candidate's final search-stage result. The main thread writes everything it produces to the
   store, in the order produced, proposals together with the state that made them.
@@ -22,14 +22,13 @@ import heapq
 import itertools
 import logging
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from optforge import funnel as funnel_lib
 from optforge.config import RunConfig, StageConfig
+from optforge.proposer import Proposer
 from optforge.search.base import Strategy
 from optforge.store import Store, versions
 from optforge.types import Candidate, EvaluationResult, Status
@@ -131,112 +130,6 @@ class _Job:
         return (self.candidate.content_hash, self.stage.name, suite, seeds)
 
 
-class _Proposer(threading.Thread):
-    """Owns the strategy in a background thread: proposes ahead, observes results as they come.
-
-    Only this thread calls the strategy. Everything it produces goes to `drain()` in order:
-    ("proposals", cands, state), ("observed", id, state), ("finished", reason), ("error", exc).
-    """
-
-    def __init__(self, strategy: Strategy, *, deterministic: bool, batch: int, lag: int, next_seq: int,
-                 n_observed: int, cap: int | None) -> None:
-        super().__init__(name="optforge-proposer", daemon=True)
-        self.strategy, self.deterministic, self.batch, self.lag = strategy, deterministic, batch, lag
-        self.next_seq, self.n_observed, self.cap = next_seq, n_observed, cap
-        self._results: dict[int, tuple[Candidate, EvaluationResult]] = {}
-        self._cond = threading.Condition()
-        self._out: queue.Queue = queue.Queue()
-        self._stop_reason = ""
-        self._finished = False
-        self._starved = False  # the last propose() returned nothing: wait for an observation first
-        self._shutdown = False
-
-    def deliver(self, seq: int, cand: Candidate, result: EvaluationResult) -> None:
-        with self._cond:
-            self._results[seq] = (cand, result)
-            self._cond.notify()
-
-    def stop_proposing(self, reason: str) -> None:
-        with self._cond:
-            self._stop_reason = reason
-            self._cond.notify()
-
-    def shutdown(self) -> None:
-        with self._cond:
-            self._shutdown = True
-            self._cond.notify()
-        if self.is_alive():
-            self.join(timeout=30)
-
-    def drain(self) -> list[tuple]:
-        items = []
-        while True:
-            try:
-                items.append(self._out.get_nowait())
-            except queue.Empty:
-                return items
-
-    def run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    action = self._next_action()
-                    while action is None and not self._shutdown:
-                        self._cond.wait(0.5)
-                        action = self._next_action()
-                    if self._shutdown:
-                        return
-                kind, arg = action
-                if kind == "observe":
-                    cand, result = arg
-                    self.strategy.observe(cand, result)
-                    self._out.put(("observed", cand.id, self.strategy.state()))
-                elif kind == "propose":
-                    cands = list(self.strategy.propose(arg))[:arg]
-                    with self._cond:
-                        self.next_seq += len(cands)
-                        self.cap = None if self.cap is None else self.cap - len(cands)
-                        self._starved = not cands
-                    self._out.put(("proposals", cands, self.strategy.state()))
-                else:
-                    self._out.put(("finished", arg))
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
-            self._out.put(("error", e))
-
-    def _next_action(self) -> tuple[str, Any] | None:
-        """What to do next (called under the lock). Observations come before proposals."""
-        pending = self.next_seq - self.n_observed
-        if self._results:
-            seq = min(self._results)
-            if not self.deterministic or (seq == self.n_observed and (
-                    self._finished or self._starved or seq < self.next_seq - self.lag)):
-                self.n_observed += 1
-                self._starved = False
-                return "observe", self._results.pop(seq)
-        if self._finished:
-            return None
-        reason = self._stop_reason or ("max_evaluations" if self.cap is not None and self.cap <= 0 else "")
-        if not reason and self.strategy.done():
-            reason = "strategy done"
-        if not reason and self._starved and pending == 0:
-            reason = "strategy proposed nothing"
-            log.warning("the strategy proposed nothing with nothing left to observe; stopping the search")
-        if reason:
-            self._finished = True
-            return "finish", reason
-        if self._starved:
-            return None
-        if self.deterministic:
-            if self.n_observed < self.next_seq - self.lag:
-                return None
-            n = self.batch
-        else:
-            n = 2 * self.batch - pending
-            if n <= 0:
-                return None
-        return "propose", n if self.cap is None else min(n, self.cap)
-
-
 class Engine:
     """Runs one strategy against one store. Collaborators are passed in (DESIGN rule 1)."""
 
@@ -258,7 +151,7 @@ class Engine:
         self._phase = "search"
         self._best: tuple[str, float] | None = None
         self._failures: dict[str, int] = {}
-        self._proposer: _Proposer | None = None
+        self._proposer: Proposer | None = None
 
     # ------------------------------------------------------------------------------ entry point
 
@@ -304,7 +197,7 @@ class Engine:
         cap = None if cfg.budget.max_evaluations is None else max(0, cfg.budget.max_evaluations - len(cands))
         lag = int(st.meta("lag", 2 * cfg.slots))
         batch = int(st.meta("batch", cfg.slots))
-        self._proposer = prop = _Proposer(self.strategy, deterministic=cfg.deterministic, batch=batch, lag=lag,
+        self._proposer = prop = Proposer(self.strategy, deterministic=cfg.deterministic, batch=batch, lag=lag,
                                          next_seq=len(cands), n_observed=len(observed), cap=cap)
         self._n_proposed, self._n_observed = len(cands), len(observed)
         for seq, cand in enumerate(cands):  # resume: finish what the store says is unfinished

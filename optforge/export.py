@@ -45,6 +45,7 @@ class ExportInfo:
     scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness": .., "tasks": {..}}
     lr_by_family: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 0.0
+    wd_by_task: dict[str, float] = field(default_factory=dict)  # tuned on the held-out tasks (empty: not tuned)
     step_time_ratio: float | None = None
     state_bytes_per_param: float | None = None
     schedule: str = "linear warmup over 5% of steps, then cosine decay to 10% of the peak lr (pass total_steps)"
@@ -98,7 +99,12 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
         out.append(f"    Tuned lr per task family: {fam}.")
     out.append(f"    Evaluated with the schedule: {info.schedule}.")
-    out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g}.")
+    if info.wd_by_task:
+        per = ", ".join(f"{t} {w:g}" for t, w in sorted(info.wd_by_task.items()))
+        out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}, the value tuned")
+        out.append(f"    on most held-out tasks ({per}).")
+    else:
+        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned: no held-out stage).")
     if info.step_time_ratio is not None:
         out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
     if info.state_bytes_per_param is not None:
@@ -261,6 +267,8 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
             tasks = {t: float(v.get("score", 0.0)) for t, v in (ev.metrics.get("tasks") or {}).items()}
             scores[stage] = {"fitness": ev.fitness, "tasks": tasks}
     heldout = store.evaluation(cand.id, "heldout")
+    tuned = heldout is not None and heldout.ok and bool(heldout.artifacts.get("wd_tuned"))
+    wd_metrics = heldout.metrics if tuned else {}
     metrics = train.metrics if train is not None else {}
     suite = f"{train.suite}@{train.suite_version}" if train is not None else "?"
     return ExportInfo(
@@ -274,7 +282,9 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
         },
         scores=scores,
         lr_by_family=_family_lrs(metrics),
-        weight_decay=float((heldout.metrics if heldout is not None else {}).get("weight_decay", 0.0) or 0.0),
+        weight_decay=float(wd_metrics.get("weight_decay", 0.0) or 0.0),
+        wd_by_task={t: float(v["weight_decay"]) for t, v in (wd_metrics.get("tasks") or {}).items()
+                    if v.get("weight_decay") is not None},
         step_time_ratio=metrics.get("step_time_ratio"),
         state_bytes_per_param=metrics.get("state_bytes_per_param"),
     )

@@ -25,6 +25,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=None, help="seeds to run when rebuilding, e.g. 0,1,2 (default: selection + report)")
     p.add_argument("--horizons", default="2,4", help="longer AdamW horizons in units of T (default 2,4)")
     p.add_argument(
+        "--add-wd", action="store_true",
+        help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
+        "stages that tune weight decay (heldout by default) need them",
+    )
+    p.add_argument("--wd", default=None, help="nonzero weight decays for --rebuild / --add-wd, e.g. 0.01,0.1,1 (default the built-in grid)")
+    p.add_argument(
         "--derive-from", metavar="SUITE", default=None,
         help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
     )
@@ -96,6 +102,8 @@ def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
         f"suite {data['suite']} version {data['suite_version']}, torch {data['torch']}, built {data.get('created', '?')}",
         f"cost: {cost.get('runs', '?')} runs, {cost.get('cpu_seconds', '?')} s CPU, {cost.get('wall_seconds', '?')} s wall",
         f"seeds: selection {data['selection_seeds']}, report {data['report_seeds']}",
+        "weight decays for AdamW: " + (", ".join(f"{w:g}" for w in data["weight_decays"]) if data.get("weight_decays")
+                                       else "none (stages that tune weight decay cannot use these; --add-wd adds them)"),
     ]
     for e in errors:
         lines.append(f"ERROR: {e}")
@@ -142,14 +150,48 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path} (derived from {args.derive_from})")
-    elif args.rebuild:
+    elif args.rebuild or args.add_wd:
+        _measure(args, suite)
+    try:
+        data = baselines.load(args.suite)
+    except baselines.BaselineError as e:
+        raise UserError(str(e)) from None
+    problems = baselines.check(data, suite)
+    print(markdown(data) if args.markdown else render(data, problems))
+    return 1 if problems[0] else 0
+
+
+def _measure(args: argparse.Namespace, suite: Any) -> None:
+    """--rebuild (everything) or --add-wd (AdamW's weight-decay runs only), saved to the suite's file."""
+    from optforge.cli import UserError
+    from optforge.evaluators import baselines
+
+    try:
+        wds = tuple(float(x) for x in args.wd.split(",") if x.strip()) if args.wd else baselines.WD_GRID
+    except ValueError:
+        raise UserError(f"--wd {args.wd!r}: give comma-separated numbers, e.g. 0.01,0.1,1") from None
+    if any(not w >= 0 for w in wds):
+        raise UserError(f"--wd {args.wd!r}: weight decays must be >= 0")
+    if args.add_wd and not args.rebuild:
+        bar = _Bar(f"weight decay {suite.name}")
+        try:
+            data = baselines.add_weight_decay(baselines.load(args.suite), args.suite, wds, workers=max(1, args.jobs), progress=bar)
+        except baselines.BaselineError as e:
+            raise UserError(str(e)) from None
+        finally:
+            bar.close()
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        print(f"wrote {path} (AdamW weight decays {', '.join(f'{w:g}' for w in wds)} added)")
+    else:
         refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
         bar = _Bar(f"baselines {suite.name}")
         try:
             seeds_used = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None
             horizons = tuple(int(x) for x in args.horizons.split(",") if x.strip())
             data = baselines.build(
-                args.suite, workers=max(1, args.jobs), references=refs, progress=bar, seeds_used=seeds_used, horizons=horizons
+                args.suite, workers=max(1, args.jobs), references=refs, progress=bar, seeds_used=seeds_used,
+                horizons=horizons, weight_decays=wds,
             )
         except ValueError as e:
             raise UserError(str(e)) from None
@@ -158,10 +200,3 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path}")
-    try:
-        data = baselines.load(args.suite)
-    except baselines.BaselineError as e:
-        raise UserError(str(e)) from None
-    problems = baselines.check(data, suite)
-    print(markdown(data) if args.markdown else render(data, problems))
-    return 1 if problems[0] else 0

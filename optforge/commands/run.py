@@ -156,17 +156,18 @@ def _execute(config: Any, strategy: Any, store: Any, *, address: str | None, qui
 def _request_factory(config: Any) -> Any:
     """EvalRequests that carry their suite's baseline curves (a remote node needs no cache). Loading
     them all up front also fails fast, before any evaluation, when a suite has no baselines."""
-    from optforge.evaluators import EvalRequest, baseline_payload
+    from optforge.evaluators import EvalRequest, baseline_payload, wd_grid_for
     from optforge.funnel import resolve_stage
 
     payloads: dict[str, Any] = {}
     for stage in config.stages:
-        suite = resolve_stage(stage, config)[0]
-        if suite not in payloads:
-            try:
+        suite, _, tune_wd = resolve_stage(stage, config)
+        try:
+            if suite not in payloads:
                 payloads[suite] = baseline_payload(suite)
-            except Exception as e:  # noqa: BLE001 - unknown suite or missing baselines: the user must act
-                raise UserError(f"stage '{stage.name}' uses suite '{suite}': {e}") from e
+            wd_grid_for(EvalRequest(source="", stage=stage.name, suite=suite, tune_wd=tune_wd), payloads[suite])
+        except Exception as e:  # noqa: BLE001 - unknown suite or missing baselines: the user must act
+            raise UserError(f"stage '{stage.name}' uses suite '{suite}': {e}") from e
 
     def make_request(**fields: Any) -> Any:
         return EvalRequest(baselines=payloads[fields["suite"]], **fields)

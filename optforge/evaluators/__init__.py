@@ -18,7 +18,7 @@ from optforge.types import EvaluationResult, Status, status_for_reason
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalRequest", "evaluate", "baseline_payload"]
+__all__ = ["EvalRequest", "evaluate", "baseline_payload", "wd_grid_for"]
 
 _SANDBOX_KEYS = ("timeout_s", "memory_mb", "require", "static_check", "cpu_s", "mode")
 
@@ -68,6 +68,31 @@ def baseline_payload(suite: str) -> dict:
     for w in warnings:
         log.warning("%s", w)
     return baselines.payload_from(data)
+
+
+def wd_grid_for(request: EvalRequest, payload: dict) -> tuple[float, ...]:
+    """The weight decays to try: AdamW's grid in the baselines when the request tunes weight decay.
+
+    Raises BaselineError when it should and the baselines have none: tuning the candidate alone would
+    be unfair to AdamW.
+    """
+    from optforge.evaluators.baselines import BaselineError, weight_decay_grid
+
+    if not request.tune_wd:
+        return ()
+    grid = weight_decay_grid(payload)
+    if not grid:
+        raise BaselineError(
+            f"stage '{request.stage}' tunes weight decay, but the baselines of suite '{request.suite}' have no "
+            f"weight-decay runs for AdamW; add them with `optforge baselines --suite {request.suite} --add-wd`, "
+            "or set `tune_wd: false` on the stage"
+        )
+    return grid
+
+
+def _typical_wd(wds: list[float]) -> float:
+    """The weight decay chosen on the most tasks (the smaller on a tie): the exported default."""
+    return min(set(wds), key=lambda w: (-wds.count(w), w)) if wds else 0.0
 
 
 def _limits(request: EvalRequest, smoke: bool) -> Any:
@@ -121,10 +146,6 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     from optforge.rule import check_rule, literal_constants
 
     t0, cpu0 = time.time(), time.process_time()
-    if request.tune_wd:
-        # the committed baselines carry no weight-decay grid, so tuning wd for the candidate alone
-        # would be unfair to AdamW; every rule keeps its own WD constant (recorded in artifacts)
-        log.warning("tune_wd=True is not implemented: weight decay stays at each rule's own constant")
     suite = get_suite(request.suite)
     smoke = suite.name == "smoke"
     limits = _limits(request, smoke)
@@ -147,6 +168,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             f"the baselines sent are for suite '{suite.name}' version {payload.get('suite_version')!r}, "
             f"the suite is version {suite.version!r}; rebuild them with `optforge baselines --suite {suite.name} --rebuild`"
         )
+    wd_grid = wd_grid_for(request, payload)
     sel, fresh = _seeds(request, suite, smoke)
     config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
     infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
@@ -161,7 +183,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         fingerprint_next=smoke or request.stage == "smoke",
     )
     try:
-        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh)
+        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=wd_grid)
     except BatchFailure as e:
         res = e.result
         status = status_for_reason(e.reason)
@@ -180,7 +202,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     step_ratios, state_bpp = [], []
     for t in infos:
         tt = tunings[t.name]
-        curves, used = adamw_curves(payload, t.name, scored_seeds)
+        curves, used = adamw_curves(payload, t.name, scored_seeds, weight_decay=bool(wd_grid))
         runs = tt.reported
         div = tt.all_diverged or any(r.diverged for r in runs)
         steps = list(runs[0].spec.eval_steps) if runs else []
@@ -199,6 +221,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             "score": s.score,
             "lr": lr0 * multiplier(tt.chosen) if tt.chosen is not None else None,
             "lr_mult": multiplier(tt.chosen) if tt.chosen is not None else None,
+            "weight_decay": tt.wd,
             "best_val": s.best_val if math.isfinite(s.best_val) else None,
             "adamw_val": s.adamw_val if math.isfinite(s.adamw_val) else None,
             "speedup": s.speedup,
@@ -233,6 +256,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "tasks": task_rows,
         "step_time_ratio": step_ratio,
         "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
+        "weight_decay": _typical_wd([tunings[t.name].wd for t in infos]),
         "cpu_seconds": round(ex.cpu_s + (time.process_time() - cpu0), 3),
         "wall_seconds": round(time.time() - t0, 3),
         "train_seconds": round(ex.train_s, 3),
@@ -245,7 +269,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "exception": None,
         "sandbox": {"reason": "ok", "layers": ex.layers},
         "baseline_torch": payload.get("torch"),
-        "wd_tuned": False,
+        "wd_tuned": list(wd_grid),
     }
     if ex.fingerprint:
         artifacts["fingerprint"] = ex.fingerprint

@@ -12,6 +12,9 @@ cached under $OPTFORGE_CACHE (default ~/.cache/optforge).
 - SGD-momentum, Lion, Muon: 5 points around their LR (+ up to 2 extensions) on the selection seeds,
   full T, then the chosen lr on the report seeds: at least as many lr trials and seeds as a candidate
   gets (tuning parity), scored exactly like a candidate on fresh seeds.
+- Weight decay (for stages that tune it, the held-out one by default): at AdamW's chosen lr of every
+  horizon, each decoupled weight decay of `WD_GRID` on every seed. Those curves join AdamW's only when
+  the evaluation tunes weight decay too, with the same grid (`add_weight_decay` adds them to a build).
 - A digest of the suite's task code and the training loop is stored: a change without a version bump
   is reported as a warning.
 """
@@ -33,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, TaskInfo, TaskTuning, tune
+from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, TaskInfo, TaskTuning, run_spec, tune
 from optforge.evaluators.scoring import BaselineCurve, aggregate, mean_curve, task_score
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ REFERENCES = ("adamw", "sgd", "lion", "muon")
 ADAMW_GRID = tuple(range(-2, 5))  # around LR=1e-3: 1e-4, 3.2e-4, ..., 1e-1
 REFERENCE_GRID = (-2, -1, 0, 1, 2)
 HORIZONS = (2, 4)
+WD_GRID = (0.01, 0.1, 1.0)  # nonzero decoupled weight decays (0 is always an arm): a decade grid, since
+# what matters is lr * wd * steps, and tuned lrs here span 1e-3..1e-1
 COMMITTED_DIR = Path(__file__).parent / "baselines"
 
 
@@ -140,16 +145,29 @@ def payload_from(data: Mapping[str, Any]) -> dict:
             "cost_per_step": t.get("cost_per_step", 1.0),
             "adamw": {k: a[k] for k in ("runs", "step_seconds", "state_bytes_per_param", "chosen") if k in a},
         }
-    keys = ("format", "suite", "suite_version", "torch", "seeds")
+    keys = ("format", "suite", "suite_version", "torch", "seeds", "weight_decays")
     return {**{k: data.get(k) for k in keys}, "tasks": tasks}
 
 
-def adamw_curves(payload: Mapping[str, Any], task: str, seeds: Sequence[int]) -> tuple[list[BaselineCurve], list[int]]:
+def run_wd(run: Mapping[str, Any]) -> float:
+    """The weight decay of a stored run (builds before weight-decay tuning have none: 0)."""
+    return float(run.get("wd", 0.0))
+
+
+def weight_decay_grid(payload: Mapping[str, Any]) -> tuple[float, ...]:
+    """The nonzero weight decays AdamW was given in these baselines (empty: none)."""
+    return tuple(float(w) for w in payload.get("weight_decays") or () if float(w) > 0)
+
+
+def adamw_curves(
+    payload: Mapping[str, Any], task: str, seeds: Sequence[int], *, weight_decay: bool = False
+) -> tuple[list[BaselineCurve], list[int]]:
     """AdamW's mean curves on `task` over `seeds` (those the baseline has; all if none overlap).
 
-    Returns the curves (one per lr and horizon that did not diverge on those seeds) and the seeds used.
+    Returns the curves (one per lr, horizon and, with `weight_decay`, weight decay that did not
+    diverge on those seeds) and the seeds used.
     """
-    runs = payload["tasks"][task]["adamw"]["runs"]
+    runs = [r for r in payload["tasks"][task]["adamw"]["runs"] if weight_decay or run_wd(r) == 0]
     have = {int(s) for r in runs for s in r["val"]}
     use = [s for s in seeds if s in have] or sorted(have)
     curves = []
@@ -167,7 +185,8 @@ def adamw_seed_scores(payload: Mapping[str, Any], task: str) -> list[float]:
     t = payload["tasks"][task]
     seeds = sorted({int(s) for r in t["adamw"]["runs"] for s in r["val"]})
     curves, _ = adamw_curves(payload, task, seeds)
-    at_t = [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"]) and not any(r["diverged"].values())]
+    at_t = [r for r in t["adamw"]["runs"]
+            if int(r["horizon"]) == int(t["T"]) and run_wd(r) == 0 and not any(r["diverged"].values())]
     if not at_t:
         return []
     best = min(at_t, key=lambda r: min(mean_curve([r["val"][str(s)] for s in seeds])))
@@ -228,6 +247,7 @@ def build(
     progress: Callable[[int, int], None] | None = None,
     seeds_used: Sequence[int] | None = None,
     horizons: Sequence[int] = HORIZONS,
+    weight_decays: Sequence[float] = WD_GRID,
 ) -> dict:
     """Measure the baselines of a suite from scratch (real CPU: minutes for `train`).
 
@@ -254,6 +274,7 @@ def build(
     n_sel, n_rep = len(suite.selection_seeds), len(suite.report_seeds)
     planned = n * (len(ADAMW_GRID) + 3 * len(horizons))
     planned += len(infos) * (len(REFERENCE_GRID) * n_sel + n_rep) * (len(references) - 1)
+    planned += n * len(weight_decays) * (1 + len(horizons))
     done = [0]
 
     def tick(k: int) -> None:
@@ -300,6 +321,7 @@ def build(
                     "state_bytes_per_param": max(r.state_bytes for r in runs) / n_params,
                 }
                 rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
+            _add_wd_runs(result, infos, lr0, all_seeds, weight_decays, ex)
         else:
             _tune_reference(result, suite, infos, ref, lr0, ex)
         cpu += ex.cpu_s
@@ -332,6 +354,64 @@ def derive(data: Mapping[str, Any], suite: Any, source_suite: Any) -> dict:
     out["tasks"] = {t.name: data["tasks"][t.name] for t in suite.tasks}
     out["table"] = reference_table(out)
     return out
+
+
+def _add_wd_runs(
+    data: dict, infos: Sequence[TaskInfo], lr0: float, seeds_used: Sequence[int], weight_decays: Sequence[float], ex: Any
+) -> None:
+    """AdamW at its chosen lr of every horizon, with each nonzero weight decay, on every seed."""
+    from optforge.evaluators.train import eval_points
+
+    wds = sorted({float(w) for w in weight_decays if float(w) > 0})
+    specs = []
+    for t in infos:
+        rec = data["tasks"][t.name]["adamw"]
+        rec["runs"] = [r for r in rec["runs"] if run_wd(r) == 0]
+        for horizon, h in rec["chosen"].items():
+            if h is None:
+                continue
+            n = int(horizon)
+            specs += [run_spec(t, int(h), lr0, s, n, n, eval_points, wd) for wd in wds for s in seeds_used]
+    by_run: dict[tuple[str, int, float], list[RunOutcome]] = {}
+    for r in ex(specs) if specs else []:
+        by_run.setdefault((r.spec.task, r.spec.horizon, r.spec.weight_decay), []).append(r)
+    for (task, _, wd), runs in sorted(by_run.items()):
+        data["tasks"][task]["adamw"]["runs"].append({**_outcomes_record(runs), "wd": wd})
+    data["weight_decays"] = [0.0, *wds]
+
+
+def add_weight_decay(
+    data: dict, suite_name: str, weight_decays: Sequence[float] = WD_GRID, *, workers: int = 2, limits: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Give existing baselines (same suite version) AdamW's weight-decay runs, replacing any before."""
+    from optforge import sandbox, seeds
+    from optforge.evaluators.tasks import get_suite
+    from optforge.evaluators.validate import SandboxExecutor
+
+    suite = get_suite(suite_name)
+    if data.get("suite_version") != suite.version:
+        raise BaselineError(f"baselines are for version {data.get('suite_version')!r}, suite is {suite.version!r}")
+    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    seeds_used = [int(s) for s in data["seeds"]]
+    planned = sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len(weight_decays)
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress:
+            progress(done[0], max(planned, done[0]))
+
+    ex = SandboxExecutor(
+        seeds.source("adamw"), suite_name, {t.name: t for t in suite.tasks},
+        limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096), sandbox.RULE_POLICY,
+        workers=workers, chunks_per_worker=3, progress=tick, name="adamw", isolate_failures=True,
+    )
+    t0 = time.time()
+    _add_wd_runs(data, infos, seeds.load("adamw").lr, seeds_used, weight_decays, ex)
+    cost = data.setdefault("cost", {})
+    cost["weight_decay"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1), "runs": done[0]}
+    return data
 
 
 def _tune_reference(result: dict, suite: Any, infos: Sequence[TaskInfo], ref: str, lr0: float, ex: Any) -> None:
@@ -394,7 +474,7 @@ def _scored_run(data: Mapping[str, Any], task: str, ref: str) -> tuple[dict | No
         if not rec:
             return None, True
         return rec.get("reported") or None, False
-    runs = [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"])]
+    runs = [r for r in t["adamw"]["runs"] if int(r["horizon"]) == int(t["T"]) and run_wd(r) == 0]
 
     def sel_best(r: dict) -> float:
         if any(r["diverged"][s] for s in sel):

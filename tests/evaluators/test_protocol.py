@@ -91,6 +91,29 @@ def test_full_length_climb_recovers_the_lr_that_short_screens_drop():
     assert no_climb.chosen != 1
 
 
+def test_weight_decay_is_tried_at_the_chosen_lr_and_carried_to_the_fresh_seeds():
+    """With a wd grid, each weight decay runs at the chosen multiplier on the selection seeds; the best
+    arm (0 included) is the one re-run on the fresh seeds."""
+    log = []
+
+    def execute(specs):
+        log.append(list(specs))
+        return [RunOutcome(sp, list(sp.eval_steps),
+                           [1.0 + abs(sp.h) + abs(math.log10(sp.weight_decay or 1e-9) + 1) - s / 1000 for s in sp.eval_steps],
+                           [], None) for sp in specs]
+
+    tt = tune([TaskInfo("t", "q", 90)], 1e-3, (0, 1), execute, points, fresh_seeds=(2, 3), wd_grid=(0.0, 0.01, 0.1, 1.0))["t"]
+    assert tt.chosen == 0 and tt.wd == 0.1
+    assert sorted(tt.wd_runs) == [0.01, 0.1, 1.0]
+    assert all(r.spec.h == tt.chosen and r.spec.seed in (0, 1) for runs in tt.wd_runs.values() for r in runs)
+    assert [(r.spec.seed, r.spec.weight_decay) for r in tt.reported] == [(2, 0.1), (3, 0.1)]
+    # without a grid nothing changes: every run has weight decay 0
+    log.clear()
+    plain = tune([TaskInfo("t", "q", 90)], 1e-3, (0, 1), execute, points, fresh_seeds=(2, 3))["t"]
+    assert plain.wd == 0.0 and not plain.wd_runs
+    assert all(sp.weight_decay == 0.0 for batch in log for sp in batch)
+
+
 def test_fresh_seeds_are_scored_alone():
     lr0 = 1e-3
     log = []
@@ -309,6 +332,37 @@ def test_baseline_checks_and_derivation():
     assert any("changed" in w for w in warnings)
     sub = baselines.derive(data, suite, suite)
     assert sub["derived_from"] == "smoke" and set(sub["table"]) >= {"adamw"}
+
+
+def test_weight_decay_curves_join_adamw_only_when_the_evaluation_tunes_weight_decay():
+    from optforge.evaluators import baselines
+
+    data = baselines.load("heldout_tiny")
+    payload = baselines.payload_from(data)
+    assert baselines.weight_decay_grid(payload) == baselines.WD_GRID
+    task = "tiny_diabetes_mlp"
+    plain, _ = baselines.adamw_curves(payload, task, (2, 3, 4))
+    with_wd, _ = baselines.adamw_curves(payload, task, (2, 3, 4), weight_decay=True)
+    runs = payload["tasks"][task]["adamw"]["runs"]
+    n_wd = len([r for r in runs if baselines.run_wd(r) > 0 and not any(r["diverged"].values())])
+    assert n_wd > 0 and len(with_wd) == len(plain) + n_wd
+    # each horizon's chosen lr gets every weight decay
+    for horizon, h in data["tasks"][task]["adamw"]["chosen"].items():
+        wds = {baselines.run_wd(r) for r in runs if str(r["horizon"]) == horizon and r["h"] == h}
+        assert wds == {0.0, *baselines.WD_GRID}
+    # the reference table stays weight-decay free: AdamW's own row scores 0 against its wd-0 curves
+    assert data["table"]["adamw"]["tasks"][task]["score"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tuning_weight_decay_needs_adamw_weight_decay_runs(smoke_payload):
+    from optforge.evaluators import wd_grid_for
+    from optforge.evaluators.baselines import BaselineError
+
+    req = EvalRequest(seeds.source("adamw"), "heldout", suite="smoke", baselines=smoke_payload, tune_wd=True)
+    bare = dict(smoke_payload, weight_decays=None)
+    with pytest.raises(BaselineError, match="--add-wd"):
+        evaluate(EvalRequest(req.source, req.stage, suite="smoke", baselines=bare, tune_wd=True))
+    assert wd_grid_for(EvalRequest(req.source, "train", suite="smoke"), bare) == ()
 
 
 def test_rule_that_fails_to_load_in_the_sandbox_is_invalid(smoke_payload):
