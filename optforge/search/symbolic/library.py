@@ -41,16 +41,33 @@ def _c(x):
     return x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=torch.float64)
 ''',
     "_w": '''
+_CONST = {}
+
+
 def _w(*xs):
     # one dtype for all arguments: the narrowest floating dtype among the tensors, so a float64 scalar
-    # never widens a float32 parameter's value (0-d parameters would otherwise be promoted)
-    dt = None
+    # never widens a float32 parameter's value (0-d parameters would otherwise be promoted). Casts
+    # only what differs, and reuses the 0-d tensor of each number literal: this helper runs for
+    # every statement of every step, and both cost more than the arithmetic on small tensors.
+    dt, size = None, 0
     for x in xs:
-        if isinstance(x, torch.Tensor) and (dt is None or torch.finfo(x.dtype).bits < torch.finfo(dt).bits):
-            dt = x.dtype
+        if isinstance(x, torch.Tensor) and (dt is None or x.element_size() < size):
+            dt, size = x.dtype, x.element_size()
     if dt is None:
         dt = torch.float64
-    return tuple(x.to(dt) if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=dt) for x in xs)
+    return tuple((x if x.dtype == dt else x.to(dt)) if isinstance(x, torch.Tensor) else _const(x, dt) for x in xs)
+
+
+def _const(x, dt):
+    x = float(x)
+    if x == 0.0 or not math.isfinite(x):
+        return torch.tensor(x, dtype=dt)  # keeps -0.0 and nan apart from the cache's keys
+    c = _CONST.get((x, dt))
+    if c is None:
+        if len(_CONST) >= 4096:
+            _CONST.clear()
+        c = _CONST[(x, dt)] = torch.tensor(x, dtype=dt)
+    return c
 ''',
     "_s": '''
 def _s(x):

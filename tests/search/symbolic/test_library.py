@@ -59,6 +59,21 @@ def test_python_float_constants_are_accepted():
     assert float(ns["log1p"](-2.0)) == 0.0  # log|1 + x|
 
 
+def test_number_literals_are_cast_like_the_tensor_they_meet_and_reused():
+    """`_w` casts a literal to the narrowest tensor dtype among the arguments; the 0-d tensor of a
+    literal is made once (a hot path), but -0.0 and nan are never confused with cached values."""
+    ns = namespace()
+    x32, x16 = torch.ones(3), torch.ones(3, dtype=torch.bfloat16)
+    a, c = ns["_w"](x32, 0.1)
+    assert a is x32 and c.dtype == torch.float32 and float(c) == float(torch.tensor(0.1, dtype=torch.float32))
+    assert ns["_w"](x32, 0.1)[1] is c
+    assert ns["_w"](x16, torch.tensor(0.1, dtype=torch.float64))[1].dtype == torch.bfloat16
+    assert ns["_w"](0.5, 2.0)[0].dtype == torch.float64
+    assert torch.signbit(ns["_w"](x32, -0.0)[1]) and not torch.signbit(ns["_w"](x32, 0.0)[1])
+    assert torch.isnan(ns["_w"](x32, float("nan"))[1])
+    assert torch.equal(ns["mul"](torch.full((2,), 3.0), 0.1), torch.full((2,), 3.0) * torch.tensor(0.1, dtype=torch.float32))
+
+
 def test_newton_schulz_orthogonalises_both_orientations():
     ns = namespace()
     x = torch.randn(8, 3, dtype=torch.float64)
