@@ -120,7 +120,7 @@ class ProtocolConfig:
     halving: bool = True  # screen on ~1/3 T and one seed before the full runs
     screen_fraction: float = 1.0 / 3.0
     keep: int = 2  # multipliers promoted from the screen to the full runs
-    climb: int = 2  # full-length neighbour steps when the full-length best is an edge of those run
+    climb: int = 2  # full-length neighbour steps when the full-length best is an edge of those runs
     horizon_factor: int = 1  # the full runs last horizon_factor * T (baselines run to 4T)
 
     def __post_init__(self) -> None:
@@ -225,8 +225,6 @@ def run_spec(
     if not eval_steps or eval_steps[-1] != steps:
         eval_steps.append(steps)
     return RunSpec(t.name, h, lr0 * multiplier(h), seed, steps, horizon, tuple(eval_steps), float(weight_decay))
-
-
 
 
 def tune(
