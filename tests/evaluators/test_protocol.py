@@ -354,6 +354,24 @@ def test_weight_decay_curves_join_adamw_only_when_the_evaluation_tunes_weight_de
     assert data["table"]["adamw"]["tasks"][task]["score"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_add_weight_decay_runs_adamw_at_each_horizons_chosen_lr_on_every_seed():
+    import copy
+
+    from optforge.evaluators import baselines
+
+    data = copy.deepcopy(baselines.load("smoke"))
+    before = {t: len(v["adamw"]["runs"]) for t, v in data["tasks"].items()}
+    out = baselines.add_weight_decay(data, "smoke", (0.1,), workers=1)
+    assert out["weight_decays"] == [0.0, 0.1] and out["cost"]["weight_decay"]["runs"] > 0
+    for name, t in out["tasks"].items():
+        added = [r for r in t["adamw"]["runs"] if baselines.run_wd(r) > 0]
+        assert len(t["adamw"]["runs"]) == before[name] + len(t["adamw"]["chosen"])
+        assert {(str(r["horizon"]), r["h"]) for r in added} == set(t["adamw"]["chosen"].items())
+        assert all(sorted(map(int, r["val"])) == data["seeds"] for r in added)
+    again = baselines.add_weight_decay(out, "smoke", (0.1,), workers=1)  # replaces, never duplicates
+    assert all(len(t["adamw"]["runs"]) == before[n] + len(t["adamw"]["chosen"]) for n, t in again["tasks"].items())
+
+
 def test_tuning_weight_decay_needs_adamw_weight_decay_runs(smoke_payload):
     from optforge.evaluators import wd_grid_for
     from optforge.evaluators.baselines import BaselineError
