@@ -1,4 +1,4 @@
-"""`optforge baselines [--suite S] [--rebuild]`: show or rebuild the tuned baselines of a suite."""
+"""`optforge baselines [--suite S] [--rebuild | --add-wd | --add-references SEEDS]`: show, rebuild or extend the tuned baselines."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--add-wd", action="store_true",
         help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
         "stages that tune weight decay (heldout by default) need them",
+    )
+    p.add_argument(
+        "--add-references", metavar="SEEDS", default=None,
+        help="tune these seeds (comma-separated) into the existing baselines as references, e.g. sgd,lion",
     )
     p.add_argument("--wd", default=None, help="nonzero weight decays for --rebuild / --add-wd, e.g. 0.01,0.1,1 (default the built-in grid)")
     p.add_argument(
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path} (derived from {args.derive_from})")
-    elif args.rebuild or args.add_wd:
+    elif args.rebuild or args.add_wd or args.add_references:
         _measure(args, suite)
     try:
         data = baselines.load(args.suite)
@@ -162,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, suite: Any) -> None:
-    """--rebuild (everything) or --add-wd (AdamW's weight-decay runs only), saved to the suite's file."""
+    """--rebuild (everything), --add-wd (AdamW's weight-decay runs) or --add-references, saved to the suite's file."""
     from optforge.cli import UserError
     from optforge.evaluators import baselines
 
@@ -172,31 +176,28 @@ def _measure(args: argparse.Namespace, suite: Any) -> None:
         raise UserError(f"--wd {args.wd!r}: give comma-separated numbers, e.g. 0.01,0.1,1") from None
     if any(not w >= 0 for w in wds):
         raise UserError(f"--wd {args.wd!r}: weight decays must be >= 0")
-    if args.add_wd and not args.rebuild:
-        bar = _Bar(f"weight decay {suite.name}")
-        try:
-            data = baselines.add_weight_decay(baselines.load(args.suite), args.suite, wds, workers=max(1, args.jobs), progress=bar)
-        except baselines.BaselineError as e:
-            raise UserError(str(e)) from None
-        finally:
-            bar.close()
-        path = baselines.baseline_path(args.suite)
-        baselines.save(data, path)
-        print(f"wrote {path} (AdamW weight decays {', '.join(f'{w:g}' for w in wds)} added)")
-    else:
-        refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
-        bar = _Bar(f"baselines {suite.name}")
-        try:
+    jobs = max(1, args.jobs)
+    bar = _Bar(f"baselines {suite.name}")
+    try:
+        if args.rebuild:
+            refs = tuple(r.strip() for r in args.references.split(",") if r.strip())
             seeds_used = tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None
             horizons = tuple(int(x) for x in args.horizons.split(",") if x.strip())
-            data = baselines.build(
-                args.suite, workers=max(1, args.jobs), references=refs, progress=bar, seeds_used=seeds_used,
-                horizons=horizons, weight_decays=wds,
-            )
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        finally:
-            bar.close()
-        path = baselines.baseline_path(args.suite)
-        baselines.save(data, path)
-        print(f"wrote {path}")
+            data = baselines.build(args.suite, workers=jobs, references=refs, progress=bar, seeds_used=seeds_used,
+                                   horizons=horizons, weight_decays=wds)
+            what = "rebuilt"
+        else:
+            data = baselines.load(args.suite)
+            if args.add_references:
+                refs = tuple(r.strip() for r in args.add_references.split(",") if r.strip())
+                data = baselines.add_references(data, args.suite, refs, workers=jobs, progress=bar)
+            if args.add_wd:
+                data = baselines.add_weight_decay(data, args.suite, wds, workers=jobs, progress=bar)
+            what = "updated"
+    except (ValueError, KeyError, baselines.BaselineError) as e:
+        raise UserError(str(e)) from None
+    finally:
+        bar.close()
+    path = baselines.baseline_path(args.suite)
+    baselines.save(data, path)
+    print(f"wrote {path} ({what})")

@@ -238,6 +238,40 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
+class _Tally:
+    """Counts finished runs and reports (done, planned) to a progress callback."""
+
+    def __init__(self, planned: int, report: Callable[[int, int], None] | None) -> None:
+        self.planned, self.report, self.done = planned, report, 0
+
+    def __call__(self, k: int) -> None:
+        self.done += k
+        if self.report:
+            self.report(self.done, max(self.planned, self.done))
+
+
+def _executor(ref: str, suite_name: str, suite: Any, limits: Any, workers: int, tally: _Tally) -> Any:
+    """The sandboxed executor that trains seed `ref` on the suite's tasks (failures isolated per run)."""
+    from optforge import sandbox, seeds
+    from optforge.evaluators.validate import SandboxExecutor
+
+    return SandboxExecutor(
+        seeds.source(ref), suite_name, {t.name: t for t in suite.tasks},
+        limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096), sandbox.RULE_POLICY,
+        workers=workers, chunks_per_worker=3, progress=tally, name=ref, isolate_failures=True,
+    )
+
+
+def _same_version(data: Mapping[str, Any], suite_name: str) -> tuple[Any, list[TaskInfo]]:
+    """The live suite and its tasks, after checking that stored `data` is for its version."""
+    from optforge.evaluators.tasks import get_suite
+
+    suite = get_suite(suite_name)
+    if data.get("suite_version") != suite.version:
+        raise BaselineError(f"baselines are for version {data.get('suite_version')!r}, suite is {suite.version!r}")
+    return suite, [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+
+
 def build(
     suite_name: str,
     *,
@@ -255,10 +289,9 @@ def build(
     seed sets); fewer seeds make a cheaper build, and evaluations on seeds it lacks fall back to the
     ones it has (flagged `baseline_seeds_differ`). `horizons`: the longer AdamW horizons, in units of T.
     """
-    from optforge import sandbox, seeds
+    from optforge import seeds
     from optforge.evaluators.tasks import get_suite
     from optforge.evaluators.train import eval_points
-    from optforge.evaluators.validate import SandboxExecutor
 
     if "adamw" not in references:
         raise ValueError("references must include 'adamw': every score is measured against it")
@@ -268,20 +301,12 @@ def build(
     if seeds_used:
         all_seeds = tuple(int(s) for s in seeds_used)
     horizons = tuple(int(h) for h in horizons)
-    limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
-    tasks = {t.name: t for t in suite.tasks}
     n = len(infos) * len(all_seeds)
     n_sel, n_rep = len(suite.selection_seeds), len(suite.report_seeds)
     planned = n * (len(ADAMW_GRID) + 3 * len(horizons))
     planned += len(infos) * (len(REFERENCE_GRID) * n_sel + n_rep) * (len(references) - 1)
     planned += n * len(weight_decays) * (1 + len(horizons))
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress(done[0], max(planned, done[0]))
-
+    tally = _Tally(planned, progress)
     t0 = time.time()
     cpu = 0.0
     result: dict[str, Any] = {
@@ -297,12 +322,8 @@ def build(
         "tasks": {t.name: {"T": t.steps, "family": t.family, "references": {}} for t in infos},
     }
     for ref in references:
-        source = seeds.source(ref)
         lr0 = seeds.load(ref).lr
-        ex = SandboxExecutor(
-            source, suite_name, tasks, limits, sandbox.RULE_POLICY, workers=workers, chunks_per_worker=3,
-            progress=tick, name=ref, isolate_failures=True,
-        )
+        ex = _executor(ref, suite_name, suite, limits, workers, tally)
         if ref == "adamw":
             tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False, max_extensions=2))]
             for factor in horizons:
@@ -325,7 +346,7 @@ def build(
         else:
             _tune_reference(result, suite, infos, ref, lr0, ex)
         cpu += ex.cpu_s
-    result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
+    result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": tally.done}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         result["table"] = reference_table(result)
@@ -385,32 +406,17 @@ def add_weight_decay(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Give existing baselines (same suite version) AdamW's weight-decay runs, replacing any before."""
-    from optforge import sandbox, seeds
-    from optforge.evaluators.tasks import get_suite
-    from optforge.evaluators.validate import SandboxExecutor
+    from optforge import seeds
 
-    suite = get_suite(suite_name)
-    if data.get("suite_version") != suite.version:
-        raise BaselineError(f"baselines are for version {data.get('suite_version')!r}, suite is {suite.version!r}")
-    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    suite, infos = _same_version(data, suite_name)
     seeds_used = [int(s) for s in data["seeds"]]
-    planned = sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len(weight_decays)
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress(done[0], max(planned, done[0]))
-
-    ex = SandboxExecutor(
-        seeds.source("adamw"), suite_name, {t.name: t for t in suite.tasks},
-        limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096), sandbox.RULE_POLICY,
-        workers=workers, chunks_per_worker=3, progress=tick, name="adamw", isolate_failures=True,
-    )
+    tally = _Tally(sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len(weight_decays),
+                   progress)
+    ex = _executor("adamw", suite_name, suite, limits, workers, tally)
     t0 = time.time()
     _add_wd_runs(data, infos, seeds.load("adamw").lr, seeds_used, weight_decays, ex)
     cost = data.setdefault("cost", {})
-    cost["weight_decay"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1), "runs": done[0]}
+    cost["weight_decay"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1), "runs": tally.done}
     return data
 
 
@@ -434,33 +440,18 @@ def add_references(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Tune more reference seeds into existing baselines (same suite version) and redo the table."""
-    from optforge import sandbox, seeds
-    from optforge.evaluators.tasks import get_suite
-    from optforge.evaluators.validate import SandboxExecutor
+    from optforge import seeds
 
-    suite = get_suite(suite_name)
-    if data.get("suite_version") != suite.version:
-        raise BaselineError(f"baselines are for version {data.get('suite_version')!r}, suite is {suite.version!r}")
-    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
-    limits = limits or sandbox.Limits(timeout_s=3600.0, memory_mb=4096)
-    done = [0]
-    planned = len(infos) * (len(REFERENCE_GRID) * len(suite.selection_seeds) + len(suite.report_seeds)) * len(references)
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress:
-            progress(done[0], max(planned, done[0]))
-
+    suite, infos = _same_version(data, suite_name)
+    tally = _Tally(len(infos) * (len(REFERENCE_GRID) * len(suite.selection_seeds) + len(suite.report_seeds)) * len(references),
+                   progress)
     t0, cpu = time.time(), 0.0
     for ref in references:
-        ex = SandboxExecutor(
-            seeds.source(ref), suite_name, {t.name: t for t in suite.tasks}, limits, sandbox.RULE_POLICY,
-            workers=workers, chunks_per_worker=3, progress=tick, name=ref, isolate_failures=True,
-        )
+        ex = _executor(ref, suite_name, suite, limits, workers, tally)
         _tune_reference(data, suite, infos, ref, seeds.load(ref).lr, ex)
         cpu += ex.cpu_s
     cost = data.setdefault("cost", {})
-    cost["references"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": done[0]}
+    cost["references"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": tally.done}
     data["table"] = reference_table(data)
     return data
 
