@@ -305,7 +305,7 @@ def build(
     n_sel, n_rep = len(suite.selection_seeds), len(suite.report_seeds)
     planned = n * (len(ADAMW_GRID) + 3 * len(horizons))
     planned += len(infos) * (len(REFERENCE_GRID) * n_sel + n_rep) * (len(references) - 1)
-    planned += n * len(weight_decays) * (1 + len(horizons))
+    planned += n * len([w for w in weight_decays if w > 0]) * (1 + len(horizons))
     tally = _Tally(planned, progress)
     t0 = time.time()
     cpu = 0.0
@@ -410,7 +410,7 @@ def add_weight_decay(
 
     suite, infos = _same_version(data, suite_name)
     seeds_used = [int(s) for s in data["seeds"]]
-    tally = _Tally(sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len(weight_decays),
+    tally = _Tally(sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len([w for w in weight_decays if w > 0]),
                    progress)
     ex = _executor("adamw", suite_name, suite, limits, workers, tally)
     t0 = time.time()
