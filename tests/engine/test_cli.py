@@ -29,6 +29,16 @@ def test_bad_config_fails_fast_naming_the_key(tmp_path, capsys):
     assert "slots='two'" in capsys.readouterr().err
 
 
+def test_a_weight_decay_stage_without_adamw_weight_decay_runs_fails_before_running(tmp_path, capsys):
+    # the smoke baselines carry no weight-decay runs; tuning wd for the candidate alone would be unfair
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["adamw"]}, "suite": "smoke",
+                            "stages": ["smoke", "train", {"name": "train_fresh_seeds", "top_k": 1},
+                                       {"name": "heldout", "suite": "smoke"}]})
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'heldout'" in err and "--add-wd" in err and "tune_wd: false" in err
+
+
 def _seeds_run(tmp_path, names, stages):
     cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": names}, "suite": "smoke", "stages": stages,
                             "slots": 2, "deterministic": True, "sandbox": {"timeout_s": 120}})
