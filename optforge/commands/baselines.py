@@ -51,7 +51,9 @@ def markdown(data: dict) -> str:
         f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score (log2 AdamW-equivalent "
         "speedup, clipped to [-3, 2]) / chosen lr.",
         "",
-        f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T.",
+        f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T"
+        + (f"; weight decays {', '.join(f'{w:g}' for w in data['weight_decays'])} at each horizon's chosen lr "
+           "(for stages that tune weight decay)." if len(data.get("weight_decays") or []) > 1 else "."),
         "",
         "| task | family | T | " + " | ".join(refs) + " |",
         "|---|---|---|" + "---|" * len(refs),
@@ -75,6 +77,11 @@ def markdown(data: dict) -> str:
             f" References added later: {cost['references']['runs']} runs, {cost['references']['cpu_seconds']} s CPU, "
             f"{cost['references']['wall_seconds']} s wall."
             if isinstance(cost.get("references"), dict) else ""
+        )
+        + (
+            f" Weight-decay runs added later: {cost['weight_decay']['runs']} runs, {cost['weight_decay']['cpu_seconds']} s CPU, "
+            f"{cost['weight_decay']['wall_seconds']} s wall."
+            if isinstance(cost.get("weight_decay"), dict) else ""
         )
     )
     return "\n".join(lines)
