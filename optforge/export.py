@@ -104,7 +104,7 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}, the value tuned")
         out.append(f"    on most held-out tasks ({per}).")
     else:
-        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned: no held-out stage).")
+        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned in this run).")
     if info.step_time_ratio is not None:
         out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
     if info.state_bytes_per_param is not None:

@@ -64,3 +64,12 @@ def test_adamw_is_promoted_over_an_sgd_bar_and_the_overfit_rule_is_not(ray_local
     assert store.evaluation("ref-sgd", "heldout") is not None
     heldout = {p.candidate_id: p for p in store.promotions("heldout")}
     assert "c1" not in heldout or not heldout["c1"].passed
+    # the held-out stage tuned weight decay for the candidate and the references, with AdamW's grid
+    from optforge.evaluators.baselines import WD_GRID
+    from optforge.export import export_info_from_run
+
+    for cid in ("c0", "ref-sgd", "ref-adamw"):
+        assert store.evaluation(cid, "heldout").artifacts["wd_tuned"] == list(WD_GRID), cid
+    info = export_info_from_run(store, "c0")
+    assert set(info.wd_by_task) == {"tiny_logreg_digits", "tiny_nqm", "tiny_diabetes_mlp"}
+    assert info.weight_decay in (0.0, *WD_GRID)

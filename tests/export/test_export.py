@@ -139,7 +139,7 @@ def test_docstring_carries_provenance_and_usage():
     )
     text = render_module(seeds.source("adamw"), "Found", info)
     for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420", "heldout: +0.100", "mlp 0.003",
-                   "warmup", "Decoupled weight decay it was evaluated with: 0.1 (not tuned", "1.10x", "4.0 bytes"):
+                   "warmup", "Decoupled weight decay it was evaluated with: 0.1 (not tuned in this run)", "1.10x", "4.0 bytes"):
         assert needle in text, needle
     assert "import optforge" not in text and "from optforge" not in text
     assert "weight_decay: float = 0.1" in text
