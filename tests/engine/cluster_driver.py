@@ -38,7 +38,7 @@ config = config_from_dict({"strategy": {"name": "list"}, "slots": 2, "stages": [
 sources = [fake_eval.fake_source(0.1 * i, "# SLOW 1.5") for i in range(10)]
 store = Store(sys.argv[1])
 summary = fake_eval.make_engine(config, fake_eval.ListStrategy(sources), store, progress=remove_one).run()
-print(json.dumps({"nodes": summary.nodes, "statuses": summary.statuses, "removed": removed,
+print("RESULT " + json.dumps({"nodes": summary.nodes, "statuses": summary.statuses, "removed": removed,
                   "lost_events": len(store.events("lost")), "evaluations": len(store.evaluations())}))
 ray.shutdown()
 cluster.shutdown()

@@ -19,7 +19,10 @@ def test_cluster_spreads_work_and_survives_node_loss(tmp_path):
     out = subprocess.run([sys.executable, str(HERE / "cluster_driver.py"), str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # Ray may echo worker log lines to stdout after the result, so find the result by its prefix
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, out.stdout[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
     assert result["removed"], "the node was never removed"
     assert len(result["nodes"]) == 2  # both worker nodes ran evaluations
     assert result["lost_events"] >= 1  # the removed node's work was lost ...
