@@ -410,8 +410,8 @@ def add_weight_decay(
 
     suite, infos = _same_version(data, suite_name)
     seeds_used = [int(s) for s in data["seeds"]]
-    tally = _Tally(sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos) * len(seeds_used) * len([w for w in weight_decays if w > 0]),
-                   progress)
+    horizons = sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos)
+    tally = _Tally(horizons * len(seeds_used) * len([w for w in weight_decays if w > 0]), progress)
     ex = _executor("adamw", suite_name, suite, limits, workers, tally)
     t0 = time.time()
     _add_wd_runs(data, infos, seeds.load("adamw").lr, seeds_used, weight_decays, ex)
