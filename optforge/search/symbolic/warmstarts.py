@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from optforge.search.symbolic.program import Program, from_text
 
-_ADAM_CORE = """
-m = interp(m, g, 0.1)
-g2 = square(g)
-v = interp(v, g2, 0.001)
+# Adam's bias corrections 1 - beta^t for beta1 = 0.9 and beta2 = 0.999, shared by the Adam-family
+# programs (from_text skips the blank lines the concatenations leave)
+_BIAS_CORRECTIONS = """
 b1t = power(0.9, t)
 bc1 = sub(1.0, b1t)
 b2t = power(0.999, t)
 bc2 = sub(1.0, b2t)
+"""
+
+_ADAM_CORE = (
+    """
+m = interp(m, g, 0.1)
+g2 = square(g)
+v = interp(v, g2, 0.001)
+"""
+    + _BIAS_CORRECTIONS
+    + """
 sv = sqrt(v)
 sbc2 = sqrt(bc2)
 vhat = div(sv, sbc2)
@@ -24,6 +33,7 @@ denom = add(vhat, 1e-08)
 u = div(m, denom)
 step = div(lr, bc1)
 """
+)
 
 _TEXTS: dict[str, tuple[tuple[str, ...], float, str]] = {
     "adamw": (
@@ -99,10 +109,9 @@ r = sub(g, m)
 r2 = square(r)
 s = interp(s, r2, 0.001)
 s = add(s, 1e-16)
-b1t = power(0.9, t)
-bc1 = sub(1.0, b1t)
-b2t = power(0.999, t)
-bc2 = sub(1.0, b2t)
+"""
+        + _BIAS_CORRECTIONS
+        + """
 ss = sqrt(s)
 sbc2 = sqrt(bc2)
 shat = div(ss, sbc2)
@@ -177,10 +186,9 @@ m = interp(m, g, 0.1)
 g2 = square(g)
 v = interp(v, g2, 0.001)
 vmax = maximum(vmax, v)
-b1t = power(0.9, t)
-bc1 = sub(1.0, b1t)
-b2t = power(0.999, t)
-bc2 = sub(1.0, b2t)
+"""
+        + _BIAS_CORRECTIONS
+        + """
 sv = sqrt(vmax)
 sbc2 = sqrt(bc2)
 vhat = div(sv, sbc2)
@@ -198,10 +206,9 @@ delta = negative(s)
 m = interp(m, g, 0.1)
 g2 = square(g)
 v = interp(v, g2, 0.001)
-b1t = power(0.9, t)
-bc1 = sub(1.0, b1t)
-b2t = power(0.999, t)
-bc2 = sub(1.0, b2t)
+"""
+        + _BIAS_CORRECTIONS
+        + """
 sv = sqrt(v)
 sbc2 = sqrt(bc2)
 vhat = div(sv, sbc2)
@@ -229,10 +236,9 @@ e = exp(nadg)
 e1 = add(e, 1.0)
 xi = reciprocal(e1)
 g_prev = mul(g, 1.0)
-b1t = power(0.9, t)
-bc1 = sub(1.0, b1t)
-b2t = power(0.999, t)
-bc2 = sub(1.0, b2t)
+"""
+        + _BIAS_CORRECTIONS
+        + """
 sbc2 = sqrt(bc2)
 lrs = mul(lr, sbc2)
 step = div(lrs, bc1)
@@ -255,6 +261,8 @@ def names() -> list[str]:
 def program(name: str) -> Program:
     """The warm-start program of seed `name`."""
     if name not in _TEXTS:
-        raise ValueError(f"no warm-start program for seed {name!r}; available: {', '.join(names())}")
+        raise ValueError(
+            f"no warm-start program for seed {name!r}; available: {', '.join(names())}"
+        )
     slots, lr, text = _TEXTS[name]
     return from_text(text, slots=slots, lr=lr, name=name)
