@@ -26,6 +26,19 @@ def ok_result(scores: dict[str, float], stage: str = "train", feedback: str = ""
     return EvaluationResult(Status.OK, stage=stage, metrics={"fitness": fit, "tasks": tasks}, feedback=feedback)
 
 
+def drive(st, rounds: int, fitness_of) -> list:
+    """Propose and observe in order: a deterministic stand-in for the engine's deterministic mode."""
+    out = []
+    for _ in range(rounds):
+        for c in st.propose(2):
+            out.append(c)
+            if c.note.get("status") == "invalid":
+                st.observe(c, EvaluationResult.failure(Status.INVALID, c.note["reason"], stage="smoke"))
+            else:
+                st.observe(c, ok_result(fitness_of(c.source)))
+    return out
+
+
 @pytest.fixture
 def llm_for():
     """llm_for(script, **settings) -> (client, server): a real client against the scripted server."""

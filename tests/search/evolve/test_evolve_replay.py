@@ -3,24 +3,15 @@
 from optforge.llm import LLMClient
 from optforge.search.evolve import from_config
 from optforge.store import Store
-from optforge.types import EvaluationResult, Status
 
-from conftest import GOOD, diff, fence, ok_result
+from conftest import GOOD, diff, drive, fence
 
 PARAMS = {"warm_start": ["adamw", "sgd"], "islands": 2, "edit": "sample", "migration_interval": 3}
 
 
-def _drive(st, rounds):
-    out = []
-    for _ in range(rounds):
-        for c in st.propose(2):
-            out.append(c)
-            if c.note.get("status") == "invalid":
-                st.observe(c, EvaluationResult.failure(Status.INVALID, c.note["reason"], stage="smoke"))
-            else:
-                k = sum(map(ord, c.source)) % 7
-                st.observe(c, ok_result({"mlp_a": k / 10 - 0.3, "cnn_b": 0.1 - k / 20}))
-    return out
+def _fitness(source):
+    k = sum(map(ord, source)) % 7
+    return {"mlp_a": k / 10 - 0.3, "cnn_b": 0.1 - k / 20}
 
 
 def test_replayed_run_is_identical(llm_for, tmp_path):
@@ -28,7 +19,7 @@ def test_replayed_run_is_identical(llm_for, tmp_path):
               for k in range(1, 9)] + [{"fault": "empty"}, "no code here"]
     store = Store(tmp_path / "run")
     llm, server = llm_for(script, recorder=store.record_llm_call)
-    live = _drive(from_config(PARAMS, seed=11, llm=llm), 6)
+    live = drive(from_config(PARAMS, seed=11, llm=llm), 6, _fitness)
     assert server.served == 10
     store.close()
 
@@ -36,7 +27,7 @@ def test_replayed_run_is_identical(llm_for, tmp_path):
     replay_llm = LLMClient({"model": "openai/scripted", "replay": str(tmp_path / "run"), "api_key_env": None,
                             "api_base": "http://127.0.0.1:9/v1", "input_cost_per_token": 1e-6,
                             "output_cost_per_token": 2e-6}, recorder=calls.append)
-    replayed = _drive(from_config(PARAMS, seed=11, llm=replay_llm), 6)
+    replayed = drive(from_config(PARAMS, seed=11, llm=replay_llm), 6, _fitness)
     assert [c.to_dict() | {"created": 0} for c in replayed] == [c.to_dict() | {"created": 0} for c in live]
     # the same prompts (recorded in completion order, which concurrent calls may permute within a batch)
     assert sorted(c.prompt for c in calls) == sorted(c["prompt"] for c in Store.open(tmp_path / "run").llm_calls())

@@ -7,7 +7,7 @@ import pytest
 from optforge.search.evolve import from_config
 from optforge.types import EvaluationResult, Status
 
-from conftest import ADAMW, GOOD, diff, fence, ok_result
+from conftest import ADAMW, GOOD, diff, drive, fence, ok_result
 
 
 def _user(server, i=-1):
@@ -137,19 +137,6 @@ def test_unknown_key_and_missing_llm():
         from_config({"warm_start": ["nope"]}, seed=0, llm=object())
 
 
-def _drive(st, rounds, fitness_of):
-    """Propose and observe in order: a deterministic stand-in for the engine's deterministic mode."""
-    out = []
-    for _ in range(rounds):
-        for c in st.propose(2):
-            out.append(c)
-            if c.note.get("status") == "invalid":
-                st.observe(c, EvaluationResult.failure(Status.INVALID, c.note["reason"], stage="smoke"))
-            else:
-                st.observe(c, ok_result(fitness_of(c.source)))
-    return out
-
-
 def _fitness(src):
     return {"mlp_a": 0.3 if "0.95" in src else 0.0, "cnn_b": 0.2 if "1e-6" in src else -0.1}
 
@@ -164,16 +151,16 @@ def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for):
     script = _script(12)
     llm_a, server_a = llm_for(script)
     straight = from_config(params, seed=7, llm=llm_a)
-    _drive(straight, 6, _fitness)
+    drive(straight, 6, _fitness)
 
     llm_b, server_b = llm_for(script)
     first = from_config(params, seed=7, llm=llm_b)
-    _drive(first, 3, _fitness)
+    drive(first, 3, _fitness)
     saved = json.loads(json.dumps(first.state()))  # what the store keeps
     resumed = from_config(params, seed=7, llm=llm_b)
     resumed.load_state(saved)
     assert resumed.pop.islands == first.pop.islands and resumed.state() == saved
-    _drive(resumed, 3, _fitness)
+    drive(resumed, 3, _fitness)
     assert [r["messages"] for r in server_b.requests] == [r["messages"] for r in server_a.requests]
     assert resumed.pop.islands == straight.pop.islands
     assert resumed.selector.state() == straight.selector.state()
