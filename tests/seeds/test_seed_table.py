@@ -106,6 +106,17 @@ def _run_mlp(name, steps, start=None, opt_state=None, seed=0, lr_mult=1.0):
     return model, opt, losses
 
 
+def _descend(opt, loss_fn, steps):
+    """(loss before, loss after) `steps` full-batch steps of `opt` on `loss_fn`, read in eval mode."""
+    before = float(loss_fn().detach())
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn().backward()
+        opt.step()
+    opt.eval()
+    return before, float(loss_fn().detach())
+
+
 def _full_loss(model):
     x, y = _digits()
     opt_mode = model.training
@@ -144,14 +155,7 @@ def test_lowers_quadratic_loss(name):
 
         rule = seeds.load(name)
         groups = [{"params": [w], "role": "hidden_matrix"}, {"params": [b], "role": "vector"}]
-        opt = RuleOptimizer(groups, rule, lr=rule.lr * mult, total_steps=200)
-        before = float(loss_fn().detach())
-        for _ in range(200):
-            opt.zero_grad()
-            loss_fn().backward()
-            opt.step()
-        opt.eval()
-        return before, float(loss_fn().detach())
+        return _descend(RuleOptimizer(groups, rule, lr=rule.lr * mult, total_steps=200), loss_fn, 200)
 
     ok, results = _first_passing(run, lambda b, a: a < 0.9 * b)
     assert ok, f"{name}: quadratic (lr mult, before, after): {results}"
@@ -167,14 +171,7 @@ def test_lowers_rosenbrock(name):
 
         rule = seeds.load(name)
         # the valley's curvature (~1e3) makes lr > 2e-3 unstable for momentum SGD
-        opt = RuleOptimizer([xy], rule, lr=min(rule.lr, 1e-3) * mult, total_steps=300)
-        before = float(f().detach())
-        for _ in range(300):
-            opt.zero_grad()
-            f().backward()
-            opt.step()
-        opt.eval()
-        return before, float(f().detach())
+        return _descend(RuleOptimizer([xy], rule, lr=min(rule.lr, 1e-3) * mult, total_steps=300), f, 300)
 
     ok, results = _first_passing(run, lambda b, a: a < b)
     assert ok, f"{name}: rosenbrock (lr mult, before, after): {results}"
