@@ -165,7 +165,7 @@ def _request_factory(config: Any) -> Any:
         try:
             if suite not in payloads:
                 payloads[suite] = baseline_payload(suite)
-            wd_grid_for(EvalRequest(source="", stage=stage.name, suite=suite, tune_wd=tune_wd), payloads[suite])
+            wd_grid_for(payloads[suite], tune_wd=tune_wd, stage=stage.name, suite=suite)
         except Exception as e:  # noqa: BLE001 - unknown suite or missing baselines: the user must act
             raise UserError(f"stage '{stage.name}' uses suite '{suite}': {e}") from e
 

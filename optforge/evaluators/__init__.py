@@ -70,21 +70,21 @@ def baseline_payload(suite: str) -> dict:
     return baselines.payload_from(data)
 
 
-def wd_grid_for(request: EvalRequest, payload: dict) -> tuple[float, ...]:
-    """The weight decays to try: AdamW's grid in the baselines when the request tunes weight decay.
+def wd_grid_for(payload: dict, *, tune_wd: bool, stage: str, suite: str) -> tuple[float, ...]:
+    """The weight decays a `stage` on `suite` tries: AdamW's grid in the baselines when it tunes them.
 
     Raises BaselineError when it should and the baselines have none: tuning the candidate alone would
     be unfair to AdamW.
     """
     from optforge.evaluators.baselines import BaselineError, weight_decay_grid
 
-    if not request.tune_wd:
+    if not tune_wd:
         return ()
     grid = weight_decay_grid(payload)
     if not grid:
         raise BaselineError(
-            f"stage '{request.stage}' tunes weight decay, but the baselines of suite '{request.suite}' have no "
-            f"weight-decay runs for AdamW; add them with `optforge baselines --suite {request.suite} --add-wd`, "
+            f"stage '{stage}' tunes weight decay, but the baselines of suite '{suite}' have no "
+            f"weight-decay runs for AdamW; add them with `optforge baselines --suite {suite} --add-wd`, "
             "or set `tune_wd: false` on the stage"
         )
     return grid
@@ -168,7 +168,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             f"the baselines sent are for suite '{suite.name}' version {payload.get('suite_version')!r}, "
             f"the suite is version {suite.version!r}; rebuild them with `optforge baselines --suite {suite.name} --rebuild`"
         )
-    wd_grid = wd_grid_for(request, payload)
+    wd_grid = wd_grid_for(payload, tune_wd=request.tune_wd, stage=request.stage, suite=request.suite)
     sel, fresh = _seeds(request, suite, smoke)
     config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
     infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]

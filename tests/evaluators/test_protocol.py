@@ -380,7 +380,7 @@ def test_tuning_weight_decay_needs_adamw_weight_decay_runs(smoke_payload):
     bare = dict(smoke_payload, weight_decays=None)
     with pytest.raises(BaselineError, match="--add-wd"):
         evaluate(EvalRequest(req.source, req.stage, suite="smoke", baselines=bare, tune_wd=True))
-    assert wd_grid_for(EvalRequest(req.source, "train", suite="smoke"), bare) == ()
+    assert wd_grid_for(bare, tune_wd=False, stage="train", suite="smoke") == ()
 
 
 def test_rule_that_fails_to_load_in_the_sandbox_is_invalid(smoke_payload):
