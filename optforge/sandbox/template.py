@@ -86,6 +86,10 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
 
 
 def main(path: str, parent_pid: int) -> None:
+    # `python -m` put our working directory, which holds the socket, on sys.path: keep it out of the
+    # import locations every job binds
+    here = os.path.realpath(os.path.dirname(path))
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
     _preload()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

@@ -15,7 +15,7 @@ from optforge import seeds
 from optforge.llm.scripted import ScriptedServer
 from optforge.store import Store
 
-from conftest import fence
+from evolve_helpers import fence
 
 pytestmark = pytest.mark.slow
 

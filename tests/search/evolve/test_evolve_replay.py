@@ -4,7 +4,7 @@ from optforge.llm import LLMClient
 from optforge.search.evolve import from_config
 from optforge.store import Store
 
-from conftest import GOOD, diff, drive, fence
+from evolve_helpers import GOOD, diff, drive, fence
 
 PARAMS = {"warm_start": ["adamw", "sgd"], "islands": 2, "edit": "sample", "migration_interval": 3}
 

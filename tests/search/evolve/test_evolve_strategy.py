@@ -7,7 +7,7 @@ import pytest
 from optforge.search.evolve import from_config
 from optforge.types import EvaluationResult, Status
 
-from conftest import ADAMW, GOOD, diff, drive, fence, ok_result
+from evolve_helpers import ADAMW, GOOD, diff, drive, fence, ok_result
 
 
 def _user(server, i=-1):
