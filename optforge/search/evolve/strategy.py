@@ -211,7 +211,8 @@ class EvolveStrategy:
 
     def _propose_seed(self, name: str) -> Candidate:
         source = seedlib.source(name)
-        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name}, id=self._new_id())
+        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name, "warm_start": True},
+                             id=self._new_id())
         prog = Program(id=cand.id, source=source, seed=name, island=0, norm_hash=normalised_hash(source))
         self.pop.add(prog, islands=list(range(self.config.islands)))
         return cand
