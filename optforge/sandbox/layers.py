@@ -123,12 +123,18 @@ def import_locations(modules: Iterable[str] = ()) -> list[str]:
 
     An editable install keeps its package outside sys.path, behind an import hook, so sys.path alone
     misses it; the package's own `__path__` / `__file__` does not. Sorted, real, existing paths."""
-    found = [p or os.getcwd() for p in sys.path if isinstance(p, str)]
-    found += [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
-    names = {n for n in list(sys.modules) if "." not in n} | {m.partition(".")[0] for m in modules if m}
-    for name in sorted(names):
-        found += _package_locations(name)
-    return sorted({os.path.realpath(p) for p in found if p and os.path.exists(p)})
+    paths = tuple(p or os.getcwd() for p in sys.path if isinstance(p, str))
+    names = frozenset({n for n in list(sys.modules) if "." not in n} | {m.partition(".")[0] for m in modules if m})
+    key = (paths, names)
+    if _located[0] != key:  # the same imports give the same answer: computed once per change (~25 ms)
+        found = [*paths, sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
+        for name in sorted(names):
+            found += _package_locations(name)
+        _located[:] = [key, sorted({os.path.realpath(p) for p in found if p and os.path.exists(p)})]
+    return list(_located[1])
+
+
+_located: list = [None, []]  # [(sys.path, top-level names), locations]: the last answer of import_locations
 
 
 def _package_locations(name: str) -> list[str]:
