@@ -65,12 +65,19 @@ def run(args: argparse.Namespace) -> int:
     make_request = _request_factory(config)
     if store is None:
         out = Path(args.out or f"runs/{config.strategy_name.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "run.db").exists() and Store.open(out).config():
+        if (out / "run.db").exists() and _has_config(out):
             raise UserError(f"{out} already holds a run; resume it with: optforge run --resume {out} "
                             "(or pick another --out)")
         store = Store(out)  # a run.db without a config is a start that never began: reused
     llm_holder["store"] = store
     return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet)
+
+
+def _has_config(run_dir: Path) -> bool:
+    from optforge.store import Store
+
+    with Store.open(run_dir) as existing:
+        return bool(existing.config())
 
 
 def _build_strategy(config: Any, store: Any = None) -> tuple[Any, dict]:
