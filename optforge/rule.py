@@ -26,6 +26,8 @@ import torch
 
 from optforge.roles import MATRIX_ROLES, ROLES, default_role, infer_roles, param_groups
 from optforge.rule_check import RuleError, RuleProblem, check_rule
+from optforge.sandbox.policy import Policy
+from optforge.sandbox.rule_policy import RULE_POLICY
 
 __all__ = [
     "MATRIX_ROLES", "ROLES", "Ctx", "Rule", "RuleError", "RuleOptimizer", "RuleProblem",
@@ -164,13 +166,15 @@ class Rule:
         return load_rule(with_hparams_source(self.source, overrides), name=self.name)
 
 
-def load_rule(source: str, name: str = "<candidate>") -> Rule:
+def load_rule(source: str, name: str = "<candidate>", policy: Policy | None = RULE_POLICY) -> Rule:
     """Execute a rule source and return its `Rule`. Only for trusted sources or inside the sandbox.
 
-    The source is first held to `check_rule` (contract and `RULE_POLICY`), so a rule the sandbox would
-    refuse is refused here too, before any of it runs; RuleError names the lines.
+    The source is first held to `check_rule` (contract and `policy`), so a rule the sandbox would
+    refuse is refused here too, before any of it runs; RuleError names the lines. `policy=None`
+    checks the contract only: for a job inside the sandbox, whose caller's policy `sandbox.run`
+    has applied already (or was told not to, `Limits(static_check=False)`).
     """
-    problems = check_rule(source)
+    problems = check_rule(source, policy)
     if problems:
         raise RuleError(f"rule '{name}' is invalid: " + "; ".join(str(p) for p in problems))
     filename = f"<rule {name}>"

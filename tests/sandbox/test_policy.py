@@ -7,6 +7,7 @@ at its line. The table's assertions look only at line numbers, never at the payl
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,15 @@ def test_load_rule_applies_the_policy():
     assert check_rule(src, policy=None) == []  # the contract alone
     with pytest.raises(RuleError, match="line 5"):
         load_rule(src)
+
+
+REDTEAM = Path(__file__).resolve().parent / "redteam"
+
+
+def test_sandbox_refuses_the_match_escape_at_its_line():
+    from optforge import sandbox
+
+    source = (REDTEAM / "match_escape.py").read_text()
+    res = sandbox.run(source, "optforge.sandbox.selftest:noop", {}, RULE_POLICY, sandbox.Limits(timeout_s=30))
+    assert res.reason == "rejected" and "line 14:" in res.exception
+    assert 14 in {p.line for p in check_rule(source)}
