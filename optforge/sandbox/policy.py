@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import builtins
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from optforge.types import clean_text
 
@@ -107,6 +108,15 @@ class Policy:
         if unknown:
             raise ValueError(f"Policy {self.name!r}: node_types names no ast node class: {unknown}; use names like 'FunctionDef'")
         object.__setattr__(self, "node_types", frozenset(self.node_types))
+
+    @cached_property
+    def module_paths(self) -> frozenset[str]:
+        """The modules this policy opens: every open module and every proper dotted prefix of an allowed name."""
+        paths = set(self.open_modules)
+        for dotted in self.module_names:
+            parts = dotted.split(".")
+            paths.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        return frozenset(paths)
 
     def to_dict(self) -> dict:
         """JSON-able form (sorted lists), for logs and results."""
@@ -304,10 +314,7 @@ class _Checker:
     # ---------------------------------------------------------------------------------- names
     def _is_module_path(self, dotted: str) -> bool:
         """True when `dotted` names a module of an allowed package (a prefix of some allowed name)."""
-        if dotted in self.policy.open_modules:
-            return True
-        prefix = dotted + "."
-        return any(n.startswith(prefix) for n in self.policy.module_names)
+        return dotted in self.policy.module_paths
 
     def _name_allowed(self, dotted: str) -> bool:
         if dotted in self.policy.module_names:
