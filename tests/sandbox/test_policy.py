@@ -211,3 +211,18 @@ def test_sandbox_refuses_the_match_escape_at_its_line():
     res = sandbox.run(source, "optforge.sandbox.selftest:noop", {}, RULE_POLICY, sandbox.Limits(timeout_s=30))
     assert res.reason == "rejected" and "line 14:" in res.exception
     assert 14 in {p.line for p in check_rule(source)}
+
+
+def test_optforge_eval_refuses_the_match_escape(tmp_path):
+    import subprocess
+    import sys
+
+    rule = tmp_path / "match_escape.py"
+    rule.write_text((REDTEAM / "match_escape.py").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "optforge", "eval", str(rule), "--suite", "smoke"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode != 0 and "status invalid" in proc.stdout
+    assert "line 14: pattern matching" in proc.stdout + proc.stderr
+    assert not (tmp_path / "escaped.txt").exists()
