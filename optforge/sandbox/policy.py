@@ -211,7 +211,7 @@ class _Checker:
         self.policy = policy
         self.problems: list[Violation] = []
         self.aliases: dict[str, dict[str, int]] = {}  # import alias -> {dotted module path: line bound}
-        self.other_bindings: dict[str, int] = {}  # alias names also bound by something else -> line
+        self.bound_lines: dict[str, int] = {}  # every name bound other than by importing a module -> first line
         self.scope_of: dict[int, _Scope] = {}  # id(scope-opening node) -> its scope
 
     def add(self, line: int, message: str) -> None:
@@ -219,9 +219,9 @@ class _Checker:
 
     def run(self, tree: ast.Module) -> list[Violation]:
         self._bind(tree)
-        for name, lines in self.other_bindings.items():
+        for name, line in self.bound_lines.items():
             if name in self.aliases:
-                self.add(lines, f"'{name}' names an imported module; do not bind it to anything else")
+                self.add(line, f"'{name}' names an imported module; do not bind it to anything else")
         for name, mods in self.aliases.items():
             if len(mods) > 1:
                 self.add(max(mods.values()), f"'{name}' is imported as different modules ({', '.join(sorted(mods))}); use one name per module")
@@ -230,7 +230,17 @@ class _Checker:
 
     # ---------------------------------------------------------------------------------- scopes
     def _children(self, node: ast.AST, scope: _Scope) -> list[tuple[ast.AST, _Scope]]:
-        """The children of `node`, each with the scope it is evaluated in."""
+        """The children of `node`, each with the scope it is evaluated in; none is left out."""
+        listed = self._scoped_children(node, scope)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
+                             ast.SetComp, ast.GeneratorExp, ast.DictComp, ast.NamedExpr)):
+            # fields this checker does not place in a scope (type parameters of a newer Python) are
+            # still walked, in the enclosing scope, so their node types are checked like any other
+            seen = {id(c) for c, _ in listed}
+            listed += [(c, scope) for c in ast.iter_child_nodes(node) if id(c) not in seen]
+        return listed
+
+    def _scoped_children(self, node: ast.AST, scope: _Scope) -> list[tuple[ast.AST, _Scope]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             inner = self.scope_of.setdefault(id(node), _Scope("function", scope))
             a = node.args
@@ -305,11 +315,11 @@ class _Checker:
                     if self._is_module_path(full):
                         self.aliases.setdefault(local, {}).setdefault(full, line)
                     else:
-                        self.other_bindings.setdefault(local, line)
+                        self.bound_lines.setdefault(local, line)
                     scope.bound.add(local)
             for name in names:
                 (scope.module() if name in scope.declared_global else scope).bound.add(name)
-                self.other_bindings.setdefault(name, line)
+                self.bound_lines.setdefault(name, line)
 
     # ---------------------------------------------------------------------------------- names
     def _is_module_path(self, dotted: str) -> bool:

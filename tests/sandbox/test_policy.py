@@ -226,3 +226,13 @@ def test_optforge_eval_refuses_the_match_escape(tmp_path):
     assert proc.returncode != 0 and "status invalid" in proc.stdout
     assert "line 14: pattern matching" in proc.stdout + proc.stderr
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_every_node_is_walked_even_fields_of_a_newer_python():
+    """Type parameters (Python 3.12) are not placed in a scope by the checker, but still walked and refused."""
+    import sys
+
+    if sys.version_info < (3, 12):
+        pytest.skip("type parameter syntax needs Python 3.12")
+    src = "def f[T: print.__self__](x):\n    return x\n"
+    assert 1 in {v.line for v in check_source(src, RULE_POLICY)}
