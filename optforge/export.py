@@ -5,6 +5,10 @@ Ctx, role inference) rendered from this package's own source, so the optimizer a
 training code steps exactly like the one that was scored. The rule's literal UPPER_CASE constants become
 checked constructor arguments; its functions are closed over them in a factory, so two instances with
 different hyperparameters coexist.
+
+A rule is exported only if it passes the static check the sandbox applies (`check_rule`: contract and
+`RULE_POLICY`): the exported file runs on the user's machine with no sandbox at all. Task detection
+flags (`optforge.rule_flags`) are written into the docstring.
 """
 
 from __future__ import annotations
@@ -123,7 +127,10 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
 
 
 def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: ExportInfo | None = None) -> str:
-    """The text of a standalone module exporting `class_name` (a torch.optim.Optimizer)."""
+    """The text of a standalone module exporting `class_name` (a torch.optim.Optimizer).
+
+    Raises RuleError naming the lines when `source` fails `check_rule`, ValueError for a bad class name.
+    """
     problems = check_rule(source)
     if problems:
         raise RuleError(
