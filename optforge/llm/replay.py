@@ -29,6 +29,9 @@ class RecordedCall:
     completion_tokens: int
     dollars: float
     error: str = ""
+    attempts: int = 1
+    finish_reason: str = ""
+    reasoning: str = ""
 
 
 class Replayer:
@@ -84,6 +87,9 @@ class Replayer:
                     completion_tokens=int(r.get("completion_tokens") or 0),
                     dollars=float(r.get("dollars") or 0.0),
                     error=str(r.get("error") or ""),
+                    attempts=max(int(r.get("attempts") or 1), 1),
+                    finish_reason=str(r.get("finish_reason") or ""),
+                    reasoning=str(r.get("reasoning") or ""),
                 ),
             ))
         return cls(calls, source=str(db))

@@ -57,7 +57,7 @@ def test_retries_exhausted_raise_and_are_recorded(scripted):
         client.complete("x")
     assert server.served == 3 and len(sleeps) == 2
     assert calls[0].error and calls[0].dollars == 0.0
-    assert client.calls_made == 1
+    assert client.calls_made == 3  # every HTTP request counts for budget.max_llm_calls, retries included
 
 
 def test_non_retryable_error_fails_at_once(scripted):
