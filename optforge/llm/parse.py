@@ -105,7 +105,7 @@ def read_answer(content: str | bytes | None, finish_reason: Any = None, reasonin
         text = _HARMONY_TOKEN.sub("", final[-1])
     answer, thought, unclosed = _split_reasoning(text)
     parts.extend(thought)
-    return Answer(answer.strip("\n") + "\n" if answer.strip() else "", normalise_finish_reason(finish_reason),
+    return Answer(answer.strip("\n").rstrip() + "\n" if answer.strip() else "", normalise_finish_reason(finish_reason),
                   "\n\n".join(p for p in parts if p), unclosed)
 
 
