@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     dollars REAL, latency_s REAL, created REAL,
     extra TEXT,                         -- JSON: any other fields of the call record
     finish_reason TEXT,                 -- why the model stopped: stop, length, ... (NULL: unknown)
-    attempts INTEGER                    -- HTTP requests of the call, retries included (NULL: in extra, or 1)
+    attempts INTEGER,                   -- HTTP requests of the call, retries included (NULL: in extra, or 1)
+    call_id TEXT                        -- the client's id of the call: its final record replaces its in-flight one
 );
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, created REAL NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS promotions (
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS strategy_state (key TEXT PRIMARY KEY, state TEXT NOT 
 
 
 # llm_calls columns added after the first release: `Store(run_dir)` adds them to an older run.db
-_LLM_ADDED_COLUMNS = (("finish_reason", "TEXT"), ("attempts", "INTEGER"))
+_LLM_ADDED_COLUMNS = (("finish_reason", "TEXT"), ("attempts", "INTEGER"), ("call_id", "TEXT"))
 
 
 class StoreError(RuntimeError):
@@ -281,20 +282,28 @@ class Store:
             for name, kind in _LLM_ADDED_COLUMNS:
                 if name not in have:
                     db.execute(f"ALTER TABLE llm_calls ADD COLUMN {name} {kind}")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS llm_calls_call_id ON llm_calls(call_id)")
 
     def record_llm_call(self, call: Any) -> None:
-        """The LLM client's recorder: store one call (an LLMCall dataclass or a mapping)."""
+        """The LLM client's recorder: store one call (an LLMCall dataclass or a mapping). A record with
+        the `call_id` of an earlier one (the call's in-flight record) replaces it, in its place."""
         d = dict(call) if isinstance(call, Mapping) else dict(getattr(call, "__dict__", {}))
         cols = ("model", "prompt", "response", "prompt_tokens", "completion_tokens", "dollars", "latency_s", "created",
-                "finish_reason", "attempts")
+                "finish_reason", "attempts", "call_id")
         row = [d.pop(c, None) for c in cols]
         if row[7] is None:
             row[7] = time.time()
         row[8] = row[8] or None  # "" (unknown) is stored as NULL
+        row[10] = row[10] or None
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO llm_calls(model, prompt, response, prompt_tokens, completion_tokens, dollars, latency_s,"
-                " created, finish_reason, attempts, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created, finish_reason, attempts, call_id, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(call_id) DO UPDATE SET model = excluded.model, prompt = excluded.prompt,"
+                " response = excluded.response, prompt_tokens = excluded.prompt_tokens,"
+                " completion_tokens = excluded.completion_tokens, dollars = excluded.dollars,"
+                " latency_s = excluded.latency_s, created = excluded.created, finish_reason = excluded.finish_reason,"
+                " attempts = excluded.attempts, extra = excluded.extra",
                 (*row, _dumps(d)),
             )
 

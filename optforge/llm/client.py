@@ -1,7 +1,8 @@
 """The LLM client: litellm calls with concurrency limits, retries, dollar accounting and budgets.
 
 Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
-the store's llm_calls table). With `replay: RUN_DIR` calls are answered from that run's records.
+the store's llm_calls table). Before each HTTP request the call is also handed over `in_flight`
+(same `call_id`, replaced by the final record), so requests a killed run was waiting on still count. With `replay: RUN_DIR` calls are answered from that run's records.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -18,7 +20,7 @@ from optforge.llm.budget import Budget, BudgetExhausted, Reservation
 from optforge.llm.config import LLMSettings, budget_limits
 from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
 from optforge.llm.parse import normalise_finish_reason
-from optforge.llm.records import LLMCall, Message, prompt_text, replay_key, sent_messages
+from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
 from optforge.llm.replay import ReplayError
 
 log = logging.getLogger(__name__)
@@ -285,6 +287,7 @@ class LLMClient:
         error = ""
         attempts = 0
         refused: BudgetExhausted | None = None
+        call_id = uuid.uuid4().hex
         for attempt in range(s.max_retries + 1):
             if attempt:  # the first request was counted by the call's reservation
                 refused = self._charge_retries(reservation, 1)
@@ -292,6 +295,9 @@ class LLMClient:
                     error = f"{error}; not retried: {refused}"
                     break
             attempts = attempt + 1
+            # recorded before it is sent, so that a run killed now still counts this request on resume
+            self._record(LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash,
+                                 IN_FLIGHT, attempts, call_id=call_id))
             try:
                 with self._slots:
                     resp = lt.completion(**kwargs)
@@ -313,9 +319,9 @@ class LLMClient:
             dollars = self.price(model).cost(out.prompt_tokens, out.completion_tokens)
             return LLMCall(model, text, out.content, out.prompt_tokens, out.completion_tokens, dollars,
                            time.monotonic() - start, time.time(), phash, "", attempts, out.finish_reason,
-                           out.reasoning), None
+                           out.reasoning, call_id), None
         return LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash, error,
-                       attempts), refused
+                       attempts, call_id=call_id), refused
 
     def _record(self, call: LLMCall) -> None:
         if self.recorder is None:

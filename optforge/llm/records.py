@@ -12,6 +12,11 @@ from optforge.llm.measured import unmeasured, visible
 Message = Mapping[str, str]
 
 
+# the error of a call recorded before its request is sent: a run killed while it waits leaves this
+# record, so the request still counts for budget.max_llm_calls when the run is resumed
+IN_FLIGHT = "in flight: the request was sent and no answer was recorded (the run stopped while it waited)"
+
+
 def prompt_text(messages: Sequence[Message]) -> str:
     """The canonical text of a chat request: what is stored as `prompt` and what replay hashes.
 
@@ -68,6 +73,11 @@ class LLMCall:
     attempts: int = 1  # HTTP requests made for this call (1 + retries); each counts for budget.max_llm_calls
     finish_reason: str = ""  # why the model stopped ("stop", "length", ...); "" when unknown or failed
     reasoning: str = ""  # a reasoning field the provider returned apart from the content
+    call_id: str = ""  # one id per call: its in-flight record is replaced by its final one
+
+    @property
+    def in_flight(self) -> bool:
+        return self.error == IN_FLIGHT
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from optforge.llm.records import prompt_hash
+from optforge.llm.records import IN_FLIGHT, prompt_hash
 
 
 class ReplayError(RuntimeError):
@@ -77,6 +77,8 @@ class Replayer:
                 extra = {}
             if isinstance(extra, dict):
                 r = {**extra, **{k: v for k, v in r.items() if v is not None}}
+            if r.get("error") == IN_FLIGHT:
+                continue  # the recorded run stopped while waiting; its resumed run asked again
             prompt = r["prompt"] or ""
             calls.append((
                 r.get("prompt_hash") or prompt_hash(prompt),

@@ -3,8 +3,11 @@ written before they existed still opens, resumes, counts and replays."""
 
 import json
 import sqlite3
+import threading
+import time
 
 from optforge.llm import LLMClient, prompt_hash
+from optforge.llm.records import IN_FLIGHT, LLMCall
 from optforge.store import Store
 
 OLD_HASH = prompt_hash("old prompt")  # the replay key of an unmarked prompt, then and now
@@ -70,3 +73,30 @@ def test_an_old_run_directory_gains_the_columns_and_keeps_its_counts(tmp_path):
     r = replay.complete("old prompt")
     assert (r.text, r.finish_reason) == ("old answer", "")  # unknown for an old row
     assert replay.calls_made == 2  # the recorded retry is charged too
+
+
+def test_a_request_the_run_was_waiting_on_counts_after_a_kill_and_is_not_replayed(scripted, tmp_path):
+    store = Store(tmp_path)
+    client, server, _ = scripted([{"content": "slow", "sleep_s": 2.0}, "fast"], recorder=store.record_llm_call)
+    waiting = threading.Thread(target=client.complete, args=("slow prompt",))
+    waiting.start()
+    while server.served < 1:
+        time.sleep(0.02)
+    with Store.open(tmp_path) as other:  # what a resumed run finds if this one is killed now
+        assert other.llm_spend()[1] == 1
+        assert other.llm_calls()[0]["error"].startswith("in flight")
+    waiting.join()
+    client.complete("fast prompt")
+    assert [(c["response"], c["error"], c["attempts"]) for c in store.llm_calls()] == [("slow", "", 1), ("fast", "", 1)]
+
+    # a run killed while waiting leaves its in-flight record: counted, but never replayed as an answer
+    killed = tmp_path / "killed"
+    with Store(killed) as st:
+        st.record_llm_call(LLMCall("openai/scripted", "slow prompt", "", 0, 0, 0.0, 0.0, 0.0,
+                                   prompt_hash("slow prompt"), IN_FLIGHT, 1, call_id="killed-call"))
+        st.record_llm_call({"model": "openai/scripted", "prompt": "slow prompt", "response": "slow", "attempts": 1,
+                            "prompt_hash": prompt_hash("slow prompt"), "error": ""})  # the resumed run's call
+        assert st.llm_spend()[1] == 2
+    replay = LLMClient({"model": "openai/scripted", "replay": str(killed), "api_key_env": None,
+                        "input_cost_per_token": 0, "output_cost_per_token": 0})
+    assert replay.complete("slow prompt").text == "slow"
