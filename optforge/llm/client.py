@@ -2,7 +2,8 @@
 
 Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
 the store's llm_calls table). Before each HTTP request the call is also handed over `in_flight`
-(same `call_id`, replaced by the final record), so requests a killed run was waiting on still count. With `replay: RUN_DIR` calls are answered from that run's records.
+(same `call_id`, replaced by the final record), so requests a killed run was waiting on still
+count. With `replay: RUN_DIR` calls are answered from that run's records.
 """
 
 from __future__ import annotations

@@ -306,8 +306,8 @@ def extract_rule(answer: Answer, parent: str | None = None, *, max_tokens: int |
     block that defines `update` and passes the rule check is taken as a full rewrite (weak models
     often answer a diff prompt that way). `max_tokens` is only quoted in the truncation reason.
     """
-    def no(kind: str, reason: str, source: str | None = None) -> Parsed:
-        return Parsed(source, kind, reason, answer)
+    def no(kind: str, reason: str) -> Parsed:
+        return Parsed(None, kind, reason, answer)
 
     text = answer.text
     if answer.truncated:

@@ -118,3 +118,24 @@ def test_resume_mid_run_continues_with_the_same_island_state(tmp_path):
     assert all(p["status"] != "pending" for p in progs.values())  # interrupted evaluations were finished
     assert len([c for c in store.candidates() if c.note.get("kind") == "seed"]) == 1  # the seed was not re-proposed
     assert len(store.llm_calls()) == 5
+
+
+def test_replay_of_a_run_replays_it_and_a_diverged_replay_exits_non_zero(tmp_path):
+    """docs/llm.md's replay, as a user runs it: record against the scripted server, stop the server,
+    replay (same candidates and prompts: the prompts' measured step times are not keyed), then replay
+    asking for diffs, whose prompts the recording never saw: the run must fail, not exit 0."""
+    script = [fence(GOOD), fence(GOOD.replace("0.9", "0.8"))]
+    with ScriptedServer(script) as server:
+        cfg = _config(tmp_path, server.url, max_calls=2)
+        rec = _run([str(cfg), "--out", str(tmp_path / "a")])
+        assert rec.returncode == 0, rec.stderr[-3000:]
+    # the server is stopped: a request that left the machine would fail
+    replay = _run([str(cfg), "--set", f"llm.replay={tmp_path / 'a'}", "--out", str(tmp_path / "b")])
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+        assert [(c.id, c.source) for c in a.candidates()] == [(c.id, c.source) for c in b.candidates()]
+        assert [c["prompt_hash"] for c in a.llm_calls()] == [c["prompt_hash"] for c in b.llm_calls()]
+    diverged = _run([str(cfg), "--set", f"llm.replay={tmp_path / 'a'}", "--set", "strategy.edit=diff",
+                     "--out", str(tmp_path / "c")])
+    assert diverged.returncode != 0
+    assert "never recorded" in diverged.stderr and "diverged" in diverged.stderr
