@@ -3,7 +3,8 @@
 Python itself accepts a UTF-8 byte-order mark and CRLF or CR line endings in a source file, but
 `ast.parse` and `compile` of a *string* do not accept the mark, and line-based matching (fences,
 SEARCH/REPLACE diffs) does not see "\\r\\n" as "\\n". Everything that turns outside text into rule
-source goes through `normalise_text` (a str) or `read_source` (a file).
+source goes through `normalise_text` (a str) or `read_source` (a file). Both also turn no-break
+spaces (which models and web pages put in code, and which Python rejects) into plain spaces.
 """
 
 from __future__ import annotations
