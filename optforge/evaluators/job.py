@@ -37,7 +37,8 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
 
     torch.set_num_threads(1)
     try:
-        rule = load_rule(source, name=payload.get("name", "candidate"))
+        # the sandbox applied the caller's policy before this process started (or was told not to)
+        rule = load_rule(source, name=payload.get("name", "candidate"), policy=None)
     except RuleError as e:
         # a rule that does not load is invalid (the contract), not a crash of the job
         raise JobFailure("load_error", str(e)) from e
