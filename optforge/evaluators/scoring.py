@@ -4,8 +4,9 @@ Why steps-to-match (reference C.5, AlgoPerf's time-to-target): raw losses are no
 tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached" is, on every task,
 a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
 
-    x     = L_c + delta                          (the candidate's best loss, made a tie at resolution delta)
-    score = clip(log2(tau_A(x) / s_c(x)), FLOOR, CEILING)
+    x     = L_c + delta                 (the candidate's best loss, made a tie at resolution delta)
+    w     = clip((L_c - L_A*) / delta, 0, 1)
+    score = clip(log2(tau_A(x) / s_c(x)) - w * max(0, log2(s_A* / s_c(x))), FLOOR, CEILING)
 
 - L_c: the candidate's best (running-min) mean validation loss; s_c(x): the first step its curve
   reaches x, read the same way as AdamW's (below).
@@ -22,8 +23,10 @@ a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
   loss sooner than an annealed T run stops at it, which would score AdamW's own T run below 0.
 - No AdamW curve reaches x: the ceiling with the flag `beats_adamw_4T`.
 
-A rule that stalls at a poor loss is compared with AdamW's fastest lr to that same loss (the
-envelope spans the lr grid), so stalling early is not "fast" unless no AdamW lr gets there as soon.
+- w: a rule worse than AdamW's best by more than delta is charged at least s_A* steps, since AdamW
+  had a better loss by then; otherwise a rule that stalls at once (or never trains: its best is the
+  first eval point, which AdamW "reaches" as soon) would tie with AdamW. The charge is phased in
+  linearly over one delta (w), so the score is continuous; within delta of L_A* (a tie) it is 0.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "resolution",
     "task_score",
     "failed_task",
+    "worse_weight",
     "half_width",
     "aggregate",
     "format_score",
@@ -114,6 +118,8 @@ def _reach(knots: Sequence[tuple[float, float]], target: float) -> float | None:
     losses = [-v for _, v in knots]  # increasing
     i = bisect.bisect_left(losses, -target)  # knots[i] is the first knot with loss <= target
     (s0, l0), (s1, l1) = knots[i - 1], knots[i]
+    if l1 == target:
+        return s1
     frac = (l0 - target) / (l0 - l1)
     return math.exp(math.log(s0) + frac * (math.log(s1) - math.log(s0)))
 
@@ -217,6 +223,18 @@ def failed_task(flag: str, curves: Sequence[BaselineCurve] = (), T: int = 0) -> 
     return TaskScore(FLOOR, math.inf, None, None, env.best_at_T[1] if env else math.inf, (flag,))
 
 
+def worse_weight(l_c: float, l_a: float, delta: float) -> float:
+    """w = clip((L_c - L_A*) / delta, 0, 1): how far the candidate's best is beyond a tie with AdamW's.
+
+    A rule worse than AdamW's best by more than delta is charged at least s_A* steps (AdamW had
+    reached a better loss by then); w phases that charge in over one delta, so the score stays
+    continuous. With delta = 0 it is a step at L_A*.
+    """
+    if delta <= 0:
+        return 1.0 if l_c > l_a else 0.0
+    return min(1.0, max(0.0, (l_c - l_a) / delta))
+
+
 def task_score(
     steps: Sequence[int],
     val: Sequence[float],
@@ -226,7 +244,8 @@ def task_score(
     delta: float = 0.0,
     diverged: bool = False,
 ) -> TaskScore:
-    """clip(log2(tau_A(L_c + delta) / s_c(L_c + delta)), FLOOR, CEILING) for a candidate's mean val curve.
+    """clip(log2(tau_A(x) / s_c(x)) - w * max(0, log2(s_A* / s_c(x))), FLOOR, CEILING), x = L_c + delta,
+    w = `worse_weight`, for a candidate's mean val curve.
 
     Divergence or a curve with no finite loss gets the floor with a flag. A loss no AdamW curve
     reaches (at any lr or horizon) gets the ceiling with the flag `beats_adamw_4T`.
@@ -250,7 +269,8 @@ def task_score(
         raw = math.inf
         flags.append("beats_adamw_4T")
     else:
-        raw = math.log2(tau / s_c)
+        s_a, l_a = env.best_at_T
+        raw = math.log2(tau / s_c) - worse_weight(l_c, l_a, delta) * max(0.0, math.log2(s_a / s_c))
     score = min(max(raw, FLOOR), CEILING)
     if raw < FLOOR:
         flags.append("floor")
