@@ -289,14 +289,15 @@ def measure_sigma(data: Mapping[str, Any], task: str) -> float | None:
 
 
 def rechoose(data: dict, rho: float = RHO) -> None:
-    """Re-pick AdamW's `chosen` lr of every stored horizon with `protocol.pick` at the task's delta."""
+    """Re-pick AdamW's `chosen` lr of every stored horizon with `protocol.pick` at the task's delta
+    (a horizon with weight-decay runs keeps the lr they were measured at)."""
     for t in data["tasks"].values():
         res = task_resolution(t, rho)
         chosen = t["adamw"].setdefault("chosen", {})
         for horizon in sorted({int(r["horizon"]) for r in t["adamw"]["runs"]}):
             runs = [r for r in _runs_at(t, horizon)]
-            if not runs:
-                continue
+            if not runs or any(run_wd(r) > 0 and int(r["horizon"]) == horizon for r in t["adamw"]["runs"]):
+                continue  # weight-decay runs were measured at this horizon's chosen lr: it stays
             seeds = _seeds_of(runs[0])
             delta = resolution(res["best_loss"], res["seed_bests"], res["rho"], len(seeds)) if res["best_loss"] is not None else 0.0
             chosen[str(horizon)] = pick({int(r["h"]): _outcomes(r, seeds) for r in runs if "h" in r}, delta)

@@ -287,16 +287,14 @@ def train_results():
 
 
 @pytest.mark.slow
-def test_adamw_scores_within_seed_spread_of_zero_on_every_train_task(train_results):
-    from optforge.evaluators.baselines import seed_spread
-
-    payload, res = train_results
+def test_adamw_scores_zero_on_train_with_no_significant_win(train_results):
+    """Done-when of issue 14: AdamW on `train`, against baselines built on another CPU."""
+    _, res = train_results
     r = res["adamw"]
     assert r.status is Status.OK, r.feedback
+    assert abs(r.metrics["fitness"]) <= 0.05 and r.metrics["wins"] == 0, r.metrics
     for task, t in r.metrics["tasks"].items():
-        # two selection seeds: the mean's noise is about spread / sqrt(2); allow 2 sigma, and a small floor
-        tol = max(2.0 * seed_spread(payload, task) / math.sqrt(2), 0.25)
-        assert abs(t["score"]) <= tol, (task, t["score"], tol)
+        assert abs(t["score"]) <= t["hw"], (task, t["score"], t["hw"])
 
 
 @pytest.mark.slow
@@ -350,8 +348,10 @@ def test_weight_decay_curves_join_adamw_only_when_the_evaluation_tunes_weight_de
     for horizon, h in data["tasks"][task]["adamw"]["chosen"].items():
         wds = {baselines.run_wd(r) for r in runs if str(r["horizon"]) == horizon and r["h"] == h}
         assert wds == {0.0, *baselines.WD_GRID}
-    # the reference table stays weight-decay free: AdamW's own row scores 0 against its wd-0 curves
-    assert data["table"]["adamw"]["tasks"][task]["score"] == pytest.approx(0.0, abs=1e-9)
+    # the reference table stays weight-decay free: AdamW's own row (lr picked on the selection seeds,
+    # scored on the report seeds against its wd-0 curves) lies within its interval of 0
+    row = data["table"]["adamw"]["tasks"][task]
+    assert abs(row["score"]) <= row["hw"] and "beats_adamw_4T" not in row["flags"]
 
 
 def test_add_weight_decay_runs_adamw_at_each_horizons_chosen_lr_on_every_seed():
