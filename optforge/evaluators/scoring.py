@@ -5,7 +5,7 @@ tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached
 a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
 
     x     = L_c + delta                 (the candidate's best loss, made a tie at resolution delta)
-    w     = clip((L_c - L_A*) / delta, 0, 1)
+    w     = clip((L_c - L_A*) / delta - 1, 0, 1)
     score = clip(log2(tau_A(x) / s_c(x)) - w * max(0, log2(s_A* / s_c(x))), FLOOR, CEILING)
 
 - L_c: the candidate's best (running-min) mean validation loss; s_c(x): the first step its curve
@@ -25,8 +25,9 @@ a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
 
 - w: a rule worse than AdamW's best by more than delta is charged at least s_A* steps, since AdamW
   had a better loss by then; otherwise a rule that stalls at once (or never trains: its best is the
-  first eval point, which AdamW "reaches" as soon) would tie with AdamW. The charge is phased in
-  linearly over one delta (w), so the score is continuous; within delta of L_A* (a tie) it is 0.
+  first eval point, which AdamW "reaches" as soon) would tie with AdamW. Within delta of L_A* is a
+  tie (no charge, w = 0); the charge is phased in linearly over the next delta, so the score is
+  continuous.
 """
 
 from __future__ import annotations
@@ -224,15 +225,15 @@ def failed_task(flag: str, curves: Sequence[BaselineCurve] = (), T: int = 0) -> 
 
 
 def worse_weight(l_c: float, l_a: float, delta: float) -> float:
-    """w = clip((L_c - L_A*) / delta, 0, 1): how far the candidate's best is beyond a tie with AdamW's.
+    """w = clip((L_c - L_A*) / delta - 1, 0, 1): how far the candidate's best is beyond a tie with AdamW's.
 
     A rule worse than AdamW's best by more than delta is charged at least s_A* steps (AdamW had
-    reached a better loss by then); w phases that charge in over one delta, so the score stays
-    continuous. With delta = 0 it is a step at L_A*.
+    reached a better loss by then); w phases that charge in over the second delta, so the score
+    stays continuous. With delta = 0 it is a step at L_A*.
     """
     if delta <= 0:
         return 1.0 if l_c > l_a else 0.0
-    return min(1.0, max(0.0, (l_c - l_a) / delta))
+    return min(1.0, max(0.0, (l_c - l_a) / delta - 1.0))
 
 
 def task_score(
