@@ -190,6 +190,7 @@ class RunConfig:
     llm: LLMConfig = LLMConfig()  # the LLM, for LLM strategies
     sandbox: SandboxConfig = SandboxConfig()  # limits of each sandboxed job
     ray: RayConfig = RayConfig()  # where evaluations run
+    baselines_check: str = "refuse"  # at start: AdamW re-run on one seed per task vs the stored curves: refuse | warn | off
 
     def __post_init__(self) -> None:
         name = self.strategy.get("name") if isinstance(self.strategy, Mapping) else None
@@ -198,6 +199,8 @@ class RunConfig:
         object.__setattr__(self, "strategy", dict(self.strategy))
         if self.slots < 1:
             raise ConfigError(f"slots={self.slots!r} must be >= 1")
+        if self.baselines_check not in ("refuse", "warn", "off"):
+            raise ConfigError(f"baselines_check={self.baselines_check!r} must be 'refuse', 'warn' or 'off'")
         if self.retries < 0:
             raise ConfigError(f"retries={self.retries!r} must be >= 0")
         if self.eval_timeout_s is not None and not self.eval_timeout_s > 0:

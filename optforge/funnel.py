@@ -10,7 +10,8 @@ Stages, in order (each configurable in `stages`):
 The bar of the last two is a significance test, as the modded-nanogpt record track uses: for each
 fresh seed s, d_s is the candidate's mean over tasks of its paired score against tuned AdamW on that
 same seed (`metrics["seed_fitness"]`). The candidate is promoted when a one-sided paired t-test of
-{d_s} > 0 gives p < `funnel.alpha` (default 0.01), with no task diverged. `funnel.fresh_seeds` (the
+{d_s} > 0 gives p < `funnel.alpha` (default 0.01), with no task diverged (the sd of d_s is taken
+as at least SD_FLOOR = 0.01, so float noise is never significant). `funnel.fresh_seeds` (the
 first N report seeds) defaults to the N that gives 80 % power for a +0.25 effect at that alpha,
 computed from the stage suite's sigma_task (`fresh_seeds_for_power`). The reference seed
 (`funnel.reference`, AdamW) still runs at each stage, for comparison only.
@@ -118,6 +119,11 @@ def resolve_stage(stage: StageConfig, config: RunConfig) -> tuple[str, str, bool
     return suite, seeds, tune_wd
 
 
+def run_suites(config: RunConfig) -> list[str]:
+    """Every suite a run scores on (its stages'), for the start-of-run baselines check."""
+    return list(dict.fromkeys(resolve_stage(stage, config)[0] for stage in config.stages))
+
+
 def reference_candidates(config: RunConfig) -> list[Candidate]:
     """The reference seed run at each promotion stage for comparison, as a candidate `ref-<seed>`."""
     name = config.funnel.reference
@@ -159,20 +165,21 @@ class TTest:
         return float(stats.t.isf(alpha, self.n - 1)) * self.sd / math.sqrt(self.n) if self.n >= 2 else math.inf
 
 
-def paired_t_test(d: list[float]) -> TTest:
-    """One-sided t-test of the per-seed paired differences d_s against 0 (H1: mean > 0).
+SD_FLOOR = 0.01
+"""The least sd of d_s the t-test uses (log2 units: 0.7 % of the steps). Copies of AdamW give d_s of
+1e-7 with an sd of 1e-7, whose t can be anything; a spread below this is float noise, not evidence."""
 
-    With zero spread the test is decided by the sign of the mean (p = 0 above 0, else 1).
-    """
+
+def paired_t_test(d: list[float], sd_floor: float = SD_FLOOR) -> TTest:
+    """One-sided t-test of the per-seed paired differences d_s against 0 (H1: mean > 0), with the
+    sd taken as at least `sd_floor`. Raises ValueError with fewer than 2 values."""
     from scipy import stats
 
     n = len(d)
     if n < 2:
         raise ValueError(f"a t-test needs at least 2 seeds, got {n}")
     mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    if sd == 0.0:
-        return TTest(n, mean, 0.0, math.copysign(math.inf, mean) if mean else 0.0, 0.0 if mean > 0 else 1.0)
+    sd = max(math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)), sd_floor)
     t = mean / (sd / math.sqrt(n))
     return TTest(n, mean, sd, t, float(stats.t.sf(t, n - 1)))
 

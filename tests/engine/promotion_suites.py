@@ -16,5 +16,5 @@ def search() -> Suite:
 
 
 def heldout() -> Suite:
-    return Suite("promo_heldout", "1", (LinearRegression2D(name="promo_linreg_wide", n_in=48, n_out=12, steps=150),),
-                 SELECTION, REPORT, "test-only held-out suite: a wider ill-conditioned linear regression")
+    return Suite("promo_heldout", "1", (LinearRegression2D(name="promo_linreg_long", steps=200),),
+                 SELECTION, REPORT, "test-only held-out suite: the regression with other data and a longer budget")

@@ -40,6 +40,8 @@ def test_promotion_is_a_one_sided_paired_t_test_at_alpha(tmp_path):
     assert not out["noisy"].passed and "p " in out["noisy"].detail["why"]
     assert not out["bad"].passed
     assert not out["div"].passed and "diverged" in out["div"].detail["why"]
+    # float noise: a tiny mean with a tinier spread is not evidence (the sd is floored at SD_FLOOR)
+    assert funnel.paired_t_test([1e-7, 1.1e-7, 0.9e-7, 1e-7]).p > 0.4
 
 
 def test_the_default_number_of_fresh_seeds_has_80_percent_power():

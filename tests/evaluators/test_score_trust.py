@@ -126,3 +126,22 @@ def test_the_baselines_record_the_machine_they_were_measured_on():
     info = baselines.machine_info()
     assert {"cpu", "torch", "blas", "threads", "cpu_capability"} <= set(info)
     assert info["threads"] == 1
+
+
+def test_the_start_of_run_check_refuses_warns_or_is_off(monkeypatch, tmp_path):
+    from optforge import funnel
+    from optforge.config import config_from_dict
+
+    cfg = config_from_dict({"suite": "smoke", "stages": ["smoke", "train"]})
+    assert funnel.run_suites(cfg) == ["smoke"]
+    assert baselines.verify_for_run(funnel.run_suites(cfg), cfg.baselines_check) == []
+    data = baselines.load("smoke")  # a copy whose AdamW curves are 50 % higher, where the files are read
+    for t in data["tasks"].values():
+        for r in t["adamw"]["runs"]:
+            r["val"] = {s: [None if v is None else v * 1.5 for v in vals] for s, vals in r["val"].items()}
+    baselines.save(data, tmp_path / "smoke.json")
+    monkeypatch.setattr(baselines, "COMMITTED_DIR", tmp_path)
+    with pytest.raises(baselines.BaselineError, match="--suite smoke --rebuild"):
+        baselines.verify_for_run(["smoke"], "refuse")
+    assert "--rebuild" in baselines.verify_for_run(["smoke"], "warn")[0]
+    assert baselines.verify_for_run(["smoke"], "off") == []
