@@ -8,8 +8,10 @@ from optforge.evaluators.protocol import (
     ProtocolConfig,
     RunOutcome,
     TaskInfo,
+    RunSpec,
     multiplier,
     next_extension,
+    pick,
     tune,
 )
 
@@ -34,6 +36,24 @@ def synthetic_execute(best_lr, log):
         return out
 
     return execute
+
+
+def _arm(h, vals, steps=(10, 20, 40, 80)):
+    spec = RunSpec("t", h, 1e-3 * multiplier(h), 0, steps[-1], steps[-1], tuple(steps))
+    return [RunOutcome(spec, list(steps), list(vals), [], None)]
+
+
+def test_pick_takes_the_fastest_arm_within_delta_of_the_best():
+    """Issue 14: the lr pick used to decide on loss differences of 1e-7; now they are ties."""
+    slow_best = _arm(0, [1.0, 0.5, 0.2, 0.1000000])
+    fast_tied = _arm(1, [0.6, 0.2, 0.1001, 0.1000001])  # 1e-7 worse at the end, 2x sooner to reach it
+    worse = _arm(2, [0.3, 0.15, 0.12, 0.12])
+    arms = {0: slow_best, 1: fast_tied, 2: worse}
+    assert pick(arms, 0.0) == 0  # no resolution: the lowest loss decides
+    assert pick(arms, 1e-3) == 1  # within delta: the one reaching best + delta in the fewest steps
+    assert pick(arms, 0.05) == 2  # a coarse resolution ties all three, and arm 2 gets there first
+    diverged = {0: [RunOutcome(slow_best[0].spec, [10], [math.inf], [], 1)]}
+    assert pick(diverged, 1e-3) == 0 and pick({}, 1e-3) is None
 
 
 def test_next_extension():
