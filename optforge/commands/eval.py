@@ -89,6 +89,8 @@ def render(result: Any, name: str) -> str:
         lines.append("smoke is a gate (pass/fail), not a score:")
         lines += smoke_checks(result)
         lines.append(f"status {result.status.value}")
+        if result.status.value != "ok" and result.feedback:
+            lines += ["", result.feedback]  # why the gate failed (an ok gate's feedback speaks of fitness)
         return "\n".join(lines)
     if tasks:
         w = max(len("task"), *(len(k) for k in tasks))

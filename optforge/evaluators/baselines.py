@@ -247,21 +247,46 @@ def task_sigma(payload: Mapping[str, Any], task: str) -> float | None:
     return None if sigma is None else float(sigma)
 
 
+def selected_runs(payload: Mapping[str, Any], task: str, *, weight_decay: bool = False) -> list[dict]:
+    """AdamW's runs as a candidate would have them: at each horizon the lr (and, with `weight_decay`,
+    the weight decay) picked by `protocol.pick` on the selection seeds only, so that no report seed
+    helps choose AdamW's arm. Falls back to every stored seed if none is a selection seed."""
+    t = payload["tasks"][task]
+    runs = t["adamw"]["runs"]
+    have = {int(s) for r in runs for s in r["val"]}
+    sel = [int(s) for s in payload.get("selection_seeds") or () if int(s) in have] or sorted(have)
+    delta = task_delta(payload, task, len(sel))
+    out = []
+    for horizon in sorted({int(r["horizon"]) for r in runs}):
+        plain = [r for r in _runs_at(t, horizon) if all(str(s) in r["val"] for s in sel)]
+        if not plain:
+            continue
+        best = plain[pick({i: _outcomes(r, sel) for i, r in enumerate(plain)}, delta)]
+        arms = [best]
+        if weight_decay:
+            arms += [r for r in runs if int(r["horizon"]) == horizon and run_wd(r) > 0 and r.get("h") == best.get("h")
+                     and all(str(s) in r["val"] for s in sel)]
+        out.append(arms[pick({i: _outcomes(r, sel) for i, r in enumerate(arms)}, delta)])
+    return out
+
+
 def paired_seed_scores(
     payload: Mapping[str, Any], task: str, steps: Sequence[int], per_seed: Mapping[int, Sequence[float | None]],
     *, weight_decay: bool = False,
 ) -> dict[int, float]:
-    """Each seed's curve scored against AdamW's curves on that same seed (common random numbers):
-    the paired per-seed score, with delta for one seed. Seeds AdamW lacks are left out."""
+    """Each seed's curve scored against AdamW on that same seed (common random numbers): the paired
+    per-seed score, with delta for one seed. AdamW's side is `selected_runs` (its arms picked on the
+    selection seeds), so no report seed picks AdamW's lr. Seeds AdamW lacks are left out."""
     t = payload["tasks"][task]
-    have = {int(s) for r in t["adamw"]["runs"] for s in r["val"]}
+    chosen = selected_runs(payload, task, weight_decay=weight_decay)
     delta = task_delta(payload, task, 1)
     out = {}
     for seed, val in per_seed.items():
-        if int(seed) not in have:
-            continue
-        curves, _ = adamw_curves(payload, task, [int(seed)], weight_decay=weight_decay)
-        if not curves:
+        key = str(int(seed))
+        curves = [BaselineCurve(float(r["lr"]), int(r["horizon"]), tuple(r["steps"]),
+                                tuple(math.inf if v is None else float(v) for v in r["val"][key]))
+                  for r in chosen if key in r["val"] and not r["diverged"].get(key)]
+        if not any(c.horizon == int(t["T"]) for c in curves):
             continue
         vals = [math.inf if v is None else float(v) for v in val]
         out[int(seed)] = task_score(steps, vals, curves, int(t["T"]), delta=delta,
