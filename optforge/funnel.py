@@ -9,11 +9,13 @@ Stages, in order (each configurable in `stages`):
 
 The bar of the last two is a significance test, as the modded-nanogpt record track uses: for each
 fresh seed s, d_s is the candidate's mean over tasks of its paired score against tuned AdamW on that
-same seed (`metrics["seed_fitness"]`). The candidate is promoted when a one-sided paired t-test of
+same seed (`metrics["seed_fitness"]`), AdamW's lr and weight decay picked on the selection seeds only
+(`baselines.selected_runs`). The candidate is promoted when a one-sided paired t-test of
 {d_s} > 0 gives p < `funnel.alpha` (default 0.01), with no task diverged (the sd of d_s is taken
 as at least SD_FLOOR = 0.01, so float noise is never significant). `funnel.fresh_seeds` (the
 first N report seeds) defaults to the N that gives 80 % power for a +0.25 effect at that alpha,
-computed from the stage suite's sigma_task (`fresh_seeds_for_power`). The reference seed
+computed from the stage suite's sigma_task (`fresh_seeds_for_power`), capped at the suite's report
+seeds with a warning that states the power left. The reference seed
 (`funnel.reference`, AdamW) still runs at each stage, for comparison only.
 
 Strategies never see funnel results; the engine only delivers search stages to them. The train vs

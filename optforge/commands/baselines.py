@@ -49,12 +49,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def markdown(data: dict) -> str:
     """The reference table as Markdown: per-task scores, chosen lrs and best val losses, then aggregates."""
+    from optforge.evaluators.scoring import format_score
+
     table = data.get("table") or {}
     refs = list(table)
     lines = [
         f"Suite `{data['suite']}` version {data['suite_version']}, torch {data['torch']}; lr picked on seeds "
-        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score (log2 AdamW-equivalent "
-        "speedup, clipped to [-3, 2]) / chosen lr.",
+        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score ± 95 % interval (log2 "
+        "AdamW-equivalent speedup, clipped to [-3, 2]; docs/suites.md \"The score\") / chosen lr.",
         "",
         f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T"
         + (f"; weight decays {', '.join(f'{w:g}' for w in data['weight_decays'])} at each horizon's chosen lr "
@@ -68,11 +70,12 @@ def markdown(data: dict) -> str:
         for r in refs:
             row = table[r]["tasks"].get(name, {})
             lr = row.get("lr")
-            cells.append(f"{row.get('score', float('nan')):+.2f} / {lr:.1e}" if lr else f"{row.get('score', float('nan')):+.2f}")
+            score = format_score(row.get("score", float("nan")), row.get("hw"))
+            cells.append(f"{score} / {lr:.1e}" if lr else score)
         lines.append(f"| {name} | {t.get('family', '')} | {t['T']} | " + " | ".join(cells) + " |")
     for key in ("fitness", "robust", "median", "worst"):
         lines.append(f"| **{key}** | | | " + " | ".join(f"{table[r][key]:+.2f}" for r in refs) + " |")
-    lines.append("| **wins** | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
+    lines.append("| **wins** (interval above 0) | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
     cost = data.get("cost", {})
     lines.append("")
     lines.append(
