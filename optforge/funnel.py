@@ -83,17 +83,18 @@ def _suite_sigmas(suite: str) -> tuple[float | None, ...]:
     return tuple(t.get("sigma") for t in data["tasks"].values())
 
 
-def fresh_seed_count(suite: str, config: RunConfig) -> int:
-    """N of a promotion stage: `funnel.fresh_seeds`, or the power calculation on the suite's sigmas."""
+def fresh_seed_count(suite: str, config: RunConfig) -> int | None:
+    """N of a promotion stage: `funnel.fresh_seeds`, or the power calculation on the suite's sigmas
+    (capped at the suite's report seeds); None when the suite or its baselines cannot be read."""
     if config.funnel.fresh_seeds is not None:
         return config.funnel.fresh_seeds
     from optforge.evaluators.tasks import get_suite
 
     try:
-        sigmas = list(_suite_sigmas(suite))
         have = len(get_suite(suite).report_seeds)
+        sigmas = list(_suite_sigmas(suite))
     except Exception:  # noqa: BLE001 - unknown suite or no baselines yet: the evaluation itself will say so
-        return 3
+        return None
     n = fresh_seeds_for_power(sigmas or [None], config.funnel.alpha)
     if n > have:
         _warn_underpowered(suite, n, have, power(have, seed_sd(sigmas), config.funnel.alpha))
@@ -116,8 +117,9 @@ def resolve_stage(stage: StageConfig, config: RunConfig) -> tuple[str, str, bool
     tune_wd = stage.tune_wd if stage.tune_wd is not None else stage.name == "heldout"
     suite = stage.suite or default_suite[stage.name]
     seeds = stage.seeds or default_seeds[stage.name]
-    if seeds == "fresh" and stage.name in FUNNEL_STAGES:
-        seeds = f"fresh:{fresh_seed_count(suite, config)}"
+    n = fresh_seed_count(suite, config) if seeds == "fresh" and stage.name in FUNNEL_STAGES else None
+    if n is not None:
+        seeds = f"fresh:{n}"
     return suite, seeds, tune_wd
 
 

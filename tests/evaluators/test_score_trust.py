@@ -145,3 +145,11 @@ def test_the_start_of_run_check_refuses_warns_or_is_off(monkeypatch, tmp_path):
         baselines.verify_for_run(["smoke"], "refuse")
     assert "--rebuild" in baselines.verify_for_run(["smoke"], "warn")[0]
     assert baselines.verify_for_run(["smoke"], "off") == []
+
+
+def test_fresh_n_scores_the_first_n_report_seeds_and_refuses_more_than_the_suite_has():
+    assert EvalRequest("LR = 1\n", "x", seeds="fresh:2").seeds == "fresh:2"
+    with pytest.raises(ValueError, match="fresh:N"):
+        EvalRequest("LR = 1\n", "x", seeds="fresh:0")
+    with pytest.raises(ValueError, match="has 3 report seeds"):
+        evaluate(EvalRequest(seeds.source("adamw"), "x", suite="smoke", seeds="fresh:9"))
