@@ -4,6 +4,7 @@ extend, upgrade or verify the tuned baselines."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -43,6 +44,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="turn a format-1 file into format 2 (resolution delta and sigma per task) from its stored curves, no reruns")
     p.add_argument("--verify", action="store_true",
                    help="re-run tuned AdamW at its chosen lr on one seed per task here and compare with the stored curves (within delta)")
+    p.add_argument("--measure-rho", action="store_true",
+                   help="re-run AdamW under every ATEN_CPU_CAPABILITY this CPU has and store each task's largest relative "
+                   "difference as its rho (minutes for train)")
+    p.add_argument("--json", action="store_true", help="with --verify: print the rows as JSON")
     p.add_argument("--markdown", action="store_true", help="print the reference table as Markdown (for docs)")
     return p
 
@@ -206,8 +211,22 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path} (format {data['format']}, from the stored curves)")
+    if args.measure_rho:
+        try:
+            measured = baselines.measure_rho(args.suite)
+        except baselines.BaselineError as e:
+            raise UserError(str(e)) from None
+        data = baselines.set_measured_rho(data, measured)
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        for task, diffs in measured.items():
+            print(f"{task}: rho {max(diffs.values()):.2g} (" + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) + ")")
+        print(f"wrote {path}")
     if args.verify:
         rows = baselines.verify(data, args.suite)
+        if args.json:
+            print(json.dumps(rows))
+            return 0 if baselines.verify_message(rows, data, args.suite) is None else 1
         print(render_verify(rows))
         message = baselines.verify_message(rows, data, args.suite)
         if message:

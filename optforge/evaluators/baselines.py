@@ -219,8 +219,10 @@ def _seeds_of(rec: Mapping[str, Any]) -> list[int]:
 
 
 def task_resolution(task_rec: Mapping[str, Any], rho: float = RHO) -> dict:
-    """What delta is made of for one task: rho, AdamW's best mean loss at horizon T (the arm with the
-    lowest mean best over all stored seeds) and that arm's per-seed best losses."""
+    """What delta is made of for one task: rho (the suite's, or the task's measured one if larger:
+    `measure_rho`), AdamW's best mean loss at horizon T (the arm with the lowest mean best over all
+    stored seeds) and that arm's per-seed best losses."""
+    rho = max(float(rho), float(task_rec.get("rho_measured") or 0.0))
     runs = [r for r in _runs_at(task_rec, task_rec["T"]) if not any(r["diverged"].values())]
     if not runs:
         return {"rho": max(rho, RHO_FLOOR), "best_loss": None, "seed_bests": []}
@@ -421,6 +423,56 @@ def verify(data: Mapping[str, Any], suite_name: str) -> list[dict]:
         rows.append({"task": task.name, "seed": seed, "lr": float(run["lr"]), "stored": stored, "here": here,
                      "rel_diff": rel, "delta": delta, "ok": bool(abs(here - stored) <= delta)})
     return rows
+
+
+def cpu_capabilities() -> list[str]:
+    """The ATEN_CPU_CAPABILITY levels this CPU can run (default always; avx2 and avx512 per /proc/cpuinfo)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = set(next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), []))
+    except OSError:
+        pass
+    return ["default"] + [c for c, flag in (("avx2", "avx2"), ("avx512", "avx512f")) if flag in flags]
+
+
+def measure_rho(suite: str, capabilities: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per task, the relative difference of tuned AdamW's best loss between the stored curves and this
+    machine under each ATEN_CPU_CAPABILITY (one subprocess each: the level is read when torch loads).
+
+    Returns {task: {capability: relative difference from the stored best}}; the task's rho is the
+    largest of them, and of the differences between capabilities.
+    """
+    import subprocess
+
+    out: dict[str, dict[str, float]] = {}
+    for cap in capabilities or cpu_capabilities():
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": cap}
+        p = subprocess.run([sys.executable, "-m", "optforge", "baselines", "--suite", suite, "--verify", "--json"],
+                           capture_output=True, text=True, env=env, timeout=7200)
+        if not p.stdout.strip():
+            raise BaselineError(f"verify under ATEN_CPU_CAPABILITY={cap} printed nothing: {p.stderr[-2000:]}")
+        for row in json.loads(p.stdout):
+            out.setdefault(row["task"], {})[cap] = row["here"]
+            out[row["task"]]["stored"] = row["stored"]
+    rel = {}
+    for task, vals in out.items():
+        stored = vals.pop("stored")
+        here = list(vals.values())
+        spread = max(here) - min(here)
+        rel[task] = {**{c: abs(v - stored) / abs(stored) for c, v in vals.items()},
+                     "across": spread / abs(stored)}
+    return rel
+
+
+def set_measured_rho(data: dict, measured: Mapping[str, Mapping[str, float]]) -> dict:
+    """Store each task's measured rho (the largest measured relative difference) and redo the statistics."""
+    for task, diffs in measured.items():
+        if task in data["tasks"]:
+            data["tasks"][task]["rho_measured"] = max(diffs.values())
+            data["tasks"][task]["rho_by_capability"] = dict(diffs)
+    data["rho_measured_on"] = machine_info()
+    return add_statistics(data, data.get("rho") or RHO)
 
 
 CHECK_MODES = ("refuse", "warn", "off")

@@ -153,3 +153,15 @@ def test_fresh_n_scores_the_first_n_report_seeds_and_refuses_more_than_the_suite
         EvalRequest("LR = 1\n", "x", seeds="fresh:0")
     with pytest.raises(ValueError, match="has 3 report seeds"):
         evaluate(EvalRequest(seeds.source("adamw"), "x", suite="smoke", seeds="fresh:9"))
+
+
+def test_rho_is_measured_per_task_under_a_cpu_capability():
+    measured = baselines.measure_rho("smoke", ["default"])
+    assert set(measured) == {"smoke_quad", "smoke_mix"}
+    for task, diffs in measured.items():
+        assert set(diffs) == {"default", "across"}
+        assert 0.0 <= diffs["default"] < baselines.RHO, (task, diffs)  # committed curves, another CPU
+    data = baselines.set_measured_rho(baselines.load("smoke"), {"smoke_quad": {"default": 0.5, "across": 0.0}})
+    res = data["tasks"]["smoke_quad"]["resolution"]
+    assert res["rho"] == 0.5 and res["delta"] >= 0.5 * abs(res["best_loss"])
+    assert "default" in baselines.cpu_capabilities()
