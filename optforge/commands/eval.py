@@ -96,11 +96,11 @@ def render(result: Any, name: str) -> str:
         w = max(len("task"), *(len(k) for k in tasks))
         lines.append(f"{'task':<{w}}  {'family':<10} {'lr':>9} {'best val':>10} {'AdamW val':>10} {'speedup':>8} {'score':>13}  flags")
         for k, t in tasks.items():
-            lines.append(
+            lines.append((
                 f"{k:<{w}}  {t.get('family', ''):<10} {_fmt(t.get('lr'), '.2e'):>9} {_fmt(t.get('best_val')):>10} "
                 f"{_fmt(t.get('adamw_val')):>10} {_fmt(t.get('speedup'), '.2f') + 'x':>8} {format_score(t['score'], t.get('hw')):>13}  "
                 + ",".join(t.get("flags", []))
-            )
+            ).rstrip())
     lines.append(
         f"fitness {format_score(m['fitness'], m.get('fitness_hw'), 3)}   robust {_fmt(m.get('robust'), '+.3f')}   "
         f"median {_fmt(m.get('median'), '+.3f')}   wins {m.get('wins', 0)}/{len(tasks)} (interval above 0)   "
