@@ -225,7 +225,8 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         seed_scores = paired_seed_scores(payload, t.name, steps, {r.spec.seed: r.val for r in runs},
                                          weight_decay=bool(wd_grid)) if runs and not div else {}
         for seed in scored_seeds:
-            per_seed.setdefault(int(seed), []).append(seed_scores.get(int(seed), s.score))
+            # a failed task is the floor on every seed; a seed AdamW has no curves for is not paired
+            per_seed.setdefault(int(seed), []).append(s.score if div else seed_scores.get(int(seed), math.nan))
         flags = list(s.flags)
         if tt.at_edge:
             flags.append(f"lr_edge_{tt.at_edge}")
@@ -276,7 +277,8 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         **agg,
         "score_version": SCORE_VERSION,
         # d_s: the mean over tasks of the paired score on seed s (the funnel's t-test takes these)
-        "seed_fitness": {str(k): sum(v) / len(v) for k, v in per_seed.items() if v},
+        # only seeds paired on every task (a build with fewer seeds leaves the others out)
+        "seed_fitness": {str(k): sum(v) / len(v) for k, v in per_seed.items() if v and all(math.isfinite(x) for x in v)},
         "tasks": task_rows,
         "step_time_ratio": step_ratio,
         "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
