@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 SEARCH_STAGES = ("smoke", "train")
 FUNNEL_STAGES = ("train_fresh_seeds", "heldout")
@@ -257,6 +258,13 @@ class RunConfig:
 # loading and checking
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML 1.2 (ruamel.yaml's safe loader): `5e-7`, `1e-3` and `3E4` are floats, as in JSON.
+    PyYAML implements YAML 1.1, where a float needs a dot, so it reads `5e-7` as a string.
+    Raises ruamel.yaml's YAMLError on bad syntax."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML config (None = all defaults) and apply `section.key=value` overrides."""
     data: Any = {}
@@ -265,8 +273,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
+            data = read_yaml(p.read_text(encoding="utf-8")) or {}
+        except YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
@@ -292,8 +300,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: the key {key!r} is malformed; use section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
+        value = read_yaml(raw) if raw.strip() else None
+    except YAMLError as e:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
     parts = key.split(".")
     node = data
@@ -359,7 +367,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch p
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be true or false")
+            hint = " (YAML 1.2 reads only true/false as booleans)" if isinstance(value, str) else ""
+            raise ConfigError(f"{key}={value!r} must be true or false{hint}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
