@@ -1,15 +1,17 @@
 """The trusted side of a training job: run it in the sandbox, rebuild its snapshots, validate them.
 
-The candidate's process returns parameter snapshots as raw float32 buffers with names and shapes in
-JSON. Here, in the trusted process, each snapshot goes through `validation_curve`, which rebuilds the
+The sandboxed job returns parameter snapshots as raw float32 buffers with names and shapes in
+JSON, or the failure record of the candidate's rule process (`failure`), which becomes a status here. Here, in the trusted process, each snapshot goes through `validation_curve`, which rebuilds the
 task with validation data and the same seed, so the score never rests on a number the candidate's
 process reports about itself. A malformed snapshot (wrong names, shapes or steps) is a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,27 @@ class BatchFailure(Exception):
         super().__init__(message)
         self.result = result
         self.reason = reason or getattr(result, "reason", None) or "bad_output"
+
+
+# reasons a rule process's failure record may carry; anything else is reported as 'exception'
+_RULE_REASONS = re.compile(r"(exception|load_error|bad_delta|memory|signal:\d+|exit:-?\d+)")
+
+
+def failed_result(res: Any, failure: Any) -> tuple[str, Any]:
+    """(reason, a copy of SandboxResult `res` carrying the rule process's failure record)."""
+    rec = failure if isinstance(failure, dict) else {}
+    reason = str(rec.get("reason", "exception"))
+    if not _RULE_REASONS.fullmatch(reason):
+        reason = "exception"
+    text = f"{str(rec.get('type', 'Error'))[:200]}: {str(rec.get('message', ''))[:2000]}"
+    if rec.get("line"):
+        text += f" (candidate line {rec['line']}" + (f": {str(rec['line_text'])[:200]}" if rec.get("line_text") else "") + ")"
+    tail = str(res.stderr_tail or "")
+    if reason == "exception" and rec.get("traceback"):
+        tail = (tail + "\n" + str(rec["traceback"]))[-8192:]
+    from optforge.types import status_for_reason
+
+    return reason, dataclasses.replace(res, status=status_for_reason(reason), reason=reason, exception=text, stderr_tail=tail)
 
 
 def snapshots_from(run: Mapping[str, Any], buffers: Mapping[str, np.ndarray]) -> dict[int, dict[str, torch.Tensor]]:
@@ -194,7 +217,10 @@ class SandboxExecutor:
             self.layers = dict(res.layers or {})
         if str(getattr(res.status, "value", res.status)) != "ok":
             raise BatchFailure(f"sandbox call ended with {res.reason}", res)
-        value = res.value or {}
+        value = res.value if isinstance(res.value, dict) else {}
+        if "failure" in value:
+            reason, failed = failed_result(res, value["failure"])
+            raise BatchFailure(f"the rule process failed: {failed.exception}", failed, reason)
         runs = value.get("runs")
         if not isinstance(runs, list) or len(runs) != len(specs):
             raise BatchFailure(f"the job returned {type(runs).__name__} for {len(specs)} runs", res, "bad_output")

@@ -1,0 +1,327 @@
+"""A clean host process that forks one isolated child per request, for untrusted code that must be
+kept apart from the trusted process that drives it.
+
+The trusted process (inside a sandbox job, already under its namespaces, uid and limits) calls
+`RuleHost.start()` before it holds anything worth stealing. The host is a fork of it at that moment:
+it never loads untrusted code and holds no model or data. It enters a user namespace once, then per
+request forks an intermediate process that opens a fresh PID namespace and forks the child, which:
+
+- is PID 1 of its own PID namespace (it sees and can signal nothing else; whatever it starts dies
+  with it), with its own /proc;
+- sees every mount read-only (the host's own mount namespace, made once): it has no writable path,
+  so nothing it writes can reach a later child;
+- has its own IPC namespace: no System V object outlives it (abstract Unix sockets die with their
+  process, and the sandbox job's network namespace has no interface up);
+- has no capabilities left (and `no_new_privs` from the sandbox), so it cannot undo the above;
+- inherits only the file descriptors the request passed (SCM_RIGHTS over an anonymous socketpair).
+
+Each layer is best effort: a child whose layer could not be applied still runs, and `Child.layers`
+says which held. A fork has no separate address space from what it was forked from, which is why
+the host must be forked while its parent is still clean.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from optforge.sandbox import layers as L
+
+CLONE_NEWIPC = 0x08000000
+PR_SET_DUMPABLE = 4
+MS_RDONLY, MS_REMOUNT = 1, 32
+_MOUNT_FLAGS = {
+    "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
+    "relatime": 1 << 21, "strictatime": 1 << 24,
+}
+_MSG_BYTES = 1 << 16
+CHILD_LAYERS = ("user_namespace", "read_only_mounts", "pid_namespace", "ipc_namespace", "no_capabilities")
+
+
+class HostError(RuntimeError):
+    """The host process died or broke its protocol (infrastructure, not the child's doing)."""
+
+
+@dataclass
+class Child:
+    """One forked child, as the trusted side sees it: `pid` is the intermediate process, which exits
+    when the child does (its exit code is the child's, or 128 + the signal that killed it)."""
+
+    pid: int
+    pidfd: int
+    layers: dict[str, bool] = field(default_factory=dict)
+
+
+class RuleHost:
+    """Trusted-side handle of the host process. Not thread-safe: one caller drives it."""
+
+    def __init__(self, pid: int, sock: socket.socket, layers: dict[str, bool]):
+        self.pid, self._sock, self.layers = pid, sock, layers
+        self._exits: dict[int, int] = {}
+
+    @classmethod
+    def start(cls) -> "RuleHost":
+        """Fork the host now. Call it before building any model or loading any data."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                parent.close()
+                _host_main(child)
+            except BaseException:  # noqa: BLE001 - the trusted side sees the host gone
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+        host = cls(pid, parent, {})
+        host.layers = host._recv().get("layers", {})
+        return host
+
+    def _recv(self) -> dict[str, Any]:
+        data = self._sock.recv(_MSG_BYTES)
+        if not data:
+            raise HostError("the rule host process is gone")
+        return json.loads(data)
+
+    def spawn(self, target: str, args: dict[str, Any], fds: list[int]) -> Child:
+        """Fork a child that calls `target` ("module:function") as function(args, fds) and exits.
+
+        `fds` are passed to the child (the caller keeps its own copies). The function runs after
+        isolation; its return ends the child with code 0, an exception with code 70.
+        """
+        socket.send_fds(self._sock, [json.dumps({"target": target, "args": args}).encode()], fds)
+        msg = self._recv()
+        while "exit" in msg:  # an earlier child's end, reported while we waited
+            self._exits[int(msg["exit"])] = int(msg["code"])
+            msg = self._recv()
+        pid = int(msg["pid"])
+        return Child(pid, os.pidfd_open(pid), dict(msg.get("layers", {})))
+
+    def wait(self, child: Child) -> int:
+        """Block until `child` has ended; its exit code (128 + signal number if it was killed)."""
+        while child.pid not in self._exits:
+            msg = self._recv()
+            if "exit" in msg:
+                self._exits[int(msg["exit"])] = int(msg["code"])
+        if child.pidfd >= 0:
+            os.close(child.pidfd)
+            child.pidfd = -1
+        return self._exits.pop(child.pid)
+
+    def kill(self, child: Child) -> None:
+        """Kill `child` (its PID namespace goes with it); `wait` still reports its end."""
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        """Stop the host (it kills any child still running) and reap it."""
+        try:
+            self._sock.close()
+        finally:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# the host process
+
+
+def _host_main(sock: socket.socket) -> None:
+    L.set_parent_death_signal(signal.SIGKILL)
+    userns = _enter_user_namespace()
+    read_only = _read_only_mount_namespace()
+    sock.send(json.dumps({"layers": {"user_namespace": userns, "read_only_mounts": read_only}}).encode())
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    live: dict[int, int] = {}  # pidfd -> pid
+    while True:
+        for fd, _ in poller.poll():
+            if fd != sock.fileno():
+                pid = live.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+                sock.send(json.dumps({"exit": pid, "code": code}).encode())
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, _MSG_BYTES, 16)
+            except OSError:
+                data, fds = b"", []
+            if not data:  # the trusted side is gone: nothing of ours may outlive it
+                for pid in live.values():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
+            req = json.loads(data)
+            status_r, status_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(status_r)
+                _intermediate(sock, req, fds, status_w, {"user_namespace": userns, "read_only_mounts": read_only})
+            os.close(status_w)
+            for f in fds:
+                os.close(f)
+            layers = _read_all(status_r)
+            pidfd = os.pidfd_open(pid)
+            live[pidfd] = pid
+            poller.register(pidfd, select.POLLIN)
+            sock.send(json.dumps({"pid": pid, "layers": layers}).encode())
+
+
+def _read_all(fd: int) -> dict[str, bool]:
+    chunks = []
+    while True:
+        b = os.read(fd, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(fd)
+    try:
+        out = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        out = {}
+    return {k: bool(v) for k, v in out.items()} if isinstance(out, dict) else {}
+
+
+def _enter_user_namespace() -> bool:
+    """A user namespace of our own, with our uid mapped to itself: the children get capabilities over
+    the namespaces they create, and none over anything outside them."""
+    lib = L.libc()
+    if lib is None:
+        return False
+    uid, gid = os.getuid(), os.getgid()
+    lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the id maps are written through /proc/self
+    try:
+        if lib.unshare(ctypes.c_int(L.CLONE_NEWUSER)) != 0:
+            return False
+        try:
+            L._write("/proc/self/setgroups", "deny")
+            L._write("/proc/self/uid_map", f"{uid} {uid} 1")
+            L._write("/proc/self/gid_map", f"{gid} {gid} 1")
+        except OSError:
+            return False
+        return True
+    finally:
+        lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem on us from a child
+
+
+def _intermediate(sock: socket.socket, req: dict, fds: list[int], status_w: int, layers: dict[str, bool]) -> None:
+    """Fork the child into a fresh PID namespace, wait for it, exit with its code."""
+    code = 70
+    try:
+        sock.close()
+        L.set_parent_death_signal(signal.SIGKILL)
+        lib = L.libc()
+        pid_ns = lib is not None and lib.unshare(ctypes.c_int(L.CLONE_NEWPID)) == 0
+        pid = os.fork()
+        if pid == 0:
+            _child(req, fds, status_w, {**layers, "pid_namespace": pid_ns})
+        os.close(status_w)
+        for f in fds:
+            os.close(f)
+        _, status = os.waitpid(pid, 0)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    finally:
+        os._exit(code)
+
+
+def _child(req: dict, fds: list[int], status_w: int, layers: dict[str, bool]) -> None:
+    code = 70
+    try:
+        L.set_parent_death_signal(signal.SIGKILL)
+        layers.update(isolate(pid_namespace=layers["pid_namespace"]))
+        _close_other_fds({0, 1, 2, status_w, *fds})
+        os.write(status_w, json.dumps(layers).encode())
+        os.close(status_w)
+        module, _, fn = str(req["target"]).partition(":")
+        getattr(importlib.import_module(module), fn)(req.get("args", {}), fds)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _read_only_mount_namespace() -> bool:
+    """Once per host: a mount namespace of our own in which every mount is read-only; children get
+    a copy of it. Never remounts anything unless the mount namespace is our own."""
+    lib = L.libc()
+    if lib is None or lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) != 0:
+        return False
+    return L._mount(None, "/", None, L.MS_REC | L.MS_PRIVATE) and _remount_read_only()
+
+
+def isolate(pid_namespace: bool) -> dict[str, bool]:
+    """Per child: a copy of the host's read-only mount namespace with a /proc of its own PID
+    namespace, a fresh IPC namespace (System V objects outlive processes; abstract sockets do not,
+    and the job's network namespace already has no interface up), then no capabilities left."""
+    done = {"ipc_namespace": False, "no_capabilities": False}
+    lib = L.libc()
+    if lib is None:
+        return done
+    if pid_namespace and lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) == 0:
+        L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | MS_RDONLY)
+    done["ipc_namespace"] = lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
+    done["no_capabilities"] = _drop_capabilities(lib)
+    return done
+
+
+def _remount_read_only() -> bool:
+    """Every mount point read-only (keeping its other flags: a locked flag may not be cleared)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return False
+    ok = True
+    for row in rows:
+        target = row[4].encode().decode("unicode_escape")  # "\040" for spaces
+        flags = MS_REMOUNT | L.MS_BIND | MS_RDONLY
+        for opt in row[5].split(","):
+            flags |= _MOUNT_FLAGS.get(opt, 0)
+        if not L._mount(None, target, None, flags):
+            ok = ok and not os.path.exists(target)  # over-mounted or gone: nothing to write there
+    return ok
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities(lib: Any) -> bool:
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if lib.capset(ctypes.byref(header), data) != 0:
+        return False
+    lib.capget(ctypes.byref(header), data)
+    return all(d.effective == 0 and d.permitted == 0 for d in data)
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    try:
+        open_fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        open_fds = list(range(3, 256))
+    for fd in open_fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
