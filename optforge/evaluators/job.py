@@ -23,8 +23,10 @@ numeric fingerprint of the rule (smoke stage).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import mmap
 import time
 
 import numpy as np
@@ -34,6 +36,19 @@ from optforge.evaluators.remote_rule import RemoteRuleSource, RuleProcessError
 from optforge.sandbox.rule_host import RuleHost
 
 FINGERPRINT_STEPS = 5
+# the state-memory probe: one tensor per role, 4.3M parameters, so a state of one float32 per
+# parameter (17 MB) stands far above the resolution of resident memory
+PROBE_SHAPES = (
+    ("hidden_matrix", (1024, 1024)),
+    ("conv", (128, 128, 3, 3)),
+    ("embedding", (16384, 128)),
+    ("head", (128, 8192)),
+    ("vector", (1024,)),
+    ("scalar", ()),
+)
+PROBE_STEPS = 10
+# a rule that keeps no state: its resident-memory change is the probe's resolution
+_STATELESS = "LR = 1e-3\n\ndef init(p, ctx):\n    return {'n': 0}\n\ndef update(p, g, state, ctx):\n    return -ctx.lr * g\n"
 # one fixed tensor per role kind (2-D, conv, embedding, head, 1-D, 0-D)
 _FP_SHAPES = (
     ("hidden_matrix", (8, 6)),
@@ -89,6 +104,8 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
             runs.append(_run_record(i, trace, buffers, run_seconds, cand_step, adamw_step))
         if payload.get("fingerprint"):
             value["fingerprint"] = fingerprint(rule)
+        if payload.get("state_probe"):
+            value["state_probe"] = state_probe(rule, RemoteRuleSource(host, _STATELESS, "stateless"))
     except RuleProcessError as e:
         value["failure"] = e.record
     return value, buffers
@@ -121,18 +138,20 @@ def _run_record(i: int, trace, buffers: dict[str, np.ndarray], run_seconds: floa
     }
 
 
-def step_seconds_pair(task, seed: int, rule, adamw, steps: int = 10, rounds: int = 3) -> tuple[float, float]:
+def step_seconds_pair(task, seed: int, rule, adamw=None, steps: int = 10, rounds: int = 3) -> tuple[float, float]:
     """(rule, AdamW) optimizer-step seconds on this task's parameters, timed alike in this process.
 
     Both go through the same path (for remote rules: the round trip to their own rule process,
     timed here, outside it), with the same gradients, warm state, interleaved rounds and the best
     round, so the ratio does not depend on the machine or its load. Returns (0, 0) if the rule
-    raises on the timing gradients (the training run already judged the rule); a rule process that
-    dies or returns a bad delta here is a failure like any other (RuleProcessError).
+    fails on the timing gradients (raises, or its process dies): the training run already judged it.
+    `adamw` defaults to the AdamW seed loaded here (for a rule loaded here too).
     """
+    from optforge import seeds
     from optforge.evaluators.train import role_groups, started
     from optforge.rule import RuleError, RuleOptimizer
 
+    adamw = seeds.load("adamw") if adamw is None else adamw
     problems, groups = [], []
     for _ in (rule, adamw):
         problem = task.build(seed, validation=False)
@@ -156,6 +175,37 @@ def step_seconds_pair(task, seed: int, rule, adamw, steps: int = 10, rounds: int
         except (RuleError, RuleProcessError, ArithmeticError, ValueError, RuntimeError):
             return 0.0, 0.0
     return best[0], best[1]
+
+
+def state_probe(rule: RemoteRuleSource, stateless: RemoteRuleSource) -> dict:
+    """The rule process's resident-memory change on PROBE_SHAPES, read from outside it.
+
+    `after_init` is measured after the first step (init and one update), `after_steps` after
+    PROBE_STEPS; `resolution` is the larger of a page and the change a stateless rule shows the
+    same way (temporaries, allocator). Both processes return freed memory at once (exact_rss).
+    """
+    from optforge.evaluators.train import started
+    from optforge.rule import RuleOptimizer
+
+    out: dict = {"n_params": sum(math.prod(s) for _, s in PROBE_SHAPES)}
+    for key, src in (("stateless", stateless), ("rule", rule)):
+        gen = torch.Generator().manual_seed(7)
+        groups = [{"params": [torch.nn.Parameter(torch.randn(s, generator=gen))], "role": r} for r, s in PROBE_SHAPES]
+        grads = [torch.randn(g["params"][0].shape, generator=gen) * 1e-3 for g in groups]
+        for g, grad in zip(groups, grads):
+            g["params"][0].grad = grad
+        with started(dataclasses.replace(src, exact_rss=True), groups) as remote:
+            opt = RuleOptimizer(groups, remote, total_steps=PROBE_STEPS)
+            base = remote.rss_bytes()
+            opt.step()
+            first = remote.rss_bytes() - base
+            for _ in range(PROBE_STEPS - 1):
+                opt.step()
+            out[key] = (first, remote.rss_bytes() - base)
+    noise = max(abs(x) for x in out.pop("stateless"))
+    out["after_init"], out["after_steps"] = out.pop("rule")
+    out["resolution"] = max(mmap.PAGESIZE, noise)
+    return out
 
 
 def _num(x: float) -> float | None:

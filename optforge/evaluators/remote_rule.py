@@ -171,7 +171,7 @@ class RemoteRule:
     one) and `batch(op, args)`, which runs `op` on every tensor's arguments in one round trip.
     """
 
-    def __init__(self, host: RuleHost, source: str, name: str, hparams: dict, groups: list[dict]):
+    def __init__(self, host: RuleHost, source: str, name: str, hparams: dict, groups: list[dict], exact_rss: bool = False):
         from optforge.rule import literal_constants
 
         self.name, self.source, self.hparams = name, source, dict(hparams or literal_constants(source))
@@ -195,8 +195,9 @@ class RemoteRule:
         self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
         self.child: Child | None = None
         self._norm_ctx = None
+        self._rule_pid: int | None = None
         try:
-            self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json()},
+            self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
                                     [self._memfd, self._go, self._done, err_w])
         finally:
             os.close(err_w)
@@ -209,6 +210,17 @@ class RemoteRule:
     @property
     def lr(self) -> float:
         return float(self.hparams["LR"])
+
+    def rss_bytes(self) -> int:
+        """Resident anonymous memory of the rule process (its own allocations, not the shared memfd),
+        read here from /proc; never reported by the rule process itself."""
+        if self._rule_pid is None:
+            self._rule_pid = _child_of(self.child.pid)
+        with open(f"/proc/{self._rule_pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        raise OSError("/proc/<pid>/status has no RssAnon line on this kernel")
 
     @property
     def layers(self) -> dict[str, bool]:
@@ -302,6 +314,20 @@ class RemoteRule:
                 os.close(fd)
 
 
+def _child_of(pid: int) -> int:
+    """The one process whose parent is `pid` (the rule process under its PID-namespace parent)."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                return int(d)
+    raise ProcessLookupError(f"no child of process {pid}: the rule process is gone")
+
+
 @dataclass(frozen=True)
 class RemoteRuleSource:
     """A rule source to be run in a rule process of `host`: `start(groups)` forks one per run."""
@@ -309,6 +335,7 @@ class RemoteRuleSource:
     host: RuleHost
     source: str
     name: str = "candidate"
+    exact_rss: bool = False  # the rule process returns freed memory at once (slower; for measuring state)
 
     @property
     def lr(self) -> float:
@@ -318,7 +345,7 @@ class RemoteRuleSource:
 
     @contextlib.contextmanager
     def start(self, groups: list[dict]) -> Iterator[RemoteRule]:
-        rule = RemoteRule(self.host, self.source, self.name, {}, groups)
+        rule = RemoteRule(self.host, self.source, self.name, {}, groups, self.exact_rss)
         try:
             yield rule
         finally:
@@ -364,6 +391,8 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
 
     memfd, go, done, err_w = fds
     torch.set_num_threads(1)
+    if args.get("exact_rss"):
+        _return_freed_memory()
     layout = Layout.from_json(args["layout"])
     name = str(args.get("name", "candidate"))
     views = _Views(memfd, layout, rule_side=True)
@@ -420,6 +449,20 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "exception")
         os.eventfd_write(done, 1)
+
+
+def _return_freed_memory() -> None:
+    """glibc: serve every allocation of 64 KiB or more by mmap and unmap it on free (a fixed threshold,
+    not the adaptive one), so resident memory follows the live tensors: what the state probe reads."""
+    import ctypes
+
+    from optforge.sandbox.layers import libc
+
+    lib = libc()
+    if lib is not None:
+        lib.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        lib.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        lib.malloc_trim(ctypes.c_size_t(0))
 
 
 class BadDelta(Exception):

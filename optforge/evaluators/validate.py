@@ -145,6 +145,8 @@ class SandboxExecutor:
     call_wall_s: float = 0.0
     train_s: float = 0.0  # wall time of the training runs themselves, inside the jobs
     fingerprint: str | None = None
+    probe_state_next: bool = True  # the first call also measures the rule's state memory
+    state_probe: dict | None = None  # {"n_params", "after_init", "after_steps", "resolution"} in bytes
     stdout_tail: str = ""
     stderr_tail: str = ""
     layers: dict = field(default_factory=dict)
@@ -157,11 +159,12 @@ class SandboxExecutor:
         n = min(len(specs), self.workers * self.chunks_per_worker)
         groups = _split(specs, n, self._weight)
         want_fp, self.fingerprint_next = self.fingerprint_next, False
+        want_probe, self.probe_state_next = self.probe_state_next, False
         results: list[RunOutcome | None] = [None] * len(specs)
 
         def one(k: int, idx: list[int]) -> None:
             try:
-                outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0)
+                outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0, probe=want_probe and k == 0)
             except BatchFailure as e:
                 if not self.isolate_failures:
                     raise
@@ -197,7 +200,7 @@ class SandboxExecutor:
             self.progress(1)
         return RunOutcome(spec, [], [], [], diverged_at=0)
 
-    def _call(self, specs: list[RunSpec], fingerprint: bool) -> list[RunOutcome]:
+    def _call(self, specs: list[RunSpec], fingerprint: bool, probe: bool = False) -> list[RunOutcome]:
         from optforge import sandbox
 
         payload = {
@@ -205,6 +208,7 @@ class SandboxExecutor:
             "name": self.name,
             "runs": [s.to_payload() for s in specs],
             "fingerprint": fingerprint,
+            "state_probe": probe,
         }
         t0 = time.perf_counter()
         res = sandbox.run(self.source, JOB, payload, self.policy, self.limits)
@@ -232,6 +236,12 @@ class SandboxExecutor:
             raise BatchFailure(f"the job returned a malformed snapshot: {e}", res, "bad_output") from e
         with self._lock:
             self.train_s += sum(o.run_seconds for o in outs)
+        probe_value = value.get("state_probe")
+        if probe and isinstance(probe_value, dict):
+            keys = ("n_params", "after_init", "after_steps", "resolution")
+            nums = {k: probe_value.get(k) for k in keys}
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in nums.values()) and nums["n_params"] > 0:
+                self.state_probe = nums
         if fingerprint and isinstance(value.get("fingerprint"), str):
             self.fingerprint = value["fingerprint"][:64]
         if self.progress:
