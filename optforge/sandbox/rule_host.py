@@ -3,8 +3,10 @@ kept apart from the trusted process that drives it.
 
 The trusted process (inside a sandbox job, already under its namespaces, uid and limits) calls
 `RuleHost.start()` before it holds anything worth stealing. The host is a fork of it at that moment:
-it never loads untrusted code and holds no model or data. It enters a user namespace once, then per
-request forks an intermediate process that opens a fresh PID namespace and forks the child, which:
+it never loads untrusted code and holds no model or data. It enters a user namespace and makes every
+mount read-only once; then it keeps one spare child ready (an intermediate process that opens a
+fresh PID namespace and forks the child, which isolates itself and blocks), so a request only
+hands its message and file descriptors over. The child:
 
 - is PID 1 of its own PID namespace (it sees and can signal nothing else; whatever it starts dies
   with it), with its own /proc;
@@ -142,60 +144,73 @@ def _host_main(sock: socket.socket) -> None:
     L.set_parent_death_signal(signal.SIGKILL)
     userns = _enter_user_namespace()
     read_only = _read_only_mount_namespace()
-    sock.send(json.dumps({"layers": {"user_namespace": userns, "read_only_mounts": read_only}}).encode())
+    base = {"user_namespace": userns, "read_only_mounts": read_only}
+    sock.send(json.dumps({"layers": base}).encode())
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     live: dict[int, int] = {}  # pidfd -> pid
-    while True:
-        for fd, _ in poller.poll():
-            if fd != sock.fileno():
-                pid = live.pop(fd)
-                poller.unregister(fd)
-                os.close(fd)
-                _, status = os.waitpid(pid, 0)
-                code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-                sock.send(json.dumps({"exit": pid, "code": code}).encode())
-                continue
-            try:
-                data, fds, _, _ = socket.recv_fds(sock, _MSG_BYTES, 16)
-            except OSError:
-                data, fds = b"", []
-            if not data:  # the trusted side is gone: nothing of ours may outlive it
-                for pid in live.values():
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                return
-            req = json.loads(data)
-            status_r, status_w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(status_r)
-                _intermediate(sock, req, fds, status_w, {"user_namespace": userns, "read_only_mounts": read_only})
-            os.close(status_w)
-            for f in fds:
-                os.close(f)
-            layers = _read_all(status_r)
-            pidfd = os.pidfd_open(pid)
-            live[pidfd] = pid
-            poller.register(pidfd, select.POLLIN)
-            sock.send(json.dumps({"pid": pid, "layers": layers}).encode())
-
-
-def _read_all(fd: int) -> dict[str, bool]:
-    chunks = []
-    while True:
-        b = os.read(fd, 4096)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(fd)
+    spare = _Spare.fork(sock, base)  # isolated and waiting before it is needed: a request only hands over
     try:
-        out = json.loads(b"".join(chunks) or b"{}")
-    except ValueError:
-        out = {}
-    return {k: bool(v) for k, v in out.items()} if isinstance(out, dict) else {}
+        while True:
+            for fd, _ in poller.poll():
+                if fd != sock.fileno():
+                    pid = live.pop(fd)
+                    poller.unregister(fd)
+                    os.close(fd)
+                    _, status = os.waitpid(pid, 0)
+                    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+                    sock.send(json.dumps({"exit": pid, "code": code}).encode())
+                    continue
+                try:
+                    data, fds, _, _ = socket.recv_fds(sock, _MSG_BYTES, 16)
+                except OSError:
+                    data, fds = b"", []
+                if not data:  # the trusted side is gone: nothing of ours may outlive it
+                    return
+                layers = spare.hand_over(data, fds)
+                for f in fds:
+                    os.close(f)
+                pidfd = os.pidfd_open(spare.pid)
+                live[pidfd] = spare.pid
+                poller.register(pidfd, select.POLLIN)
+                sock.send(json.dumps({"pid": spare.pid, "layers": layers}).encode())
+                spare = _Spare.fork(sock, base)
+    finally:
+        for pid in [*live.values(), spare.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class _Spare:
+    """The next child, forked and isolated ahead of its request, blocked on its own socketpair."""
+
+    def __init__(self, pid: int, conn: socket.socket):
+        self.pid, self.conn = pid, conn
+
+    @classmethod
+    def fork(cls, host_sock: socket.socket, layers: dict[str, bool]) -> "_Spare":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            host_sock.close()
+            ours.close()
+            _intermediate(theirs, layers)
+        theirs.close()
+        return cls(pid, ours)
+
+    def hand_over(self, request: bytes, fds: list[int]) -> dict[str, bool]:
+        """Send the request and its fds; the child's layers (what isolation held), as it reported them
+        when it was ready."""
+        try:
+            raw = self.conn.recv(_MSG_BYTES)
+            socket.send_fds(self.conn, [request], fds)
+            layers = json.loads(raw) if raw else {}
+        except (OSError, ValueError):
+            layers = {}
+        self.conn.close()
+        return {k: bool(v) for k, v in layers.items()} if isinstance(layers, dict) else {}
 
 
 def _enter_user_namespace() -> bool:
@@ -220,34 +235,36 @@ def _enter_user_namespace() -> bool:
         lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem on us from a child
 
 
-def _intermediate(sock: socket.socket, req: dict, fds: list[int], status_w: int, layers: dict[str, bool]) -> None:
+def _intermediate(conn: socket.socket, layers: dict[str, bool]) -> None:
     """Fork the child into a fresh PID namespace, wait for it, exit with its code."""
     code = 70
     try:
-        sock.close()
         L.set_parent_death_signal(signal.SIGKILL)
         lib = L.libc()
         pid_ns = lib is not None and lib.unshare(ctypes.c_int(L.CLONE_NEWPID)) == 0
         pid = os.fork()
         if pid == 0:
-            _child(req, fds, status_w, {**layers, "pid_namespace": pid_ns})
-        os.close(status_w)
-        for f in fds:
-            os.close(f)
+            _child(conn, {**layers, "pid_namespace": pid_ns})
+        conn.close()
         _, status = os.waitpid(pid, 0)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     finally:
         os._exit(code)
 
 
-def _child(req: dict, fds: list[int], status_w: int, layers: dict[str, bool]) -> None:
+def _child(conn: socket.socket, layers: dict[str, bool]) -> None:
+    """Isolate, wait for the request, run it. Nothing of the request exists before isolation."""
     code = 70
     try:
         L.set_parent_death_signal(signal.SIGKILL)
         layers.update(isolate(pid_namespace=layers["pid_namespace"]))
-        _close_other_fds({0, 1, 2, status_w, *fds})
-        os.write(status_w, json.dumps(layers).encode())
-        os.close(status_w)
+        _close_other_fds({0, 1, 2, conn.fileno()})
+        conn.send(json.dumps(layers).encode())  # queued for the host to read at hand-over
+        data, fds, _, _ = socket.recv_fds(conn, _MSG_BYTES, 16)
+        conn.close()
+        if not data:
+            return
+        req = json.loads(data)
         module, _, fn = str(req["target"]).partition(":")
         getattr(importlib.import_module(module), fn)(req.get("args", {}), fds)
         code = 0
