@@ -36,7 +36,9 @@ import numpy as np
 import torch
 
 from optforge.roles import default_role
+from optforge.rule import Ctx, RuleError, _bad_delta, literal_constants, load_rule
 from optforge.sandbox.rule_host import Child, RuleHost
+from optforge.sandbox.worker import _describe  # the sandbox's own exception record, for the same fields
 
 OP_INIT, OP_UPDATE, OP_EVAL_POINT, OP_STOP = 1, 2, 3, 4
 REPLY_NEED_NORM = 2
@@ -172,8 +174,6 @@ class RemoteRule:
     """
 
     def __init__(self, host: RuleHost, source: str, name: str, hparams: dict, groups: list[dict], exact_rss: bool = False):
-        from optforge.rule import literal_constants
-
         self.name, self.source, self.hparams = name, source, dict(hparams or literal_constants(source))
         params = [(gi, pi, p, g.get("role") or default_role(p)) for gi, g in enumerate(groups) for pi, p in enumerate(g["params"])]
         for _, _, p, _ in params:
@@ -298,16 +298,13 @@ class RemoteRule:
                 "message": f"the rule process exited with code {code} in the middle of a run"}
 
     def close(self) -> None:
-        """Stop the rule process and release the memfd, eventfds and pipe."""
+        """Stop the rule process (it exits at once; the host reaps it) and release the memfd,
+        eventfds and pipe. A rule stuck in its own code never reads STOP: the host kills it."""
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
             self._views.ints[0] = OP_STOP
             os.eventfd_write(self._go, 1)
-            exited = select.poll()
-            exited.register(child.pidfd, select.POLLIN)
-            if not exited.poll(2000):
-                self._host.kill(child)
-            self._host.wait(child)
+            self._host.forget(child)
         self._views.close()
         for fd in (self._memfd, self._go, self._done, self._err_r):
             with contextlib.suppress(OSError):
@@ -339,8 +336,6 @@ class RemoteRuleSource:
 
     @property
     def lr(self) -> float:
-        from optforge.rule import literal_constants
-
         return float(literal_constants(self.source)["LR"])
 
     @contextlib.contextmanager
@@ -386,9 +381,6 @@ _ZERO_NORM = _Zero()
 
 def serve(args: dict[str, Any], fds: list[int]) -> None:
     """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
-    from optforge.rule import Ctx, RuleError, _bad_delta, load_rule
-    from optforge.sandbox.worker import _describe
-
     memfd, go, done, err_w = fds
     torch.set_num_threads(1)
     if args.get("exact_rss"):

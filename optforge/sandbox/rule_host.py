@@ -67,10 +67,17 @@ class RuleHost:
     def __init__(self, pid: int, sock: socket.socket, layers: dict[str, bool]):
         self.pid, self._sock, self.layers = pid, sock, layers
         self._exits: dict[int, int] = {}
+        self._forgotten: set[int] = set()
 
     @classmethod
     def start(cls) -> "RuleHost":
-        """Fork the host now. Call it before building any model or loading any data."""
+        """Fork the host now. Call it before building any model or loading any data.
+
+        The caller becomes non-dumpable: no child may ptrace it or read its /proc/<pid>/mem.
+        """
+        lib = L.libc()
+        if lib is not None:
+            lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
@@ -102,7 +109,7 @@ class RuleHost:
         socket.send_fds(self._sock, [json.dumps({"target": target, "args": args}).encode()], fds)
         msg = self._recv()
         while "exit" in msg:  # an earlier child's end, reported while we waited
-            self._exits[int(msg["exit"])] = int(msg["code"])
+            self._record_exit(msg)
             msg = self._recv()
         pid = int(msg["pid"])
         return Child(pid, os.pidfd_open(pid), dict(msg.get("layers", {})))
@@ -112,11 +119,25 @@ class RuleHost:
         while child.pid not in self._exits:
             msg = self._recv()
             if "exit" in msg:
-                self._exits[int(msg["exit"])] = int(msg["code"])
+                self._record_exit(msg)
         if child.pidfd >= 0:
             os.close(child.pidfd)
             child.pidfd = -1
         return self._exits.pop(child.pid)
+
+    def forget(self, child: Child) -> None:
+        """Stop tracking `child`, which is ending on its own (or is killed when the host closes)."""
+        self._forgotten.add(child.pid)
+        if child.pidfd >= 0:
+            os.close(child.pidfd)
+            child.pidfd = -1
+
+    def _record_exit(self, msg: dict[str, Any]) -> None:
+        pid = int(msg["exit"])
+        if pid in self._forgotten:
+            self._forgotten.discard(pid)
+        else:
+            self._exits[pid] = int(msg["code"])
 
     def kill(self, child: Child) -> None:
         """Kill `child` (its PID namespace goes with it); `wait` still reports its end."""
