@@ -269,7 +269,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "stdout_tail": ex.stdout_tail,
         "stderr_tail": ex.stderr_tail,
         "exception": None,
-        "sandbox": {"reason": "ok", "layers": ex.layers},
+        "sandbox": {"reason": "ok", "layers": ex.layers, "rule_layers": ex.rule_layers},
         "baseline_torch": payload.get("torch"),
         "wd_tuned": list(wd_grid),
     }

@@ -81,7 +81,7 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
     runs: list[dict] = []
     buffers: dict[str, np.ndarray] = {}
     step_pairs: dict[str, tuple[float, float]] = {}
-    value: dict = {"runs": runs, "rule_layers": dict(host.layers)}
+    value: dict = {"runs": runs}
     try:
         for i, r in enumerate(payload.get("runs", ())):
             if r["task"] not in tasks:
@@ -108,6 +108,8 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
             value["state_probe"] = state_probe(rule, RemoteRuleSource(host, _STATELESS, "stateless"))
     except RuleProcessError as e:
         value["failure"] = e.record
+    # which isolation layers held in every rule process of this call (rule_host.CHILD_LAYERS)
+    value["rule_layers"] = {**host.layers, **rule.layers}
     return value, buffers
 
 

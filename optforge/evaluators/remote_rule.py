@@ -29,7 +29,7 @@ import os
 import select
 import signal
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -333,6 +333,7 @@ class RemoteRuleSource:
     source: str
     name: str = "candidate"
     exact_rss: bool = False  # the rule process returns freed memory at once (slower; for measuring state)
+    layers: dict[str, bool] = field(default_factory=dict, compare=False)  # held in every rule process so far
 
     @property
     def lr(self) -> float:
@@ -341,6 +342,8 @@ class RemoteRuleSource:
     @contextlib.contextmanager
     def start(self, groups: list[dict]) -> Iterator[RemoteRule]:
         rule = RemoteRule(self.host, self.source, self.name, {}, groups, self.exact_rss)
+        for key, held in rule.layers.items():
+            self.layers[key] = self.layers.get(key, True) and held
         try:
             yield rule
         finally:

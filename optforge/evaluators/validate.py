@@ -150,6 +150,7 @@ class SandboxExecutor:
     stdout_tail: str = ""
     stderr_tail: str = ""
     layers: dict = field(default_factory=dict)
+    rule_layers: dict = field(default_factory=dict)  # the rule processes' isolation (split job), last call
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _weight(self, spec: RunSpec) -> float:
@@ -222,6 +223,9 @@ class SandboxExecutor:
         if str(getattr(res.status, "value", res.status)) != "ok":
             raise BatchFailure(f"sandbox call ended with {res.reason}", res)
         value = res.value if isinstance(res.value, dict) else {}
+        if isinstance(value.get("rule_layers"), dict):
+            with self._lock:
+                self.rule_layers = {str(k)[:64]: bool(v) for k, v in list(value["rule_layers"].items())[:16]}
         if "failure" in value:
             reason, failed = failed_result(res, value["failure"])
             raise BatchFailure(f"the rule process failed: {failed.exception}", failed, reason)

@@ -39,10 +39,9 @@ from optforge.sandbox import layers as L
 CLONE_NEWIPC = 0x08000000
 PR_SET_DUMPABLE = 4
 MS_RDONLY, MS_REMOUNT = 1, 32
-_MOUNT_FLAGS = {
-    "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
-    "relatime": 1 << 21, "strictatime": 1 << 24,
-}
+# statvfs f_flag bit -> mount(2) flag, for the flags a remount must keep
+_STATVFS_TO_MS = ((os.ST_NOSUID, 2), (os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024),
+                  (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
 _MSG_BYTES = 1 << 16
 CHILD_LAYERS = ("user_namespace", "read_only_mounts", "pid_namespace", "ipc_namespace", "no_capabilities")
 
@@ -318,20 +317,33 @@ def isolate(pid_namespace: bool) -> dict[str, bool]:
 
 
 def _remount_read_only() -> bool:
-    """Every mount point read-only (keeping its other flags: a locked flag may not be cleared)."""
+    """Every mount point read-only, keeping its other flags (a locked flag may not be cleared).
+
+    A path names its topmost mount, so each path is remounted once, with that mount's own flags
+    (statvfs), and then checked; a mount covered by another is reached by no path at all.
+    """
     try:
         with open("/proc/self/mountinfo") as f:
-            rows = [line.split() for line in f]
+            targets = list(dict.fromkeys(line.split()[4].encode().decode("unicode_escape") for line in f))
     except OSError:
         return False
     ok = True
-    for row in rows:
-        target = row[4].encode().decode("unicode_escape")  # "\040" for spaces
+    for target in targets:
+        try:
+            st = os.statvfs(target)
+        except OSError:
+            continue  # gone or unreachable: nothing to write there
+        if st.f_flag & os.ST_RDONLY:
+            continue
         flags = MS_REMOUNT | L.MS_BIND | MS_RDONLY
-        for opt in row[5].split(","):
-            flags |= _MOUNT_FLAGS.get(opt, 0)
-        if not L._mount(None, target, None, flags):
-            ok = ok and not os.path.exists(target)  # over-mounted or gone: nothing to write there
+        for st_flag, ms_flag in _STATVFS_TO_MS:
+            if st.f_flag & st_flag:
+                flags |= ms_flag
+        L._mount(None, target, None, flags)
+        try:
+            ok = ok and bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+        except OSError:
+            pass
     return ok
 
 
