@@ -36,13 +36,14 @@ from optforge.evaluators.remote_rule import RemoteRuleSource, RuleProcessError
 from optforge.sandbox.rule_host import RuleHost
 
 FINGERPRINT_STEPS = 5
-# the state-memory probe: one tensor per role, 4.3M parameters, so a state of one float32 per
-# parameter (17 MB) stands far above the resolution of resident memory
+# the state-memory probe: one tensor per role, 4.5M parameters, so a state of one float32 per
+# parameter (18 MB) stands far above the resolution of resident memory; the 2-D hidden matrix stays
+# small because matrix rules orthogonalise it every step (Newton-Schulz is cubic in its side)
 PROBE_SHAPES = (
-    ("hidden_matrix", (1024, 1024)),
-    ("conv", (128, 128, 3, 3)),
+    ("hidden_matrix", (512, 512)),
+    ("conv", (64, 64, 3, 3)),
     ("embedding", (16384, 128)),
-    ("head", (128, 8192)),
+    ("head", (128, 16384)),
     ("vector", (1024,)),
     ("scalar", ()),
 )

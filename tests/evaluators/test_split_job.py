@@ -161,6 +161,7 @@ def test_every_seed_reproduces_todays_curves_bit_for_bit(host, name):
         assert _same(today, split), (name, task.name, today.train_loss, split.train_loss)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # the hunter touches torch's deprecated aliases
 def test_in_process_the_hunter_finds_the_training_loop():
     # the control: loaded in the trainer's own process, the same rule does find the model
     with pytest.raises(RuntimeError, match="found"):
