@@ -230,24 +230,21 @@ class RemoteRule:
         """Run `op` ("init", "update" or "eval_point") for each tensor's RuleOptimizer arguments:
         init (p, ctx), update (p, g, state, ctx), eval_point (p, state, ctx). Returns, per tensor, a
         state placeholder (init) or a view of the rule's output (valid until the next call)."""
-        v, n = self._views, len(args)
+        v, n, n_all = self._views, len(args), self.layout.n
         ints, floats = v.ints, v.floats
         ctx0 = args[0][-1] if args else None
+        idx = [self._index[id(a[0])] for a in args]
         ints[0], ints[1] = _OPS[op], n
         ints[2] = -1 if ctx0 is None or ctx0.T is None else int(ctx0.T)
-        base = 3
-        for j, a in enumerate(args):
-            p, ctx = a[0], a[-1]
-            k = self._index[id(p)]
-            ints[base + j] = k
-            ints[base + self.layout.n + j] = ctx.t
-            floats[j] = ctx.lr
-            v.p[k].copy_(p)
+        ints[3: 3 + n] = idx
+        ints[3 + n_all: 3 + n_all + n] = [a[-1].t for a in args]
+        floats[:n] = [a[-1].lr for a in args]
+        for k, a in zip(idx, args):
+            v.p[k].copy_(a[0])
             if op == "update":
                 v.g[k].copy_(a[1])
         self._norm_ctx = ctx0 if op == "update" else None
         self._roundtrip()
-        idx = [self._index[id(a[0])] for a in args]
         if op == "init":
             return [{"remote_state": k} for k in idx]
         return [v.out[k] for k in idx]
@@ -416,12 +413,11 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
         if op == OP_STOP:
             return
         norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
+        idx, ts, lrs = ints[3: 3 + n].tolist(), ints[3 + n_all: 3 + n_all + n].tolist(), floats[:n].tolist()
         try:
-            for j in range(n):
-                k = int(ints[3 + j])
+            for k, t, lr in zip(idx, ts, lrs):
                 p = views.p[k]
-                ctx = Ctx(lr=float(floats[j]), t=int(ints[3 + n_all + j]), T=None if T < 0 else T,
-                          role=layout.roles[k], shape=layout.shapes[k], _shared=norm)
+                ctx = Ctx(lr=lr, t=t, T=None if T < 0 else T, role=layout.roles[k], shape=layout.shapes[k], _shared=norm)
                 if op == OP_INIT:
                     init = rule.init(p, ctx)
                     if not isinstance(init, dict):
