@@ -109,7 +109,7 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
             value["state_probe"] = state_probe(rule, RemoteRuleSource(host, _STATELESS, "stateless"))
     except RuleProcessError as e:
         value["failure"] = e.record
-    # which isolation layers held in every rule process of this call (rule_host.CHILD_LAYERS)
+    # which isolation layers held in every rule process of this call (rule_host.Child.layers)
     value["rule_layers"] = {**host.layers, **rule.layers}
     return value, buffers
 

@@ -43,7 +43,6 @@ MS_RDONLY, MS_REMOUNT = 1, 32
 _STATVFS_TO_MS = ((os.ST_NOSUID, 2), (os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024),
                   (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
 _MSG_BYTES = 1 << 16
-CHILD_LAYERS = ("user_namespace", "read_only_mounts", "pid_namespace", "ipc_namespace", "no_capabilities")
 
 
 class HostError(RuntimeError):
@@ -53,7 +52,8 @@ class HostError(RuntimeError):
 @dataclass
 class Child:
     """One forked child, as the trusted side sees it: `pid` is the intermediate process, which exits
-    when the child does (its exit code is the child's, or 128 + the signal that killed it)."""
+    when the child does (its exit code is the child's, or 128 + the signal that killed it).
+    `layers`: user_namespace, read_only_mounts, pid_namespace, ipc_namespace, no_capabilities."""
 
     pid: int
     pidfd: int
@@ -137,13 +137,6 @@ class RuleHost:
             self._forgotten.discard(pid)
         else:
             self._exits[pid] = int(msg["code"])
-
-    def kill(self, child: Child) -> None:
-        """Kill `child` (its PID namespace goes with it); `wait` still reports its end."""
-        try:
-            os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def close(self) -> None:
         """Stop the host (it kills any child still running) and reap it."""
