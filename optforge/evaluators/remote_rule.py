@@ -438,7 +438,7 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                     fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
                 views.out[k].copy_(out)
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
-            fail(e, "exception")
+            fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.eventfd_write(done, 1)
 
 
