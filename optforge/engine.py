@@ -14,6 +14,10 @@
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); an evaluation past
   `config.timeout_per_eval` is cancelled -> `timeout`; a raising evaluator -> `crashed`.
   Ctrl-C cancels in-flight work and leaves a resumable store.
+- **Failed starts.** A warm start (`note["warm_start"]`) that ends invalid, crashed or lost at the
+  first search stage, or a funnel reference that does so at any stage, stops the run at once
+  (status `failed`, the reason in meta `failure`): every score is measured against them, so a broken
+  install or sandbox must not run on as a search whose candidates all "crash". Diverged is a result.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 
 EvaluateFn = Callable[[Any], EvaluationResult]  # evaluate(request) -> result, run inside a Ray task
 RequestFactory = Callable[..., Any]  # make_request(source=, stage=, suite=, seeds=, sandbox=, tune_wd=)
+
+FAILED_START = frozenset({Status.INVALID, Status.CRASHED, Status.LOST})
+"""Statuses with which a warm start or a reference stops the run (a broken setup, not a result)."""
 
 _LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError", "LocalRayletDiedError",
                 "ObjectReconstructionFailedError", "RaySystemError", "TaskUnschedulableError", "ActorDiedError",
@@ -99,6 +106,26 @@ class Progress:
     eta_s: float | None
 
 
+class RunFailed(RuntimeError):
+    """A warm start or a reference failed (see FAILED_START); the message says which, where and why."""
+
+
+def start_failure(candidate: Candidate, result: EvaluationResult, stage: str, first_stage: str) -> str | None:
+    """Why this result of a warm start or reference stops the run, or None when it does not."""
+    if result.status not in FAILED_START:
+        return None
+    if candidate.note.get("role") == "reference":
+        role = "reference"
+    elif candidate.note.get("warm_start") and stage == first_stage:
+        role = "warm start"
+    else:
+        return None
+    seed = candidate.note.get("seed")
+    name = f"{candidate.id}" + (f" ({seed})" if seed and seed not in candidate.id else "")
+    detail = " ".join(result.feedback.split()) or str(result.artifacts.get("exception", "")).strip()
+    return f"{role} {name} ended {result.status.value} at {stage}: {detail or 'no reason recorded'}"
+
+
 @dataclass
 class RunSummary:
     run_dir: str
@@ -110,6 +137,7 @@ class RunSummary:
     best: tuple[str, float] | None
     promoted: list[str] = field(default_factory=list)
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> evaluations run there
+    failure: str = ""  # why a failed start stopped the run (empty otherwise)
 
 
 @dataclass
@@ -167,7 +195,7 @@ class Engine:
         self._failures = {k: v for k, v in st.status_counts().items() if k != Status.OK.value}
         st.set_meta(status="running")
         st.add_event("start", resumed=st.proposal_count() > 0)
-        reason, interrupted = st.meta("stop_reason", ""), False
+        reason, interrupted, failure = st.meta("stop_reason", ""), False, ""
         try:
             if not st.meta("search_done", False):
                 reason = self._search()
@@ -179,11 +207,18 @@ class Engine:
             self._cancel_all()
             st.set_meta(status="interrupted")
             st.add_event("interrupted")
+        except RunFailed as e:
+            reason, failure = "failed_start", str(e)
+            self._cancel_all()
+            st.set_meta(status="failed", stop_reason=reason, failure=failure)
+            st.add_event("failed", reason=failure)
         finally:
             if self._proposer is not None:
                 self._proposer.shutdown()
             st.set_meta(elapsed_s=self._elapsed())
-        return self._summary(reason, interrupted)
+        summary = self._summary(reason, interrupted)
+        summary.failure = failure
+        return summary
 
     # ------------------------------------------------------------------------------ search
 
@@ -238,6 +273,9 @@ class Engine:
                 Status.INVALID, str(cand.note.get("reason", "rejected by the strategy")), stage=first.name)
             if existing is None:
                 self.store.add_evaluation(cand, result, seeds_spec="")
+            failure = start_failure(cand, result, first.name, first.name)
+            if failure:
+                raise RunFailed(failure)
             self._proposer.deliver(seq, cand, result)
             return
         self._push(_Job(seq, cand, first, search=True))
@@ -388,6 +426,9 @@ class Engine:
             self.store.add_evaluation(job.candidate, result, seeds_spec=seeds, attempts=max(job.attempts, 1),
                                       wall_s=wall_s, cached_from=cached_from)
             self.store.set_meta(elapsed_s=self._elapsed())
+        failure = start_failure(job.candidate, result, job.stage.name, self.config.search_stages()[0].name)
+        if failure:
+            raise RunFailed(failure)
         if not job.search:
             return
         stages = self.config.search_stages()

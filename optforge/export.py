@@ -5,6 +5,10 @@ Ctx, role inference) rendered from this package's own source, so the optimizer a
 training code steps exactly like the one that was scored. The rule's literal UPPER_CASE constants become
 checked constructor arguments; its functions are closed over them in a factory, so two instances with
 different hyperparameters coexist.
+
+A rule is exported only if it passes the static check the sandbox applies (`check_rule`: contract and
+`RULE_POLICY`): the exported file runs on the user's machine with no sandbox at all. Task detection
+flags (`optforge.rule_flags`) are written into the docstring.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from optforge import roles as roles_mod
 from optforge import rule as rule_mod
 from optforge.rule import RuleError, check_rule, literal_constants
+from optforge.rule_flags import Flag, task_detection_flags
 
 _RUNTIME = (
     rule_mod.RuleError,
@@ -76,7 +81,7 @@ def _split_rule(source: str) -> tuple[str, list[str], dict[str, Any]]:
     return doc, body, consts
 
 
-def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[str, Any]) -> str:
+def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[str, Any], flags: list[Flag]) -> str:
     out = [info.title or f"{class_name}: an optimizer exported by optforge."]
     if info.provenance:
         out.append("")
@@ -109,6 +114,11 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
     if info.state_bytes_per_param is not None:
         out.append(f"    Optimizer state: {info.state_bytes_per_param:.1f} bytes per parameter (AdamW: 8).")
+    if flags:
+        out.append("")
+        out.append("Task detection flagged (the rule compares set-up quantities with specific numbers, so it may")
+        out.append("behave differently on the set-ups it was scored on; check it on your own task):")
+        out += [f"    {f}" for f in flags]
     if rule_doc:
         out.append("")
         out.append("The rule:")
@@ -117,10 +127,16 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
 
 
 def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: ExportInfo | None = None) -> str:
-    """The text of a standalone module exporting `class_name` (a torch.optim.Optimizer)."""
+    """The text of a standalone module exporting `class_name` (a torch.optim.Optimizer).
+
+    Raises RuleError naming the lines when `source` fails `check_rule`, ValueError for a bad class name.
+    """
     problems = check_rule(source)
     if problems:
-        raise RuleError("cannot export an invalid rule: " + "; ".join(map(str, problems)))
+        raise RuleError(
+            "cannot export this rule: it fails the static check the sandbox holds every rule to "
+            "(rule contract and RULE_POLICY): " + "; ".join(map(str, problems))
+        )
     if not class_name_ok(class_name):
         raise ValueError(f"--name {class_name!r} is not a usable class name; use CamelCase letters, e.g. MyOptimizer")
     info = info or ExportInfo()
@@ -141,7 +157,7 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
     checks = "\n".join(f"        hp[{k!r}] = {arg_names[k]}" for k in args)
     runtime = "\n\n\n".join(inspect.getsource(obj) for obj in _RUNTIME)
     runtime = runtime.replace("class RuleOptimizer(", "class _RuleOptimizer(")
-    doc = _doc_block(info, rule_doc, class_name, hparams)
+    doc = _doc_block(info, rule_doc, class_name, hparams, task_detection_flags(source))
     return _TEMPLATE.format(
         doc=doc,
         class_name=class_name,

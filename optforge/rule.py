@@ -7,8 +7,9 @@ A rule is a small Python module (DESIGN section 3):
     def update(p, g, state, ctx) -> Tensor     # the delta; the harness applies p += delta
     def eval_point(p, state, ctx) -> Tensor    # optional: weights to evaluate at
 
-`check_rule` only parses (safe on untrusted text); `load_rule` executes (trusted text, or inside the
-sandbox). `RuleOptimizer` is the one code path that the evaluator, the seed tests and exports share.
+`check_rule` only parses (safe on untrusted text) and holds the source to the rule contract and to
+`RULE_POLICY`, the static check the sandbox applies; `load_rule` runs that check, then executes
+(trusted text, or inside the sandbox). `RuleOptimizer` is the one code path that the evaluator, the seed tests and exports share.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 
 from optforge.roles import MATRIX_ROLES, ROLES, default_role, infer_roles, param_groups
-from optforge.rule_check import ALLOWED_IMPORTS, RuleError, RuleProblem, check_rule
+from optforge.rule_check import RuleError, RuleProblem, check_rule
+from optforge.sandbox.policy import Policy
+from optforge.sandbox.rule_policy import RULE_POLICY
 
 __all__ = [
-    "ALLOWED_IMPORTS", "MATRIX_ROLES", "ROLES", "Ctx", "Rule", "RuleError", "RuleOptimizer", "RuleProblem",
+    "MATRIX_ROLES", "ROLES", "Ctx", "Rule", "RuleError", "RuleOptimizer", "RuleProblem",
     "check_rule", "default_role", "hparam_kind", "hparam_problem", "infer_roles", "literal_constants",
     "load_rule", "param_groups", "rule_line", "with_hparams_source",
 ]
@@ -163,9 +166,15 @@ class Rule:
         return load_rule(with_hparams_source(self.source, overrides), name=self.name)
 
 
-def load_rule(source: str, name: str = "<candidate>") -> Rule:
-    """Execute a rule source and return its `Rule`. Only for trusted sources or inside the sandbox."""
-    problems = check_rule(source)
+def load_rule(source: str, name: str = "<candidate>", policy: Policy | None = RULE_POLICY) -> Rule:
+    """Execute a rule source and return its `Rule`. Only for trusted sources or inside the sandbox.
+
+    The source is first held to `check_rule` (contract and `policy`), so a rule the sandbox would
+    refuse is refused here too, before any of it runs; RuleError names the lines. `policy=None`
+    checks the contract only: for a job inside the sandbox, whose caller's policy `sandbox.run`
+    has applied already (or was told not to, `Limits(static_check=False)`).
+    """
+    problems = check_rule(source, policy)
     if problems:
         raise RuleError(f"rule '{name}' is invalid: " + "; ".join(str(p) for p in problems))
     filename = f"<rule {name}>"

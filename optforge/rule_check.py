@@ -1,37 +1,45 @@
-"""The static check of a rule source: parse only, run nothing. Safe on untrusted text."""
+"""The static check of a rule source: parse only, run nothing. Safe on untrusted text.
+
+One entry point, `check_rule`, for every place a rule is accepted (the sandbox's caller, `load_rule`,
+`optforge eval`, `optforge export`, the LLM reply parser): the rule contract (an `LR` constant,
+`init` and `update` with their signatures) plus the static-check `Policy` (`RULE_POLICY` unless the
+caller brings another), so no path holds a rule to a lighter check than the sandbox does.
+"""
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
-ALLOWED_IMPORTS = ("torch", "math")
+from optforge.rule_flags import Flag, task_detection_flags
+from optforge.sandbox.policy import Policy, Violation, check_source, parse_source
+from optforge.sandbox.rule_policy import RULE_POLICY
+
 SIGNATURES = {"init": ("p", "ctx"), "update": ("p", "g", "state", "ctx"), "eval_point": ("p", "state", "ctx")}
 _REQUIRED = ("init", "update")
-_FORBIDDEN_CALLS = ("open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "input", "breakpoint")
+
+RuleProblem = Violation
+"""A refusal of a rule source: `line` (0 when it concerns the whole source) and `message`."""
+
+__all__ = ["Flag", "RuleError", "RuleProblem", "SIGNATURES", "check_rule", "task_detection_flags"]
 
 
 class RuleError(ValueError):
     """A rule source or hyperparameter is unusable. The message says where and what to do."""
 
 
-@dataclass(frozen=True)
-class RuleProblem:
-    line: int
-    message: str
+def check_rule(source: str, policy: Policy | None = RULE_POLICY) -> list[RuleProblem]:
+    """Every problem of a rule source, found by parsing only: contract first, then `policy`
+    (None checks the contract alone). An empty list means it may be loaded and run."""
+    tree, error = parse_source(source)
+    if error is not None:
+        return [error]
+    problems = _contract_problems(tree)
+    if policy is not None:
+        problems += check_source(source, policy)
+    return problems
 
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
 
-
-
-
-def check_rule(source: str) -> list[RuleProblem]:
-    """Structural problems of a rule source, found by parsing only. An empty list means loadable."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as e:
-        return [RuleProblem(e.lineno or 0, f"syntax error: {e.msg}; fix the Python syntax")]
+def _contract_problems(tree: ast.Module) -> list[RuleProblem]:
     problems: list[RuleProblem] = []
     defs: dict[str, ast.FunctionDef] = {}
     has_lr = False
@@ -42,21 +50,6 @@ def check_rule(source: str) -> list[RuleProblem]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == "LR" for t in targets):
                 has_lr = True
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] not in ALLOWED_IMPORTS:
-                    problems.append(_import_problem(node.lineno, alias.name))
-        elif isinstance(node, ast.ImportFrom):
-            if (node.module or "").split(".")[0] not in ALLOWED_IMPORTS or node.level:
-                problems.append(_import_problem(node.lineno, node.module or "." * node.level))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in _FORBIDDEN_CALLS:
-                problems.append(
-                    RuleProblem(node.lineno, f"call to '{node.func.id}' is not allowed in a rule; compute with torch and math only")
-                )
-        elif isinstance(node, ast.AsyncFunctionDef):
-            problems.append(RuleProblem(node.lineno, "async functions are not allowed; use plain 'def'"))
     if not has_lr:
         problems.append(RuleProblem(0, "missing module constant 'LR'; add e.g. 'LR = 1e-3' (the rule's base learning rate)"))
     for name in _REQUIRED:
@@ -72,9 +65,3 @@ def check_rule(source: str) -> list[RuleProblem]:
                     RuleProblem(fn.lineno, f"'{name}' must take exactly ({', '.join(want)}), got ({', '.join(got)})")
                 )
     return problems
-
-
-def _import_problem(line: int, name: str) -> RuleProblem:
-    return RuleProblem(line, f"import of '{name}' is not allowed; a rule may import only torch and math")
-
-

@@ -70,7 +70,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     model TEXT, prompt TEXT, response TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER,
     dollars REAL, latency_s REAL, created REAL,
-    extra TEXT                          -- JSON: any other fields of the call record
+    extra TEXT,                         -- JSON: any other fields of the call record
+    finish_reason TEXT,                 -- why the model stopped: stop, length, ... (NULL: unknown)
+    attempts INTEGER,                   -- HTTP requests of the call, retries included (NULL: in extra, or 1)
+    call_id TEXT                        -- the client's id of the call: its final record replaces its in-flight one
 );
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, created REAL NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS promotions (
@@ -80,6 +83,10 @@ CREATE TABLE IF NOT EXISTS promotions (
 );
 CREATE TABLE IF NOT EXISTS strategy_state (key TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
 """
+
+
+# llm_calls columns added after the first release: `Store(run_dir)` adds them to an older run.db
+_LLM_ADDED_COLUMNS = (("finish_reason", "TEXT"), ("attempts", "INTEGER"), ("call_id", "TEXT"))
 
 
 class StoreError(RuntimeError):
@@ -173,6 +180,7 @@ class Store:
         if create:
             with self._lock:  # one transaction: a concurrent reader sees no tables or all of them
                 self._db.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
+                self._add_llm_columns()
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "Store":
@@ -267,17 +275,35 @@ class Store:
                  p.created or time.time()),
             )
 
+    def _add_llm_columns(self) -> None:
+        """Give an llm_calls table written before a column existed that column (old rows get NULL)."""
+        with self.transaction() as db:
+            have = {r[1] for r in db.execute("PRAGMA table_info(llm_calls)")}
+            for name, kind in _LLM_ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE llm_calls ADD COLUMN {name} {kind}")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS llm_calls_call_id ON llm_calls(call_id)")
+
     def record_llm_call(self, call: Any) -> None:
-        """The LLM client's recorder: store one call (an LLMCall dataclass or a mapping)."""
+        """The LLM client's recorder: store one call (an LLMCall dataclass or a mapping). A record with
+        the `call_id` of an earlier one (the call's in-flight record) replaces it, in its place."""
         d = dict(call) if isinstance(call, Mapping) else dict(getattr(call, "__dict__", {}))
-        cols = ("model", "prompt", "response", "prompt_tokens", "completion_tokens", "dollars", "latency_s", "created")
+        cols = ("model", "prompt", "response", "prompt_tokens", "completion_tokens", "dollars", "latency_s", "created",
+                "finish_reason", "attempts", "call_id")
         row = [d.pop(c, None) for c in cols]
-        if row[-1] is None:
-            row[-1] = time.time()
+        if row[7] is None:
+            row[7] = time.time()
+        row[8] = row[8] or None  # "" (unknown) is stored as NULL
+        row[10] = row[10] or None
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO llm_calls(model, prompt, response, prompt_tokens, completion_tokens, dollars, latency_s,"
-                " created, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created, finish_reason, attempts, call_id, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(call_id) DO UPDATE SET model = excluded.model, prompt = excluded.prompt,"
+                " response = excluded.response, prompt_tokens = excluded.prompt_tokens,"
+                " completion_tokens = excluded.completion_tokens, dollars = excluded.dollars,"
+                " latency_s = excluded.latency_s, created = excluded.created, finish_reason = excluded.finish_reason,"
+                " attempts = excluded.attempts, extra = excluded.extra",
                 (*row, _dumps(d)),
             )
 
@@ -394,19 +420,26 @@ class Store:
                           json.loads(r["detail"]), r["created"]) for r in rows]
 
     def llm_calls(self) -> list[dict[str, Any]]:
+        """Every LLM call in order, its `extra` fields merged in (a column wins over a NULL-free extra)."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM llm_calls ORDER BY id").fetchall()
         out = []
         for r in rows:
-            d = {k: r[k] for k in r.keys() if k != "extra"}
-            d.update(json.loads(r["extra"] or "{}"))
+            d = json.loads(r["extra"] or "{}")
+            d.update({k: r[k] for k in r.keys() if k != "extra" and (r[k] is not None or k not in d)})
             out.append(d)
         return out
 
     def llm_spend(self) -> tuple[float, int]:
-        """(dollars, calls) recorded so far."""
+        """(dollars, HTTP requests) recorded so far; requests count retries, as budget.max_llm_calls does.
+        Rows written before the `attempts` column keep the count in `extra`."""
         with self._lock:
-            row = self._db.execute("SELECT COALESCE(SUM(dollars), 0), COUNT(*) FROM llm_calls").fetchone()
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(llm_calls)")}
+            attempts = "attempts, " if "attempts" in have else ""
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(dollars), 0),"
+                f" COALESCE(SUM(MAX(COALESCE({attempts}json_extract(extra, '$.attempts'), 1), 1)), 0) FROM llm_calls"
+            ).fetchone()
         return float(row[0]), int(row[1])
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,22 @@ SANDBOX_REASONS: Mapping[str, Status] = {
 def status_for_reason(reason: str) -> Status:
     """Map a sandbox reason (possibly with a detail suffix, 'signal:11') onto a Status."""
     return SANDBOX_REASONS.get(reason.split(":", 1)[0], Status.CRASHED)
+
+
+# C0 and C1 control characters except tab and newline, DEL, and lone UTF-16 surrogates (which cannot be
+# encoded to UTF-8 and would crash a terminal write or a JSON/SQLite round trip)
+_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_text(text: object) -> str:
+    """`text` as a string safe for a terminal, a report or an LLM prompt.
+
+    Candidates control exception messages, printed output and source lines; ANSI escapes (ESC [2J),
+    NUL, carriage returns and lone surrogates are dropped from them, keeping newlines and tabs, before
+    they leave the trusted side's result records. `\r\n` becomes `\n`.
+    """
+    s = text if isinstance(text, str) else str(text)
+    return _UNSAFE_TEXT.sub("", s.replace("\r\n", "\n"))
 
 
 def content_hash(source: str) -> str:
@@ -142,6 +159,11 @@ class EvaluationResult:
     def __post_init__(self) -> None:
         self.status = Status(self.status)
         self.seeds = tuple(int(s) for s in self.seeds)
+        # feedback and text artifacts (exception, output tails) carry candidate text to terminals and prompts
+        self.feedback = clean_text(self.feedback)
+        for key, value in self.artifacts.items():
+            if isinstance(value, str):
+                self.artifacts[key] = clean_text(value)
         fit = self.metrics.get("fitness")
         if self.status is not Status.OK or fit is None or not math.isfinite(float(fit)):
             # a failure always has the floor score, so nothing ranks it above a real result

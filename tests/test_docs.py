@@ -19,3 +19,17 @@ def test_ci_runs_the_readme_test_command():
 
 def test_readme_install_uses_the_cpu_torch_pin():
     assert "torch==2.13.0" in _readme_commands()[0]
+
+
+def test_tests_run_against_the_installed_package():
+    addopts = re.search(r"^addopts = (.*)$", (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
+    assert "--import-mode=importlib" in addopts
+    # `python -m pytest` in the checkout would put its root on sys.path, which tests/conftest.py refuses
+    assert _readme_commands()[1].strip().endswith("&& pytest")
+
+
+def test_ci_checks_the_readme_install_from_another_directory():
+    ci = (ROOT / ".ci" / "run").read_text()
+    check = (ROOT / ".ci" / "readme-install-check").read_text()
+    assert ".ci/readme-install-check" in ci
+    assert "optforge eval adamw --suite train_quick" in check and 'grep -qx "status ok"' in check

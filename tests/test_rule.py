@@ -46,9 +46,9 @@ def test_good_rule_has_no_problems():
         ("LR = 1\ndef init(p, ctx):\n  return {}\n", "missing function 'update'"),
         ("LR = 1\ndef init(p):\n  return {}\ndef update(p, g, state, ctx):\n  return g\n", "line 2: 'init' must take exactly (p, ctx)"),
         ("import os\nLR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  return g\n", "line 1: import of 'os' is not allowed"),
-        ("from subprocess import run\nLR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  return g\n", "import of 'subprocess'"),
-        ("LR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  return eval('g')\n", "line 5: call to 'eval' is not allowed"),
-        ("LR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  open('x')\n  return g\n", "line 5: call to 'open'"),
+        ("from subprocess import run\nLR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  return g\n", "line 1: import from 'subprocess' is not allowed"),
+        ("LR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  return eval('g')\n", "line 5: 'eval' is not allowed"),
+        ("LR = 1\ndef init(p, ctx):\n  return {}\ndef update(p, g, state, ctx):\n  open('x')\n  return g\n", "line 5: 'open' is not allowed"),
     ],
 )
 def test_check_rule_reports_problem_with_line(source, expected):
@@ -86,7 +86,7 @@ def test_with_hparams_edits_source_and_checks_values():
 
 def test_bad_hyperparameter_in_source_is_rejected_on_load():
     with pytest.raises(RuleError, match=r"BETA2=1.2 must be in \[0, 1\)"):
-        load_rule(GOOD.replace("SCALE = 1.0", "BETA2 = 1.2"))
+        load_rule(GOOD.replace("SCALE = 1.0", "SCALE = 1.0\nBETA2 = 1.2"))
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_lr_default_groups_schedulers_and_closure():
 
 def test_ctx_fields():
     seen = []
-    src = GOOD.replace("state[\"n\"] += 1", "state[\"n\"] += 1\n    RECORD.append((ctx.lr, ctx.t, ctx.T, ctx.role, ctx.shape, ctx.grad_norm))")
+    src = GOOD.replace("SCALE = 1.0", "SCALE = 1.0\nRECORD = []").replace("state[\"n\"] += 1", "state[\"n\"] += 1\n    RECORD.append((ctx.lr, ctx.t, ctx.T, ctx.role, ctx.shape, ctx.grad_norm))")
     rule = load_rule(src)
     rule.module.RECORD = seen
     a = nn.Parameter(torch.zeros(3))

@@ -1,7 +1,10 @@
-"""`optforge doctor`: which sandbox isolation layers are active on this machine, and the worker mode.
+"""`optforge doctor`: which sandbox isolation layers are active on this machine, the worker mode, and
+whether a real evaluation works.
 
 It runs the trusted probe job (optforge.sandbox.selftest) through the real sandbox, so what it prints
-is what a candidate gets, not what the code hopes for.
+is what a candidate gets, not what the code hopes for; then it evaluates the bundled `adamw` rule on
+the `smoke` suite exactly as `optforge eval` does, and exits non-zero with the reason when that fails
+(an install whose package the sandboxed job cannot import fails here, not in every run).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 _EXPLAIN = {
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         os.rmdir(outside)
     if not res.ok:
         raise UserError(f"the sandbox probe job failed ({res.reason}): {res.exception}")
+    real = real_job_check(args.mode)
     facts = res.value or {}
     report = {
         "mode": res.mode,
@@ -62,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
         },
         "job_uid": facts.get("uid"),
         "job_start_s": round(res.wall_s, 3),
+        "real_job": real,
     }
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if real["ok"] else 1
     print(f"sandbox worker mode: {res.mode} ({'pre-imported template, fork per job' if res.mode == 'warm' else 'fresh interpreter per job'})")
     print("isolation layers:")
     for name in sandbox.LAYERS:
@@ -75,4 +81,27 @@ def run(args: argparse.Namespace) -> int:
     for name, ok in report["checks"].items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
     print(f"job ran as uid {facts.get('uid')}, in {res.wall_s:.3f} s wall")
+    print(f"real job (adamw on smoke, as `optforge eval` runs it): {real['status']} in {real['wall_s']:.1f} s")
+    if not real["ok"]:
+        print(f"optforge doctor: the real job failed: {real['reason']}", file=sys.stderr)
+        return 1
     return 0
+
+
+def real_job_check(mode: str) -> dict:
+    """Evaluate the bundled `adamw` on `smoke` through the evaluator and the sandbox, as `eval` does:
+    {"ok", "status", "reason", "wall_s"}. Its status is what counts here, not its fitness."""
+    import time
+
+    from optforge import seeds
+    from optforge.evaluators import EvalRequest, evaluate
+
+    t0 = time.perf_counter()
+    sandbox_cfg = {"mode": mode} if mode != "auto" else {}
+    result = evaluate(EvalRequest(seeds.source("adamw"), stage="smoke", suite="smoke", sandbox=sandbox_cfg))
+    reason = ""
+    if not result.ok:
+        detail = result.artifacts.get("exception") or ""
+        reason = f"status {result.status.value}: {result.feedback.strip()}" + (f" ({detail})" if detail and detail not in result.feedback else "")
+    return {"ok": result.ok, "status": result.status.value, "reason": reason,
+            "wall_s": time.perf_counter() - t0}

@@ -34,8 +34,12 @@ def _load_source(spec: str) -> tuple[str, str]:
     from optforge.cli import UserError
 
     if os.path.isfile(spec):
-        with open(spec, encoding="utf-8") as f:
-            return f.read(), os.path.basename(spec)
+        from optforge.source_text import SourceDecodeError, read_source
+
+        try:  # a byte-order mark or CRLF endings are fine for Python, so they are fine here
+            return read_source(spec), os.path.basename(spec)
+        except SourceDecodeError as e:
+            raise UserError(str(e)) from None
     if spec in seeds.names():
         return seeds.source(spec), spec
     raise UserError(f"'{spec}' is neither a file nor a seed name; seeds: {', '.join(seeds.names())}")

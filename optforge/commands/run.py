@@ -30,9 +30,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Everything that can be wrong with the config (keys, strategy, suites, baselines) is checked
+    before the run directory is created, so a failed start leaves nothing behind."""
     from optforge.config import ConfigError, RunConfig, config_from_dict, load_config
     from optforge.store import Store, StoreError
 
+    store = None
     try:
         if args.resume:
             if args.config:
@@ -41,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                 store = Store.open(args.resume)
             except StoreError as e:
                 raise UserError(str(e)) from e
+            if not store.config():
+                raise UserError(f"cannot resume {args.resume}: it holds no stored config (the run never started); "
+                                f"start it again with: optforge run CONFIG.yaml --out {args.resume}")
             config = config_from_dict(store.config(), args.overrides) if args.overrides else RunConfig.from_dict(store.config())
             if store.meta("status") == "finished":
                 print(f"run {args.resume} already finished ({store.meta('stop_reason', '')}); nothing to do. "
@@ -49,19 +55,29 @@ def run(args: argparse.Namespace) -> int:
             _check_versions(store, config, force=args.force)
         else:
             if not args.config:
-                raise UserError("missing CONFIG.yaml (or --resume RUN_DIR); try configs/seeds.yaml")
+                raise UserError("missing CONFIG.yaml (or --resume RUN_DIR); for example: optforge run configs/seeds.yaml "
+                                "(from the optforge checkout)")
             config = load_config(args.config, args.overrides)
     except ConfigError as e:
         raise UserError(str(e)) from e
 
-    strategy, llm_holder = _build_strategy(config, store if args.resume else None)
-    if not args.resume:
+    strategy, llm_holder = _build_strategy(config, store)
+    make_request = _request_factory(config)
+    if store is None:
         out = Path(args.out or f"runs/{config.strategy_name.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "run.db").exists():
-            raise UserError(f"{out} already holds a run; resume it with --resume {out}, or pick another --out")
-        store = Store(out)
+        if (out / "run.db").exists() and _has_config(out):
+            raise UserError(f"{out} already holds a run; resume it with: optforge run --resume {out} "
+                            "(or pick another --out)")
+        store = Store(out)  # a run.db without a config is a start that never began: reused
     llm_holder["store"] = store
-    return _execute(config, strategy, store, address=args.address or config.ray.address, quiet=args.quiet)
+    return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet)
+
+
+def _has_config(run_dir: Path) -> bool:
+    from optforge.store import Store
+
+    with Store.open(run_dir) as existing:
+        return bool(existing.config())
 
 
 def _build_strategy(config: Any, store: Any = None) -> tuple[Any, dict]:
@@ -125,11 +141,10 @@ def _suite_version(suite: str) -> str:
     return str(get_suite(suite).version)
 
 
-def _execute(config: Any, strategy: Any, store: Any, *, address: str | None, quiet: bool) -> int:
+def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool) -> int:
     from optforge.engine import Engine, start_ray
     from optforge.evaluators import evaluate
 
-    make_request = _request_factory(config)
     progress = None if quiet else _ProgressLine(config)
     print(f"run directory: {store.run_dir}", file=sys.stderr)
     start_ray(address, num_cpus=config.ray.num_cpus or max(config.slots, 1), num_gpus=config.ray.num_gpus)
@@ -146,6 +161,12 @@ def _execute(config: Any, strategy: Any, store: Any, *, address: str | None, qui
     from optforge.commands.show import print_leaderboard
 
     print_leaderboard(store, config, top=10)
+    if summary.failure:
+        print(f"optforge run: the run stopped: {summary.failure}\n"
+              "Every score is measured against this rule, so the run cannot go on. `optforge doctor` checks the "
+              f"sandbox and a real evaluation; fix the cause, then start a new run. Details: optforge show {store.run_dir}",
+              file=sys.stderr)
+        return 1
     if summary.interrupted:
         print(f"interrupted; continue with: optforge run --resume {store.run_dir}", file=sys.stderr)
         return 130
@@ -155,8 +176,10 @@ def _execute(config: Any, strategy: Any, store: Any, *, address: str | None, qui
 
 def _request_factory(config: Any) -> Any:
     """EvalRequests that carry their suite's baseline curves (a remote node needs no cache). Loading
-    them all up front also fails fast, before any evaluation, when a suite has no baselines."""
+    them all up front also fails fast, before anything is written, when a suite is unknown or has no
+    baselines."""
     from optforge.evaluators import EvalRequest, baseline_payload, wd_grid_for
+    from optforge.evaluators.tasks import get_suite
     from optforge.funnel import resolve_stage
 
     payloads: dict[str, Any] = {}
@@ -164,6 +187,7 @@ def _request_factory(config: Any) -> Any:
         suite, _, tune_wd = resolve_stage(stage, config)
         try:
             if suite not in payloads:
+                get_suite(suite)  # an unknown name says so, before any advice about its baselines
                 payloads[suite] = baseline_payload(suite)
             wd_grid_for(payloads[suite], tune_wd=tune_wd, stage=stage.name, suite=suite)
         except Exception as e:  # noqa: BLE001 - unknown suite or missing baselines: the user must act

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -10,6 +11,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["show"], help="'show NAME' prints the rule source")
     p.add_argument("name", nargs="?", help="seed name (with 'show')")
     return p
+
+
+PAPER_WIDTH = 60
+
+
+def paper_cell(title: str, width: int = PAPER_WIDTH) -> str:
+    """A paper title for the table: whole words only, with an ellipsis when it is shortened."""
+    return textwrap.shorten(title, width, placeholder=" …")
 
 
 def _fmt(v: object) -> str:
@@ -33,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for name in seeds.names():
         info = seeds.info(name)
         hp = " ".join(f"{k}={_fmt(v)}" for k, v in info.hparams.items())
-        rows.append((name, info.paper[:60], str(info.state_tensors), hp))
+        rows.append((name, paper_cell(info.paper), str(info.state_tensors), hp))
     header = ("name", "paper", "state/param", "hyperparameters")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[3])

@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
         fmt = lambda v: "n/a" if v is None else f"{v:+.2f}"  # noqa: E731
         print(f"train vs heldout fitness over {corr['n']} candidates: pearson {fmt(corr['pearson'])},"
               f" spearman {fmt(corr['spearman'])}")
+    if s["failure"]:
+        print(f"the run stopped: {s['failure']}")
     print()
     print_leaderboard(store, config, top=args.top)
+    print_failures(s["failures"])
     if s["promoted"]:
         print(f"promoted: {', '.join(s['promoted'])} (export one with: optforge export {store.run_dir} ID -o opt.py)")
     best = _best(store, config)
@@ -126,6 +129,30 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
 
 
+def failure_rows(store: Any) -> list[dict[str, Any]]:
+    """Every failed evaluation, grouped by (status, stage, reason): the reason a user needs to act on,
+    with how many candidates share it and which ones (in evaluation order)."""
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for ev in store.evaluations():
+        if ev.ok:
+            continue
+        reason = " ".join(ev.feedback.split()) or str(ev.artifacts.get("exception", "")).strip() or "no reason recorded"
+        key = (ev.status.value, ev.stage, reason)
+        row = groups.setdefault(key, {"status": key[0], "stage": key[1], "reason": reason, "candidates": []})
+        row["candidates"].append(ev.candidate_id)
+    return list(groups.values())
+
+
+def print_failures(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    print(f"\nfailures ({sum(len(r['candidates']) for r in rows)} evaluations, by reason):")
+    for r in rows:
+        ids = r["candidates"]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        print(f"  {r['status']} at {r['stage']} x{len(ids)} ({shown}): {r['reason']}")
+
+
 def _num(v: Any) -> str:
     return "-" if v is None else f"{float(v):+.3f}"
 
@@ -147,4 +174,6 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
         "best": None if best is None else {"id": best.candidate.id, "fitness": best.evaluation.fitness,
                                            "source": best.candidate.source},
         "promoted": [p.candidate_id for p in store.promotions("promoted") if p.passed],
+        "failure": store.meta("failure", ""),
+        "failures": failure_rows(store),
     }

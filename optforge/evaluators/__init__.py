@@ -144,14 +144,13 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     from optforge.evaluators.train import eval_points
     from optforge.evaluators.validate import BatchFailure, SandboxExecutor
     from optforge.rule import check_rule, literal_constants
+    from optforge.rule_flags import task_detection_flags
 
     t0, cpu0 = time.time(), time.process_time()
     suite = get_suite(request.suite)
     smoke = suite.name == "smoke"
     limits = _limits(request, smoke)
-    problems = [str(p) for p in check_rule(request.source)]
-    if not problems and limits.static_check:
-        problems = [str(v) for v in sandbox.check_source(request.source, sandbox.RULE_POLICY)]
+    problems = [str(p) for p in check_rule(request.source, sandbox.RULE_POLICY if limits.static_check else None)]
     if problems:
         text = "; ".join(problems)
         return _failure(request, suite, Status.INVALID, f"The rule was rejected before running: {text}.", exception=text)
@@ -275,6 +274,9 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     }
     if ex.fingerprint:
         artifacts["fingerprint"] = ex.fingerprint
+    flags = task_detection_flags(request.source)
+    if flags:
+        artifacts["task_detection"] = [f.to_dict() for f in flags]
     return EvaluationResult(
         status=status,
         stage=request.stage,

@@ -11,12 +11,15 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 from optforge.llm.budget import Budget, BudgetExhausted  # noqa: E402
 from optforge.llm.client import LLMClient, LLMConfigError, LLMError, LLMResponse  # noqa: E402
 from optforge.llm.config import LLMSettings, ModelChoice  # noqa: E402
+from optforge.llm.measured import measured  # noqa: E402
+from optforge.llm.parse import Answer, Parsed, extract_rule, parse_response, read_answer  # noqa: E402
 from optforge.llm.prompts import PromptError, load_template, render  # noqa: E402
 from optforge.llm.records import LLMCall, prompt_hash, prompt_text  # noqa: E402
 from optforge.llm.replay import ReplayError, Replayer  # noqa: E402
 from optforge.llm.selector import ModelSelector  # noqa: E402
 
 __all__ = [
+    "Answer",
     "Budget",
     "BudgetExhausted",
     "LLMCall",
@@ -27,11 +30,16 @@ __all__ = [
     "LLMSettings",
     "ModelChoice",
     "ModelSelector",
+    "Parsed",
     "PromptError",
     "ReplayError",
     "Replayer",
+    "extract_rule",
     "load_template",
+    "measured",
+    "parse_response",
     "prompt_hash",
     "prompt_text",
+    "read_answer",
     "render",
 ]

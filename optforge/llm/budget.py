@@ -1,10 +1,12 @@
-"""Dollar and call budgets that hold under concurrency: reserve the worst case, settle the real cost.
+"""Dollar and request budgets that hold under concurrency: reserve the worst case, settle the real cost.
 
-A call first reserves its worst-case cost (prompt tokens plus max_tokens at the model's prices).
-If the reservation would take spent + reserved past `max_dollars`, or the call count past
-`max_llm_calls`, the call is refused and the budget is marked exhausted; the run stops cleanly.
-After the call the reservation is replaced by the real cost, so the spent total never exceeds the
-limit as long as a call never costs more than its reservation (providers clip output at max_tokens).
+A call first reserves its worst-case cost (prompt tokens plus max_tokens at the model's prices) and
+its first HTTP request. If the reservation would take spent + reserved past `max_dollars`, or the
+request count past `max_llm_calls`, the call is refused and the budget is marked exhausted; the run
+stops cleanly. Each retry of the call is one more request, counted by `add_request` before it is
+sent, so `max_llm_calls` bounds the requests a provider serves, retries included. After the call
+the reservation is replaced by the real cost, so the spent total never exceeds the limit as long
+as a call never costs more than its reservation (providers clip output at max_tokens).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Budget:
         with self._lock:
             if self.max_calls is not None and self._calls + 1 > self.max_calls:
                 self._exhausted = True
-                self.reason = f"budget.max_llm_calls={self.max_calls} reached ({self._calls} calls made)"
+                self.reason = (f"budget.max_llm_calls={self.max_calls} reached ({self._calls} requests made, "
+                               "retries included)")
                 raise BudgetExhausted(self.reason)
             if self.max_dollars is not None:
                 held = self._spent + sum(self._reserved.values())
@@ -65,6 +68,20 @@ class Budget:
             self._reserved[self._next] = worst
             return Reservation(self._next, worst)
 
+    def add_request(self, reservation: Reservation) -> None:
+        """Count one more HTTP request (a retry) of the call holding `reservation`, or raise
+        BudgetExhausted without it. Its dollars are already held: a failed request costs nothing,
+        and the reservation covers the one that succeeds."""
+        with self._lock:
+            if reservation.id not in self._reserved:
+                raise ValueError(f"reservation {reservation.id} is settled; count requests before settling")
+            if self.max_calls is not None and self._calls + 1 > self.max_calls:
+                self._exhausted = True
+                self.reason = (f"budget.max_llm_calls={self.max_calls} reached ({self._calls} requests made, "
+                               "retries included)")
+                raise BudgetExhausted(self.reason)
+            self._calls += 1
+
     def settle(self, reservation: Reservation, dollars: float) -> None:
         """Replace a reservation by the call's real cost."""
         with self._lock:
@@ -78,6 +95,7 @@ class Budget:
 
     @property
     def calls_made(self) -> int:
+        """HTTP requests counted so far, retries included (what `max_llm_calls` limits)."""
         with self._lock:
             return self._calls
 

@@ -1,7 +1,9 @@
 """The LLM client: litellm calls with concurrency limits, retries, dollar accounting and budgets.
 
 Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
-the store's llm_calls table). With `replay: RUN_DIR` calls are answered from that run's records.
+the store's llm_calls table). Before each HTTP request the call is also handed over `in_flight`
+(same `call_id`, replaced by the final record), so requests a killed run was waiting on still
+count. With `replay: RUN_DIR` calls are answered from that run's records.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from optforge.llm.budget import Budget, BudgetExhausted
+from optforge.llm.budget import Budget, BudgetExhausted, Reservation
 from optforge.llm.config import LLMSettings, budget_limits
 from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
-from optforge.llm.records import LLMCall, Message, prompt_hash, prompt_text
+from optforge.llm.parse import normalise_finish_reason
+from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
 from optforge.llm.replay import ReplayError
 
 log = logging.getLogger(__name__)
@@ -35,9 +39,17 @@ class LLMConfigError(LLMError, ValueError):
 
 @dataclass(frozen=True)
 class LLMResponse:
-    text: str
+    text: str  # the message content as received (read it with optforge.llm.parse)
     model: str
     call: LLMCall
+
+    @property
+    def finish_reason(self) -> str:
+        return self.call.finish_reason
+
+    @property
+    def reasoning(self) -> str:
+        return self.call.reasoning
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -160,16 +172,22 @@ class LLMClient:
 
     def complete(self, messages: Sequence[Message] | str, *, model: str | None = None,
                  temperature: float | None = None, max_tokens: int | None = None) -> LLMResponse:
-        """One chat completion. Raises BudgetExhausted (call not made) or LLMError (call failed)."""
+        """One chat completion. Raises BudgetExhausted (no request, or no retry, left in the budget),
+        LLMError (the call failed) or ReplayError (replay cannot answer: the run diverged).
+
+        Message contents may mark measured text (`optforge.llm.measured`): the model sees it, the
+        replay key leaves it out.
+        """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
-        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        keyed = [{"role": m["role"], "content": m["content"]} for m in messages]
+        messages = sent_messages(keyed)
         s = self.settings
         model = model or s.model_choices[0].model
         max_tokens = int(max_tokens or s.max_tokens)
         temperature = s.temperature if temperature is None else float(temperature)
         text = prompt_text(messages)
-        phash = prompt_hash(text)
+        phash = replay_key(keyed)
         reservation = self.budget.reserve(self.worst_case_dollars(messages, model, max_tokens))
         start = time.monotonic()
         dollars = 0.0
@@ -178,9 +196,13 @@ class LLMClient:
                 rec = self._replayer.answer(phash, model)
                 dollars = rec.dollars
                 call = LLMCall(rec.model, text, rec.response, rec.prompt_tokens, rec.completion_tokens, rec.dollars,
-                               time.monotonic() - start, time.time(), phash, rec.error)
+                               time.monotonic() - start, time.time(), phash, rec.error, rec.attempts,
+                               rec.finish_reason, rec.reasoning)
+                # the recorded retries were requests too: charge them, so the replay stops where the run did
+                refused = self._charge_retries(reservation, rec.attempts - 1)
             else:
-                call = self._call_live(messages, text, phash, model, temperature, max_tokens, start)
+                call, refused = self._call_live(messages, text, phash, model, temperature, max_tokens, start,
+                                                reservation)
                 dollars = call.dollars
         finally:
             self.budget.settle(reservation, dollars)
@@ -188,24 +210,39 @@ class LLMClient:
             log.warning("call to %s cost $%.6f, above its reservation $%.6f; raise the token estimate margin",
                         model, dollars, reservation.dollars)
         self._record(call)
+        if refused is not None:
+            raise refused
         if call.error:
             raise LLMError(f"LLM call to {model} failed after {call.attempts} attempt(s): {call.error}")
         return LLMResponse(call.response, call.model, call)
 
+    def _charge_retries(self, reservation: Reservation, n: int) -> BudgetExhausted | None:
+        """Count `n` more requests of one call; the refusal, if the budget has no request left."""
+        for _ in range(max(n, 0)):
+            try:
+                self.budget.add_request(reservation)
+            except BudgetExhausted as e:
+                return e
+        return None
+
     def complete_many(self, requests: Sequence[Mapping[str, Any]]) -> list[LLMResponse | BaseException]:
         """Run several `complete(**request)` concurrently (at most `concurrency` requests in flight);
-        results (or BudgetExhausted / LLMError / ReplayError) in input order.
+        results (or BudgetExhausted / LLMError) in input order. A ReplayError is raised, after the
+        other requests of the batch finished.
 
         Daemon threads, not a ThreadPoolExecutor: an interrupted run must be able to exit without
         waiting for calls still in flight (the executor's exit hook would join them).
         """
         results: list[LLMResponse | BaseException | None] = [None] * len(requests)
+        diverged: list[ReplayError] = []
 
         def one(i: int, request: Mapping[str, Any]) -> None:
             try:
                 results[i] = self.complete(**dict(request))
-            except (LLMError, BudgetExhausted, ReplayError) as e:
+            except (LLMError, BudgetExhausted) as e:
                 results[i] = e
+            except ReplayError as e:  # the run diverged from its recording: raised, never handed back
+                diverged.append(e)
             except Exception as e:  # noqa: BLE001 - handed back in order, like the others
                 results[i] = LLMError(f"{type(e).__name__}: {e}")
 
@@ -229,10 +266,14 @@ class LLMClient:
                 t.start()
             for t in threads:
                 t.join()
+        if diverged:
+            raise diverged[0]
         return [r if r is not None else LLMError("the call produced no result") for r in results]
 
     def _call_live(self, messages: list[dict], text: str, phash: str, model: str, temperature: float,
-                   max_tokens: int, start: float) -> LLMCall:
+                   max_tokens: int, start: float, reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
+        """(the call, the budget's refusal of a retry or None). Every HTTP request, retries included,
+        is counted by the budget before it is sent."""
         s = self.settings
         lt = litellm()
         kwargs: dict[str, Any] = dict(s.extra)
@@ -246,12 +287,22 @@ class LLMClient:
             kwargs["api_key"] = "no-key"  # OpenAI-compatible local servers ignore it; the SDK wants one
         error = ""
         attempts = 0
+        refused: BudgetExhausted | None = None
+        call_id = uuid.uuid4().hex
         for attempt in range(s.max_retries + 1):
+            if attempt:  # the first request was counted by the call's reservation
+                refused = self._charge_retries(reservation, 1)
+                if refused is not None:
+                    error = f"{error}; not retried: {refused}"
+                    break
             attempts = attempt + 1
+            # recorded before it is sent, so that a run killed now still counts this request on resume
+            self._record(LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash,
+                                 IN_FLIGHT, attempts, call_id=call_id))
             try:
                 with self._slots:
                     resp = lt.completion(**kwargs)
-                content, pt, ct = _unpack(resp)
+                out = _unpack(resp)
             except Exception as e:  # noqa: BLE001 - classified below
                 error = f"{type(e).__name__}: {str(e)[:500]}"
                 if not (_retryable(e) or isinstance(e, _BadResponse)):
@@ -266,10 +317,12 @@ class LLMClient:
                          attempt + 1, s.max_retries, wait)
                 self._sleep(wait)
                 continue
-            dollars = self.price(model).cost(pt, ct)
-            return LLMCall(model, text, content, pt, ct, dollars, time.monotonic() - start, time.time(), phash,
-                           "", attempts)
-        return LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash, error, attempts)
+            dollars = self.price(model).cost(out.prompt_tokens, out.completion_tokens)
+            return LLMCall(model, text, out.content, out.prompt_tokens, out.completion_tokens, dollars,
+                           time.monotonic() - start, time.time(), phash, "", attempts, out.finish_reason,
+                           out.reasoning, call_id), None
+        return LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash, error,
+                       attempts, call_id=call_id), refused
 
     def _record(self, call: LLMCall) -> None:
         if self.recorder is None:
@@ -282,16 +335,33 @@ class _BadResponse(ValueError):
     """The provider answered 200 with something that is not a chat completion."""
 
 
-def _unpack(resp: Any) -> tuple[str, int, int]:
+@dataclass(frozen=True)
+class _Completion:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    reasoning: str
+
+
+def _unpack(resp: Any) -> _Completion:
+    """The parts of a litellm ModelResponse we keep. A reply given as a tool call (some servers answer
+    a "return JSON" request that way) is kept as its arguments, the JSON text `parse` reads."""
     try:
         choice = resp.choices[0]
-        content = choice.message.content or ""
+        message = choice.message
+        content = message.content or ""
+        if not content:
+            calls = getattr(message, "tool_calls", None) or []
+            content = "\n".join(str(c.function.arguments or "") for c in calls)
+        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None) or ""
         usage = getattr(resp, "usage", None)
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
     except (AttributeError, IndexError, TypeError) as e:
         raise _BadResponse(f"malformed completion response: {e}") from e
-    return str(content), pt, ct
+    return _Completion(str(content), pt, ct, normalise_finish_reason(getattr(choice, "finish_reason", None)),
+                       reasoning if isinstance(reasoning, str) else "")
 
 
 def _split_config(config: Any) -> tuple[Any, Any]:

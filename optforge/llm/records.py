@@ -7,7 +7,14 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+from optforge.llm.measured import unmeasured, visible
+
 Message = Mapping[str, str]
+
+
+# the error of a call recorded before its request is sent: a run killed while it waits leaves this
+# record, so the request still counts for budget.max_llm_calls when the run is resumed
+IN_FLIGHT = "in flight: the request was sent and no answer was recorded (the run stopped while it waited)"
 
 
 def prompt_text(messages: Sequence[Message]) -> str:
@@ -34,8 +41,19 @@ def messages_from_prompt(prompt: str) -> list[dict[str, str]]:
 
 
 def prompt_hash(prompt: str) -> str:
-    """Stable hash of a prompt's canonical text (the replay key)."""
+    """Stable hash of a prompt's canonical text."""
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:24]
+
+
+def sent_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """The messages as the model gets them: measured text kept, its marks removed."""
+    return [{"role": m["role"], "content": visible(str(m["content"]))} for m in messages]
+
+
+def replay_key(messages: Sequence[Message]) -> str:
+    """The replay key of a request: the hash of its canonical text without the measured spans
+    (`optforge.llm.measured`). Equal to `prompt_hash(prompt_text(messages))` when nothing is marked."""
+    return prompt_hash(prompt_text([{"role": m["role"], "content": unmeasured(str(m["content"]))} for m in messages]))
 
 
 @dataclass(frozen=True)
@@ -50,9 +68,16 @@ class LLMCall:
     dollars: float
     latency_s: float
     created: float
-    prompt_hash: str
+    prompt_hash: str  # the replay key (`replay_key`), not always the hash of `prompt`
     error: str = ""  # empty on success; the last error when every retry failed
-    attempts: int = 1
+    attempts: int = 1  # HTTP requests made for this call (1 + retries); each counts for budget.max_llm_calls
+    finish_reason: str = ""  # why the model stopped ("stop", "length", ...); "" when unknown or failed
+    reasoning: str = ""  # a reasoning field the provider returned apart from the content
+    call_id: str = ""  # one id per call: its in-flight record is replaced by its final one
+
+    @property
+    def in_flight(self) -> bool:
+        return self.error == IN_FLIGHT
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

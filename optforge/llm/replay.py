@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from optforge.llm.records import prompt_hash
+from optforge.llm.records import IN_FLIGHT, prompt_hash
 
 
 class ReplayError(RuntimeError):
@@ -29,6 +29,9 @@ class RecordedCall:
     completion_tokens: int
     dollars: float
     error: str = ""
+    attempts: int = 1
+    finish_reason: str = ""
+    reasoning: str = ""
 
 
 class Replayer:
@@ -74,6 +77,8 @@ class Replayer:
                 extra = {}
             if isinstance(extra, dict):
                 r = {**extra, **{k: v for k, v in r.items() if v is not None}}
+            if r.get("error") == IN_FLIGHT:
+                continue  # the recorded run stopped while waiting; its resumed run asked again
             prompt = r["prompt"] or ""
             calls.append((
                 r.get("prompt_hash") or prompt_hash(prompt),
@@ -84,6 +89,9 @@ class Replayer:
                     completion_tokens=int(r.get("completion_tokens") or 0),
                     dollars=float(r.get("dollars") or 0.0),
                     error=str(r.get("error") or ""),
+                    attempts=max(int(r.get("attempts") or 1), 1),
+                    finish_reason=str(r.get("finish_reason") or ""),
+                    reasoning=str(r.get("reasoning") or ""),
                 ),
             ))
         return cls(calls, source=str(db))

@@ -9,6 +9,7 @@ consumed by one request:
 
     "text"                                    -> a completion with that content
     {"content": "...", "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "sleep_s": 0.2}
+    {"content": "...", "finish_reason": "length", "reasoning_content": "..."}   (default "stop", none)
     {"fault": "429", "retry_after": 0.1}      -> HTTP 429 with a Retry-After header
     {"fault": "500"}                          -> HTTP 500
     {"fault": "timeout", "sleep_s": 5}        -> sleeps, then drops the connection
@@ -151,13 +152,16 @@ class _Handler(BaseHTTPRequestHandler):
             completion_tokens = min(completion_tokens, int(max_tokens))
         with state.lock:
             n = len(state.requests)
+        message = {"role": "assistant", "content": content}
+        if entry.get("reasoning_content"):
+            message["reasoning_content"] = str(entry["reasoning_content"])
         payload = {
             "id": f"chatcmpl-scripted-{n}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "scripted"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                {"index": 0, "message": message, "finish_reason": entry.get("finish_reason", "stop")}
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,

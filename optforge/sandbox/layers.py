@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import logging
 import os
 import resource
 import sys
-from typing import Mapping
+from typing import Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 MNT_DETACH = 2
 UID_BASE = 1_000_000  # each job runs as UID_BASE + its supervisor's pid: no two live jobs share a uid
@@ -114,88 +116,170 @@ def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: s
     return lib.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) == 0
 
 
-def private_mounts(workdir: str, tmpfs_bytes: int, keep: list[str] = ()) -> dict[str, bool]:
+def import_locations(modules: Iterable[str] = ()) -> list[str]:
+    """The real paths a job process must see to import what this process imports: every sys.path
+    entry, the interpreter's prefixes, and the location of every loaded top-level package and of the
+    top-level package of each of `modules` ("pkg.mod" names, resolved here if not loaded).
+
+    An editable install keeps its package outside sys.path, behind an import hook, so sys.path alone
+    misses it; the package's own `__path__` / `__file__` does not. Sorted, real, existing paths."""
+    paths = tuple(p or os.getcwd() for p in sys.path if isinstance(p, str))
+    names = frozenset({n for n in list(sys.modules) if "." not in n} | {m.partition(".")[0] for m in modules if m})
+    key = (paths, names)
+    if _located[0] != key:  # the same imports give the same answer: computed once per change (~25 ms)
+        found = [*paths, sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
+        for name in sorted(names):
+            found += _package_locations(name)
+        _located[:] = [key, sorted({os.path.realpath(p) for p in found if p and os.path.exists(p)})]
+    return list(_located[1])
+
+
+_located: list = [None, []]  # [(sys.path, top-level names), locations]: the last answer of import_locations
+
+
+def _package_locations(name: str) -> list[str]:
+    """Where top-level module `name` lives: its package directories, or its file's directory."""
+    try:
+        module = sys.modules.get(name)
+        if module is not None:
+            paths = list(getattr(module, "__path__", None) or [])
+            origin = getattr(module, "__file__", None)
+        else:
+            spec = importlib.util.find_spec(name)
+            if spec is None:
+                return []
+            paths = list(spec.submodule_search_locations or [])
+            origin = spec.origin if spec.has_location else None
+    except Exception:  # noqa: BLE001 - an odd module (lazy proxy, broken finder) has no location to give
+        return []
+    if origin and not paths:
+        paths = [os.path.dirname(origin)]
+    return [p for p in paths if isinstance(p, str)]
+
+
+def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> dict[str, bool]:
     """In a fresh mount namespace: a /proc for the new PID namespace, and empty private tmpfs on
-    /tmp, /var/tmp and /dev/shm. The workdir and the `keep` paths (import paths) that live under them
-    are bound back in at the same place."""
+    /tmp, /var/tmp and /dev/shm. The workdir (writable) and the `keep` paths (import locations,
+    read-only) that live under them are bound back in at the same place."""
     done = {"proc": False, "tmp": False}
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     done["proc"] = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     targets = [t for t in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(t)]
     roots = [os.path.realpath(t) for t in targets]
-    wanted = [os.path.realpath(workdir)] + sorted(
-        {os.path.realpath(p) for p in keep if p and os.path.isdir(p)}, key=len
-    )
-    back: list[str] = []
-    for p in wanted:
-        under = any(p.startswith(r + "/") for r in roots)
-        if under and not any(p == b or p.startswith(b + "/") for b in back):
-            back.append(p)
+    under = lambda p: any(p.startswith(r + "/") for r in roots)  # noqa: E731 - the root itself stays private
+    work = os.path.realpath(workdir)
+    inside_work = lambda p: p == work or p.startswith(work + "/")  # noqa: E731 - the job's own, writable
+    back = [(work, False)] + [(p, True) for p in _cover(q for q in _real(keep) if under(q) and not inside_work(q))]
+    back = [(p, ro) for p, ro in back if under(p)]
+    back.sort(key=lambda b: len(b[0]))  # an enclosing bind first, so a nested one lands on top of it
     try:
-        fds = [(p, os.open(p, os.O_RDONLY | os.O_DIRECTORY)) for p in back]
+        fds = [(p, ro, os.open(p, os.O_PATH)) for p, ro in back]
     except OSError:
         return done
     size = f"size={min(max(tmpfs_bytes, 1 << 20), 64 << 20)},mode=1777"  # tmpfs is RAM: keep it small
     ok = True
     for target in targets:
         ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size) and ok
-    for p, fd in fds:
+    for p, ro, fd in fds:
         if not ok:
             break
-        try:
-            os.makedirs(p, exist_ok=True)
-            ok = _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
-        except OSError:
-            ok = False
+        ok = _bind_back(fd, p, readonly=ro)
     if not ok:
         lib = libc()
         for target in reversed(targets):
             lib.umount2(target.encode(), MNT_DETACH)  # type: ignore[union-attr]
-    for _, fd in fds:
+    for _, _, fd in fds:
         os.close(fd)
     done["tmp"] = ok and os.path.isdir(workdir)
     return done
 
 
-def expose_paths(paths: list[str], uid: int) -> bool:
-    """Let `uid` read the interpreter and import paths that sit under a private directory (such as a
-    0700 /root holding pyenv): in our private mount namespace, cover that directory with an empty
-    tmpfs and bind back only the needed paths. The rest of it (keys, ssh, caches) stays hidden.
-    False if a needed path could not be exposed (the caller then keeps the job's uid unchanged)."""
-    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)}, key=len)
+def expose_paths(paths: Iterable[str], uid: int) -> list[str]:
+    """Let `uid` read the import locations that sit under a private directory (such as a 0700 /root
+    holding pyenv or a clone): in our private mount namespace, cover that directory with an empty
+    tmpfs and bind back, read-only, only the needed paths. The rest of it (keys, ssh, caches) stays
+    hidden. A path that is itself private (a 0700 directory in the list) cannot be opened to `uid`
+    this way and is left out. Returns the paths `uid` still cannot reach (empty: all exposed)."""
     hidden: dict[str, list[str]] = {}
-    for p in real:
+    for p in _reachable_in_principle(paths, uid):
         h = _blocked_ancestor(p, uid)
         if h is not None:
             hidden.setdefault(h, []).append(p)
-    for h in sorted(hidden, key=len):
-        if any(h.startswith(other + "/") for other in hidden if other != h):
-            continue
-        keep: list[str] = []
-        for p in hidden[h]:  # shortest first: a path inside an already exposed one comes along
-            if not any(p == k or p.startswith(k + "/") for k in keep):
-                keep.append(p)
-        fds = [(p, os.open(p, os.O_PATH)) for p in keep]
+    for h in _cover(hidden):
+        keep = _cover(p for hh, ps in hidden.items() if hh == h or hh.startswith(h + "/") for p in ps)
         try:
-            if not _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755"):
-                return False
-            for p, fd in fds:
-                if os.path.isdir(f"/proc/self/fd/{fd}"):
-                    os.makedirs(p, mode=0o755, exist_ok=True)
-                else:
-                    os.makedirs(os.path.dirname(p), mode=0o755, exist_ok=True)
-                    open(p, "a").close()
-                if not _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC):
-                    return False
+            fds = [(p, os.open(p, os.O_PATH)) for p in keep]
+        except OSError:
+            continue
+        try:
+            if _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755"):
+                for p, fd in fds:
+                    if not _bind_back(fd, p, readonly=True):
+                        break
         finally:
             for _, fd in fds:
                 os.close(fd)
-    return all(_blocked_ancestor(p, uid) is None for p in real)
+    return blocked_paths(paths, uid)
+
+
+def blocked_paths(paths: Iterable[str], uid: int) -> list[str]:
+    """The paths (a private directory itself left out, see `expose_paths`) `uid` cannot reach."""
+    return [p for p in _reachable_in_principle(paths, uid) if _blocked_ancestor(p, uid) is not None]
+
+
+def _reachable_in_principle(paths: Iterable[str], uid: int) -> list[str]:
+    return [p for p in _real(paths) if _blocked_ancestor(p, uid) != p]
+
+
+def _real(paths: Iterable[str]) -> list[str]:
+    return sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+
+
+def _cover(paths: Iterable[str]) -> list[str]:
+    """The shortest paths of `paths` such that every path lies in one of them."""
+    out: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if not any(p == c or p.startswith(c.rstrip("/") + "/") for c in out):
+            out.append(p)
+    return out
+
+
+def _bind_back(fd: int, path: str, *, readonly: bool) -> bool:
+    """Bind what `fd` (opened before a tmpfs hid it) refers to at `path`, creating the mount point;
+    read-only means MS_BIND, then a remount with MS_RDONLY that keeps the flags the kernel locks."""
+    src = f"/proc/self/fd/{fd}"
+    try:
+        if os.path.isdir(src):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            if not os.path.exists(path):
+                open(path, "a").close()
+    except OSError:
+        return False
+    if not _mount(src, path, None, MS_BIND | MS_REC):
+        return False
+    if not readonly:
+        return True
+    return _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(path))
+
+
+def _locked_flags(path: str) -> int:
+    """The mount flags of `path` a bind remount must repeat (in a user namespace the kernel refuses
+    to drop nosuid, nodev, noexec or the atime mode of the original mount)."""
+    try:
+        f = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    pairs = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+             (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
+    return sum(ms for st, ms in pairs if f & st)
 
 
 def _blocked_ancestor(path: str, uid: int) -> str | None:
-    """The first directory on the way to `path` that `uid` (not in any group) may not search."""
+    """The first directory on the way to `path` (itself included) that `uid` (not in any group) may
+    not search."""
     cur = "/"
     for part in [x for x in path.split("/") if x]:
         cur = os.path.join(cur, part)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from optforge.types import SANDBOX_REASONS, Status, status_for_reason
+from optforge.types import SANDBOX_REASONS, Status, clean_text, status_for_reason
 
 LAYERS = (
     "static_check",  # the source was checked against the policy before anything ran
@@ -95,6 +95,13 @@ class SandboxResult:
     layers: dict[str, bool] = field(default_factory=dict)
     mode: str = ""
     uid: int | None = None  # the uid the job process ran as (fresh per job when dropped from root)
+
+    def __post_init__(self) -> None:
+        # the job's exception text and output tails are written by the candidate: cleaned here, where the
+        # trusted side builds the record, before any terminal, report or prompt sees them
+        self.exception = None if self.exception is None else clean_text(self.exception)
+        self.stdout_tail = clean_text(self.stdout_tail)
+        self.stderr_tail = clean_text(self.stderr_tail)
 
     @property
     def ok(self) -> bool:

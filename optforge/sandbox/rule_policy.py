@@ -1,13 +1,22 @@
 """RULE_POLICY: the default static-check policy for update rules (torch and math, nothing else).
 
-An allow-list, not a deny-list: `torch` has attributes such as `torch.load`, `torch.hub`, `torch.os`
-and `torch.sys`, and tensors have `.storage()` and `.numpy()`; a rule needs none of them. Every seed
-in `optforge/seeds/` must pass (tests/sandbox/test_policy.py checks all of them).
+An allow-list, not a deny-list, of syntax, names and attributes: `torch` has attributes such as
+`torch.load`, `torch.hub`, `torch.os` and `torch.sys`, tensors have `.storage()` and `.numpy()`, and
+Python has `match`, `global`, lambdas and f-strings; a rule needs none of them. Every seed in
+`optforge/seeds/` and every program of the symbolic function library must pass
+(tests/sandbox/test_policy.py checks them).
 """
 
 from __future__ import annotations
 
-from optforge.sandbox.policy import Policy
+from optforge.sandbox.policy import CORE_NODES, Policy
+
+# beyond plain functions and arithmetic: comprehensions and generator expressions, '*' unpacking (the
+# symbolic library's `torch.maximum(*_w(x, y))`), annotated constants, `with torch.no_grad():`, and
+# assert/raise, which only end the rule
+_RULE_NODES = CORE_NODES | frozenset(
+    "ListComp SetComp DictComp GeneratorExp comprehension Starred AnnAssign With withitem Assert Raise".split()
+)
 
 # element-wise and reduction math that exists both as torch.X and as Tensor.X (in-place X_ too)
 _OPS = """
@@ -107,7 +116,8 @@ RULE_POLICY = Policy(
     open_modules=("math",),
     attributes=frozenset(_inplace(_ops) | _words(_TENSOR_ONLY) | _words(_OTHER_ATTRS)),
     builtins=frozenset(_words(_BUILTINS)),
-    allow_classes=False,
+    node_types=_RULE_NODES,
 )
 """Default policy for update rules: imports of torch and math; torch functions, linalg and tensor
-methods from the allow-lists above; any public math function; no classes, no I/O, no dunders."""
+methods from the allow-lists above; any public math function; the syntax of `_RULE_NODES` only (no
+classes, match, lambda, global, try, f-strings, attribute assignment); no I/O, no dunders."""

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from optforge.sandbox import transport
+from optforge.sandbox.layers import import_locations
 from optforge.sandbox.policy import Policy, check_source
 from optforge.sandbox.protocol import ProtocolError, decode_line, read_result
 from optforge.sandbox.result import LAYERS, Limits, SandboxResult
@@ -82,6 +83,9 @@ def run(
             "workdir": workdir,
             "env": transport.worker_env(),
             "sys_path": [p or os.getcwd() for p in sys.path],
+            # where this process imports from (an editable install's package included): the job
+            # binds these read-only, wherever they are (a private /tmp, a 0700 home)
+            "import_paths": import_locations([job.partition(":")[0]]),
             "require": list(limits.require),
             # OPTFORGE_SANDBOX_DISABLE=namespaces,privileges switches layers off on purpose, to see
             # (and test) how a machine without them behaves; the result reports them inactive

@@ -16,6 +16,8 @@ import signal
 import socket
 import sys
 
+from optforge.sandbox.layers import import_locations
+
 
 def _preload() -> None:
     """Import what nearly every job needs, once, before any fork."""
@@ -69,6 +71,7 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
         return
     conn.settimeout(None)
     _warm_import(req)
+    import_locations()  # computed here once, so each forked job finds it done (see layers.import_locations)
     gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
     pid = os.fork()
     if pid == 0:
@@ -86,6 +89,10 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
 
 
 def main(path: str, parent_pid: int) -> None:
+    # `python -m` put our working directory, which holds the socket, on sys.path: keep it out of the
+    # import locations every job binds
+    here = os.path.realpath(os.path.dirname(path))
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
     _preload()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

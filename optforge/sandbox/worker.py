@@ -203,16 +203,17 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
             except OSError:
                 pass
     layers: dict[str, bool] = {"process_group": True, "no_secrets": True}
-    keep = [*req.get("sys_path", []), *sys.path]
+    # what the job imports: the caller's import locations and this process's own (torch, numpy and
+    # optforge as the template loaded them), bound read-only into the job's private mounts
+    keep = sorted({*req.get("import_paths", []), *req.get("sys_path", []), *L.import_locations()})
     mounts = L.private_mounts(workdir, int(lim["max_output_bytes"]), keep) if ns.get("mnt") else {}
     os.environ.clear()
     os.environ.update(req["env"])
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     if uid is not None:
-        needed = [*keep, sys.prefix, sys.exec_prefix, sys.base_prefix]
-        if not (mounts.get("tmp") and L.expose_paths(needed, uid)) and any(
-            L._blocked_ancestor(os.path.realpath(p), uid) for p in needed if p and os.path.exists(p)
-        ):
+        # exposing needs the private mount namespace: without it, only check what the uid can reach
+        blocked = L.expose_paths(keep, uid) if mounts.get("tmp") else L.blocked_paths(keep, uid)
+        if blocked:
             uid = None  # the job could not import its own code as another user: stay root, say so
     unprivileged = L.drop_privileges(uid)
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root

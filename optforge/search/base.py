@@ -17,7 +17,10 @@ class Strategy(Protocol):
 
     def propose(self, n: int) -> list[Candidate]:
         """Up to `n` new candidates; may return fewer, and may include already-failed ones
-        (`note["status"] == "invalid"`, with `note["reason"]`), which are stored, not evaluated."""
+        (`note["status"] == "invalid"`, with `note["reason"]`), which are stored, not evaluated.
+        A candidate the search starts from (a seed such as AdamW) carries `note["warm_start"] = True`:
+        if it fails (invalid, crashed or lost at smoke) the engine stops the run, since nothing
+        measured after it could be trusted."""
 
     def observe(self, candidate: Candidate, result: EvaluationResult) -> None:
         """The search-stage result of a proposed candidate."""

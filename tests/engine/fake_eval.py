@@ -2,7 +2,8 @@
 
 Fitness is read from the source: a line `FITNESS = x`. Markers change behaviour: `# HANG` sleeps
 forever, `# SLOW s` sleeps s seconds, `# RAISE` raises, `# DIE` kills its own worker process, and
-`# FLAKY path` kills its worker on the first call only, `# CRASH` returns a crashed result. Every call appends a line to $OPTFORGE_FAKE_LOG when set, so
+`# FLAKY path` kills its worker on the first call only, `# CRASH` returns a crashed result, `# DIVERGE`
+a diverged one. Every call appends a line to $OPTFORGE_FAKE_LOG when set, so
 tests can count the evaluations that really ran.
 """
 
@@ -41,6 +42,8 @@ def fake_evaluate(request: EvalRequest) -> EvaluationResult:
         raise RuntimeError("evaluator bug")
     if "# CRASH" in src:
         return EvaluationResult.failure(Status.CRASHED, "the rule raised at line 3", stage=request.stage)
+    if "# DIVERGE" in src:
+        return EvaluationResult.failure(Status.DIVERGED, "the loss became NaN at step 4", stage=request.stage)
     m = re.search(r"FITNESS = (-?[0-9.]+)", src)
     fit = float(m.group(1)) if m else 0.0
     if request.stage == "train_fresh_seeds":
@@ -155,3 +158,24 @@ def warm_worker() -> int:
 
     time.sleep(0.5)
     return torch.get_num_threads()
+
+
+BROKEN_RULE = '''LR = 1e-3
+
+
+def init(p, ctx):
+    return {}
+
+
+def update(p, g, state, ctx):
+    return -ctx.lr * state["m"]
+'''
+"""A rule that loads but raises KeyError on its first step: crashed, with the reason in the result."""
+
+
+def broken_start(params, *, seed, llm=None):
+    """Strategy factory (`strategy: {name: "fake_eval:broken_start"}`): a warm start that crashes,
+    then a healthy candidate the run must never get to evaluate."""
+    from optforge import seeds
+
+    return ListStrategy([BROKEN_RULE, seeds.source("adamw")], notes=[{"warm_start": True, "seed": "broken"}, {}])

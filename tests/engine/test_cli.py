@@ -39,6 +39,54 @@ def test_a_weight_decay_stage_without_adamw_weight_decay_runs_fails_before_runni
     assert "stage 'heldout'" in err and "--add-wd" in err and "tune_wd: false" in err
 
 
+def test_a_misspelled_suite_writes_nothing_and_suggests_no_failing_command(tmp_path, capsys):
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["adamw"]}, "suite": "train_quik"})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown suite 'train_quik'" in err and "train_quick" in err
+    assert "optforge baselines" not in err  # its advice would itself fail with "unknown suite"
+    assert not out.exists()
+    assert main(["run", str(cfg), "--set", "suite=train_quick", "--set", "stages=[smoke, train, train_fresh_seeds, {name: heldout, suite: nope}]",
+                 "--out", str(out)]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err and not out.exists()
+
+
+def test_resume_refuses_a_directory_without_config_and_its_advice_works(ray_local, tmp_path, capsys):
+    from optforge.store import Store
+
+    out = tmp_path / "never-started"
+    Store(out).close()  # what a start that died before the engine ran leaves
+    assert main(["run", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no stored config" in err
+    advice = err.split("start it again with: ", 1)[1].split()
+    assert advice[:2] == ["optforge", "run"] and advice[2] == "CONFIG.yaml"
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["adamw"]}, "suite": "smoke", "stages": ["smoke"]})
+    assert main([advice[1], str(cfg), *advice[3:], "--quiet"]) == 0
+    assert Store.open(out).meta("status") == "finished"
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    advice = capsys.readouterr().err.split("resume it with: ", 1)[1].split(" (")[0].split()
+    assert main(advice[1:]) == 0  # `optforge run --resume DIR`: already finished, nothing to do
+
+
+def test_a_crashed_warm_start_fails_the_run_loudly_and_show_prints_why(ray_local, tmp_path, capsys):
+    cfg = _write(tmp_path, {"strategy": {"name": "fake_eval:broken_start"}, "suite": "smoke", "stages": ["smoke"],
+                            "slots": 1, "deterministic": True})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "the run stopped: warm start c0 (broken) ended crashed at smoke" in err and "KeyError" in err
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "status failed" in text and "the run stopped: warm start c0" in text
+    assert "failures (1 evaluations, by reason):" in text and "crashed at smoke x1 (c0):" in text and "KeyError" in text
+    assert main(["show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "failed" and shown["proposed"] <= 2
+    assert [f["candidates"] for f in shown["failures"]] == [["c0"]]
+
+
 def _seeds_run(tmp_path, names, stages):
     cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": names}, "suite": "smoke", "stages": stages,
                             "slots": 2, "deterministic": True, "sandbox": {"timeout_s": 120}})

@@ -81,6 +81,43 @@ def test_smoke_failure_stops_the_pipeline_and_evaluator_errors_are_statuses(ray_
     assert summary.best == ("c2", 0.4)
 
 
+def test_a_crashed_warm_start_stops_the_run_at_once_with_its_reason(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    sources = [fake_source(0.2, "# CRASH")] + [fake_source(0.1 * i, "# SLOW 0.3") for i in range(1, 9)]
+    strategy = ListStrategy(sources, notes=[{"warm_start": True, "seed": "adamw"}] + [{}] * 8)
+    summary = make_engine(_config(), strategy, store).run()
+    assert summary.failure == "warm start c0 (adamw) ended crashed at smoke: the rule raised at line 3"
+    assert store.meta("status") == "failed" and store.meta("failure") == summary.failure
+    assert [e["reason"] for e in store.events("failed")] == [summary.failure]
+    assert len(store.evaluations()) < 2 * len(sources)  # stopped, not run to the end
+
+
+@pytest.mark.parametrize("marker", ["# DIVERGE", "# CRASH"])
+def test_a_diverged_warm_start_or_a_crashed_candidate_is_a_result(ray_local, tmp_path, marker):
+    store = Store(tmp_path / "run")
+    warm = {"warm_start": True} if marker == "# DIVERGE" else {}
+    strategy = ListStrategy([fake_source(0.2, marker), fake_source(0.4)], notes=[warm, {}])
+    summary = make_engine(_config(), strategy, store).run()
+    assert not summary.failure and store.meta("status") == "finished" and summary.best == ("c1", 0.4)
+
+
+def test_start_failure_rule():
+    from optforge.engine import start_failure
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    warm = Candidate.new("x", id="w", note={"warm_start": True})
+    ref = Candidate.new("x", id="ref-adamw", note={"role": "reference", "seed": "adamw"})
+    plain = Candidate.new("x", id="p")
+    for status in ("invalid", "crashed", "lost"):
+        r = EvaluationResult.failure(status, "why")
+        assert start_failure(warm, r, "smoke", "smoke") == f"warm start w ended {status} at smoke: why"
+        assert start_failure(ref, r, "heldout", "smoke") == f"reference ref-adamw ended {status} at heldout: why"
+        assert start_failure(warm, r, "train", "smoke") is None  # a warm start is judged at smoke
+        assert start_failure(plain, r, "smoke", "smoke") is None
+    for status in ("diverged", "timeout", "memory"):
+        assert start_failure(warm, EvaluationResult.failure(status, "why"), "smoke", "smoke") is None
+
+
 def test_a_hanging_candidate_times_out_without_stalling_other_slots(ray_local, tmp_path):
     sources = [fake_source(0.0, "# HANG")] + [fake_source(0.1 * i, "# SLOW 0.2") for i in range(1, 6)]
     store = Store(tmp_path / "run")

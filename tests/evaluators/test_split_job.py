@@ -165,7 +165,7 @@ def test_every_seed_reproduces_todays_curves_bit_for_bit(host, name):
 def test_in_process_the_hunter_finds_the_training_loop():
     # the control: loaded in the trainer's own process, the same rule does find the model
     with pytest.raises(RuntimeError, match="found"):
-        train_rule(SMOKE["smoke_mix"], load_rule(HUNTER), lr=1e-3, seed=0, steps=2)
+        train_rule(SMOKE["smoke_mix"], load_rule(HUNTER, policy=None), lr=1e-3, seed=0, steps=2)
 
 
 def _runs(task: str, n: int) -> list[dict]:
@@ -187,10 +187,10 @@ def test_in_process_run_two_finds_run_ones_weights():
     import builtins
 
     source = HOARDER.replace("FILES = True", "FILES = False")
-    train_rule(SMOKE["smoke_mix"], load_rule(source), lr=1e-3, seed=0, steps=2)
+    train_rule(SMOKE["smoke_mix"], load_rule(source, policy=None), lr=1e-3, seed=0, steps=2)
     try:
         with pytest.raises(RuntimeError, match="earlier run"):
-            train_rule(SMOKE["smoke_mix"], load_rule(source), lr=1e-3, seed=1, steps=2)
+            train_rule(SMOKE["smoke_mix"], load_rule(source, policy=None), lr=1e-3, seed=1, steps=2)
     finally:
         delattr(torch, "optforge_hoard_marker")
         builtins.__dict__.pop("optforge_hoard_marker", None)

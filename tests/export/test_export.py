@@ -149,7 +149,7 @@ def test_docstring_carries_provenance_and_usage():
 
 
 def test_export_refuses_invalid_rule_and_bad_name():
-    with pytest.raises(RuleError, match="cannot export an invalid rule"):
+    with pytest.raises(RuleError, match="cannot export this rule: it fails the static check"):
         render_module("LR = 1\n", "X")
     with pytest.raises(ValueError, match="not a usable class name"):
         render_module(seeds.source("adamw"), "my-opt")

@@ -56,3 +56,28 @@ def test_bad_limits_are_rejected():
         Budget(max_dollars=-1)
     with pytest.raises(ValueError, match="max_llm_calls"):
         Budget(max_calls=-1)
+
+
+def test_max_llm_calls_bounds_the_requests_served_with_timeouts_and_retries(scripted, tmp_path):
+    """budget.max_llm_calls counts HTTP requests, retries included: timed-out requests were received
+    by the server, so they count, and a retry the budget has no request left for is not sent."""
+    from optforge.store import Store
+
+    store = Store(tmp_path)
+    timeout = {"fault": "timeout", "sleep_s": 1.0}
+    script = {"responses": [timeout, "a", "b", timeout, timeout, "c", "d", timeout, "e"], "cycle": True}
+    client, server, _ = scripted(script, recorder=store.record_llm_call, budget={"max_llm_calls": 6},
+                                 timeout_s=0.3, max_retries=3, concurrency=2)
+    outcomes = []
+    for _ in range(4):
+        for r in client.complete_many([{"messages": f"prompt {len(outcomes)} {k}"} for k in range(2)]):
+            outcomes.append(type(r).__name__)
+        if client.exhausted:
+            break
+    assert server.served <= 6
+    assert client.calls_made == server.served == store.llm_spend()[1]  # the store counts what was served
+    assert "BudgetExhausted" in outcomes and "LLMResponse" in outcomes
+    assert sum(c["attempts"] for c in store.llm_calls()) == server.served
+    with pytest.raises(BudgetExhausted, match="max_llm_calls=6"):
+        client.complete("one more")
+    assert server.served <= 6

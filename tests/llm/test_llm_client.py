@@ -10,9 +10,14 @@ from optforge.llm import BudgetExhausted, LLMClient, LLMConfigError, LLMError
 from optforge.llm.records import prompt_hash
 
 
+def finished(calls):
+    """A recorder that keeps final records only (each request is also recorded in flight first)."""
+    return lambda call: None if call.in_flight else calls.append(call)
+
+
 def test_plain_completion_is_recorded_with_tokens_and_latency(scripted):
     calls = []
-    client, server, _ = scripted(["hello"], recorder=calls.append)
+    client, server, _ = scripted(["hello"], recorder=finished(calls))
     r = client.complete("say hello")
     assert r.text == "hello"
     assert len(calls) == 1
@@ -45,19 +50,19 @@ def test_timeout_is_retried(scripted):
 
 def test_empty_completion_is_returned_not_retried(scripted):
     calls = []
-    client, server, _ = scripted([{"fault": "empty"}, "unused"], recorder=calls.append)
+    client, server, _ = scripted([{"fault": "empty"}, "unused"], recorder=finished(calls))
     r = client.complete("x")
     assert r.text == "" and server.served == 1 and calls[0].response == ""
 
 
 def test_retries_exhausted_raise_and_are_recorded(scripted):
     calls = []
-    client, server, sleeps = scripted([{"fault": "500"}] * 3, recorder=calls.append, max_retries=2)
+    client, server, sleeps = scripted([{"fault": "500"}] * 3, recorder=finished(calls), max_retries=2)
     with pytest.raises(LLMError, match="3 attempt"):
         client.complete("x")
     assert server.served == 3 and len(sleeps) == 2
     assert calls[0].error and calls[0].dollars == 0.0
-    assert client.calls_made == 1
+    assert client.calls_made == 3  # every HTTP request counts for budget.max_llm_calls, retries included
 
 
 def test_non_retryable_error_fails_at_once(scripted):
@@ -157,8 +162,22 @@ def test_dollar_budget_holds_under_concurrency(scripted):
 
 def test_several_messages_are_stored_as_json(scripted):
     calls = []
-    client, server, _ = scripted(["ok"], recorder=calls.append)
+    client, server, _ = scripted(["ok"], recorder=finished(calls))
     msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "u"}]
     client.complete(msgs)
     assert json.loads(calls[0].prompt) == msgs
     assert server.requests[0]["messages"] == msgs
+
+
+def test_each_request_is_recorded_in_flight_before_it_is_sent(scripted):
+    records = []
+    client, server, _ = scripted([{"fault": "500"}, "ok"], recorder=records.append)
+
+    def record(call):
+        records.append((call.in_flight, call.attempts, call.call_id, server.served))
+
+    client.recorder = record
+    client.complete("x")
+    (f1, a1, id1, s1), (f2, a2, id2, s2), (f3, a3, id3, s3) = records
+    assert (f1, a1, s1) == (True, 1, 0) and (f2, a2, s2) == (True, 2, 1)  # written before the server saw it
+    assert (f3, a3, s3) == (False, 2, 2) and id1 == id2 == id3

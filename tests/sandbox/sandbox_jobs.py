@@ -82,3 +82,31 @@ def forge_job(source: str, payload: dict):
     with open(os.path.join(os.getcwd(), "result.json"), "w") as f:
         json.dump({"error": {"reason": payload["reason"], "message": "forged"}}, f)
     os._exit(0)
+
+
+def hooked_import_job(source: str, payload: dict) -> dict:
+    """Import payload["package"] as an editable install does: a meta-path finder maps the name to a
+    directory on no sys.path entry. Then import a module of optforge the template did not preload,
+    and try to write next to the package (its location must be bound read-only)."""
+    import errno
+    import importlib
+    import importlib.machinery
+    import sys
+
+    name, parent = payload["package"], payload["parent"]
+
+    class Finder:
+        @classmethod
+        def find_spec(cls, fullname, path=None, target=None):
+            return importlib.machinery.PathFinder.find_spec(fullname, [parent]) if fullname == name else None
+
+    sys.meta_path.insert(0, Finder)
+    module = importlib.import_module(name)
+    import optforge.evaluators.tasks  # noqa: F401 - lazily imported in a real job, never preloaded
+
+    try:
+        open(f"{parent}/{name}/written-by-the-job", "w").close()
+        write = "allowed"
+    except OSError as e:
+        write = errno.errorcode.get(e.errno, str(e.errno))
+    return {"file": module.__file__, "value": module.VALUE, "write": write}

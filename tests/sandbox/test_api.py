@@ -196,7 +196,7 @@ def test_workdir_removed_when_caller_dies(tmp_path):
         "import sys\n"
         "sys.path.insert(0, %r)\n"
         "from optforge import sandbox\n"
-        "from conftest import redteam\n"
+        "from sandbox_helpers import redteam\n"
         "print('go', flush=True)\n"
         "sandbox.run(redteam('infinite_loop'), 'sandbox_jobs:rule_job', {}, sandbox.RULE_POLICY,"
         " sandbox.Limits(timeout_s=4, mode='cold'))\n" % os.path.dirname(__file__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import redteam, wait_no_processes
+from sandbox_helpers import redteam, wait_no_processes
 
 from optforge import sandbox
 from optforge.sandbox import Limits, runner

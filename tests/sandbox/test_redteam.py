@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from conftest import processes_with_arg, redteam, wait_no_processes
+from sandbox_helpers import processes_with_arg, redteam, wait_no_processes
 
 from optforge import sandbox
 from optforge.sandbox import transport

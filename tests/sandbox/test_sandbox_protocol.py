@@ -12,7 +12,7 @@ from optforge.sandbox.protocol import ProtocolError, read_result, write_error, w
 
 
 def test_roundtrip(tmp_path):
-    write_result(str(tmp_path), {"a": [1, 2.5, None], "nan": float("nan")}, {"w": np.eye(3, dtype=np.float64), "i": np.arange(4, dtype=np.int64)})
+    write_result(str(tmp_path), {"a": [1, 2.5, None], "s": "x"}, {"w": np.eye(3, dtype=np.float64), "i": np.arange(4, dtype=np.int64)})
     doc = read_result(str(tmp_path), 1 << 20)
     assert doc["value"]["a"] == [1, 2.5, None]
     np.testing.assert_array_equal(doc["buffers"]["w"], np.eye(3))
@@ -25,6 +25,11 @@ def test_torch_tensors_become_arrays(tmp_path):
     write_result(str(tmp_path), {}, {"t": torch.ones(2, 2, dtype=torch.bfloat16)})
     doc = read_result(str(tmp_path), 1 << 20)
     assert doc["buffers"]["t"].dtype == np.float32 and doc["buffers"]["t"].sum() == 4
+
+
+def test_non_finite_values_refused_by_the_writer(tmp_path):
+    with pytest.raises(ValueError):
+        write_result(str(tmp_path), {"loss": float("nan")}, {})
 
 
 def test_object_arrays_refused(tmp_path):
@@ -67,7 +72,7 @@ def test_symlinked_result_refused(tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_text('{"value": "host file"}')
     os.symlink(secret, tmp_path / "result.json")
-    with pytest.raises(OSError):
+    with pytest.raises(ProtocolError, match="could not be opened"):
         read_result(str(tmp_path), 1 << 20)
 
 

@@ -1,14 +1,29 @@
 """Build the evolve prompt from templates (optforge/llm/prompts): parent, its per-task results against
 tuned AdamW, its feedback, reference seeds that do well where it lags, inspirations, recent failures.
-Only search-stage results ever reach these functions (the strategy filters them)."""
+Only search-stage results ever reach these functions (the strategy filters them).
+
+Measured numbers (the step time against AdamW) are wrapped in `measured(...)`: the model sees them,
+the replay key does not, so a replayed run finds its prompts again (docs/llm.md, Replay)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
+from optforge.llm.measured import clip, measured
 from optforge.llm.prompts import load_template, render
 from optforge.search.evolve.population import Program, finite
 from optforge.types import EvaluationResult
+
+
+# the evaluator's feedback quotes the measured step time (optforge/evaluators/feedback.py,
+# result_text); the sentence is marked with its line break, so its presence is not keyed either
+_STEP_TIME_SENTENCE = re.compile(r"\n?Each step costs [0-9.]+x AdamW's optimizer time\.")
+
+
+def mark_measured(feedback: str) -> str:
+    """Evaluator feedback with its measured sentences marked (call once, on the raw text)."""
+    return _STEP_TIME_SENTENCE.sub(lambda m: measured(m.group(0)), feedback or "")
 
 
 def summarise(result: EvaluationResult) -> dict[str, Any]:
@@ -23,7 +38,7 @@ def summarise(result: EvaluationResult) -> dict[str, Any]:
         if finite(result.metrics.get(key)) is not None:
             out[key] = float(result.metrics[key])
     if result.feedback:
-        out["feedback"] = result.feedback[:600]
+        out["feedback"] = clip(mark_measured(result.feedback), 600)
     exc = result.artifacts.get("exception") if isinstance(result.artifacts, Mapping) else None
     if exc:
         out["exception"] = str(exc)[-600:]
@@ -46,14 +61,12 @@ def format_results(prog: Program) -> str:
         flags = ", ".join(t.get("flags") or []) or "none"
         lines.append(f"- {name} ({t.get('family', '?')}): score {_num(t.get('score'), '+.3f')}, "
                      f"speedup x{_num(t.get('speedup'), '.2f')}, lr multiplier {_num(t.get('lr_mult'), 'g')}, flags: {flags}")
-    extra = []
-    if "step_time_ratio" in r:
-        extra.append(f"step time vs AdamW x{r['step_time_ratio']:.2f}")
     if "state_bytes_per_param" in r:
-        extra.append(f"optimizer state {r['state_bytes_per_param']:g} bytes/param")
-    if extra:
-        lines.append("; ".join(extra))
-    return "\n".join(lines)
+        lines.append(f"optimizer state {r['state_bytes_per_param']:g} bytes/param")
+    text = "\n".join(lines)
+    if "step_time_ratio" in r:
+        text += measured(f"\nstep time vs AdamW x{r['step_time_ratio']:.2f}")
+    return text
 
 
 def format_feedback(prog: Program) -> str:

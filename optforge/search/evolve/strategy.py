@@ -24,8 +24,8 @@ import numpy as np
 from optforge import seeds as seedlib
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
+from optforge.llm.measured import clip
 from optforge.llm.parse import parse_response
-from optforge.llm.replay import ReplayError
 from optforge.llm.selector import ModelSelector
 from optforge.search.base import SEARCH_STAGES
 from optforge.search.evolve.config import EvolveConfig
@@ -36,6 +36,7 @@ from optforge.search.evolve.prompt import (
     format_failures,
     format_inspirations,
     format_references,
+    mark_measured,
     summarise,
 )
 from optforge.types import FLOOR, Candidate, EvaluationResult, Status, content_hash
@@ -106,22 +107,23 @@ class EvolveStrategy:
             return
         prog.stages.append(result.stage)
         final_before = prog.status != "pending"
+        feedback = mark_measured(result.feedback)
         if not result.ok:
             prog.status = result.status.value
             prog.fitness = FLOOR
             prog.result = summarise(result)
-            prog.feedback = result.feedback
+            prog.feedback = feedback
             if not final_before:
-                reason = result.feedback or prog.result.get("exception") or result.status.value
+                reason = feedback or prog.result.get("exception") or result.status.value
                 self.failures[prog.island].append({"status": result.status.value, "edit": prog.edit,
-                                                   "reason": str(reason)[:300]})
+                                                   "reason": clip(str(reason), 300)})
                 self._final(prog)
             return
         # an ok result ranks the program; a later (train) result of the same program replaces a smoke one
         prog.status = "ok"
         prog.fitness = result.fitness
         prog.result = summarise(result)
-        prog.feedback = result.feedback
+        prog.feedback = feedback
         prog.scores = {t: float(v["score"]) for t, v in prog.result["tasks"].items()
                        if isinstance(v.get("score"), (int, float))}
         if prog.seed:
@@ -211,7 +213,8 @@ class EvolveStrategy:
 
     def _propose_seed(self, name: str) -> Candidate:
         source = seedlib.source(name)
-        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name}, id=self._new_id())
+        cand = Candidate.new(source, strategy=self.name, note={"kind": "seed", "seed": name, "warm_start": True},
+                             id=self._new_id())
         prog = Program(id=cand.id, source=source, seed=name, island=0, norm_hash=normalised_hash(source))
         self.pop.add(prog, islands=list(range(self.config.islands)))
         return cand
@@ -265,20 +268,22 @@ class EvolveStrategy:
             self.stop_reason = f"LLM budget exhausted: {resp}"
             log.info("evolve stops proposing: %s", resp)
             return None
-        if isinstance(resp, (LLMError, ReplayError, Exception)):
+        if isinstance(resp, LLMError):
             parent.children -= 1
             self.llm_errors += 1
             self.failures[island].append({"status": "llm_error", "edit": plan["edit"], "reason": str(resp)[:300]})
             log.warning("evolve: LLM call failed (%d in a row): %s", self.llm_errors, resp)
-            if self.llm_errors >= self.config.max_llm_errors or isinstance(resp, ReplayError):
+            if self.llm_errors >= self.config.max_llm_errors:
                 self.stop_reason = f"{self.llm_errors} LLM call(s) failed in a row; last: {resp}"
             return None
         self.llm_errors = 0
-        parsed = parse_response(resp.text, parent.source)
+        parsed = parse_response(resp.text, parent.source, finish_reason=resp.finish_reason,
+                                reasoning=resp.reasoning, max_tokens=self.llm.settings.max_tokens)
         reason = parsed.reason
         source = parsed.source if parsed.source is not None else resp.text
         note: dict[str, Any] = {
             "kind": "llm", "island": island, "edit": plan["edit"], "parsed_as": parsed.kind, "model": resp.model,
+            "finish_reason": resp.finish_reason,
             "prompt_hash": resp.call.prompt_hash, "dollars": resp.call.dollars, "generation": plan["generation"],
             "inspirations": plan["inspirations"], "references": plan["references"],
         }

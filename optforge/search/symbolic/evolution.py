@@ -180,6 +180,8 @@ class SymbolicSearch:
             "fingerprint": fp,
             "phase": record["phase"],
         }
+        if record["mutation"] == "warm_start":
+            note["warm_start"] = True
         if record.get("detail"):
             note["detail"] = record["detail"]
         if record.get("simplifies"):

@@ -53,3 +53,12 @@ def llm_for():
 
     with stack:
         yield make
+
+
+@pytest.fixture
+def evo():
+    """This module's helpers (fence, diff, drive, ok_result, ADAMW, GOOD) for tests that must not
+    import conftest by name (pytest --import-mode=importlib puts no test folder on sys.path)."""
+    import sys
+
+    return sys.modules[__name__]

@@ -15,7 +15,10 @@ from optforge import seeds
 from optforge.llm.scripted import ScriptedServer
 from optforge.store import Store
 
-from conftest import fence
+
+
+def fence(src: str) -> str:
+    return f"A better rule:\n```python\n{src}```\n"
 
 pytestmark = pytest.mark.slow
 
@@ -98,19 +101,41 @@ def test_resume_mid_run_continues_with_the_same_island_state(tmp_path):
         store = Store.open(out)
         before = store.strategy_state()
         assert store.meta("status") == "interrupted"
-        assert len(store.llm_calls()) == 2
+        calls = store.llm_calls()
+        assert len(calls) == 3 and calls[-1]["error"].startswith("in flight")  # the 3rd request counts
         store.close()
         assert before is not None and 1 <= before["proposals"] <= 2
         done = _run(["--resume", str(out)])
         assert done.returncode == 0, done.stderr[-3000:]
-        assert server.served == 6  # 2 + the lost one + the 3 left in the budget of 5 recorded calls
+        assert server.served == 5  # 2 + the lost one (recorded in flight) + the 2 left in the budget of 5
     store = Store.open(out)
     after = store.strategy_state()
     for b, a in zip(before["population"]["islands"], after["population"]["islands"]):
         assert a[: len(b)] == b  # membership continued: nothing re-added or lost
-    assert after["proposals"] == before["proposals"] + 3  # the resumed run went on proposing
+    assert after["proposals"] == before["proposals"] + 2  # the resumed run went on proposing
     progs = {p["id"]: p for p in after["population"]["programs"]}
     assert all(progs[p["id"]]["island"] == p["island"] for p in before["population"]["programs"])
     assert all(p["status"] != "pending" for p in progs.values())  # interrupted evaluations were finished
     assert len([c for c in store.candidates() if c.note.get("kind") == "seed"]) == 1  # the seed was not re-proposed
     assert len(store.llm_calls()) == 5
+
+
+def test_replay_of_a_run_replays_it_and_a_diverged_replay_exits_non_zero(tmp_path):
+    """docs/llm.md's replay, as a user runs it: record against the scripted server, stop the server,
+    replay (same candidates and prompts: the prompts' measured step times are not keyed), then replay
+    asking for diffs, whose prompts the recording never saw: the run must fail, not exit 0."""
+    script = [fence(GOOD), fence(GOOD.replace("0.9", "0.8"))]
+    with ScriptedServer(script) as server:
+        cfg = _config(tmp_path, server.url, max_calls=2)
+        rec = _run([str(cfg), "--out", str(tmp_path / "a")])
+        assert rec.returncode == 0, rec.stderr[-3000:]
+    # the server is stopped: a request that left the machine would fail
+    replay = _run([str(cfg), "--set", f"llm.replay={tmp_path / 'a'}", "--out", str(tmp_path / "b")])
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+        assert [(c.id, c.source) for c in a.candidates()] == [(c.id, c.source) for c in b.candidates()]
+        assert [c["prompt_hash"] for c in a.llm_calls()] == [c["prompt_hash"] for c in b.llm_calls()]
+    diverged = _run([str(cfg), "--set", f"llm.replay={tmp_path / 'a'}", "--set", "strategy.edit=diff",
+                     "--out", str(tmp_path / "c")])
+    assert diverged.returncode != 0
+    assert "never recorded" in diverged.stderr and "diverged" in diverged.stderr

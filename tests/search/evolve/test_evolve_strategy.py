@@ -7,25 +7,23 @@ import pytest
 from optforge.search.evolve import from_config
 from optforge.types import EvaluationResult, Status
 
-from conftest import ADAMW, GOOD, diff, drive, fence, ok_result
-
 
 def _user(server, i=-1):
     return server.requests[i]["messages"][1]["content"]
 
 
-def test_seeds_first_then_llm_children(llm_for):
-    llm, server = llm_for([fence(GOOD)])
+def test_seeds_first_then_llm_children(llm_for, evo):
+    llm, server = llm_for([evo.fence(evo.GOOD)])
     st = from_config({"warm_start": ["adamw", "lion"], "islands": 2}, seed=0, llm=llm)
     first = st.propose(4)
     assert [c.note["seed"] for c in first] == ["adamw", "lion"]
     assert server.served == 0  # nothing to evolve from until a seed has a result
     assert st.propose(2) == [] and not st.done()
-    st.observe(first[0], ok_result({"mlp_a": 0.0, "cnn_b": 0.0}))
+    st.observe(first[0], evo.ok_result({"mlp_a": 0.0, "cnn_b": 0.0}))
     child = st.propose(1)
     assert len(child) == 1 and server.served == 1
     c = child[0]
-    assert c.parents == (first[0].id,) and c.source.strip() == GOOD.strip()
+    assert c.parents == (first[0].id,) and c.source.strip() == evo.GOOD.strip()
     assert c.note["model"] == "openai/scripted" and "status" not in c.note
     assert c.note["dollars"] > 0
     # the prompt shows the contract, the parent source and its per-task results
@@ -35,19 +33,19 @@ def test_seeds_first_then_llm_children(llm_for):
     assert "BETA2 = 0.999" in user and "- mlp_a (mlp): score +0.000" in user
 
 
-def test_failures_become_invalid_candidates_whose_reasons_reach_the_next_prompt(llm_for):
+def test_failures_become_invalid_candidates_whose_reasons_reach_the_next_prompt(llm_for, evo):
     script = [
-        diff("BETA7 = 3", "BETA7 = 4"),                                   # broken diff
-        fence(ADAMW.replace("def update(p, g, state, ctx):", "def update(p, g, state, ctx)")),  # syntax error
+        evo.diff("BETA7 = 3", "BETA7 = 4"),                                   # broken diff
+        evo.fence(evo.ADAMW.replace("def update(p, g, state, ctx):", "def update(p, g, state, ctx)")),  # syntax error
         {"fault": "empty"},                                               # empty completion
         "I would use Adam.",                                              # no code
-        fence(ADAMW.replace("# ", "#  ").replace("m, v = ", "m,  v = ")),  # same rule, reformatted
-        fence(GOOD),
+        evo.fence(evo.ADAMW.replace("# ", "#  ").replace("m, v = ", "m,  v = ")),  # same rule, reformatted
+        evo.fence(evo.GOOD),
     ]
     llm, server = llm_for(script)
     st = from_config({"warm_start": ["adamw"], "islands": 1, "edit": "diff", "failures_in_prompt": 5}, seed=1, llm=llm)
     seed = st.propose(1)[0]
-    st.observe(seed, ok_result({"mlp_a": 0.0}))
+    st.observe(seed, evo.ok_result({"mlp_a": 0.0}))
     cands = st.propose(5)
     reasons = [c.note.get("reason", "") for c in cands]
     assert [c.note.get("status") for c in cands] == ["invalid"] * 5
@@ -64,11 +62,11 @@ def test_failures_become_invalid_candidates_whose_reasons_reach_the_next_prompt(
     assert "failed diff" in prompt and "empty completion" in prompt and "duplicate of candidate" in prompt
 
 
-def test_evaluation_failures_and_exceptions_are_fed_back(llm_for):
-    llm, server = llm_for([fence(GOOD), fence(GOOD.replace("EPS = 1e-8", "EPS = 1e-6"))])
+def test_evaluation_failures_and_exceptions_are_fed_back(llm_for, evo):
+    llm, server = llm_for([evo.fence(evo.GOOD), evo.fence(evo.GOOD.replace("EPS = 1e-8", "EPS = 1e-6"))])
     st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=2, llm=llm)
     seed = st.propose(1)[0]
-    st.observe(seed, ok_result({"mlp_a": 0.1}))
+    st.observe(seed, evo.ok_result({"mlp_a": 0.1}))
     child = st.propose(1)[0]
     bad = EvaluationResult.failure(Status.DIVERGED, "diverged at step 40 on mlp_a; loss exploded", stage="smoke",
                                    exception="line 30: FloatingPointError")
@@ -78,22 +76,22 @@ def test_evaluation_failures_and_exceptions_are_fed_back(llm_for):
     assert "diverged at step 40 on mlp_a" in _user(server)
 
 
-def test_held_out_results_never_reach_the_strategy(llm_for):
+def test_held_out_results_never_reach_the_strategy(llm_for, evo):
     llm, _ = llm_for([])
     st = from_config({"warm_start": ["adamw"]}, seed=0, llm=llm)
     seed = st.propose(1)[0]
-    st.observe(seed, ok_result({"mlp_a": 1.5}, stage="heldout"))
+    st.observe(seed, evo.ok_result({"mlp_a": 1.5}, stage="heldout"))
     assert st.pop.programs[seed.id].status == "pending" and st.best() is None
 
 
-def test_references_show_seeds_that_beat_the_parent_where_it_lags(llm_for):
-    llm, server = llm_for([fence(GOOD)])
+def test_references_show_seeds_that_beat_the_parent_where_it_lags(llm_for, evo):
+    llm, server = llm_for([evo.fence(evo.GOOD)])
     st = from_config({"warm_start": ["adamw", "lion", "sgd"], "islands": 1, "references": 1,
                       "selection_sharpness": 50.0}, seed=3, llm=llm)
     a, lion, sgd = st.propose(3)
-    st.observe(a, ok_result({"mlp_a": 0.5, "cnn_b": -1.0}))
-    st.observe(lion, ok_result({"mlp_a": -2.0, "cnn_b": 0.4}))   # beats adamw on its lagging task
-    st.observe(sgd, ok_result({"mlp_a": -2.5, "cnn_b": -0.5}))   # also better there, but less so
+    st.observe(a, evo.ok_result({"mlp_a": 0.5, "cnn_b": -1.0}))
+    st.observe(lion, evo.ok_result({"mlp_a": -2.0, "cnn_b": 0.4}))   # beats adamw on its lagging task
+    st.observe(sgd, evo.ok_result({"mlp_a": -2.5, "cnn_b": -0.5}))   # also better there, but less so
     st.propose(1)
     prompt = _user(server)
     parent = "adamw" if "# Parent rule (adamw)" in prompt else "lion"
@@ -102,27 +100,27 @@ def test_references_show_seeds_that_beat_the_parent_where_it_lags(llm_for):
     assert "### lion (scores on those tasks: cnn_b +0.400)" in refs and "### sgd" not in refs
 
 
-def test_functional_duplicate_after_smoke(llm_for):
-    llm, _ = llm_for([fence(GOOD), fence(GOOD.replace("EPS = 1e-8", "EPS = 1e-8 * 1.0"))])
+def test_functional_duplicate_after_smoke(llm_for, evo):
+    llm, _ = llm_for([evo.fence(evo.GOOD), evo.fence(evo.GOOD.replace("EPS = 1e-8", "EPS = 1e-8 * 1.0"))])
     st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=0, llm=llm)
     seed = st.propose(1)[0]
-    st.observe(seed, ok_result({"mlp_a": 0.0}))
+    st.observe(seed, evo.ok_result({"mlp_a": 0.0}))
     c1, c2 = st.propose(2)
-    smoke = ok_result({"mlp_a": 0.0}, stage="smoke")
+    smoke = evo.ok_result({"mlp_a": 0.0}, stage="smoke")
     smoke.artifacts["fingerprint"] = "fp-123"
     assert st.duplicate_of(c1, smoke) is None
     assert st.duplicate_of(c2, smoke) == c1.id
     assert st.duplicate_of(c1, smoke) is None  # asking again for the first one is harmless
-    st.observe(c1, ok_result({"mlp_a": 0.4}))
-    st.observe(c2, ok_result({"mlp_a": 0.4}))  # the inherited result
+    st.observe(c1, evo.ok_result({"mlp_a": 0.4}))
+    st.observe(c2, evo.ok_result({"mlp_a": 0.4}))  # the inherited result
     assert [p.id for p in st.pop.ranked()] == [c1.id, seed.id]  # the twin does not crowd the island
 
 
-def test_budget_exhaustion_stops_cleanly(llm_for):
-    llm, server = llm_for({"responses": [fence(GOOD)], "cycle": True}, budget={"max_llm_calls": 2})
+def test_budget_exhaustion_stops_cleanly(llm_for, evo):
+    llm, server = llm_for({"responses": [evo.fence(evo.GOOD)], "cycle": True}, budget={"max_llm_calls": 2})
     st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=0, llm=llm)
     seed = st.propose(1)[0]
-    st.observe(seed, ok_result({"mlp_a": 0.0}))
+    st.observe(seed, evo.ok_result({"mlp_a": 0.0}))
     cands = st.propose(4)
     assert server.served == 2 and len(cands) == 2  # the 2nd is a duplicate of the 1st, but was asked
     assert st.done() and st.propose(3) == []
@@ -141,26 +139,26 @@ def _fitness(src):
     return {"mlp_a": 0.3 if "0.95" in src else 0.0, "cnn_b": 0.2 if "1e-6" in src else -0.1}
 
 
-def _script(n):
-    rules = [GOOD.replace("EPS = 1e-8", f"EPS = 1e-{k}") for k in range(4, 4 + n)]
-    return [fence(r) if i % 3 else diff("BETA1 = 0.9", f"BETA1 = 0.{80 + i}") for i, r in enumerate(rules)]
+def _script(evo, n):
+    rules = [evo.GOOD.replace("EPS = 1e-8", f"EPS = 1e-{k}") for k in range(4, 4 + n)]
+    return [evo.fence(r) if i % 3 else evo.diff("BETA1 = 0.9", f"BETA1 = 0.{80 + i}") for i, r in enumerate(rules)]
 
 
-def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for):
+def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for, evo):
     params = {"warm_start": ["adamw", "lion"], "islands": 2, "migration_interval": 2, "edit": "sample"}
-    script = _script(12)
+    script = _script(evo, 12)
     llm_a, server_a = llm_for(script)
     straight = from_config(params, seed=7, llm=llm_a)
-    drive(straight, 6, _fitness)
+    evo.drive(straight, 6, _fitness)
 
     llm_b, server_b = llm_for(script)
     first = from_config(params, seed=7, llm=llm_b)
-    drive(first, 3, _fitness)
+    evo.drive(first, 3, _fitness)
     saved = json.loads(json.dumps(first.state()))  # what the store keeps
     resumed = from_config(params, seed=7, llm=llm_b)
     resumed.load_state(saved)
     assert resumed.pop.islands == first.pop.islands and resumed.state() == saved
-    drive(resumed, 3, _fitness)
+    evo.drive(resumed, 3, _fitness)
     assert [r["messages"] for r in server_b.requests] == [r["messages"] for r in server_a.requests]
     assert resumed.pop.islands == straight.pop.islands
     assert resumed.selector.state() == straight.selector.state()

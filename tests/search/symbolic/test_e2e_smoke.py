@@ -21,7 +21,7 @@ delta = negative(s)
 
 
 def test_short_smoke_search_improves_on_a_bad_rule(tmp_path):
-    from optforge.commands.run import _execute
+    from optforge.commands.run import _execute, _request_factory
     from optforge.config import config_from_dict
     from optforge.store import Store
 
@@ -39,7 +39,7 @@ def test_short_smoke_search_improves_on_a_bad_rule(tmp_path):
     params = SymbolicParams(warm_start=("sgd",), population=8, phase_evaluations=10, state_slots=2)
     strategy = SymbolicSearch(params, np.random.default_rng(0), seed=0, warm_programs=[bad])
     store = Store(tmp_path / "run")
-    assert _execute(config, strategy, store, address=None, quiet=True) == 0
+    assert _execute(config, strategy, store, _request_factory(config), address=None, quiet=True) == 0
     store = Store.open(tmp_path / "run")
     evals = {r.candidate_id: r for r in store.evaluations(stage="smoke")}
     cands = store.candidates(include_reference=False)
