@@ -210,7 +210,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     scored_seeds = fresh or sel
     task_rows, curves_art, scores, hws = {}, {}, {}, {}
     per_seed: dict[int, list[float]] = {}
-    step_ratios, state_bpp = [], []
+    step_ratios = []
     for t in infos:
         tt = tunings[t.name]
         curves, used = adamw_curves(payload, t.name, scored_seeds, weight_decay=bool(wd_grid))
@@ -265,8 +265,6 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         if timed:
             # both times measured alike in the same job: the ratio does not depend on the machine or load
             step_ratios.append(sum(r.timed_step_seconds / r.adamw_step_seconds for r in timed) / len(timed))
-        if ok_runs:
-            state_bpp.append(max(r.state_bytes for r in ok_runs) / ok_runs[0].n_params)
 
     agg = aggregate({k: v.score for k, v in scores.items()}, hws)
     all_div = [tunings[t.name].all_diverged or "diverged" in scores[t.name].flags for t in infos]
@@ -280,7 +278,11 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "seed_fitness": {str(k): sum(v) / len(v) for k, v in per_seed.items() if v and all(math.isfinite(x) for x in v)},
         "tasks": task_rows,
         "step_time_ratio": step_ratio,
-        "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
+        # the rule process's resident memory on a fixed probe, measured outside it (validate.state_probe)
+        "state_bytes_per_param": ex.state_probe["after_steps"] / ex.state_probe["n_params"] if ex.state_probe else None,
+        "state_bytes_resolution_per_param": (
+            ex.state_probe["resolution"] / ex.state_probe["n_params"] if ex.state_probe else None
+        ),
         "weight_decay": _typical_wd([tunings[t.name].wd for t in infos]),
         "cpu_seconds": round(ex.cpu_s + (time.process_time() - cpu0), 3),
         "wall_seconds": round(time.time() - t0, 3),
@@ -292,7 +294,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "stdout_tail": ex.stdout_tail,
         "stderr_tail": ex.stderr_tail,
         "exception": None,
-        "sandbox": {"reason": "ok", "layers": ex.layers},
+        "sandbox": {"reason": "ok", "layers": ex.layers, "rule_layers": ex.rule_layers},
         "baseline_torch": payload.get("torch"),
         "wd_tuned": list(wd_grid),
     }

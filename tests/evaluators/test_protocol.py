@@ -233,7 +233,9 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
         assert FLOOR <= t["score"] <= 2.0
         assert t["lr"] == pytest.approx(0.1 * t["lr_mult"])
     assert r.fitness > -1.0  # near tuned AdamW
-    assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0)  # m and v, float32
+    # m and v, float32: the rule process's resident memory on the probe, within its resolution
+    assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0, abs=0.05)
+    assert 0 < r.metrics["state_bytes_resolution_per_param"] < 0.05
     curves = r.artifacts["curves"]["smoke_mix"]
     assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
 
@@ -272,11 +274,10 @@ def test_a_rule_cannot_change_its_validation_score(adamw_smoke, smoke_payload):
     )
     assert F.cross_entropy is original  # nothing leaked into the trusted process
     assert r.status is Status.OK, r.feedback
-    mix = r.artifacts["curves"]["smoke_mix"]
-    assert mix["train_loss"] and max(abs(x) for x in mix["train_loss"]) == 0.0  # the patch ran in the sandbox...
-    # ...but the trusted validation saw an untrained model
-    assert r.metrics["tasks"]["smoke_mix"]["best_val"] > adamw_smoke.metrics["tasks"]["smoke_mix"]["best_val"]
-    assert r.metrics["tasks"]["smoke_mix"]["score"] < adamw_smoke.metrics["tasks"]["smoke_mix"]["score"]
+    # the patch ran in the rule process, which holds no loss: the trainer's train loss and the trusted
+    # validation are those of the honest AdamW twin, bit for bit
+    assert r.artifacts["curves"] == adamw_smoke.artifacts["curves"]
+    assert r.metrics["tasks"]["smoke_mix"]["score"] == adamw_smoke.metrics["tasks"]["smoke_mix"]["score"]
 
 
 def test_static_check_failure_is_invalid_without_running(smoke_payload):
