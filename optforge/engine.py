@@ -10,7 +10,9 @@
   `s` only once exactly the candidates `< s - lag` are observed: the strategy's inputs never depend
   on completion order, so a seeded run (and a resumed one) is reproducible.
 - **Cache.** (content hash, stage, suite, seeds, suite version): an identical request is evaluated
-  once, also when two copies are in flight at the same time. `lost` is retried, never cached.
+  once, also when two copies are in flight at the same time. `lost` is retried, never cached. A
+  candidate whose program equals an earlier one's (`program_hash`: same syntax tree) gets that one's
+  result at the stages after the first; a fingerprint measured in the sandbox never lends a result.
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); an evaluation past
   `config.timeout_per_eval` is cancelled -> `timeout`; a raising evaluator -> `crashed`.
   Ctrl-C cancels in-flight work and leaves a resumable store.
@@ -32,6 +34,7 @@ from typing import Any, Callable
 
 from optforge import funnel as funnel_lib
 from optforge.config import RunConfig, StageConfig
+from optforge.program_identity import program_hash
 from optforge.proposer import Proposer
 from optforge.search.base import Strategy
 from optforge.store import Store, versions
@@ -180,6 +183,7 @@ class Engine:
         self._best: tuple[str, float] | None = None
         self._failures: dict[str, int] = {}
         self._proposer: Proposer | None = None
+        self._programs: dict[str, list[str]] = {}  # program_hash -> search candidate ids, in proposal order
 
     # ------------------------------------------------------------------------------ entry point
 
@@ -236,6 +240,7 @@ class Engine:
                                          next_seq=len(cands), n_observed=len(observed), cap=cap)
         self._n_proposed, self._n_observed = len(cands), len(observed)
         for seq, cand in enumerate(cands):  # resume: finish what the store says is unfinished
+            self._index_program(cand)
             if cand.id not in observed:
                 self._start_candidate(seq, cand)
         prop.start()
@@ -263,6 +268,7 @@ class Engine:
         seqs = self.store.add_proposals(cands, state)
         self._n_proposed += len(cands)
         for seq, cand in zip(seqs, cands):
+            self._index_program(cand)
             self._start_candidate(seq, cand)
 
     def _start_candidate(self, seq: int, cand: Candidate) -> None:
@@ -447,21 +453,28 @@ class Engine:
             self._proposer.deliver(job.seq, job.candidate, result)
 
     def _twin_result(self, cand: Candidate, result: EvaluationResult, nxt: _Job) -> tuple[str, EvaluationResult] | None:
-        """A functional duplicate (same smoke fingerprint, other text) already evaluated at the next
-        stage lends its result, so LLM rewrites of the same rule are not trained twice."""
-        fp = result.artifacts.get("fingerprint")
-        if not fp or self.store.evaluation(cand.id, nxt.stage.name) is not None:
+        """The result of an earlier candidate with the same program (`program_hash`: the same syntax
+        tree, other comments or layout) at the next stage, so a reformatted copy is not trained twice.
+        Never lent on a fingerprint measured in the sandbox: the candidate controls that evidence."""
+        if self.store.evaluation(cand.id, nxt.stage.name) is not None:
             return None
         suite, seeds, _ = nxt.spec(self.config)
-        for other in self.store.same_fingerprint(str(fp), cand.content_hash):
+        program = program_hash(cand.source)
+        for other in self._programs.get(program, []):
+            if other == cand.id:
+                continue
             ev = self.store.evaluation(other, nxt.stage.name)
             if ev is not None and ev.status.cacheable and ev.suite_version == self._suite_version(suite) \
                     and ev.seeds_spec == seeds:
                 twin = ev.result
-                twin.feedback = f"functionally identical to candidate {other} (same smoke fingerprint). {twin.feedback}"
-                self.store.add_event("duplicate", candidate=cand.id, of=other, fingerprint=fp)
+                twin.feedback = (f"the same program as candidate {other} (identical syntax tree; only comments or "
+                                 f"layout differ). {twin.feedback}")
+                self.store.add_event("duplicate", candidate=cand.id, of=other, program=program)
                 return other, twin
         return None
+
+    def _index_program(self, cand: Candidate) -> None:
+        self._programs.setdefault(program_hash(cand.source), []).append(cand.id)
 
     def _track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
         """Running best and failure counts for the progress display (no store scans)."""

@@ -387,13 +387,6 @@ class Store:
             row = self._db.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
         return _evaluation(row) if row else None
 
-    def same_fingerprint(self, fingerprint: str, content_hash: str) -> list[str]:
-        """Ids of candidates with other source text whose rule had this fingerprint (functional twins)."""
-        with self._lock:
-            rows = self._db.execute("SELECT candidate_id FROM evaluations WHERE fingerprint = ? AND content_hash != ?"
-                                    " ORDER BY id", (fingerprint, content_hash)).fetchall()
-        return [r["candidate_id"] for r in rows]
-
     def leaderboard(self, stage: str = "train", *, limit: int | None = None,
                     include_reference: bool = False) -> list[Ranked]:
         """Candidates ranked by fitness at `stage` (failures last; ties by proposal order)."""
