@@ -20,6 +20,9 @@
   first search stage, or a funnel reference that does so at any stage, stops the run at once
   (status `failed`, the reason in meta `failure`): every score is measured against them, so a broken
   install or sandbox must not run on as a search whose candidates all "crash". Diverged is a result.
+- **Errors.** Any other exception that ends the run (the strategy raised, an LLM replay diverged)
+  leaves status `failed` with the reason in meta `failure`, and is raised as `RunError`: a run's
+  stored status is never `running` after its process stopped on an error.
 """
 
 from __future__ import annotations
@@ -111,6 +114,17 @@ class Progress:
 
 class RunFailed(RuntimeError):
     """A warm start or a reference failed (see FAILED_START); the message says which, where and why."""
+
+
+class RunError(RuntimeError):
+    """An error ended the run (the strategy raised, an LLM replay diverged, a store write failed).
+    The store already says so (status `failed`, the reason in meta `failure`); the cause is chained."""
+
+
+def error_reason(e: BaseException) -> str:
+    """One line for the terminal and the store: the error's type and its message, whitespace collapsed."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def start_failure(candidate: Candidate, result: EvaluationResult, stage: str, first_stage: str) -> str | None:
@@ -216,6 +230,12 @@ class Engine:
             self._cancel_all()
             st.set_meta(status="failed", stop_reason=reason, failure=failure)
             st.add_event("failed", reason=failure)
+        except Exception as e:  # a strategy, LLM replay or engine error: stored, then raised as RunError
+            failure = error_reason(e)
+            self._cancel_all()
+            st.set_meta(status="failed", stop_reason="error", failure=failure)
+            st.add_event("failed", reason=failure, error=type(e).__name__)
+            raise RunError(failure) from e
         finally:
             if self._proposer is not None:
                 self._proposer.shutdown()
@@ -255,7 +275,7 @@ class Engine:
                 elif kind == "finished":
                     finished = args[0]
                 elif kind == "error":
-                    raise RuntimeError(f"strategy '{getattr(self.strategy, 'name', '?')}' failed: {args[0]!r}") from args[0]
+                    raise args[0]  # the strategy's own exception (a ReplayError, say), with its traceback
             if not stop and not finished:
                 stop = self._budget_reason()
                 if stop:

@@ -7,6 +7,7 @@ engine with a live progress line, and prints the leaderboard. Ctrl-C leaves a re
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -142,7 +145,7 @@ def _suite_version(suite: str) -> str:
 
 
 def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool) -> int:
-    from optforge.engine import Engine, start_ray
+    from optforge.engine import Engine, RunError, start_ray
     from optforge.evaluators import evaluate
 
     progress = None if quiet else _ProgressLine(config)
@@ -154,6 +157,10 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = engine.run()
+    except RunError as e:
+        log.debug("the error that ended the run", exc_info=e.__cause__)
+        print(f"optforge run: the run failed: {e} {_error_advice(e.__cause__, store.run_dir)}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         if progress is not None:
@@ -172,6 +179,17 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
         return 130
     print(f"stopped: {summary.stop_reason}. Details: optforge show {store.run_dir}")
     return 0
+
+
+def _error_advice(cause: BaseException | None, run_dir: Any) -> str:
+    """What to do after an error ended the run (its store says `failed`, with the reason)."""
+    from optforge.llm import ReplayError
+
+    if isinstance(cause, ReplayError):
+        return ("(stored as status failed.) Replay the recorded run with exactly its config (`optforge show RECORDED_RUN "
+                "--json` prints it), or start a new run without llm.replay to ask the model.")
+    return (f"(stored as status failed; -v prints the traceback.) Fix the cause, then continue with: "
+            f"optforge run --resume {run_dir}")
 
 
 def _request_factory(config: Any) -> Any:

@@ -141,3 +141,42 @@ def test_resume_refuses_other_versions_unless_forced(tmp_path, capsys):
     assert "torch 1.0.0 ->" in err and "suite 'smoke' 0-old ->" in err and "--force" in err
     assert main(["run", "--resume", str(tmp_path / "nothing-here")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_diverged_replay_fails_the_run_in_one_line_and_stores_why(ray_local, tmp_path, capsys):
+    from optforge.store import Store
+
+    recorded = tmp_path / "recorded"
+    Store(recorded).close()  # a recording without calls: the first prompt already diverges
+    cfg = _write(tmp_path, {"strategy": {"name": "fake_eval:asks_llm"}, "suite": "smoke", "stages": ["smoke"],
+                            "slots": 1, "deterministic": True,
+                            "llm": {"model": "openai/scripted", "replay": str(recorded), "api_key_env": None,
+                                    "api_base": "http://127.0.0.1:9/v1", "input_cost_per_token": 1e-6,
+                                    "output_cost_per_token": 2e-6}})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("optforge run:")]
+    assert "the run failed: ReplayError:" in line and "never recorded" in line and "without llm.replay" in line
+    with Store.open(out) as st:
+        assert st.meta("status") == "failed" and st.meta("stop_reason") == "error"
+        assert "ReplayError" in st.meta("failure") and "diverged" in st.meta("failure")
+    assert main(["show", str(out)]) == 0
+    assert "status failed (error)" in capsys.readouterr().out
+
+
+def test_any_error_that_ends_a_run_leaves_it_failed_not_running(ray_local, tmp_path, capsys):
+    from optforge.store import Store
+
+    cfg = _write(tmp_path, {"strategy": {"name": "fake_eval:raises_in_observe"}, "suite": "smoke", "stages": ["smoke"],
+                            "slots": 1, "deterministic": True})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("optforge run:")]
+    assert "the run failed: ValueError: observe broke on c0" in line and f"optforge run --resume {out}" in line
+    with Store.open(out) as st:
+        assert st.meta("status") == "failed" and st.meta("failure") == "ValueError: observe broke on c0"
+        assert [e["error"] for e in st.events("failed")] == ["ValueError"]
