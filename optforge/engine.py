@@ -143,6 +143,15 @@ def start_failure(candidate: Candidate, result: EvaluationResult, stage: str, fi
     return f"{role} {name} ended {result.status.value} at {stage}: {detail or 'no reason recorded'}"
 
 
+def reopen_search(store: Store, **why: Any) -> None:
+    """Let a run whose search phase ended search again (it was resumed with a larger budget; the caller
+    checked that it can go on, see `optforge.resume`). The funnel's decisions are dropped, to be made
+    again over the larger pool; its evaluations stay and are cached. `why` goes into the event."""
+    store.clear_promotions()
+    store.set_meta(search_done=False, stop_reason="", correlation=None)
+    store.add_event("search_reopened", **why)
+
+
 @dataclass
 class RunSummary:
     run_dir: str
@@ -285,9 +294,11 @@ class Engine:
             self._step()
 
     def _on_proposals(self, cands: list[Candidate], state: dict) -> None:
-        seqs = self.store.add_proposals(cands, state)
-        self._n_proposed += len(cands)
-        for seq, cand in zip(seqs, cands):
+        self.store.add_proposals(cands, state)
+        # the proposer counts strategy proposals; the store's seq also counts funnel references,
+        # which a search reopened after its funnel (more budget) has stored before these
+        first, self._n_proposed = self._n_proposed, self._n_proposed + len(cands)
+        for seq, cand in enumerate(cands, first):
             self._index_program(cand)
             self._start_candidate(seq, cand)
 

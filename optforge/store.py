@@ -275,6 +275,12 @@ class Store:
                  p.created or time.time()),
             )
 
+    def clear_promotions(self) -> None:
+        """Drop every funnel decision (a run searching again decides its funnel anew; the funnel's
+        evaluations stay, so they are cached)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM promotions")
+
     def _add_llm_columns(self) -> None:
         """Give an llm_calls table written before a column existed that column (old rows get NULL)."""
         with self.transaction() as db:
