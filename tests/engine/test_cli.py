@@ -180,3 +180,81 @@ def test_any_error_that_ends_a_run_leaves_it_failed_not_running(ray_local, tmp_p
     with Store.open(out) as st:
         assert st.meta("status") == "failed" and st.meta("failure") == "ValueError: observe broke on c0"
         assert [e["error"] for e in st.events("failed")] == ["ValueError"]
+
+
+def test_resume_with_a_larger_budget_continues_and_refuses_what_cannot_apply(ray_local, tmp_path, capsys):
+    """/work/shared/cases/resume-larger-budget, docs/resume.md's example: a run stopped by
+    budget.max_evaluations continues when resumed with a larger one; what cannot apply is refused."""
+    from optforge.store import Store
+
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["sgd", "adam", "adamw"]}, "suite": "smoke",
+                            "stages": ["smoke"], "slots": 1, "deterministic": True, "budget": {"max_evaluations": 1}})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=2", "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "restored: 1 candidates (1 observed), 1 evaluations; strategy state of 'seeds' as saved after 1 proposals" \
+        in printed.err
+    assert "budget: evaluations 1 used, 1 left of 2" in printed.err
+    assert "it continues with the larger budget" in printed.err and "stopped: max_evaluations" in printed.out
+    with Store.open(out) as st:
+        assert [c.id for c in st.candidates()] == ["seed-sgd", "seed-adam"]
+        assert st.config()["budget"]["max_evaluations"] == 2 and st.meta("status") == "finished"
+        events = len(st.events())
+    refusals = {  # each: exit 2, the reason, and nothing written
+        ("--set", "budget.max_evaluations=2"): "already finished",
+        ("--set", "budget.max_evaluations=1"): "budget.max_evaluations (2 used of 1); raise it above what was used",
+        ("--set", "budget.max_seconds=600"): "budget.max_evaluations (2 used of 2)",
+        ("--set", "strategy.seeds=[adamw]", "--set", "budget.max_evaluations=3"):
+            'refused: strategy.seeds: ["sgd", "adam", "adamw"] -> ["adamw"]',
+        ("--set", "suite=train_quick"): "refused: suite:",
+    }
+    for extra, reason in refusals.items():
+        code = main(["run", "--resume", str(out), *extra, "--quiet"])
+        text = capsys.readouterr()
+        assert reason in text.out + text.err
+        assert code == (0 if reason == "already finished" else 2) and "restored:" not in text.err
+    with Store.open(out) as st:
+        assert len(st.events()) == events and st.config()["budget"]["max_evaluations"] == 2
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=3", "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=9", "--quiet"]) == 2
+    assert "strategy 'seeds' is done in its stored state" in capsys.readouterr().err  # all 3 seeds proposed
+
+
+def test_show_explains_ok_star_and_counts_llm_http_requests(tmp_path, capsys):
+    from optforge.config import config_from_dict
+    from optforge.store import Store, versions
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"suite": "smoke", "stages": ["smoke", "train"]}).to_dict(),
+                versions=versions(), status="interrupted")
+    done, partial = Candidate.new("LR = 1\n", id="done"), Candidate.new("LR = 2\n", id="partial")
+    st.add_proposals([done, partial], None)
+    metrics = {"fitness": 0.5, "robust": 0.4, "tasks": {}}
+    for cand, stages in ((done, ("smoke", "train")), (partial, ("smoke",))):
+        for stage in stages:
+            st.add_evaluation(cand, EvaluationResult(Status.OK, stage=stage, suite="smoke", suite_version="1",
+                                                     metrics=metrics), seeds_spec="selection")
+    st.record_llm_call({"model": "m", "prompt": "p", "response": "r", "dollars": 0.01, "attempts": 3, "call_id": "a"})
+    st.record_llm_call({"model": "m", "prompt": "p", "response": "r", "dollars": 0.01, "attempts": 1, "call_id": "b"})
+    st.close()
+    assert main(["show", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "LLM: 4 HTTP requests (retries included), $0.0200" in text and " calls" not in text
+    assert "partial" in text and "ok*" in text
+    assert "ok*: ok at smoke, not evaluated at train (the run stopped before); ranked below every candidate with a " \
+           "train fitness" in text
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["llm"] == {"requests": 4, "dollars": 0.02}
+
+
+def test_version_is_printed():
+    import subprocess
+    import sys
+
+    import optforge
+
+    proc = subprocess.run([sys.executable, "-m", "optforge", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"optforge {optforge.__version__}"
