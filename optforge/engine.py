@@ -239,12 +239,14 @@ class Engine:
             self._cancel_all()
             st.set_meta(status="failed", stop_reason=reason, failure=failure)
             st.add_event("failed", reason=failure)
-        except Exception as e:  # a strategy, LLM replay or engine error: stored, then raised as RunError
+        except BaseException as e:  # a strategy, LLM replay or engine error (SystemExit too): stored, then raised
             failure = error_reason(e)
             self._cancel_all()
             st.set_meta(status="failed", stop_reason="error", failure=failure)
             st.add_event("failed", reason=failure, error=type(e).__name__)
-            raise RunError(failure) from e
+            if isinstance(e, Exception):
+                raise RunError(failure) from e
+            raise
         finally:
             if self._proposer is not None:
                 self._proposer.shutdown()
