@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     s = summary(store, config, top=args.top)
     print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {s['status']}"
           f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations")
-    if s["llm"]["calls"]:
-        print(f"LLM: {s['llm']['calls']} calls, ${s['llm']['dollars']:.4f}")
+    if s["llm"]["requests"]:
+        print(f"LLM: {s['llm']['requests']} HTTP requests (retries included), ${s['llm']['dollars']:.4f}")
     print("funnel: " + " -> ".join(f"{k} {v}" for k, v in s["funnel"].items()))
     corr = s["meta_overfitting"]
     if corr and corr.get("n"):
@@ -113,6 +113,7 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         print("no evaluated candidates yet")
         return
     stages = [s.name for s in config.funnel_stages()]
+    last = config.search_stages()[-1].name
     head = f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'robust':>8}  " + "".join(f"{s:>18}" for s in stages)
     print(head)
     for r in rows:
@@ -122,11 +123,15 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
             cells.append(f"{'-':>18}" if v is None else f"{('pass ' if v['passed'] else 'fail ') + _num(v['value']):>18}")
         name = (r["id"] + (f" {r['label']}" if r["label"] and r["label"] not in r["id"] else ""))[:21]
         mark = "*" if r["promoted"] else " "
-        status = r["status"] if r["status"] != "ok" or r["stage"] == config.search_stages()[-1].name else "ok*"
+        status = r["status"] if r["status"] != "ok" or r["stage"] == last else "ok*"
         print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {_num(r['fitness']):>8} {_num(r['robust']):>8}  "
               + "".join(cells))
     if any(r["promoted"] for r in rows):
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
+    partial = sorted({r["stage"] for r in rows if r["status"] == "ok" and r["stage"] != last})
+    if partial:
+        print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} (the run stopped before); "
+              f"ranked below every candidate with a {last} fitness")
 
 
 def failure_rows(store: Any) -> list[dict[str, Any]]:
@@ -161,7 +166,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
 
-    dollars, calls = store.llm_spend()
+    dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)
     best = _best(store, config)
     return {
         "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"),
@@ -169,7 +174,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
         "suite_versions": store.meta("suite_versions", {}),
         "proposed": len(store.candidates(include_reference=False)), "evaluations": len(store.evaluations()),
         "statuses": store.status_counts(), "funnel": funnel_counts(store, config),
-        "meta_overfitting": store.meta("correlation"), "llm": {"calls": calls, "dollars": dollars},
+        "meta_overfitting": store.meta("correlation"), "llm": {"requests": requests, "dollars": dollars},
         "leaderboard": leaderboard_rows(store, config, top),
         "best": None if best is None else {"id": best.candidate.id, "fitness": best.evaluation.fitness,
                                            "source": best.candidate.source},
