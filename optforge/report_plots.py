@@ -93,22 +93,31 @@ def fig_timeline(points: Sequence[Point], stage: str) -> Figure | None:
         return None
     best = best_so_far_of(points, stage)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+
+    def kind(p: Point) -> str:
+        return p.status if p.status != Status.OK.value or p.stage == stage else f"ok at {p.stage} only"
+
+    kinds = sorted({kind(p) for p in points}, key=lambda k: (list(STATUS_COLOURS).index(k) if k in STATUS_COLOURS else 0.5, k))
     for ax, xkey, xlabel in ((axes[0], "index", "evaluation (completion order)"),
                              (axes[1], "seconds", "wall-clock seconds since the first result")):
-        for status in sorted({p.status for p in points}, key=list(STATUS_COLOURS).index):
-            sel = [p for p in points if p.status == status]
-            ok_elsewhere = status == Status.OK.value and any(p.stage != stage for p in sel)
-            ax.scatter([getattr(p, xkey) for p in sel], [p.fitness for p in sel], s=18,
-                       color=STATUS_COLOURS.get(status, "black"), marker="o" if status == Status.OK.value else "x",
-                       label=f"{status} (some stopped before {stage})" if ok_elsewhere else status)
-        if best:
-            xs = [b[0] if xkey == "index" else b[1] for b in best]
-            ax.step(xs, [b[2] for b in best], where="post", color="tab:green", lw=1.6, label="best so far")
+        for k in kinds:
+            sel = [p for p in points if kind(p) == k]
+            xs, ys = [getattr(p, xkey) for p in sel], [p.fitness for p in sel]
+            if k == Status.OK.value:
+                ax.scatter(xs, ys, s=20, color=STATUS_COLOURS[k], label=f"ok at {stage}")
+            elif k in STATUS_COLOURS:
+                ax.scatter(xs, ys, s=24, color=STATUS_COLOURS[k], marker="x", label=f"{k} (floor score)")
+            else:  # passed an earlier stage, never scored at `stage` (the run stopped first)
+                ax.scatter(xs, ys, s=20, facecolors="none", edgecolors=STATUS_COLOURS[Status.OK.value], label=k)
+        if best:  # a step line through each improvement, held to the last result
+            xs = [b[0] if xkey == "index" else b[1] for b in best] + [getattr(points[-1], xkey)]
+            ax.step(xs, [b[2] for b in best] + [best[-1][2]], where="post", color="tab:green", lw=1.6,
+                    label="best so far")
         ax.axhline(0.0, color="gray", lw=0.8, ls="--")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fitness (mean log2 speedup vs AdamW)")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return Figure("Every candidate over time", _png(fig))
 
 
@@ -139,7 +148,7 @@ def fig_heatmap(rows: Sequence[tuple[str, Mapping[str, Any]]], n_references: int
     for i, row in enumerate(data):
         for j, v in enumerate(row):
             if not math.isnan(v):
-                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, "0.0" if abs(v) < 0.05 else f"{v:+.1f}", ha="center", va="center", fontsize=7)
     fig.colorbar(im, ax=ax, label="score (log2 speedup vs tuned AdamW)")
     return Figure("Per-task scores: top candidates and references", _png(fig))
 

@@ -30,12 +30,14 @@ def label(cand: Candidate) -> str:
     note = cand.note
     if note.get("role") == "reference":
         return f"{note.get('seed') or cand.id} (reference)"
-    seed = note.get("seed") or (note.get("program") if note.get("warm_start") else None)
+    program = note.get("program")  # a symbolic warm start's note holds its program (JSON), named after the seed
+    seed = note.get("seed") or (program.get("name") if note.get("warm_start") and isinstance(program, dict) else None)
     if seed:
+        seed = " ".join(str(seed).split())[:32]
         return f"{seed} (warm start)" if note.get("warm_start") else f"{seed} (seed)"
     how = note.get("mutation") or note.get("generator") or note.get("kind") or cand.strategy
     how = " ".join(str(how).split())
-    return f"{cand.id[:8]} {how[:28]}".rstrip()
+    return f"{cand.id[:8]} {how[:28]}".rstrip()[:48]
 
 
 def fitness_text(ev: EvaluationRecord | None) -> str:
@@ -56,7 +58,12 @@ def config_html(config: Mapping[str, Any]) -> str:
     """The stored run config as YAML (the form a user writes it in)."""
     if not config:
         return "<p>no config stored</p>"
-    return f"<pre class=\"config\">{esc(yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False))}</pre>"
+    first = [k for k in _CONFIG_FIRST if k in config]  # what a run is, then how it is bounded, then the rest
+    ordered = {k: config[k] for k in first + sorted(k for k in config if k not in first)}
+    return f"<pre class=\"config\">{esc(yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False))}</pre>"
+
+
+_CONFIG_FIRST = ("strategy", "suite", "stages", "budget", "slots", "seed", "deterministic")
 
 
 def _num(v: Any, fmt: str) -> str:

@@ -50,7 +50,7 @@ def run_dir(tmp_path):
     adamw = warmstarts.program("adamw")
     signed = from_text(adamw.text().replace("u = div(m, denom)", "u = sign(m)"), slots=adamw.slots, lr=adamw.lr)
     a = Candidate.new(render(adamw), strategy="symbolic",
-                      note={"mutation": "warm_start", "warm_start": True, "program": "adamw"})
+                      note={"mutation": "warm_start", "warm_start": True, "program": adamw.to_json()})
     b = Candidate.new(render(signed), parents=[a.id], strategy="symbolic", note={"mutation": "insert sign"})
     c = Candidate.new(render(signed.replace(lr=3e-4)), parents=[b.id], strategy="symbolic",
                       note={"mutation": "constant x2^0.7"})

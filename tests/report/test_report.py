@@ -210,6 +210,14 @@ def test_report_loads_in_headless_chromium_without_console_errors(run_dir, tmp_p
             loaded = _wd(port, "POST", f"/session/{sid}/execute/sync", {
                 "script": "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)", "args": []})
             assert loaded == [True] * 4
+            # the program is on screen above the helpers, which stay folded until opened
+            shown = _wd(port, "POST", f"/session/{sid}/execute/sync", {"script": """
+                const prog = document.querySelector('pre.program'), helpers = document.querySelector('pre.helpers');
+                const before = helpers.checkVisibility();
+                document.querySelector('details').open = true;
+                return [prog.checkVisibility(), before, helpers.checkVisibility(),
+                        prog.getBoundingClientRect().top < helpers.getBoundingClientRect().top];""", "args": []})
+            assert shown == [True, False, True, True]
             logs = _wd(port, "POST", f"/session/{sid}/se/log", {"type": "browser"})
             errors = [e for e in logs if e.get("level") == "SEVERE"]
             assert not errors, errors
