@@ -20,7 +20,7 @@ from optforge.export import choose_best
 from optforge.funnel import funnel_counts
 from optforge.report_plots import Figure, best_so_far, fig_curves, fig_funnel, fig_heatmap, fig_timeline, timeline
 from optforge.report_sections import (
-    config_html, definition_list, failures_html, fitness_text, label, lineage_html, source_html, task_detection_html,
+    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, source_html, task_detection_html,
     task_table,
 )
 from optforge.store import EvaluationRecord, Store
@@ -92,8 +92,8 @@ def _header(store: Store, config: RunConfig, best: Candidate | None, best_ev: Ev
         items.append(("LLM", f"{calls} calls, ${dollars:.4f}"))
     if best is not None:
         held = store.evaluation(best.id, "heldout")
-        items.append(("best candidate", f"<code>{esc(best.id)}</code> {esc(label(best))}: fitness "
-                      f"{esc(fitness_text(best_ev))}" + (f"; held-out {esc(fitness_text(held))}" if held else
+        items.append(("best candidate", f"{named(best)}: fitness "
+                      f"{esc(fitness_text(best_ev))}" + (f"; held-out {esc(fitness_text(held, stage=False))}" if held else
                                                          "; not evaluated on held-out tasks")
                       + " <small>(mean log2 speedup over tuned AdamW, ± 95% interval)</small>"))
     return definition_list(items)

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from optforge.store import Store  # noqa: E402
 from optforge.types import Status  # noqa: E402
@@ -97,7 +98,8 @@ def fig_timeline(points: Sequence[Point], stage: str) -> Figure | None:
     def kind(p: Point) -> str:
         return p.status if p.status != Status.OK.value or p.stage == stage else f"ok at {p.stage} only"
 
-    kinds = sorted({kind(p) for p in points}, key=lambda k: (list(STATUS_COLOURS).index(k) if k in STATUS_COLOURS else 0.5, k))
+    order = list(STATUS_COLOURS)
+    kinds = sorted({kind(p) for p in points}, key=lambda k: (order.index(k) if k in order else 0.5, k))
     for ax, xkey, xlabel in ((axes[0], "index", "evaluation (completion order)"),
                              (axes[1], "seconds", "wall-clock seconds since the first result")):
         for k in kinds:
@@ -116,6 +118,7 @@ def fig_timeline(points: Sequence[Point], stage: str) -> Figure | None:
         ax.axhline(0.0, color="gray", lw=0.8, ls="--")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("fitness (mean log2 speedup vs AdamW)")
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     return Figure("Every candidate over time", _png(fig))

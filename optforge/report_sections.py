@@ -24,29 +24,39 @@ from optforge.types import Candidate
 esc = html.escape
 
 
-def label(cand: Candidate) -> str:
-    """How a row names a candidate: the seed name for a reference or seed, else a short id with the
-    mutation (or generator, or strategy) that made it."""
+def origin(cand: Candidate) -> str:
+    """Where a candidate came from, in a few words: '<seed> (reference|warm start|seed)' for a known
+    optimizer, else the mutation (or generator, or strategy) that made it."""
     note = cand.note
-    if note.get("role") == "reference":
-        return f"{note.get('seed') or cand.id} (reference)"
     program = note.get("program")  # a symbolic warm start's note holds its program (JSON), named after the seed
     seed = note.get("seed") or (program.get("name") if note.get("warm_start") and isinstance(program, dict) else None)
     if seed:
-        seed = " ".join(str(seed).split())[:32]
-        return f"{seed} (warm start)" if note.get("warm_start") else f"{seed} (seed)"
+        kind = "reference" if note.get("role") == "reference" else "warm start" if note.get("warm_start") else "seed"
+        return f"{' '.join(str(seed).split())[:32]} ({kind})"
     how = note.get("mutation") or note.get("generator") or note.get("kind") or cand.strategy
-    how = " ".join(str(how).split())
-    return f"{cand.id[:8]} {how[:28]}".rstrip()[:48]
+    return " ".join(str(how).split())[:36]
 
 
-def fitness_text(ev: EvaluationRecord | None) -> str:
+def label(cand: Candidate) -> str:
+    """How a table or heatmap row names a candidate: the seed name for a reference, seed or warm start,
+    else a short id with its origin."""
+    text = origin(cand)
+    return text if text.endswith(("(reference)", "(warm start)", "(seed)")) else f"{cand.id[:8]} {text}".rstrip()
+
+
+def named(cand: Candidate) -> str:
+    """HTML: the full id, then the origin."""
+    return f"<code>{esc(cand.id)}</code> {esc(origin(cand))}"
+
+
+def fitness_text(ev: EvaluationRecord | None, *, stage: bool = True) -> str:
     """'+0.31 ± 0.12 at train' for an ok result, 'invalid at smoke' for a failure, '-' for none."""
     if ev is None:
         return "-"
+    where = f" at {ev.stage}" if stage else ""
     if not ev.ok:
-        return f"{ev.status.value} at {ev.stage}"
-    return f"{format_score(ev.fitness, ev.metrics.get('fitness_hw'))} at {ev.stage}"
+        return f"{ev.status.value}{where}"
+    return f"{format_score(ev.fitness, ev.metrics.get('fitness_hw'))}{where}"
 
 
 def definition_list(items: Sequence[tuple[str, str]]) -> str:
@@ -157,7 +167,8 @@ def diff_html(old: Candidate, new: Candidate) -> str:
     lines = difflib.unified_diff(a.program.splitlines(), b.program.splitlines(), old.id, new.id, lineterm="", n=2)
     out = []
     for ln in lines:
-        cls = "add" if ln.startswith("+") and not ln.startswith("+++") else "del" if ln.startswith("-") and not ln.startswith("---") else ""
+        cls = ("add" if ln.startswith("+") and not ln.startswith("+++")
+               else "del" if ln.startswith("-") and not ln.startswith("---") else "")
         out.append(f'<span class="{cls}">{esc(ln)}</span>' if cls else esc(ln))
     fa, fb = _defined_functions(a.helpers), _defined_functions(b.helpers)
     note = ""
@@ -173,7 +184,7 @@ def lineage_html(chain: Sequence[tuple[Candidate, EvaluationRecord | None]]) -> 
     out = []
     for i, (cand, ev) in enumerate(chain):
         parent = chain[i + 1][0] if i + 1 < len(chain) else None
-        head = (f"<h3><code>{esc(cand.id)}</code> {esc(label(cand))} "
+        head = (f"<h3>{named(cand)} "
                 f"<span class=\"fit\">fitness {esc(fitness_text(ev))}</span></h3>")
         out.append(head)
         if parent is not None:
@@ -206,7 +217,7 @@ def task_detection_html(cand: Candidate, ev: EvaluationRecord | None) -> str:
     def text(n: Any) -> str:  # the line itself: the program view reorders the source, so numbers alone mislead
         return lines[n - 1].strip() if isinstance(n, int) and 0 < n <= len(lines) else ""
 
-    items = "".join(f"<li>line {esc(str(f.get('line')))}: {esc(str(f.get('message')))} <code>{esc(text(f.get('line')))}</code></li>"
-                    for f in flags)
+    items = "".join(f"<li>line {esc(str(f.get('line')))}: {esc(str(f.get('message')))}"
+                    f" <code>{esc(text(f.get('line')))}</code></li>" for f in flags)
     return ("<p class=\"warn\">task detection: this rule compares what identifies a training set-up with a "
             f"specific number, so it may behave differently on the tasks it was searched on:</p><ul>{items}</ul>")

@@ -60,7 +60,9 @@ def run_dir(tmp_path):
     boom = Candidate.new(render(signed.replace(lr=0.5)), parents=[b.id], strategy="symbolic", note={"mutation": "modify"})
     store.add_proposals([a, b, c, bad, boom], {"n": 5})
     store.add_proposals([ref], None)
-    detection = {"task_detection": [{"line": 3, "message": "compares ctx.T with 5"}]}
+    # as the evaluator records `task_detection_flags` (a symbolic program itself never compares ctx.t with a literal)
+    line = c.source.splitlines().index("    t = _s(ctx.t)") + 1
+    detection = {"task_detection": [{"line": line, "message": "compares ctx.t with 100"}]}
     for cand, fit, scale in ((a, -0.5, 1.2), (b, 0.2, 0.9), (c, 0.6, 0.7)):
         store.add_evaluation(cand, EvaluationResult(Status.OK, stage="smoke", suite="smoke", suite_version="1"), seeds_spec="selection")
         store.add_evaluation(cand, _train(fit, scale, artifacts=detection if cand is c else None), seeds_spec="selection")

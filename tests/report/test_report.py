@@ -52,7 +52,7 @@ def test_report_header_is_readable_and_names_the_score_version(run_dir):
     assert "<dt>score version</dt><dd>2</dd>" in header
     assert "<dt>evaluations by status</dt><dd>crashed 1, invalid 1, ok 10</dd>" in header
     assert "smoke 4 &rarr; train 3" in header
-    assert f"<code>{c['c'].id}</code>" in header and "+0.60 ± 0.04 at train" in header
+    assert f"<code>{c['c'].id}</code> constant x2^0.7: fitness +0.60 ± 0.04 at train; held-out +0.30" in header
 
 
 def test_report_heatmap_rows_are_named(run_dir):
@@ -114,7 +114,8 @@ def test_report_source_shows_the_program_first_and_folds_the_helpers(run_dir):
     # nothing is lost: program and helpers hold every line of the source
     assert sorted((program + "\n" + helpers).split()) == sorted(c["c"].source.split())
     # the evaluator's task-detection flags for the best candidate
-    assert "line 3: compares ctx.T with 5" in source
+    flagged = c["c"].source.splitlines().index("    t = _s(ctx.t)") + 1
+    assert f"line {flagged}: compares ctx.t with 100 <code>t = _s(ctx.t)</code>" in source
 
 
 def test_task_detection_is_computed_when_not_recorded():
