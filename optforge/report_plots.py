@@ -127,7 +127,7 @@ def fig_timeline(points: Sequence[Point], stage: str) -> Figure | None:
 def fig_funnel(counts: Mapping[str, int]) -> Figure | None:
     if not counts:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(counts)), 3))  # room for "train_fresh_seeds"
     ax.bar(list(counts), list(counts.values()), color="tab:green")
     for i, v in enumerate(counts.values()):
         ax.text(i, v, str(v), ha="center", va="bottom")

@@ -245,3 +245,40 @@ def test_best_prefers_a_simplified_child_within_tolerance(run_dir, drop, chosen)
         store.add_evaluation(child, EvaluationResult(Status.OK, stage="train", suite="train", suite_version="1",
                                                      metrics={"fitness": 0.6 - drop}), seeds_spec="selection")
         assert choose_best(store) == (child.id if chosen == "simple" else parent.id)
+
+
+@pytest.mark.slow  # a real symbolic run on train_quick: 4 candidates, the funnel's fresh seeds and its reference
+def test_report_of_a_real_run(tmp_path):
+    import yaml
+
+    cfg = {"strategy": {"name": "symbolic", "warm_start": ["adamw"], "population": 4, "tournament": 2,
+                        "state_slots": 3, "phase_evaluations": 4, "restarts": 1, "best_restarts": 0,
+                        "simplify_evaluations": 0},
+           "suite": "train_quick", "stages": ["smoke", "train", "train_fresh_seeds"], "funnel": {"top_k": 1},
+           "slots": 2, "deterministic": True, "seed": 0, "budget": {"max_evaluations": 4},
+           "sandbox": {"timeout_s": 120}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run(["optforge", "run", "run.yaml", "--out", "run", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, run.stderr[-3000:]
+    done = subprocess.run(["optforge", "report", "run", "-o", "report.html"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "report.html").read_text()
+    assert len(_images(page)) == 4
+    header = page[page.index("<body>"): page.index("<h2>")]
+    assert "{" not in header and "<dt>score version</dt><dd>2</dd>" in header
+    table = _section(page, "Per task")
+    with Store.open(tmp_path / "run") as store:
+        tasks = sorted(next(iter(store.evaluations(stage="train"))).metrics["tasks"])
+    for task in tasks:
+        assert f'class="task">{task}</th>' in table
+    assert "adamw (warm start)" in table and "adamw (reference) <small>(train_fresh_seeds)</small>" in table
+    assert re.search(r'<td class="num">[+-]\d\.\d\d ± \d\.\d\d</td>', table)
+    source = _section(page, "Source of the best candidate")
+    assert re.search(r'<pre class="program">LR = ', source) and "<details><summary>module header" in source
+    assert "task detection:" in source
+    assert "<h2>Lineage of the best candidate</h2><h3><code>" in page
+    assert "Failures by status" in page
+    config = html.unescape(re.search(r'<pre class="config">(.*?)</pre>', page, re.S).group(1))
+    assert yaml.safe_load(config)["suite"] == "train_quick"
