@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from optforge import funnel as funnel_lib
 from optforge.config import RunConfig, StageConfig
+from optforge.evaluators.scoring import SCORE_VERSION
 from optforge.program_identity import program_hash
 from optforge.proposer import Proposer
 from optforge.search.base import Strategy
@@ -214,7 +215,8 @@ class Engine:
         """Search until a budget or the strategy stops, then run the promotion funnel."""
         st = self.store
         if st.meta("config") is None:
-            st.set_meta(config=self.config.to_dict(), versions=versions(), created=time.time(),
+            st.set_meta(config=self.config.to_dict(), versions={**versions(), "score_version": SCORE_VERSION},
+                        created=time.time(),
                         lag=2 * self.config.slots, batch=self.config.slots)
         self._t0, self._elapsed0 = self.clock(), float(st.meta("elapsed_s", 0.0))
         top = st.best(self.config.search_stages()[-1].name)

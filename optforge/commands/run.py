@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     strategy, llm_holder = _build_strategy(config, store)
     make_request = _request_factory(config)
+    _check_baselines(config)
     if reopen:
         _continue_search(store, strategy, args.overrides)
     if restored is not None:
@@ -164,6 +165,7 @@ def _llm_client(config: Any, holder: dict, store: Any) -> Any:
 
 
 def _check_versions(store: Any, config: Any, *, force: bool) -> None:
+    from optforge.evaluators.scoring import check_score_version
     from optforge.store import versions
 
     problems = []
@@ -172,6 +174,10 @@ def _check_versions(store: Any, config: Any, *, force: bool) -> None:
     for key in ("optforge", "torch"):
         if saved.get(key) and saved[key] != now[key]:
             problems.append(f"{key} {saved[key]} -> {now[key]}")
+    if saved:  # a run from before score versions were recorded was scored with version 1
+        why = check_score_version(saved.get("score_version"))
+        if why:
+            problems.append(why)
     for suite, version in (store.meta("suite_versions", {}) or {}).items():
         current = _suite_version(suite)
         if current != version:
@@ -179,6 +185,25 @@ def _check_versions(store: Any, config: Any, *, force: bool) -> None:
     if problems and not force:
         raise UserError("cannot resume: " + "; ".join(problems) + ". Scores would not be comparable; "
                         "pass --force to resume anyway")
+
+
+def _check_baselines(config: Any) -> None:
+    """Re-run tuned AdamW on one seed per task of every suite the run scores on and compare with
+    the stored curves (`baselines_check`: refuse | warn | off), before anything is written."""
+    from optforge.evaluators.baselines import BaselineError, verify_for_run
+    from optforge.funnel import run_suites
+
+    if config.baselines_check == "off":
+        return
+    suites = run_suites(config)
+    print(f"checking the stored AdamW baselines of {', '.join(suites)} on this machine "
+          "(baselines_check: off skips this)", file=sys.stderr)
+    try:
+        warnings = verify_for_run(suites, config.baselines_check)
+    except BaselineError as e:
+        raise UserError(str(e)) from e
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _suite_version(suite: str) -> str:

@@ -139,6 +139,7 @@ def test_resume_refuses_other_versions_unless_forced(tmp_path, capsys):
     assert main(["run", "--resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "torch 1.0.0 ->" in err and "suite 'smoke' 0-old ->" in err and "--force" in err
+    assert "scored with score_version 1" in err  # recorded before score versions: the old score
     assert main(["run", "--resume", str(tmp_path / "nothing-here")]) == 2
     assert "not a run directory" in capsys.readouterr().err
 
@@ -258,3 +259,42 @@ def test_version_is_printed():
 
     proc = subprocess.run([sys.executable, "-m", "optforge", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"optforge {optforge.__version__}"
+
+
+def test_show_prints_intervals_the_smoke_gate_the_score_version_and_task_detection(tmp_path, capsys):
+    from optforge.config import config_from_dict
+    from optforge.evaluators.scoring import SCORE_VERSION
+    from optforge.store import Store, versions
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"suite": "smoke", "stages": ["smoke", "train"]}).to_dict(),
+                versions={**versions(), "score_version": SCORE_VERSION}, status="finished")
+    # the best rule recognises its task by the run length: flagged, with its line
+    scored = Candidate.new("LR = 1e-3\n\ndef init(p, ctx):\n    return {}\n\n\ndef update(p, g, state, ctx):\n"
+                           "    if ctx.T == 250:\n        return -ctx.lr * 2 * g\n    return -ctx.lr * g\n", id="scored")
+    gated = Candidate.new("LR = 2\n", id="gated")
+    st.add_proposals([scored, gated], None)
+    tasks = {"logreg": {"score": 0.31, "hw": 0.12, "flags": []}, "matfact": {"score": -0.05, "hw": 0.2, "flags": []}}
+    train = {"fitness": 0.13, "fitness_hw": 0.117, "robust": 0.1, "wins": 1, "tasks": tasks}
+    smoke = {"fitness": 0.9, "tasks": {"smoke_quad": {"score": 0.9, "best_val": 0.3, "lr": 0.1, "flags": []}}}
+    st.add_evaluation(scored, EvaluationResult(Status.OK, stage="smoke", suite="smoke", suite_version="1",
+                                               metrics=smoke), seeds_spec="selection")
+    st.add_evaluation(scored, EvaluationResult(Status.OK, stage="train", suite="smoke", suite_version="1",
+                                               metrics=train), seeds_spec="selection")
+    st.add_evaluation(gated, EvaluationResult(Status.OK, stage="smoke", suite="smoke", suite_version="1",
+                                              metrics=smoke), seeds_spec="selection")
+    st.close()
+    assert main(["show", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert f"score_version {SCORE_VERSION}" in text
+    assert "+0.130  ±0.117" in text  # the leaderboard's fitness with its 95 % interval
+    gated_row = next(line for line in text.splitlines() if " gated " in line)
+    assert " gate " in gated_row and "+0.900" not in gated_row  # smoke is a gate: no fitness
+    assert "fitness +0.130 ± 0.117, significant wins 1/2" in text
+    assert "logreg" in text and "+0.31 ± 0.12" in text
+    assert "task detection" in text and "line 8" in text
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["score_version"] == SCORE_VERSION and shown["best"]["fitness_hw"] == 0.117
+    assert [f["line"] for f in shown["best"]["task_detection"]] == [8]
