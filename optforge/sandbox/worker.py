@@ -313,9 +313,10 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
         int(lim["open_files"]), int(lim["processes"]) if uid is not None and unprivileged else None,
     )
     L.set_parent_death_signal(signal.SIGKILL)
-    if uid is None and ns.get("user"):
-        # root in a user namespace holds every capability over its own mounts: without them it
-        # cannot unmount or remount what the layers above put in place
+    if uid is None:
+        # a job that stays root (of a user namespace, or of the host where the uid switch was not
+        # possible) would hold every capability over its mounts: without them it cannot unmount or
+        # remount what the layers above put in place
         L.drop_capabilities()
     layers.update(L.optional_layers())
     os.chdir(workdir)

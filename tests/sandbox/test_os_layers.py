@@ -278,3 +278,31 @@ def test_result_files_come_back_from_the_quota_tmpfs():
     res = sandbox.run("x = 1\n", "forged_jobs:forge", {"kind": "fifo"}, sandbox.RULE_POLICY,
                       sandbox.Limits(timeout_s=60, static_check=False))
     assert res.reason == "bad_output" and "not a regular file" in res.exception
+
+
+UNDO_BODY = '''
+import ctypes, os
+
+def body(payload):
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/self/status") as f:
+        caps = next(line.split()[1] for line in f if line.startswith("CapEff"))
+    return {
+        "uid": os.getuid(),
+        "capabilities": caps,
+        "unmounted_run": libc.umount2(b"/run", 2) == 0,  # MNT_DETACH
+        "remounted_root_writable": libc.mount(None, b"/", None, 32 | 4096, None) == 0,  # MS_REMOUNT | MS_BIND
+    }
+'''
+
+
+def test_a_job_left_root_cannot_undo_the_mount_layers(monkeypatch):
+    """Where the uid switch is off (or impossible), the job stays root of its namespaces: it drops
+    every capability first, so it cannot unmount the tmpfs over /run or make / writable again."""
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "privileges")
+    res = sandbox.run(UNDO_BODY, "test_os_layers:run_body", {}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.ok, (res.reason, res.exception)
+    _need(res, "run_hidden")
+    assert res.value["capabilities"] == "0000000000000000"
+    assert not res.value["unmounted_run"] and not res.value["remounted_root_writable"]
