@@ -2,9 +2,13 @@
 whether a real evaluation works.
 
 It runs the trusted probe job (optforge.sandbox.selftest) through the real sandbox, so what it prints
-is what a candidate gets, not what the code hopes for; then it evaluates the bundled `adamw` rule on
-the `smoke` suite exactly as `optforge eval` does, and exits non-zero with the reason when that fails
-(an install whose package the sandboxed job cannot import fails here, not in every run).
+is what a candidate gets, not what the code hopes for: the network, a write outside its directory,
+secrets, host processes, and one probe per OS layer (a file in each world-writable host directory,
+the unix sockets under /run, a System V segment of the host's and one of its own, twice its disk
+quota written in many files), each judged from outside where it can be. Then it evaluates the
+bundled `adamw` rule on the `smoke` suite exactly as `optforge eval` does, and exits non-zero with
+the reason when that fails (an install whose package the sandboxed job cannot import fails here,
+not in every run).
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if not res.ok:
             raise UserError(f"the sandbox probe job failed ({res.reason}): {res.exception}")
         facts = res.value or {}
-        seen = host.seen_from_outside(facts)
+        seen = host.seen_from_outside()
     real = real_job_check(args.mode)
     report = {
         "mode": res.mode,

@@ -171,7 +171,7 @@ class HostProbes:
             out.update(ipc_key=self.ipc_key, ipc_leave_key=self.ipc_leave_key)
         return out
 
-    def seen_from_outside(self, facts: dict[str, Any]) -> dict[str, Any]:
+    def seen_from_outside(self) -> dict[str, Any]:
         """{"world_writable": directories holding the probe's file, "ipc_left": whether its segment
         outlived the job}."""
         marker = f"optforge-probe-{self.token}"
