@@ -1,15 +1,23 @@
-"""Sandbox overhead: the same job (train a digits MLP 64-128-10 for 300 steps with the AdamW seed)
-run in-process, through the warm worker and through a cold spawn, side by side.
+"""Sandbox overhead, in two parts.
 
-Run: python benchmarks/sandbox_overhead.py [--reps 5] [--steps 300]
-Targets (issue 4): warm worker start < 100 ms per job; total overhead < 5 % of a 5-second job.
-Rounds alternate the three modes so machine noise hits each alike; medians are printed. On a busy
-machine wall times are noisy: compare the job CPU seconds column too (the worker's own CPU).
+1. The same job (train a digits MLP 64-128-10 for 300 steps with the AdamW seed) run in-process,
+   through the warm worker and through a cold spawn, side by side.
+   Targets (issue 4): warm worker start < 100 ms per job; total overhead < 5 % of a 5-second job.
+2. The split training job (issue 15): the trainer of optforge.evaluators.train with the rule loaded
+   in-process, as the job ran before the split, next to the same trainer with the rule in its own
+   process (RemoteRuleSource, forked per run by a RuleHost), on train-suite tasks.
+   Targets: rule-process fork (hand-over of the spare) < 5 ms; per-step synchronisation < 10 % of
+   training time; train wall time <= 1.25x the in-process job's.
+
+Run: python benchmarks/sandbox_overhead.py [--reps 5] [--steps 300] [--split-only]
+Rounds alternate the modes so machine noise hits each alike; medians are printed. On a busy
+machine wall times are noisy: compare the CPU seconds columns too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -17,6 +25,9 @@ import torch
 from sklearn.datasets import load_digits
 
 from optforge import seeds
+from optforge.evaluators.remote_rule import RemoteRule, RemoteRuleSource  # imported before the host forks
+from optforge.evaluators.tasks import get_suite
+from optforge.evaluators.train import role_groups, train_rule
 from optforge.rule import RuleOptimizer, load_rule, param_groups
 
 _DIGITS = load_digits()  # module level: the warm template imports this module once, forks reuse it
@@ -50,14 +61,105 @@ def digits_job(source: str, payload: dict) -> dict:
     return train_digits(source, int(payload.get("steps", 300)), int(payload.get("seed", 0)))
 
 
+def _reaped_cpu(host) -> float:
+    """CPU seconds of the host's reaped descendants (the rule processes), from /proc/<host>/stat."""
+    with open(f"/proc/{host.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
+
+
+SPLIT_TASKS = ("rosenbrock", "logreg", "matfact", "mlp_digits", "cnn_digits", "bytelm")
+
+
+def split_rows(host, reps: int, max_steps: int, rule_name: str = "adamw") -> None:
+    """Part 2: in-process rule vs rule process, same trainer, same task, interleaved reps."""
+    med = statistics.median
+    src = seeds.source(rule_name)
+    local = load_rule(src, name=rule_name)
+    remote = RemoteRuleSource(host, src, rule_name)
+    fork, start = [], []
+    for _ in range(max(5, reps)):
+        time.sleep(0.05)  # the host forks its next spare between runs, as it does while a run trains
+        t = time.perf_counter()
+        child = host.spawn("optforge.sandbox.selftest:noop", {}, [])
+        fork.append(time.perf_counter() - t)
+        host.wait(child)
+    probe = get_suite("train").tasks[0].build(0, validation=False)
+    for _ in range(max(5, reps)):
+        time.sleep(0.05)
+        t = time.perf_counter()
+        RemoteRule(host, src, rule_name, {}, role_groups(probe)).close()
+        start.append(time.perf_counter() - t)
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times and the sync share "
+          "suffer from other processes; the CPU columns do not)")
+    print(f"split training job, rule {rule_name}, medians of {reps} alternating rounds; "
+          f"'today' = the same trainer with the rule loaded in the trainer's process (the job before the split)")
+    print(f"rule-process fork (hand-over of the ready spare): {med(fork) * 1e3:.2f} ms (min {min(fork) * 1e3:.2f}); "
+          f"target < 5 ms: {med(fork) < 0.005}")
+    print(f"rule-process start (fork + load the rule + first handshake): {med(start) * 1e3:.1f} ms")
+    print(f"{'task':11s} {'steps':>5s} {'today s':>8s} {'split s':>8s} {'ratio':>6s} {'today step us':>13s} "
+          f"{'split step us':>13s} {'sync % of train':>15s} {'today cpu s':>11s} {'split cpu s':>11s} {'same curve':>10s}")
+    tasks = {t.name: t for t in get_suite("train").tasks}
+    worst_ratio, worst_sync = 0.0, 0.0
+    all_cpu: dict[str, list[list[float]]] = {"today": [], "split": []}
+    for name in SPLIT_TASKS:
+        task = tasks[name]
+        steps = min(task.steps, max_steps)
+        kw = dict(lr=local.lr, seed=0, steps=steps, total_steps=task.steps)
+        walls = {"today": [], "split": []}
+        cpus = {"today": [], "split": []}
+        step_s = {"today": [], "split": []}
+        curves = {}
+        for _ in range(reps):
+            for mode, rule in (("today", local), ("split", remote)):
+                t, c, h = time.perf_counter(), time.process_time(), _reaped_cpu(host)
+                trace = train_rule(task, rule, **kw)
+                walls[mode].append(time.perf_counter() - t)
+                c = time.process_time() - c
+                if mode == "split":
+                    time.sleep(0.1)  # let the host reap the rule process, whose CPU it then holds
+                    c += _reaped_cpu(host) - h
+                cpus[mode].append(c)
+                step_s[mode].append(trace.step_seconds)
+                curves[mode] = trace.train_loss
+        for mode in all_cpu:
+            all_cpu[mode].append(cpus[mode])
+        ratio = med(walls["split"]) / med(walls["today"])
+        sync = max(0.0, med(step_s["split"]) - med(step_s["today"])) * steps / med(walls["split"])
+        worst_ratio, worst_sync = max(worst_ratio, ratio), max(worst_sync, sync)
+        print(f"{name:11s} {steps:5d} {med(walls['today']):8.3f} {med(walls['split']):8.3f} {ratio:6.2f} "
+              f"{med(step_s['today']) * 1e6:13.1f} {med(step_s['split']) * 1e6:13.1f} {100 * sync:14.1f}% "
+              f"{med(cpus['today']):11.3f} {med(cpus['split']):11.3f} {str(curves['today'] == curves['split']):>10s}")
+    print(f"CPU: split / today's, all tasks: {sum(med(c) for c in all_cpu['split']) / sum(med(c) for c in all_cpu['today']):.2f}x "
+          "(split = the trainer and its rule processes)")
+    print(f"targets: per-step synchronisation (split step - today's step, x steps) < 10 % of training time: "
+          f"worst {100 * worst_sync:.1f} %, {worst_sync < 0.10}; train wall time <= 1.25x today's: worst "
+          f"{worst_ratio:.2f}x, {worst_ratio <= 1.25}")
+
+
 def main() -> None:
     from optforge import sandbox
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--split-only", action="store_true", help="only part 2, the split training job")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from optforge.sandbox.rule_host import RuleHost
+
+    host = RuleHost.start()  # before any task is built: the rule processes are forks of a clean host
+    try:
+        if not args.split_only:
+            sandbox_rows(args)
+        split_rows(host, args.reps, args.steps)
+    finally:
+        host.close()
+
+
+def sandbox_rows(args) -> None:
+    from optforge import sandbox
+
     src = seeds.source("adamw")
     payload = {"steps": args.steps}
     job = "sandbox_overhead:digits_job"

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 SEARCH_STAGES = ("smoke", "train")
 FUNNEL_STAGES = ("train_fresh_seeds", "heldout")
@@ -149,21 +150,28 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class FunnelConfig:
-    """The bar of the promotion stages (train_fresh_seeds, heldout)."""
+    """The bar of the promotion stages (train_fresh_seeds, heldout): a one-sided paired t-test."""
 
     top_k: int = 3  # best `train` candidates re-run on fresh seeds
-    reference: str = "adamw"  # seed whose fitness at the same stage a candidate must beat
-    noise_seed: str = "adamw"  # seed whose |fitness| against tuned AdamW measures the seed noise
-    min_margin: float = 0.05  # the margin is max(measured noise, min_margin), in fitness units (log2)
-    metric: str = "robust"  # metric compared against the bar: robust (C.5) or fitness
+    reference: str = "adamw"  # seed also run at each promotion stage, shown for comparison
+    alpha: float = 0.01  # promote when the t-test of the per-seed paired scores d_s > 0 gives p < alpha
+    fresh_seeds: int | None = None  # the first N report seeds scored (null: 80 % power for +0.25 at alpha)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"funnel.top_k={self.top_k!r} must be >= 1")
-        if self.min_margin < 0:
-            raise ConfigError(f"funnel.min_margin={self.min_margin!r} must be >= 0")
-        if self.metric not in ("robust", "fitness"):
-            raise ConfigError(f"funnel.metric={self.metric!r} must be 'robust' or 'fitness'")
+        if not 0.0 < self.alpha < 0.5:
+            raise ConfigError(f"funnel.alpha={self.alpha!r} must be in (0, 0.5)")
+        if self.fresh_seeds is not None and self.fresh_seeds < 2:
+            raise ConfigError(f"funnel.fresh_seeds={self.fresh_seeds!r} must be >= 2 (a t-test needs 2 seeds), or null")
+
+
+REMOVED_KEYS = {
+    "funnel.metric": "promotion is a one-sided paired t-test on the per-seed paired scores; set funnel.alpha",
+    "funnel.min_margin": "the margin is now the t-test's; set funnel.alpha (and funnel.fresh_seeds)",
+    "funnel.noise_seed": "the noise is the spread of the candidate's own per-seed paired scores; set funnel.alpha",
+}
+"""Keys that existed once, with what replaced them (a config that sets one gets this as its error)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ class RunConfig:
     llm: LLMConfig = LLMConfig()  # the LLM, for LLM strategies
     sandbox: SandboxConfig = SandboxConfig()  # limits of each sandboxed job
     ray: RayConfig = RayConfig()  # where evaluations run
+    baselines_check: str = "refuse"  # at start: AdamW re-run on one seed per task vs the stored curves: refuse | warn | off
 
     def __post_init__(self) -> None:
         name = self.strategy.get("name") if isinstance(self.strategy, Mapping) else None
@@ -191,6 +200,8 @@ class RunConfig:
         object.__setattr__(self, "strategy", dict(self.strategy))
         if self.slots < 1:
             raise ConfigError(f"slots={self.slots!r} must be >= 1")
+        if self.baselines_check not in ("refuse", "warn", "off"):
+            raise ConfigError(f"baselines_check={self.baselines_check!r} must be 'refuse', 'warn' or 'off'")
         if self.retries < 0:
             raise ConfigError(f"retries={self.retries!r} must be >= 0")
         if self.eval_timeout_s is not None and not self.eval_timeout_s > 0:
@@ -247,6 +258,13 @@ class RunConfig:
 # loading and checking
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML 1.2 (ruamel.yaml's safe loader): `5e-7`, `1e-3` and `3E4` are floats, as in JSON.
+    PyYAML implements YAML 1.1, where a float needs a dot, so it reads `5e-7` as a string.
+    Raises ruamel.yaml's YAMLError on bad syntax."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML config (None = all defaults) and apply `section.key=value` overrides."""
     data: Any = {}
@@ -255,8 +273,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
+            data = read_yaml(p.read_text(encoding="utf-8")) or {}
+        except YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from e
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
@@ -282,8 +300,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: the key {key!r} is malformed; use section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
+        value = read_yaml(raw) if raw.strip() else None
+    except YAMLError as e:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from e
     parts = key.split(".")
     node = data
@@ -304,6 +322,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
+        if f"{prefix}{key}" in REMOVED_KEYS:
+            raise ConfigError(f"'{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
         if key not in fields:
             known = ", ".join(fields)
             raise ConfigError(f"unknown key '{prefix}{key}'; known keys in {where}: {known}")
@@ -347,7 +367,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch p
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be true or false")
+            hint = " (YAML 1.2 reads only true/false as booleans)" if isinstance(value, str) else ""
+            raise ConfigError(f"{key}={value!r} must be true or false{hint}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -311,6 +311,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         rule = self.rule
         with_grad = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         shared = _StepShared(with_grad)
+        todo = []  # (group index, param index, group, p, ctx) of every tensor this step updates
         for gi, group in enumerate(self.param_groups):
             if group["eval_mode"]:
                 raise RuntimeError("step() was called in eval mode; call optimizer.train() before training")
@@ -321,47 +322,71 @@ class RuleOptimizer(torch.optim.Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("RuleOptimizer does not support sparse gradients")
-                ctx = self._ctx(group, p, shared, t)
-                state = self.state[p]
-                if not state:
-                    init = rule.init(p, ctx)
-                    if not isinstance(init, dict):
-                        raise RuleError(
-                            f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
-                            f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
-                        )
-                    state.update(init)
-                if group["weight_decay"]:
-                    # decoupled decay outside the rule, the same for every rule (held-out wd grid)
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                delta = rule.update(p, p.grad, state, ctx)
-                if (
-                    type(delta) is not torch.Tensor
-                    or delta.shape != p.shape
-                    or delta.dtype != p.dtype
-                    or delta.device != p.device
-                ):
-                    raise RuleError(_bad_delta(rule, delta, p, gi, pi))
-                p.add_(delta)
+                todo.append((gi, pi, group, p, self._ctx(group, p, shared, t)))
+        fresh = [w for w in todo if not self.state[w[3]]]
+        inits = self._call("init", [(p, ctx) for _, _, _, p, ctx in fresh]) if fresh else []
+        for (gi, pi, _, p, _), init in zip(fresh, inits):
+            if not isinstance(init, dict):
+                raise RuleError(
+                    f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
+                    f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
+                )
+            self.state[p].update(init)
+        for _, _, group, p, _ in todo:
+            if group["weight_decay"]:
+                # decoupled decay outside the rule, the same for every rule (held-out wd grid)
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+        deltas = self._call("update", [(p, p.grad, self.state[p], ctx) for _, _, _, p, ctx in todo])
+        for (gi, pi, _, p, _), delta in zip(todo, deltas):
+            if (
+                type(delta) is not torch.Tensor
+                or delta.shape != p.shape
+                or delta.dtype != p.dtype
+                or delta.device != p.device
+            ):
+                raise RuleError(_bad_delta(rule, delta, p, gi, pi))
+            p.add_(delta)
         return loss
+
+    def _call(self, op: str, args: list[tuple]) -> list[Any]:
+        """The rule's `op` ("init", "update", "eval_point") on each tensor's arguments, in order.
+
+        A rule that runs in another process (it has `batch`) gets every tensor in one round trip.
+        """
+        batch = getattr(self.rule, "batch", None)
+        if batch is not None:
+            return batch(op, args)
+        fn = getattr(self.rule, op)
+        return [fn(*a) for a in args]
 
     def _swap(self, to_eval: bool) -> None:
         rule = self.rule
-        for group in self.param_groups:
+        todo = []
+        for gi, group in enumerate(self.param_groups):
             if group["eval_mode"] == to_eval:
                 continue
             group["eval_mode"] = to_eval
             if rule.eval_point is None:
                 continue
-            for p in group["params"]:
+            for pi, p in enumerate(group["params"]):
                 state = self.state.get(p)
                 if not state:
                     continue
                 if to_eval:
                     state["_train_point"] = p.detach().clone()
-                    p.copy_(rule.eval_point(p, state, self._ctx(group, p, None, group["step"])))
+                    todo.append((gi, pi, p, state, self._ctx(group, p, None, group["step"])))
                 else:
                     p.copy_(state.pop("_train_point"))
+        points = self._call("eval_point", [(p, state, ctx) for _, _, p, state, ctx in todo]) if todo else []
+        for (gi, pi, p, _, _), point in zip(todo, points):
+            if (
+                type(point) is not torch.Tensor
+                or point.shape != p.shape
+                or point.dtype != p.dtype
+                or point.device != p.device
+            ):
+                raise RuleError(_bad_delta(rule, point, p, gi, pi, "eval_point"))
+            p.copy_(point)
 
     @torch.no_grad()
     def eval(self) -> None:
@@ -390,14 +415,14 @@ class RuleOptimizer(torch.optim.Optimizer):
                     st[n] = st[n].to(dt)
 
 
-def _bad_delta(rule: Rule, delta: Any, p: torch.Tensor, gi: int, pi: int) -> str:
+def _bad_delta(rule: Rule, delta: Any, p: torch.Tensor, gi: int, pi: int, fn: str = "update") -> str:
     where = f"param {pi} of group {gi} (shape {tuple(p.shape)}, {p.dtype}, {p.device})"
     if not isinstance(delta, torch.Tensor):
         got = f"a {type(delta).__name__}"
     else:
         got = f"a tensor of shape {tuple(delta.shape)}, {delta.dtype}, {delta.device}"
     return (
-        f"rule '{rule.name}': update must return a tensor with the parameter's shape, dtype and device "
+        f"rule '{rule.name}': {fn} must return a tensor with the parameter's shape, dtype and device "
         f"for {where}, got {got}"
     )
 

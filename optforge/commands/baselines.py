@@ -1,8 +1,10 @@
-"""`optforge baselines [--suite S] [--rebuild | --add-wd | --add-references SEEDS]`: show, rebuild or extend the tuned baselines."""
+"""`optforge baselines [--suite S] [--rebuild | --add-wd | --add-references SEEDS | --upgrade | --verify]`: show, rebuild,
+extend, upgrade or verify the tuned baselines."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -38,18 +40,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--derive-from", metavar="SUITE", default=None,
         help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
     )
+    p.add_argument("--upgrade", action="store_true",
+                   help="turn a format-1 file into format 2 (resolution delta and sigma per task) from its stored curves, no reruns")
+    p.add_argument("--verify", action="store_true",
+                   help="re-run tuned AdamW at its chosen lr on one seed per task here and compare with the stored curves (within delta)")
+    p.add_argument("--measure-rho", action="store_true",
+                   help="re-run AdamW under every ATEN_CPU_CAPABILITY this CPU has and store each task's largest relative "
+                   "difference as its rho (minutes for train)")
+    p.add_argument("--json", action="store_true", help="with --verify: print the rows as JSON")
     p.add_argument("--markdown", action="store_true", help="print the reference table as Markdown (for docs)")
     return p
 
 
 def markdown(data: dict) -> str:
     """The reference table as Markdown: per-task scores, chosen lrs and best val losses, then aggregates."""
+    from optforge.evaluators.scoring import format_score
+
     table = data.get("table") or {}
     refs = list(table)
     lines = [
         f"Suite `{data['suite']}` version {data['suite_version']}, torch {data['torch']}; lr picked on seeds "
-        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score (log2 AdamW-equivalent "
-        "speedup, clipped to [-3, 2]) / chosen lr.",
+        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score ± 95 % interval (log2 "
+        "AdamW-equivalent speedup, clipped to [-3, 2]; docs/suites.md \"The score\") / chosen lr.",
         "",
         f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T"
         + (f"; weight decays {', '.join(f'{w:g}' for w in data['weight_decays'])} at each horizon's chosen lr "
@@ -63,11 +75,12 @@ def markdown(data: dict) -> str:
         for r in refs:
             row = table[r]["tasks"].get(name, {})
             lr = row.get("lr")
-            cells.append(f"{row.get('score', float('nan')):+.2f} / {lr:.1e}" if lr else f"{row.get('score', float('nan')):+.2f}")
+            score = format_score(row.get("score", float("nan")), row.get("hw"))
+            cells.append(f"{score} / {lr:.1e}" if lr else score)
         lines.append(f"| {name} | {t.get('family', '')} | {t['T']} | " + " | ".join(cells) + " |")
     for key in ("fitness", "robust", "median", "worst"):
         lines.append(f"| **{key}** | | | " + " | ".join(f"{table[r][key]:+.2f}" for r in refs) + " |")
-    lines.append("| **wins** | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
+    lines.append("| **wins** (interval above 0) | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
     cost = data.get("cost", {})
     lines.append("")
     lines.append(
@@ -116,6 +129,11 @@ def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
         "weight decays for AdamW: " + (", ".join(f"{w:g}" for w in data["weight_decays"]) if data.get("weight_decays")
                                        else "none (stages that tune weight decay cannot use these; --add-wd adds them)"),
     ]
+    machine = data.get("machine") or {}
+    if machine:
+        lines.append("built on: " + (", ".join(f"{k} {v}" for k, v in machine.items()) if "cpu" in machine else machine.get("note", "?")))
+    if data.get("rho") is not None:
+        lines.append(f"rho (relative loss resolution across machines and kernels): {data['rho']:.2g}")
     for e in errors:
         lines.append(f"ERROR: {e}")
     for w in warnings:
@@ -127,17 +145,35 @@ def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
         w = max(len("task"), *(len(t) for t in tasks))
         lines.append("")
         lines.append("score (log2 speedup vs tuned AdamW; lr picked on selection seeds, scored on report seeds):")
-        lines.append(f"{'task':<{w}}  " + "".join(f"{r:>8}" for r in refs) + "   AdamW lr (T)")
+        lines.append(f"{'task':<{w}}  " + "".join(f"{r:>8}" for r in refs) + "   AdamW lr (T)      delta  sigma  +-95%")
         for t in tasks:
-            chosen = data["tasks"][t]["adamw"].get("chosen", {}).get(str(data["tasks"][t]["T"]))
+            rec = data["tasks"][t]
+            chosen = rec["adamw"].get("chosen", {}).get(str(rec["T"]))
             lr = table["adamw"]["tasks"][t]["lr"]
+            delta = (rec.get("resolution") or {}).get("delta")
+            sigma, hw = rec.get("sigma"), table["adamw"]["tasks"][t].get("hw")
             lines.append(
                 f"{t:<{w}}  " + "".join(f"{table[r]['tasks'].get(t, {}).get('score', float('nan')):>+8.2f}" for r in refs)
-                + f"   {lr:.2e}" + ("" if chosen is None else f" (h={chosen})")
+                + (f"   {lr:.2e}" if lr else "   -") + ("" if chosen is None else f" (h={chosen})")
+                + f"  {'-' if delta is None else format(delta, '.2g'):>7}  {'-' if sigma is None else format(sigma, '.2f'):>5}"
+                + f"  {'-' if hw is None else format(hw, '.2f'):>5}"
             )
         for key in ("fitness", "robust", "median", "worst"):
             lines.append(f"{key:<{w}}  " + "".join(f"{table[r][key]:>+8.2f}" for r in refs))
-        lines.append(f"{'wins':<{w}}  " + "".join(f"{table[r]['wins']:>8d}" for r in refs))
+        lines.append(f"{'wins':<{w}}  " + "".join(f"{table[r]['wins']:>8d}" for r in refs)
+                     + "   (tasks whose 95 % interval lies above 0)")
+        lines.append("delta: loss resolution (scores treat closer losses as ties); sigma: per-seed sd of the paired "
+                     "score of the references; +-95%: 1.96 sigma / sqrt(report seeds)")
+    return "\n".join(lines)
+
+
+def render_verify(rows: list[dict]) -> str:
+    """One line per task: the stored and re-measured best loss of tuned AdamW and whether they agree."""
+    w = max([len("task")] + [len(r["task"]) for r in rows])
+    lines = [f"{'task':<{w}}  seed  {'lr':>8}  {'stored':>12}  {'here':>12}  {'rel diff':>8}  {'delta':>8}  ok"]
+    for r in rows:
+        lines.append(f"{r['task']:<{w}}  {r['seed']:>4}  {r['lr']:>8.2e}  {r['stored']:>12.7g}  {r['here']:>12.7g}  "
+                     f"{r['rel_diff']:>8.1e}  {r['delta']:>8.1e}  {'ok' if r['ok'] else 'DIFFERS'}")
     return "\n".join(lines)
 
 
@@ -167,6 +203,37 @@ def run(args: argparse.Namespace) -> int:
         data = baselines.load(args.suite)
     except baselines.BaselineError as e:
         raise UserError(str(e)) from None
+    if args.upgrade:
+        try:
+            data = baselines.upgrade(data)
+        except baselines.BaselineError as e:
+            raise UserError(str(e)) from None
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        print(f"wrote {path} (format {data['format']}, from the stored curves)")
+    if args.measure_rho:
+        try:
+            measured = baselines.measure_rho(args.suite)
+        except baselines.BaselineError as e:
+            raise UserError(str(e)) from None
+        data = baselines.set_measured_rho(data, measured)
+        path = baselines.baseline_path(args.suite)
+        baselines.save(data, path)
+        for task, diffs in measured.items():
+            print(f"{task}: rho {max(diffs.values()):.2g} (" + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) + ")")
+        print(f"wrote {path}")
+    if args.verify:
+        rows = baselines.verify(data, args.suite)
+        if args.json:
+            print(json.dumps(rows))
+            return 0 if baselines.verify_message(rows, data, args.suite) is None else 1
+        print(render_verify(rows))
+        message = baselines.verify_message(rows, data, args.suite)
+        if message:
+            print(f"optforge baselines: {message}", file=sys.stderr)
+            return 1
+        print(f"the stored baselines of suite '{args.suite}' hold on this machine (every task within delta)")
+        return 0
     problems = baselines.check(data, suite)
     print(markdown(data) if args.markdown else render(data, problems))
     return 1 if problems[0] else 0

@@ -62,25 +62,57 @@ def _fmt(x: Any, spec: str = ".4g") -> str:
     return format(x, spec)
 
 
+def smoke_checks(result: Any) -> list[str]:
+    """The gate's checks, one line each: smoke is pass/fail (status and checks), never a fitness.
+
+    Shared with `optforge show` for smoke results.
+    """
+    tasks = (result.metrics or {}).get("tasks") or {}
+    lines = []
+    for k, t in tasks.items():
+        flags = t.get("flags", [])
+        trained = "diverged" not in flags and "no_finite_loss" not in flags and t.get("best_val") is not None
+        lines.append(f"  {k}: {'trains' if trained else 'does not train'} (best val {_fmt(t.get('best_val'))}, "
+                     f"lr {_fmt(t.get('lr'), '.2e')})" + ("" if trained else f" [{','.join(flags)}]"))
+    art = result.artifacts or {}
+    lines.append(f"  sandbox: {((art.get('sandbox') or {}).get('reason')) or result.status.value}")
+    if art.get("fingerprint"):
+        lines.append(f"  fingerprint {art['fingerprint']}")
+    return lines
+
+
 def render(result: Any, name: str) -> str:
-    """The per-task table and the aggregates, as plain text."""
+    """The per-task table (score +- its 95 % interval) and the aggregates, as plain text. Smoke is a
+    gate: its status and checks only."""
+    from optforge.evaluators.scoring import format_score
+
     m = result.metrics
     lines = [f"{name} on {result.suite} (version {result.suite_version}, seeds {list(result.seeds)}): status {result.status.value}"]
     tasks = m.get("tasks") or {}
+    if result.suite == "smoke":
+        lines.append("smoke is a gate (pass/fail), not a score:")
+        lines += smoke_checks(result)
+        lines.append(f"status {result.status.value}")
+        if result.status.value != "ok" and result.feedback:
+            lines += ["", result.feedback]  # why the gate failed (an ok gate's feedback speaks of fitness)
+        return "\n".join(lines)
     if tasks:
         w = max(len("task"), *(len(k) for k in tasks))
-        lines.append(f"{'task':<{w}}  {'family':<10} {'lr':>9} {'best val':>10} {'AdamW val':>10} {'speedup':>8} {'score':>6}  flags")
+        lines.append(f"{'task':<{w}}  {'family':<10} {'lr':>9} {'best val':>10} {'AdamW val':>10} {'speedup':>8} {'score':>13}  flags")
         for k, t in tasks.items():
-            lines.append(
+            lines.append((
                 f"{k:<{w}}  {t.get('family', ''):<10} {_fmt(t.get('lr'), '.2e'):>9} {_fmt(t.get('best_val')):>10} "
-                f"{_fmt(t.get('adamw_val')):>10} {_fmt(t.get('speedup'), '.2f') + 'x':>8} {t['score']:>+6.2f}  "
+                f"{_fmt(t.get('adamw_val')):>10} {_fmt(t.get('speedup'), '.2f') + 'x':>8} {format_score(t['score'], t.get('hw')):>13}  "
                 + ",".join(t.get("flags", []))
-            )
+            ).rstrip())
     lines.append(
-        f"fitness {m['fitness']:+.3f}   robust {_fmt(m.get('robust'), '+.3f')}   median {_fmt(m.get('median'), '+.3f')}   "
-        f"wins {m.get('wins', 0)}/{len(tasks)}   worst {_fmt(m.get('worst'), '+.2f')}"
+        f"fitness {format_score(m['fitness'], m.get('fitness_hw'), 3)}   robust {_fmt(m.get('robust'), '+.3f')}   "
+        f"median {_fmt(m.get('median'), '+.3f')}   wins {m.get('wins', 0)}/{len(tasks)} (interval above 0)   "
+        f"worst {_fmt(m.get('worst'), '+.2f')}"
     )
     if tasks:
+        lines.append("score: log2 AdamW-equivalent speedup at the rule's best loss + delta (docs/suites.md); "
+                     "± 1.96 sigma_task / sqrt(seeds), sigma_task measured on the references")
         lines.append(
             f"step time {_fmt(m.get('step_time_ratio'), '.2f')}x AdamW   state {_fmt(m.get('state_bytes_per_param'), '.1f')} bytes/param   "
             f"cpu {_fmt(m.get('cpu_seconds'), '.1f')} s   wall {_fmt(m.get('wall_seconds'), '.1f')} s"

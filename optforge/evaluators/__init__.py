@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,8 @@ class EvalRequest:
     """One evaluation: a rule source at a stage on a suite, with its seeds and sandbox limits.
 
     seeds: "selection" (the suite's selection seeds), "fresh" (lr picked on the selection seeds,
-    scored on the report seeds) or an explicit tuple (used as selection seeds).
+    scored on the report seeds), "fresh:N" (scored on the first N report seeds) or an explicit tuple
+    (used as selection seeds).
     baselines: the suite's baseline payload (JSON-able); None uses the committed ones.
     workers: sandbox calls run at once inside this evaluation (the CLI uses 2; engine slots use 1).
     """
@@ -45,8 +47,8 @@ class EvalRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.source, str):
             raise ValueError(f"EvalRequest.source must be a str, got {type(self.source).__name__}")
-        if isinstance(self.seeds, str) and self.seeds not in ("selection", "fresh"):
-            raise ValueError(f"EvalRequest.seeds={self.seeds!r}: use 'selection', 'fresh' or a tuple of ints")
+        if isinstance(self.seeds, str) and not re.fullmatch(r"selection|fresh(:[1-9][0-9]*)?", self.seeds):
+            raise ValueError(f"EvalRequest.seeds={self.seeds!r}: use 'selection', 'fresh', 'fresh:N' or a tuple of ints")
         if not isinstance(self.seeds, str):
             object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         unknown = sorted(set(self.sandbox) - set(_SANDBOX_KEYS))
@@ -112,8 +114,14 @@ def _seeds(request: EvalRequest, suite: Any, smoke: bool) -> tuple[tuple[int, ..
     sel = tuple(suite.selection_seeds)
     if smoke:
         sel = sel[:1]
-    if request.seeds == "fresh":
-        return sel, tuple(suite.report_seeds)
+    if request.seeds.startswith("fresh"):
+        n = int(request.seeds.split(":")[1]) if ":" in request.seeds else len(suite.report_seeds)
+        if n > len(suite.report_seeds):
+            raise ValueError(
+                f"seeds {request.seeds!r}: suite '{suite.name}' has {len(suite.report_seeds)} report seeds "
+                f"{list(suite.report_seeds)}; add report seeds (a new suite version, with baselines) or lower funnel.fresh_seeds"
+            )
+        return sel, tuple(suite.report_seeds)[:n]
     return sel, ()
 
 
@@ -137,9 +145,11 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     """
     from optforge import sandbox
     from optforge.evaluators import feedback as fb
-    from optforge.evaluators.baselines import adamw_curves
+    from optforge.evaluators.baselines import adamw_curves, paired_seed_scores, task_delta, task_sigma
     from optforge.evaluators.protocol import ProtocolConfig, TaskInfo, multiplier, tune
-    from optforge.evaluators.scoring import aggregate, failed_task, mean_curve, running_min, task_score
+    from optforge.evaluators.scoring import (
+        SCORE_VERSION, aggregate, failed_task, half_width, mean_curve, running_min, task_score,
+    )
     from optforge.evaluators.tasks import get_suite
     from optforge.evaluators.train import eval_points
     from optforge.evaluators.validate import BatchFailure, SandboxExecutor
@@ -181,8 +191,9 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         cost_per_step={k: float(v.get("cost_per_step", 1.0)) for k, v in payload["tasks"].items()},
         fingerprint_next=smoke or request.stage == "smoke",
     )
+    deltas = {t.name: task_delta(payload, t.name, len(sel)) for t in infos}
     try:
-        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=wd_grid)
+        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=wd_grid, deltas=deltas)
     except BatchFailure as e:
         res = e.result
         status = status_for_reason(e.reason)
@@ -197,8 +208,9 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         )
 
     scored_seeds = fresh or sel
-    task_rows, curves_art, scores = {}, {}, {}
-    step_ratios, state_bpp = [], []
+    task_rows, curves_art, scores, hws = {}, {}, {}, {}
+    per_seed: dict[int, list[float]] = {}
+    step_ratios = []
     for t in infos:
         tt = tunings[t.name]
         curves, used = adamw_curves(payload, t.name, scored_seeds, weight_decay=bool(wd_grid))
@@ -206,7 +218,14 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         div = tt.all_diverged or any(r.diverged for r in runs)
         steps = list(runs[0].spec.eval_steps) if runs else []
         val = mean_curve([r.val for r in runs]) if runs and not div else []
-        s = failed_task("diverged", curves, t.steps) if div else task_score(steps, val, curves, t.steps)
+        delta = task_delta(payload, t.name, len(scored_seeds))
+        s = failed_task("diverged", curves, t.steps) if div else task_score(steps, val, curves, t.steps, delta=delta)
+        hws[t.name] = half_width(task_sigma(payload, t.name), len(scored_seeds))
+        seed_scores = paired_seed_scores(payload, t.name, steps, {r.spec.seed: r.val for r in runs},
+                                         weight_decay=bool(wd_grid)) if runs and not div else {}
+        for seed in scored_seeds:
+            # a failed task is the floor on every seed; a seed AdamW has no curves for is not paired
+            per_seed.setdefault(int(seed), []).append(s.score if div else seed_scores.get(int(seed), math.nan))
         flags = list(s.flags)
         if tt.at_edge:
             flags.append(f"lr_edge_{tt.at_edge}")
@@ -218,6 +237,9 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         best_t = min(at_t, key=lambda c: min(c.val)) if at_t else best_adamw
         task_rows[t.name] = {
             "score": s.score,
+            "hw": hws[t.name],  # 95 % half width, 1.96 sigma_task / sqrt(seeds)
+            "delta": delta,
+            "seed_scores": {str(k): v for k, v in seed_scores.items()},
             "lr": lr0 * multiplier(tt.chosen) if tt.chosen is not None else None,
             "lr_mult": multiplier(tt.chosen) if tt.chosen is not None else None,
             "weight_decay": tt.wd,
@@ -243,18 +265,24 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         if timed:
             # both times measured alike in the same job: the ratio does not depend on the machine or load
             step_ratios.append(sum(r.timed_step_seconds / r.adamw_step_seconds for r in timed) / len(timed))
-        if ok_runs:
-            state_bpp.append(max(r.state_bytes for r in ok_runs) / ok_runs[0].n_params)
 
-    agg = aggregate({k: v.score for k, v in scores.items()})
+    agg = aggregate({k: v.score for k, v in scores.items()}, hws)
     all_div = [tunings[t.name].all_diverged or "diverged" in scores[t.name].flags for t in infos]
     status = Status.DIVERGED if (any(all_div) if smoke else all(all_div)) else Status.OK
     step_ratio = math.exp(sum(math.log(x) for x in step_ratios) / len(step_ratios)) if step_ratios else None
     metrics = {
         **agg,
+        "score_version": SCORE_VERSION,
+        # d_s: the mean over tasks of the paired score on seed s (the funnel's t-test takes these)
+        # only seeds paired on every task (a build with fewer seeds leaves the others out)
+        "seed_fitness": {str(k): sum(v) / len(v) for k, v in per_seed.items() if v and all(math.isfinite(x) for x in v)},
         "tasks": task_rows,
         "step_time_ratio": step_ratio,
-        "state_bytes_per_param": sum(state_bpp) / len(state_bpp) if state_bpp else None,
+        # the rule process's resident memory on a fixed probe, measured outside it (validate.state_probe)
+        "state_bytes_per_param": ex.state_probe["after_steps"] / ex.state_probe["n_params"] if ex.state_probe else None,
+        "state_bytes_resolution_per_param": (
+            ex.state_probe["resolution"] / ex.state_probe["n_params"] if ex.state_probe else None
+        ),
         "weight_decay": _typical_wd([tunings[t.name].wd for t in infos]),
         "cpu_seconds": round(ex.cpu_s + (time.process_time() - cpu0), 3),
         "wall_seconds": round(time.time() - t0, 3),
@@ -266,7 +294,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         "stdout_tail": ex.stdout_tail,
         "stderr_tail": ex.stderr_tail,
         "exception": None,
-        "sandbox": {"reason": "ok", "layers": ex.layers},
+        "sandbox": {"reason": "ok", "layers": ex.layers, "rule_layers": ex.rule_layers},
         "baseline_torch": payload.get("torch"),
         "wd_tuned": list(wd_grid),
     }

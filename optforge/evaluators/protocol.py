@@ -19,6 +19,9 @@
   and ranks large lrs last (measured: it dropped tuned AdamW's best lr on linreg2d and matfact).
 - Fresh seeds: the multiplier is picked on the selection seeds, then re-run on fresh seeds, which
   alone are scored (so picking among noisy trials cannot inflate the score).
+- One rule picks among arms (lrs, weight decays; the baselines' `chosen` lr too), `pick`: among
+  arms whose best mean loss is within the task's resolution delta of the best, the one that reaches
+  best + delta in the fewest steps. Differences below delta are float noise, so they must not decide.
 - Divergence stops a run at once (inside the training loop); a diverged run ranks last.
 - Weight decay (held-out stage only, reference C.4): with a `wd_grid`, each nonzero decoupled weight
   decay is tried at the chosen lr on the selection seeds, full length; the best mean curve (wd 0
@@ -34,9 +37,9 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from optforge.evaluators.scoring import mean_curve, running_min
+from optforge.evaluators.scoring import mean_curve, running_min, steps_to_reach
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,7 @@ class TaskTuning:
     wd_runs: dict[float, list[RunOutcome]] = field(default_factory=dict)  # wd -> runs at `chosen`
     reported: list[RunOutcome] = field(default_factory=list)  # the scored runs (fresh seeds or full[chosen])
     extensions: int = 0
+    delta: float = 0.0  # the task's loss resolution: arms closer than this are ties (`pick`)
 
     @property
     def at_edge(self) -> str | None:
@@ -199,9 +203,28 @@ def _mean_best(runs: Sequence[RunOutcome]) -> float:
     return min(running_min(mean_curve([r.val for r in runs])))
 
 
+def pick(arms: Mapping[Any, Sequence[RunOutcome]], delta: float = 0.0) -> Any:
+    """The arm to keep: among arms within `delta` of the best mean loss, the fewest steps to reach
+    best + delta (ties: the smaller key). None when there are no arms; all diverged: the smallest key."""
+    if not arms:
+        return None
+    best = {k: _mean_best(runs) for k, runs in arms.items()}
+    top = min(best.values())
+    if not math.isfinite(top):
+        return min(arms)
+    target = top + max(0.0, float(delta))
+
+    def reach(k: Any) -> float:
+        runs = arms[k]
+        s = steps_to_reach(list(runs[0].spec.eval_steps[: len(runs[0].val)]), mean_curve([r.val for r in runs]), target)
+        return math.inf if s is None else s
+
+    near = [k for k, v in best.items() if v <= target]
+    return min(near, key=lambda k: (reach(k), k))
+
+
 def _full_best(tt: TaskTuning) -> int | None:
-    ranked = sorted(tt.full, key=lambda h: (_mean_best(tt.full[h]), h))
-    return ranked[0] if ranked else None
+    return pick(tt.full, tt.delta)
 
 
 def _climb_step(tt: TaskTuning) -> int | None:
@@ -238,16 +261,19 @@ def tune(
     fresh_seeds: Sequence[int] = (),
     grids: Mapping[str, Sequence[int]] | None = None,
     wd_grid: Sequence[float] = (),
+    deltas: Mapping[str, float] | None = None,
 ) -> dict[str, TaskTuning]:
     """Run the protocol for every task; `grids` overrides the starting grid per task; `wd_grid`
-    lists the weight decays to try at the chosen lr (0 is always the first arm).
+    lists the weight decays to try at the chosen lr (0 is always the first arm); `deltas` gives each
+    task's loss resolution for `pick` (default 0: the best mean loss decides).
 
     Returns per task the tried multipliers, the full-length runs and the chosen multiplier; the
     scored runs are the full runs at the chosen multiplier, or re-runs on `fresh_seeds` if given.
     """
     if not seeds:
         raise ValueError("tune needs at least one selection seed")
-    out = {t.name: TaskTuning(t, t.steps * config.horizon_factor) for t in tasks}
+    out = {t.name: TaskTuning(t, t.steps * config.horizon_factor, delta=float((deltas or {}).get(t.name, 0.0)))
+           for t in tasks}
     base = {t.name: tuple(grids[t.name]) if grids and t.name in grids else config.grid for t in tasks}
 
     def phase(specs: list[RunSpec]) -> list[RunOutcome]:
@@ -328,7 +354,7 @@ def tune(
         for tt in out.values():
             if tt.wd_runs:
                 arms = {0.0: tt.reported, **tt.wd_runs}
-                tt.wd = min(arms, key=lambda w: (_mean_best(arms[w]), w))
+                tt.wd = pick(arms, tt.delta)
                 tt.reported = list(arms[tt.wd])
 
     if fresh_seeds:

@@ -1,50 +1,77 @@
-"""Per-task scores against tuned AdamW, and their aggregates. Pure functions on curves.
+"""Per-task scores against tuned AdamW, their intervals and aggregates. Pure functions on curves.
 
-Why steps-to-match (reference C.5): raw losses are not comparable across tasks, but "how many steps
-tuned AdamW needs to reach the loss this rule reached" is, on every task, a ratio of budgets.
+Why steps-to-match (reference C.5, AlgoPerf's time-to-target): raw losses are not comparable across
+tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached" is, on every task,
+a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
 
-The rule is made symmetric: both arms are judged by their *best* validation loss L (running minimum
-of the mean curve over seeds) and by the step s at which they first reached it, so AdamW measured
-against itself scores ~0 even where its validation loss turns back up:
+    x     = L_c + delta                 (the candidate's best loss, made a tie at resolution delta)
+    w     = clip((L_c - L_A*) / delta - 1, 0, 1)
+    score = clip(log2(tau_A(x) / s_c(x)) - w * max(0, log2(s_A* / s_c(x))), FLOOR, CEILING)
 
-    score = clip(log2(tau_A(L_c) / d), FLOOR, CEILING)
-    d = s_c                 if L_c <= L_A*  (at least as good as tuned AdamW's best within T)
-    d = max(s_c, s_A*)      otherwise
+- L_c: the candidate's best (running-min) mean validation loss; s_c(x): the first step its curve
+  reaches x, read the same way as AdamW's (below).
+- delta (`resolution`): the loss difference this task cannot resolve: float differences across CPUs
+  and kernels (rho * |L_A*|) and AdamW's own seed noise of its best loss. Targeting L_c + delta
+  instead of L_c makes two curves within delta score the same, so a 1e-7 difference is a tie.
+- tau_A(x) (`AdamWEnvelope`): the fewest steps tuned AdamW needs to reach x. It is the lower envelope
+  of every AdamW eval point (every lr, and weight decay when tuned) at horizon T, and below L_A*
+  (AdamW's best within T, first reached at s_A*) of the longer-horizon runs (2T, 4T), read as the
+  Pareto frontier in (steps, loss) and interpolated linearly in log-steps between frontier points.
+  So it is continuous and non-increasing in x; between (s_A*, L_A*) and the first longer-horizon
+  point below L_A* it is that log-step interpolation, not a cliff. Longer-horizon points above L_A*
+  are left out, and those below count at s_A* at the earliest: a 4T-schedule run passes through a
+  loss sooner than an annealed T run stops at it, which would score AdamW's own T run below 0.
+- No AdamW curve reaches x: the ceiling with the flag `beats_adamw_4T`.
 
-tau_A(L) is the fewest steps tuned AdamW needs to reach L, the best over every tuned lr: from the
-horizon-T runs when L >= L_A* (AdamW's best loss within the budget T, first reached at step s_A*),
-else from the longer runs (2T, 4T: full runs with their own schedule), and then at least s_A*.
-Mixing horizons for targets AdamW reaches within T would score AdamW against itself below 0: a
-4T-schedule run at a higher lr passes through a loss sooner than the annealed T run reaches it. The second branch stops a rule that stalls early at a
-poor loss from looking "fast": it is measured against the steps AdamW actually used. Where AdamW's val
-loss does not turn up, s_A* = T and this is the VeLOdrome / reference C.5 rule log2(tau_A(L_c) / T).
+- w: a rule worse than AdamW's best by more than delta is charged at least s_A* steps, since AdamW
+  had a better loss by then; otherwise a rule that stalls at once (or never trains: its best is the
+  first eval point, which AdamW "reaches" as soon) would tie with AdamW. Within delta of L_A* is a
+  tie (no charge, w = 0); the charge is phased in linearly over the next delta, so the score is
+  continuous.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from optforge.types import CEILING, FLOOR
 
-WIN_MARGIN = 1e-6
-"""A task counts as a win only above this score: AdamW against itself lands at +-1e-16."""
+SCORE_VERSION = 2
+"""Bump whenever a score changes meaning; runs record it and resume refuses another (`check_score_version`)."""
+
+RHO_FLOOR = 1e-4
+"""Least relative loss resolution: float32 training on another CPU or kernel differs by ~1e-6..1e-5."""
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 __all__ = [
+    "SCORE_VERSION",
+    "RHO_FLOOR",
     "BaselineCurve",
+    "AdamWEnvelope",
     "TaskScore",
     "mean_curve",
     "running_min",
     "steps_to_reach",
+    "frontier",
     "tau_adamw",
+    "resolution",
     "task_score",
     "failed_task",
+    "worse_weight",
+    "half_width",
     "aggregate",
+    "format_score",
+    "check_score_version",
 ]
 
 
-def _finite(x: float) -> float:
+def _finite(x: float | None) -> float:
+    if x is None:
+        return math.inf
     x = float(x)
     return x if math.isfinite(x) else math.inf
 
@@ -69,28 +96,43 @@ def mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
     return [sum(_finite(c[i]) for c in curves) / len(curves) for i in range(n)]
 
 
-def steps_to_reach(steps: Sequence[int], curve: Sequence[float], target: float) -> float | None:
-    """First step at which the running-min of `curve` reaches `target`, or None if it never does.
+def frontier(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The Pareto frontier of (step, loss) points: sorted by step, each strictly lower in loss than
+    every point at fewer or equal steps. Non-finite losses are dropped."""
+    best = math.inf
+    out: list[tuple[float, float]] = []
+    for s, v in sorted((float(s), _finite(v)) for s, v in points):
+        if v < best:
+            if out and out[-1][0] == s:
+                out.pop()
+            out.append((s, v))
+            best = v
+    return out
 
-    Between eval points log(step) is interpolated linearly in the loss (the eval points are
-    log-spaced, so this is the natural reading of the curve). A target met at the first eval point
-    returns that step.
-    """
-    best = running_min(curve)
-    prev_s, prev_l = None, None
-    for s, v in zip(steps, best):
-        if v <= target:
-            if prev_s is None or not math.isfinite(prev_l) or prev_l <= v:
-                return float(s)
-            frac = (prev_l - target) / (prev_l - v)
-            return math.exp(math.log(prev_s) + frac * (math.log(s) - math.log(prev_s)))
-        prev_s, prev_l = s, v
-    return None
+
+def _reach(knots: Sequence[tuple[float, float]], target: float) -> float | None:
+    """First step at which the frontier `knots` reaches `target`, log-step interpolated; None if never."""
+    if not knots or not target >= knots[-1][1]:
+        return None
+    if target >= knots[0][1]:
+        return knots[0][0]
+    losses = [-v for _, v in knots]  # increasing
+    i = bisect.bisect_left(losses, -target)  # knots[i] is the first knot with loss <= target
+    (s0, l0), (s1, l1) = knots[i - 1], knots[i]
+    if l1 == target:
+        return s1
+    frac = (l0 - target) / (l0 - l1)
+    return math.exp(math.log(s0) + frac * (math.log(s1) - math.log(s0)))
+
+
+def steps_to_reach(steps: Sequence[int], curve: Sequence[float], target: float) -> float | None:
+    """First step at which one curve reaches `target` (its frontier, log-step interpolated), or None."""
+    return _reach(frontier(zip(steps, curve)), target)
 
 
 @dataclass(frozen=True)
 class BaselineCurve:
-    """One tuned-AdamW curve: mean over the evaluation's seeds, at one (lr, horizon)."""
+    """One tuned-AdamW curve: mean over the evaluation's seeds, at one (lr, horizon[, weight decay])."""
 
     lr: float
     horizon: int
@@ -98,10 +140,64 @@ class BaselineCurve:
     val: tuple[float, ...]
 
 
-def tau_adamw(curves: Iterable[BaselineCurve], target: float) -> float | None:
-    """Steps tuned AdamW needs to reach `target`: the best over every lr and horizon; None if none does."""
-    taus = [t for c in curves if (t := steps_to_reach(c.steps, c.val, target)) is not None]
-    return min(taus) if taus else None
+@dataclass(frozen=True)
+class AdamWEnvelope:
+    """tau_A: the fewest steps tuned AdamW needs to reach a loss (module docstring).
+
+    knots: the frontier, (step, loss) with steps increasing and losses strictly decreasing.
+    best_at_T: (s_A*, L_A*), AdamW's best loss within horizon T and the first step it reached it.
+    """
+
+    knots: tuple[tuple[float, float], ...]
+    best_at_T: tuple[float, float]
+
+    @classmethod
+    def of(cls, curves: Sequence[BaselineCurve], T: int) -> "AdamWEnvelope":
+        at_t = [c for c in curves if c.horizon == T] or list(curves)
+        short = frontier((s, v) for c in at_t for s, v in zip(c.steps, c.val))
+        if not short:
+            return cls((), (math.nan, math.inf))
+        s_a, l_a = short[-1]
+        # below L_A* only: a longer run that gets there before s_A* still needs s_A* (just after, so
+        # (s_A*, L_A*) stays a knot and tau(L_A*) = s_A*)
+        after = math.nextafter(s_a, math.inf)
+        longer = [(max(s, after), v) for c in curves if c.horizon > T for s, v in zip(c.steps, c.val) if _finite(v) < l_a]
+        return cls(tuple(frontier(short + longer)), (s_a, l_a))
+
+    def tau(self, x: float) -> float | None:
+        """Steps AdamW needs to reach loss x; None when no AdamW curve reaches it."""
+        return _reach(self.knots, x)
+
+    def log2_slope(self) -> float:
+        """The largest |d log2 tau / d loss| between knots: tau's Lipschitz constant in log2 units."""
+        return max(
+            (abs(math.log2(s1 / s0)) / (l0 - l1) for (s0, l0), (s1, l1) in zip(self.knots, self.knots[1:])),
+            default=0.0,
+        )
+
+
+def tau_adamw(curves: Sequence[BaselineCurve], target: float, T: int | None = None) -> float | None:
+    """Steps tuned AdamW needs to reach `target` (the envelope of `curves`; T defaults to the shortest horizon)."""
+    curves = list(curves)
+    if not curves:
+        return None
+    return AdamWEnvelope.of(curves, T if T is not None else min(c.horizon for c in curves)).tau(target)
+
+
+def resolution(best_loss: float, seed_bests: Sequence[float], rho: float, n: int) -> float:
+    """delta: the smallest loss difference a score resolves on one task.
+
+    max(rho * |L_A*|, sd(seed_bests) / sqrt(n)), where `seed_bests` are tuned AdamW's per-seed best
+    losses at its chosen lr, `rho` >= RHO_FLOOR the relative difference measured across CPUs and
+    kernels, and n the number of seeds whose mean curve is scored.
+    """
+    rho = max(float(rho), RHO_FLOOR)
+    xs = [float(v) for v in seed_bests if math.isfinite(float(v))]
+    sd = 0.0
+    if len(xs) >= 2:
+        m = sum(xs) / len(xs)
+        sd = math.sqrt(sum((v - m) ** 2 for v in xs) / (len(xs) - 1))
+    return max(rho * abs(best_loss), sd / math.sqrt(max(1, n)))
 
 
 @dataclass(frozen=True)
@@ -110,10 +206,11 @@ class TaskScore:
 
     score: float
     best_val: float
-    steps_needed: float | None  # the step at which the candidate first reached best_val
-    adamw_steps: float | None  # the steps tuned AdamW needs for the same loss (None: not within 4T)
+    steps_needed: float | None  # s_c(x): the step at which the candidate first reached x = best_val + delta
+    adamw_steps: float | None  # tau_A(x): the steps tuned AdamW needs for the same loss (None: never)
     adamw_val: float  # tuned AdamW's best val loss at horizon T (for the table)
     flags: tuple[str, ...] = field(default=())
+    delta: float = 0.0  # the resolution used
 
     @property
     def speedup(self) -> float:
@@ -121,27 +218,22 @@ class TaskScore:
         return 2.0**self.score
 
 
-def _adamw_val_at_T(curves: Sequence[BaselineCurve], T: int) -> float:
-    at_t = [min(running_min(c.val)) for c in curves if c.horizon == T]
-    return min(at_t) if at_t else math.inf
-
-
-def _adamw_best_within(curves: Sequence[BaselineCurve], T: int) -> tuple[float, float | None]:
-    """(L_A*, s_A*): tuned AdamW's best loss with horizon T, and the first step it reached it."""
-    best_l, best_s = math.inf, None
-    for c in curves:
-        if c.horizon != T:
-            continue
-        rm = running_min(c.val)
-        if rm and rm[-1] < best_l:
-            best_l = rm[-1]
-            best_s = float(next(s for s, v in zip(c.steps, rm) if v <= best_l))
-    return best_l, best_s
-
-
 def failed_task(flag: str, curves: Sequence[BaselineCurve] = (), T: int = 0) -> TaskScore:
     """The floor score for a task the rule could not train (diverged at every lr, no finite loss)."""
-    return TaskScore(FLOOR, math.inf, None, None, _adamw_val_at_T(curves, T), (flag,))
+    env = AdamWEnvelope.of(list(curves), T) if curves else None
+    return TaskScore(FLOOR, math.inf, None, None, env.best_at_T[1] if env else math.inf, (flag,))
+
+
+def worse_weight(l_c: float, l_a: float, delta: float) -> float:
+    """w = clip((L_c - L_A*) / delta - 1, 0, 1): how far the candidate's best is beyond a tie with AdamW's.
+
+    A rule worse than AdamW's best by more than delta is charged at least s_A* steps (AdamW had
+    reached a better loss by then); w phases that charge in over the second delta, so the score
+    stays continuous. With delta = 0 it is a step at L_A*.
+    """
+    if delta <= 0:
+        return 1.0 if l_c > l_a else 0.0
+    return min(1.0, max(0.0, (l_c - l_a) / delta - 1.0))
 
 
 def task_score(
@@ -150,62 +242,104 @@ def task_score(
     curves: Sequence[BaselineCurve],
     T: int,
     *,
+    delta: float = 0.0,
     diverged: bool = False,
 ) -> TaskScore:
-    """clip(log2(tau_AdamW(L_c) / s_c), FLOOR, CEILING) for a candidate's mean val curve over seeds.
+    """clip(log2(tau_A(x) / s_c(x)) - w * max(0, log2(s_A* / s_c(x))), FLOOR, CEILING), x = L_c + delta,
+    w = `worse_weight`, for a candidate's mean val curve.
 
-    L_c is the best (running-min) mean validation loss and s_c the first step that reached it.
-    Divergence or a curve with no finite loss gets the floor with a flag. A loss better than AdamW
-    ever reaches within 4T gets the ceiling with the flag `beats_adamw_4T`.
+    Divergence or a curve with no finite loss gets the floor with a flag. A loss no AdamW curve
+    reaches (at any lr or horizon) gets the ceiling with the flag `beats_adamw_4T`.
     """
     if not curves:
         raise ValueError("task_score needs AdamW baseline curves; rebuild baselines for this suite")
+    if not delta >= 0:
+        raise ValueError(f"delta={delta!r} must be >= 0")
     if diverged:
         return failed_task("diverged", curves, T)
-    best = running_min(val)
-    l_c = best[-1] if best else math.inf
-    if not math.isfinite(l_c):
+    own = frontier(zip(steps, val))
+    if not own:
         return failed_task("no_finite_loss", curves, T)
-    s_c = float(next(s for s, v in zip(steps, best) if v <= l_c))
-    l_a, s_a = _adamw_best_within(curves, T)
-    at_t = [c for c in curves if c.horizon == T]
-    if l_c >= l_a or s_a is None:
-        # within AdamW's reach at budget T: its T-horizon runs say how many steps it needs
-        tau = tau_adamw(at_t or curves, l_c)
-    else:
-        # better than AdamW's best at T: ask the longer runs, and it needs at least s_A* steps
-        longer = tau_adamw([c for c in curves if c.horizon > T], l_c)
-        tau = None if longer is None else max(longer, s_a)
-    denom = s_c if (s_a is None or l_c <= l_a) else max(s_c, s_a)
+    env = AdamWEnvelope.of(list(curves), T)
+    l_c = own[-1][1]
+    x = l_c + delta
+    s_c = _reach(own, x)
+    tau = env.tau(x)
     flags: list[str] = []
     if tau is None:
         raw = math.inf
         flags.append("beats_adamw_4T")
     else:
-        raw = math.log2(tau / denom)
+        s_a, l_a = env.best_at_T
+        raw = math.log2(tau / s_c) - worse_weight(l_c, l_a, delta) * max(0.0, math.log2(s_a / s_c))
     score = min(max(raw, FLOOR), CEILING)
     if raw < FLOOR:
         flags.append("floor")
     elif raw > CEILING and tau is not None:
         flags.append("ceiling")
-    return TaskScore(score, l_c, s_c, tau, _adamw_val_at_T(curves, T), tuple(flags))
+    return TaskScore(score, l_c, s_c, tau, env.best_at_T[1], tuple(flags), delta)
 
 
-def aggregate(scores: Mapping[str, float]) -> dict[str, float | int]:
-    """fitness (mean), robust (half the mean, half the mean of the worst 30 %), median, wins, worst."""
+def half_width(sigma: float | None, n: int) -> float | None:
+    """The 95 % interval half-width of a task score on n seeds: 1.96 * sigma_task / sqrt(n).
+
+    sigma_task is measured once per task on the references (baselines), never on the candidate's
+    own 2-3 seeds. None when the baselines carry no sigma.
+    """
+    if sigma is None or not math.isfinite(sigma) or n < 1:
+        return None
+    return Z95 * float(sigma) / math.sqrt(n)
+
+
+def aggregate(scores: Mapping[str, float], half_widths: Mapping[str, float | None] | None = None) -> dict[str, float | int]:
+    """fitness (mean), robust (half the mean, half the mean of the worst 30 %), median, wins, worst.
+
+    wins counts the tasks whose interval (score +- half width) lies above 0; a task without an
+    interval wins only above 0 by more than float noise. fitness_hw is the half width of the mean
+    (tasks independent): sqrt(sum hw^2) / n.
+    """
     vals = sorted(float(v) for v in scores.values())
     if not vals:
-        return {"fitness": FLOOR, "robust": FLOOR, "median": FLOOR, "wins": 0, "worst": FLOOR}
+        return {"fitness": FLOOR, "robust": FLOOR, "median": FLOOR, "wins": 0, "worst": FLOOR, "fitness_hw": None}
+    hws = half_widths or {}
     n = len(vals)
     mean = sum(vals) / n
     k = max(1, math.ceil(0.3 * n))
     worst_mean = sum(vals[:k]) / k
     mid = n // 2
     median = vals[mid] if n % 2 else 0.5 * (vals[mid - 1] + vals[mid])
+    wins = sum(1 for name, v in scores.items() if float(v) - (hws.get(name) or 1e-9) > 0)
+    known = [hws.get(name) for name in scores]
+    fitness_hw = math.sqrt(sum(h * h for h in known)) / n if known and all(h is not None for h in known) else None
     return {
         "fitness": mean,
         "robust": 0.5 * mean + 0.5 * worst_mean,
         "median": median,
-        "wins": sum(1 for v in vals if v > WIN_MARGIN),
+        "wins": wins,
         "worst": vals[0],
+        "fitness_hw": fitness_hw,
     }
+
+
+def format_score(score: float, hw: float | None, digits: int = 2) -> str:
+    """'+0.31 ± 0.12' (or '+0.31' without an interval): how every command prints a score."""
+    text = f"{score:+.{digits}f}"
+    return text if hw is None else f"{text} ± {hw:.{digits}f}"
+
+
+def check_score_version(recorded: object) -> str | None:
+    """None when a run scored with `recorded` can be continued by this optforge, else why not.
+
+    A run that recorded no version was scored before versions were recorded (score_version 1).
+    """
+    have = 1 if recorded in (None, "") else recorded
+    try:
+        have = int(have)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"the run records score_version {recorded!r}, which this optforge does not know"
+    if have != SCORE_VERSION:
+        return (
+            f"the run was scored with score_version {have}, this optforge scores with {SCORE_VERSION}; "
+            "its fitnesses are not comparable with new ones: start a new run"
+        )
+    return None

@@ -12,14 +12,19 @@ with warmup = 5 % of total_steps and progress running from 0 after warmup to 1 a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from optforge.rule import ROLES, Rule, RuleOptimizer
+
+if TYPE_CHECKING:
+    from optforge.evaluators.remote_rule import RemoteRuleSource
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train_rule(
     task,
-    rule: Rule,
+    rule: Rule | RemoteRuleSource,
     lr: float,
     seed: int,
     steps: int | None = None,
@@ -104,6 +109,8 @@ def train_rule(
 ) -> RunTrace:
     """Train `task` (seed `seed`) with `rule` at base lr `lr` for `steps` updates.
 
+    `rule` is a loaded `Rule` (trusted sources) or a `RemoteRuleSource`, whose rule runs in a rule
+    process forked for this run (candidates: this process never loads them).
     `steps` defaults to task.steps; a smaller value is a prefix of the same run (the schedule
     still spans `total_steps`, which defaults to max(task.steps, steps)). `eval_steps` (numbers of
     updates; 0 = the initial weights) default to `eval_points(total_steps)` up to `steps`, plus
@@ -128,14 +135,22 @@ def train_rule(
         wanted = sorted({int(e) for e in eval_steps})
         if wanted and (wanted[0] < 0 or wanted[-1] > steps):
             raise ValueError(f"eval_steps must lie in [0, {steps}], got {eval_steps}")
-    eval_set = set(wanted)
 
     problem = task.build(seed, validation=False)
-    model = problem.model
-    params = [p for p in model.parameters()]
     if not math.isfinite(weight_decay) or weight_decay < 0:
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    opt = RuleOptimizer(role_groups(problem), rule, lr=lr, total_steps=total, weight_decay=weight_decay)
+    groups = role_groups(problem)
+    with started(rule, groups) as active:
+        opt = RuleOptimizer(groups, active, lr=lr, total_steps=total, weight_decay=weight_decay)
+        trace = _train_loop(problem, opt, lr, steps, total, set(wanted))
+    if trace.diverged_at is not None:
+        log.debug("task %s seed %d lr %.3g diverged at %d", task.name, seed, lr, trace.diverged_at)
+    return trace
+
+
+def _train_loop(problem, opt: RuleOptimizer, lr: float, steps: int, total: int, eval_set: set[int]) -> RunTrace:
+    model = problem.model
+    params = [p for p in model.parameters()]
     trace = RunTrace(train_loss=[])
     if 0 in eval_set:
         trace.snapshots[0] = _snapshot(model)
@@ -169,9 +184,14 @@ def train_rule(
             opt.train()
     trace.step_seconds = step_time / max(1, trace.steps_run)
     trace.state_bytes = _state_bytes(opt)
-    if trace.diverged_at is not None:
-        log.debug("task %s seed %d lr %.3g diverged at %d", task.name, seed, lr, trace.diverged_at)
     return trace
+
+
+def started(rule, groups: list[dict]):
+    """A context giving the rule RuleOptimizer runs: a loaded `Rule` as it is, or, for a rule that
+    runs in another process (it has `start`, e.g. RemoteRuleSource), one started for these groups."""
+    start = getattr(rule, "start", None)
+    return start(groups) if start is not None else contextlib.nullcontext(rule)
 
 
 @torch.no_grad()

@@ -1,15 +1,17 @@
 """The trusted side of a training job: run it in the sandbox, rebuild its snapshots, validate them.
 
-The candidate's process returns parameter snapshots as raw float32 buffers with names and shapes in
-JSON. Here, in the trusted process, each snapshot goes through `validation_curve`, which rebuilds the
+The sandboxed job returns parameter snapshots as raw float32 buffers with names and shapes in
+JSON, or the failure record of the candidate's rule process (`failure`), which becomes a status here. Here, in the trusted process, each snapshot goes through `validation_curve`, which rebuilds the
 task with validation data and the same seed, so the score never rests on a number the candidate's
 process reports about itself. A malformed snapshot (wrong names, shapes or steps) is a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,27 @@ class BatchFailure(Exception):
         super().__init__(message)
         self.result = result
         self.reason = reason or getattr(result, "reason", None) or "bad_output"
+
+
+# reasons a rule process's failure record may carry; anything else is reported as 'exception'
+_RULE_REASONS = re.compile(r"(exception|load_error|bad_delta|memory|signal:\d+|exit:-?\d+)")
+
+
+def failed_result(res: Any, failure: Any) -> tuple[str, Any]:
+    """(reason, a copy of SandboxResult `res` carrying the rule process's failure record)."""
+    rec = failure if isinstance(failure, dict) else {}
+    reason = str(rec.get("reason", "exception"))
+    if not _RULE_REASONS.fullmatch(reason):
+        reason = "exception"
+    text = f"{str(rec.get('type', 'Error'))[:200]}: {str(rec.get('message', ''))[:2000]}"
+    if rec.get("line"):
+        text += f" (candidate line {rec['line']}" + (f": {str(rec['line_text'])[:200]}" if rec.get("line_text") else "") + ")"
+    tail = str(res.stderr_tail or "")
+    if reason == "exception" and rec.get("traceback"):
+        tail = (tail + "\n" + str(rec["traceback"]))[-8192:]
+    from optforge.types import status_for_reason
+
+    return reason, dataclasses.replace(res, status=status_for_reason(reason), reason=reason, exception=text, stderr_tail=tail)
 
 
 def snapshots_from(run: Mapping[str, Any], buffers: Mapping[str, np.ndarray]) -> dict[int, dict[str, torch.Tensor]]:
@@ -122,9 +145,12 @@ class SandboxExecutor:
     call_wall_s: float = 0.0
     train_s: float = 0.0  # wall time of the training runs themselves, inside the jobs
     fingerprint: str | None = None
+    probe_state_next: bool = True  # the first call also measures the rule's state memory
+    state_probe: dict | None = None  # {"n_params", "after_init", "after_steps", "resolution"} in bytes
     stdout_tail: str = ""
     stderr_tail: str = ""
     layers: dict = field(default_factory=dict)
+    rule_layers: dict = field(default_factory=dict)  # the rule processes' isolation (split job), last call
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _weight(self, spec: RunSpec) -> float:
@@ -134,11 +160,12 @@ class SandboxExecutor:
         n = min(len(specs), self.workers * self.chunks_per_worker)
         groups = _split(specs, n, self._weight)
         want_fp, self.fingerprint_next = self.fingerprint_next, False
+        want_probe, self.probe_state_next = self.probe_state_next, False
         results: list[RunOutcome | None] = [None] * len(specs)
 
         def one(k: int, idx: list[int]) -> None:
             try:
-                outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0)
+                outs = self._call([specs[i] for i in idx], fingerprint=want_fp and k == 0, probe=want_probe and k == 0)
             except BatchFailure as e:
                 if not self.isolate_failures:
                     raise
@@ -174,7 +201,7 @@ class SandboxExecutor:
             self.progress(1)
         return RunOutcome(spec, [], [], [], diverged_at=0)
 
-    def _call(self, specs: list[RunSpec], fingerprint: bool) -> list[RunOutcome]:
+    def _call(self, specs: list[RunSpec], fingerprint: bool, probe: bool = False) -> list[RunOutcome]:
         from optforge import sandbox
 
         payload = {
@@ -182,6 +209,7 @@ class SandboxExecutor:
             "name": self.name,
             "runs": [s.to_payload() for s in specs],
             "fingerprint": fingerprint,
+            "state_probe": probe,
         }
         t0 = time.perf_counter()
         res = sandbox.run(self.source, JOB, payload, self.policy, self.limits)
@@ -194,7 +222,13 @@ class SandboxExecutor:
             self.layers = dict(res.layers or {})
         if str(getattr(res.status, "value", res.status)) != "ok":
             raise BatchFailure(f"sandbox call ended with {res.reason}", res)
-        value = res.value or {}
+        value = res.value if isinstance(res.value, dict) else {}
+        if isinstance(value.get("rule_layers"), dict):
+            with self._lock:
+                self.rule_layers = {str(k)[:64]: bool(v) for k, v in list(value["rule_layers"].items())[:16]}
+        if "failure" in value:
+            reason, failed = failed_result(res, value["failure"])
+            raise BatchFailure(f"the rule process failed: {failed.exception}", failed, reason)
         runs = value.get("runs")
         if not isinstance(runs, list) or len(runs) != len(specs):
             raise BatchFailure(f"the job returned {type(runs).__name__} for {len(specs)} runs", res, "bad_output")
@@ -206,6 +240,12 @@ class SandboxExecutor:
             raise BatchFailure(f"the job returned a malformed snapshot: {e}", res, "bad_output") from e
         with self._lock:
             self.train_s += sum(o.run_seconds for o in outs)
+        probe_value = value.get("state_probe")
+        if probe and isinstance(probe_value, dict):
+            keys = ("n_params", "after_init", "after_steps", "resolution")
+            nums = {k: probe_value.get(k) for k in keys}
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in nums.values()) and nums["n_params"] > 0:
+                self.state_probe = nums
         if fingerprint and isinstance(value.get("fingerprint"), str):
             self.fingerprint = value["fingerprint"][:64]
         if self.progress:

@@ -53,9 +53,14 @@ def fake_evaluate(request: EvalRequest) -> EvaluationResult:
     tasks = {"a": {"score": fit, "flags": []}, "b": {"score": fit, "flags": []}}
     m = re.search(r"# FP (\S+)", src)  # the smoke stage reports this as the rule's fingerprint
     artifacts = {"fingerprint": m.group(1)} if m and request.stage == "smoke" else {}
+    # fresh seeds: d_s = fitness -0.01, 0, +0.01, ... (what the funnel's t-test reads)
+    n = int(request.seeds.split(":")[1]) if str(request.seeds).startswith("fresh:") else 2
+    scored = (0, 1) if request.seeds == "selection" else tuple(range(2, 2 + n))
+    seed_fitness = {str(s): fit + 0.01 * (i % 3 - 1) for i, s in enumerate(scored)}
     return EvaluationResult(Status.OK, stage=request.stage, suite=request.suite, suite_version="fake-1",
-                            seeds=(0, 1) if request.seeds == "selection" else (2, 3),
-                            metrics={"fitness": fit, "robust": fit, "tasks": tasks, "wall_seconds": 0.01},
+                            seeds=scored,
+                            metrics={"fitness": fit, "robust": fit, "tasks": tasks, "wall_seconds": 0.01,
+                                     "seed_fitness": seed_fitness},
                             artifacts=artifacts, feedback="fine")
 
 

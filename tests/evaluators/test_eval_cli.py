@@ -64,14 +64,29 @@ def test_eval_json_keys(adamw_json):
     assert out["suite_version"] and out["seeds"] == [0]
 
 
-def test_eval_table(adamw_json):
+def test_eval_on_smoke_prints_the_gate_not_a_fitness(adamw_json):
     from optforge.commands.eval import render
     from optforge.types import EvaluationResult
 
     result = EvaluationResult.from_dict(json.loads(adamw_json[1]))
     text = render(result, "adamw")
-    for word in ("smoke_quad", "smoke_mix", "best val", "AdamW val", "speedup", "score", "fitness", "step time", "status ok"):
+    for word in ("smoke is a gate", "smoke_quad: trains", "smoke_mix: trains", "fingerprint", "status ok"):
         assert word in text
+    assert "fitness" not in text and "score" not in text.replace("not a score", "")
+
+
+def test_eval_table_prints_each_score_with_its_interval(adamw_json):
+    import dataclasses
+
+    from optforge.commands.eval import render
+    from optforge.types import EvaluationResult
+
+    result = EvaluationResult.from_dict(json.loads(adamw_json[1]))
+    text = render(dataclasses.replace(result, suite="train_quick"), "adamw")  # the same numbers, as a scored suite
+    for word in ("smoke_quad", "best val", "AdamW val", "speedup", "score", "fitness", "wins", "step time", "status ok"):
+        assert word in text
+    hw = result.metrics["tasks"]["smoke_quad"]["hw"]
+    assert hw > 0 and f"± {hw:.2f}" in text
 
 
 def test_baselines_show(capsys):

@@ -8,8 +8,10 @@ from optforge.evaluators.protocol import (
     ProtocolConfig,
     RunOutcome,
     TaskInfo,
+    RunSpec,
     multiplier,
     next_extension,
+    pick,
     tune,
 )
 
@@ -34,6 +36,24 @@ def synthetic_execute(best_lr, log):
         return out
 
     return execute
+
+
+def _arm(h, vals, steps=(10, 20, 40, 80)):
+    spec = RunSpec("t", h, 1e-3 * multiplier(h), 0, steps[-1], steps[-1], tuple(steps))
+    return [RunOutcome(spec, list(steps), list(vals), [], None)]
+
+
+def test_pick_takes_the_fastest_arm_within_delta_of_the_best():
+    """Issue 14: the lr pick used to decide on loss differences of 1e-7; now they are ties."""
+    slow_best = _arm(0, [1.0, 0.5, 0.2, 0.1000000])
+    fast_tied = _arm(1, [0.6, 0.2, 0.1001, 0.1000001])  # 1e-7 worse at the end, 2x sooner to reach it
+    worse = _arm(2, [0.3, 0.15, 0.12, 0.12])
+    arms = {0: slow_best, 1: fast_tied, 2: worse}
+    assert pick(arms, 0.0) == 0  # no resolution: the lowest loss decides
+    assert pick(arms, 1e-3) == 1  # within delta: the one reaching best + delta in the fewest steps
+    assert pick(arms, 0.05) == 2  # a coarse resolution ties all three, and arm 2 gets there first
+    diverged = {0: [RunOutcome(slow_best[0].spec, [10], [math.inf], [], 1)]}
+    assert pick(diverged, 1e-3) == 0 and pick({}, 1e-3) is None
 
 
 def test_next_extension():
@@ -213,7 +233,11 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
         assert FLOOR <= t["score"] <= 2.0
         assert t["lr"] == pytest.approx(0.1 * t["lr_mult"])
     assert r.fitness > -1.0  # near tuned AdamW
-    assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0)  # m and v, float32
+    # m and v, float32: the rule process's resident memory on the probe, within its resolution
+    assert r.metrics["state_bytes_per_param"] == pytest.approx(8.0, abs=0.05)
+    # the resolution moves with allocator noise under load; a thirty-second of AdamW's 8 bytes still tells
+    # a rule with one state tensor (4 bytes) from one with two
+    assert 0 < r.metrics["state_bytes_resolution_per_param"] < 0.25
     curves = r.artifacts["curves"]["smoke_mix"]
     assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
 
@@ -252,11 +276,10 @@ def test_a_rule_cannot_change_its_validation_score(adamw_smoke, smoke_payload):
     )
     assert F.cross_entropy is original  # nothing leaked into the trusted process
     assert r.status is Status.OK, r.feedback
-    mix = r.artifacts["curves"]["smoke_mix"]
-    assert mix["train_loss"] and max(abs(x) for x in mix["train_loss"]) == 0.0  # the patch ran in the sandbox...
-    # ...but the trusted validation saw an untrained model
-    assert r.metrics["tasks"]["smoke_mix"]["best_val"] > adamw_smoke.metrics["tasks"]["smoke_mix"]["best_val"]
-    assert r.metrics["tasks"]["smoke_mix"]["score"] < adamw_smoke.metrics["tasks"]["smoke_mix"]["score"]
+    # the patch ran in the rule process, which holds no loss: the trainer's train loss and the trusted
+    # validation are those of the honest AdamW twin, bit for bit
+    assert r.artifacts["curves"] == adamw_smoke.artifacts["curves"]
+    assert r.metrics["tasks"]["smoke_mix"]["score"] == adamw_smoke.metrics["tasks"]["smoke_mix"]["score"]
 
 
 def test_static_check_failure_is_invalid_without_running(smoke_payload):
@@ -287,16 +310,14 @@ def train_results():
 
 
 @pytest.mark.slow
-def test_adamw_scores_within_seed_spread_of_zero_on_every_train_task(train_results):
-    from optforge.evaluators.baselines import seed_spread
-
-    payload, res = train_results
+def test_adamw_scores_zero_on_train_with_no_significant_win(train_results):
+    """Done-when of issue 14: AdamW on `train`, against baselines built on another CPU."""
+    _, res = train_results
     r = res["adamw"]
     assert r.status is Status.OK, r.feedback
+    assert abs(r.metrics["fitness"]) <= 0.05 and r.metrics["wins"] == 0, r.metrics
     for task, t in r.metrics["tasks"].items():
-        # two selection seeds: the mean's noise is about spread / sqrt(2); allow 2 sigma, and a small floor
-        tol = max(2.0 * seed_spread(payload, task) / math.sqrt(2), 0.25)
-        assert abs(t["score"]) <= tol, (task, t["score"], tol)
+        assert abs(t["score"]) <= t["hw"], (task, t["score"], t["hw"])
 
 
 @pytest.mark.slow
@@ -350,8 +371,10 @@ def test_weight_decay_curves_join_adamw_only_when_the_evaluation_tunes_weight_de
     for horizon, h in data["tasks"][task]["adamw"]["chosen"].items():
         wds = {baselines.run_wd(r) for r in runs if str(r["horizon"]) == horizon and r["h"] == h}
         assert wds == {0.0, *baselines.WD_GRID}
-    # the reference table stays weight-decay free: AdamW's own row scores 0 against its wd-0 curves
-    assert data["table"]["adamw"]["tasks"][task]["score"] == pytest.approx(0.0, abs=1e-9)
+    # the reference table stays weight-decay free: AdamW's own row (lr picked on the selection seeds,
+    # scored on the report seeds against its wd-0 curves) lies within its interval of 0
+    row = data["table"]["adamw"]["tasks"][task]
+    assert abs(row["score"]) <= row["hw"] and "beats_adamw_4T" not in row["flags"]
 
 
 def test_add_weight_decay_runs_adamw_at_each_horizons_chosen_lr_on_every_seed():

@@ -1,0 +1,461 @@
+"""A rule that runs in another process: the trusted trainer's half and the rule process's half.
+
+The trainer keeps `RuleOptimizer` (schedule, per-tensor step count `t`, global `grad_norm`,
+decoupled weight decay, `p += delta`); its rule is a `RemoteRule`, whose `batch` sends every tensor
+of a step in one round trip to a rule process forked by `RuleHost` (optforge.sandbox.rule_host).
+That process loads the candidate and calls its `init`, `update` and `eval_point`; it never sees the
+model, the data or the loss, only each tensor's `p` (read-only), `g` and `ctx`.
+
+Transport (both made by the trainer, inherited by the rule process, nothing named):
+- one memfd: a read-only part for the rule process [request header | source | p of each tensor]
+  and a writable part [g of each tensor | out of each tensor] (a rule may scribble on g, never on p:
+  its mapping of p is PROT_READ, so writing p in place kills it with SIGSEGV);
+- two eventfds, "go" (trainer -> rule) and "done" (rule -> trainer); both sides block in read(2),
+  the trainer also on the rule process's pidfd so a dead rule process never hangs it;
+- a pipe for the rule process's one failure record (JSON, bounded), written just before it exits.
+
+What the rule process returns is checked there against the tensor it belongs to: a delta or
+eval_point of the wrong type, shape, dtype or device ends the run with reason `bad_delta`; the
+trainer only ever reads `out` as a tensor of the parameter's own shape and dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import mmap
+import os
+import select
+import signal
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from optforge.roles import default_role
+from optforge.rule import Ctx, RuleError, _bad_delta, literal_constants, load_rule
+from optforge.sandbox.rule_host import Child, RuleHost
+from optforge.sandbox.worker import _describe  # the sandbox's own exception record, for the same fields
+
+OP_INIT, OP_UPDATE, OP_EVAL_POINT, OP_STOP = 1, 2, 3, 4
+REPLY_NEED_NORM = 2
+_OPS = {"init": OP_INIT, "update": OP_UPDATE, "eval_point": OP_EVAL_POINT}
+_ALIGN = 64
+_RECORD_BYTES = 32 * 1024  # under a pipe's buffer: the rule process never blocks writing it
+SERVE = "optforge.evaluators.remote_rule:serve"
+
+
+class RuleProcessError(Exception):
+    """The rule process failed; `record` holds reason, type, message, line, line_text, traceback."""
+
+    def __init__(self, record: dict[str, Any]):
+        self.record = record
+        super().__init__(f"{record.get('type', 'Error')}: {record.get('message', '')}")
+
+    @property
+    def reason(self) -> str:
+        return str(self.record.get("reason", "exception"))
+
+
+def _up(n: int, a: int = _ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives in the memfd. Offsets of `ro` are from 0; of `rw` from `ro_bytes`."""
+
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+    roles: tuple[str, ...]
+    where: tuple[tuple[int, int], ...]  # (group index, param index) of each tensor, for messages
+    source_bytes: int
+
+    @property
+    def n(self) -> int:
+        return len(self.shapes)
+
+    def nbytes(self, k: int) -> int:
+        return math.prod(self.shapes[k]) * torch.empty((), dtype=getattr(torch, self.dtypes[k])).element_size()
+
+    # request header: int64 [op, n, T] + idx[n] + t[n], then float64 lr[n] + grad_norm
+    @property
+    def header_bytes(self) -> int:
+        return _up(8 * (3 + 2 * self.n) + 8 * (self.n + 1))
+
+    @property
+    def source_offset(self) -> int:
+        return self.header_bytes
+
+    def p_offsets(self) -> list[int]:
+        off, out = _up(self.source_offset + self.source_bytes), []
+        for k in range(self.n):
+            out.append(off)
+            off = _up(off + self.nbytes(k))
+        return out
+
+    @property
+    def ro_bytes(self) -> int:
+        offs = self.p_offsets()
+        end = offs[-1] + self.nbytes(self.n - 1) if self.n else self.source_offset + self.source_bytes
+        return _up(end, mmap.PAGESIZE)
+
+    def rw_offsets(self) -> tuple[list[int], list[int]]:
+        """(g offsets, out offsets) within the writable part; it starts with an int64 reply word."""
+        off, g, out = _ALIGN, [], []
+        for k in range(self.n):
+            g.append(off)
+            off = _up(off + self.nbytes(k))
+        for k in range(self.n):
+            out.append(off)
+            off = _up(off + self.nbytes(k))
+        return g, out
+
+    @property
+    def rw_bytes(self) -> int:
+        _, out = self.rw_offsets()
+        end = out[-1] + self.nbytes(self.n - 1) if self.n else _ALIGN
+        return _up(end, mmap.PAGESIZE)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shapes": [list(s) for s in self.shapes], "dtypes": list(self.dtypes), "roles": list(self.roles),
+                "where": [list(w) for w in self.where], "source_bytes": self.source_bytes}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Layout":
+        return cls(tuple(tuple(int(x) for x in s) for s in d["shapes"]), tuple(str(x) for x in d["dtypes"]),
+                   tuple(str(x) for x in d["roles"]), tuple((int(a), int(b)) for a, b in d["where"]),
+                   int(d["source_bytes"]))
+
+
+class _Views:
+    """Tensor and header views of one memfd, the same on both sides (the rule side maps p read-only)."""
+
+    def __init__(self, fd: int, layout: Layout, rule_side: bool):
+        self.layout = layout
+        ro_prot = mmap.PROT_READ if rule_side else mmap.PROT_READ | mmap.PROT_WRITE
+        self.ro = mmap.mmap(fd, layout.ro_bytes, mmap.MAP_SHARED, ro_prot)
+        self.rw = mmap.mmap(fd, layout.rw_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=layout.ro_bytes)
+        n = layout.n
+        self.ints = np.frombuffer(self.ro, dtype=np.int64, count=3 + 2 * n)
+        self.floats = np.frombuffer(self.ro, dtype=np.float64, count=n + 1, offset=8 * (3 + 2 * n))
+        self.reply = np.frombuffer(self.rw, dtype=np.int64, count=1)
+        g_offs, out_offs = layout.rw_offsets()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns about the read-only p mapping
+            self.p = [self._view(self.ro, off, k) for k, off in enumerate(layout.p_offsets())]
+        self.g = [self._view(self.rw, off, k) for k, off in enumerate(g_offs)]
+        self.out = [self._view(self.rw, off, k) for k, off in enumerate(out_offs)]
+
+    def _view(self, buf: mmap.mmap, off: int, k: int) -> torch.Tensor:
+        shape, dtype = self.layout.shapes[k], getattr(torch, self.layout.dtypes[k])
+        return torch.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=off).view(shape)
+
+    def source(self) -> str:
+        lay = self.layout
+        return bytes(self.ro[lay.source_offset: lay.source_offset + lay.source_bytes]).decode("utf-8")
+
+    def close(self) -> None:
+        self.p = self.g = self.out = []  # drop the exports before unmapping
+        del self.ints, self.floats, self.reply
+        for m in (self.ro, self.rw):
+            with contextlib.suppress(BufferError):
+                m.close()
+
+
+class RemoteRule:
+    """The trainer's handle of one rule process, serving every tensor of one run.
+
+    Duck-types `Rule` for `RuleOptimizer`: `name`, `lr`, `eval_point` (truthy when the rule defines
+    one) and `batch(op, args)`, which runs `op` on every tensor's arguments in one round trip.
+    """
+
+    def __init__(self, host: RuleHost, source: str, name: str, hparams: dict, groups: list[dict], exact_rss: bool = False):
+        self.name, self.source, self.hparams = name, source, dict(hparams or literal_constants(source))
+        params = [(gi, pi, p, g.get("role") or default_role(p)) for gi, g in enumerate(groups) for pi, p in enumerate(g["params"])]
+        for _, _, p, _ in params:
+            if p.device.type != "cpu":
+                raise ValueError(f"the split rule path runs on CPU tensors only; got a parameter on {p.device}")
+        encoded = source.encode("utf-8")
+        self.layout = Layout(tuple(tuple(p.shape) for _, _, p, _ in params),
+                             tuple(str(p.dtype).removeprefix("torch.") for _, _, p, _ in params),
+                             tuple(r for *_, r in params), tuple((gi, pi) for gi, pi, _, _ in params), len(encoded))
+        self._index = {id(p): k for k, (_, _, p, _) in enumerate(params)}
+        self._host = host
+        self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC)
+        os.ftruncate(self._memfd, self.layout.ro_bytes + self.layout.rw_bytes)
+        self._views = _Views(self._memfd, self.layout, rule_side=False)
+        off = self.layout.source_offset
+        self._views.ro[off: off + len(encoded)] = encoded
+        self._go = os.eventfd(0, os.EFD_CLOEXEC)
+        self._done = os.eventfd(0, os.EFD_CLOEXEC)
+        self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.child: Child | None = None
+        self._norm_ctx = None
+        self._rule_pid: int | None = None
+        try:
+            self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
+                                    [self._memfd, self._go, self._done, err_w])
+        finally:
+            os.close(err_w)
+        self._poll = select.poll()
+        self._poll.register(self._done, select.POLLIN)
+        self._poll.register(self.child.pidfd, select.POLLIN)
+        self._wait()  # the rule loaded; the reply word says whether it has an eval_point
+        self.eval_point = True if self._views.reply[0] == 1 else None
+
+    @property
+    def lr(self) -> float:
+        return float(self.hparams["LR"])
+
+    def rss_bytes(self) -> int:
+        """Resident anonymous memory of the rule process (its own allocations, not the shared memfd),
+        read here from /proc; never reported by the rule process itself."""
+        if self._rule_pid is None:
+            self._rule_pid = _child_of(self.child.pid)
+        with open(f"/proc/{self._rule_pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        raise OSError("/proc/<pid>/status has no RssAnon line on this kernel")
+
+    @property
+    def layers(self) -> dict[str, bool]:
+        return dict(self.child.layers) if self.child else {}
+
+    def batch(self, op: str, args: list[tuple]) -> list[Any]:
+        """Run `op` ("init", "update" or "eval_point") for each tensor's RuleOptimizer arguments:
+        init (p, ctx), update (p, g, state, ctx), eval_point (p, state, ctx). Returns, per tensor, a
+        state placeholder (init) or a view of the rule's output (valid until the next call)."""
+        v, n, n_all = self._views, len(args), self.layout.n
+        ints, floats = v.ints, v.floats
+        ctx0 = args[0][-1] if args else None
+        idx = [self._index[id(a[0])] for a in args]
+        ints[0], ints[1] = _OPS[op], n
+        ints[2] = -1 if ctx0 is None or ctx0.T is None else int(ctx0.T)
+        ints[3: 3 + n] = idx
+        ints[3 + n_all: 3 + n_all + n] = [a[-1].t for a in args]
+        floats[:n] = [a[-1].lr for a in args]
+        for k, a in zip(idx, args):
+            v.p[k].copy_(a[0])
+            if op == "update":
+                v.g[k].copy_(a[1])
+        self._norm_ctx = ctx0 if op == "update" else None
+        self._roundtrip()
+        if op == "init":
+            return [{"remote_state": k} for k in idx]
+        return [v.out[k] for k in idx]
+
+    def _roundtrip(self) -> None:
+        os.eventfd_write(self._go, 1)
+        self._wait()
+
+    def _wait(self) -> None:
+        while True:
+            ready = {fd for fd, _ in self._poll.poll()}
+            if self._done in ready:
+                os.eventfd_read(self._done)
+                if self._views.reply[0] != REPLY_NEED_NORM:
+                    return
+                # the rule read ctx.grad_norm: the global norm over the step's gradients, computed
+                # here on the trusted side, once per step and only for rules that use it
+                ctx = self._norm_ctx
+                self._views.floats[self.layout.n] = ctx.grad_norm if ctx is not None else 0.0
+                self._views.reply[0] = 0
+                os.eventfd_write(self._go, 1)
+                continue
+            if self.child is not None and self.child.pidfd in ready:
+                raise RuleProcessError(self._failure())
+
+    def _failure(self) -> dict[str, Any]:
+        """The rule process's failure record, or what its exit says when it left none."""
+        code = self._host.wait(self.child)
+        raw = b""
+        os.set_blocking(self._err_r, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            raw = os.read(self._err_r, _RECORD_BYTES + 1)
+        try:
+            rec = json.loads(raw) if raw else None
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            return {k: (str(v)[:4000] if v is not None and k != "line" else v) for k, v in rec.items()
+                    if k in ("reason", "type", "message", "line", "line_text", "traceback")}
+        if code > 128:
+            sig = code - 128
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            hint = ("; p is read-only in the rule process: return the change as the delta instead of writing "
+                    "to p in place") if sig == signal.SIGSEGV else ""
+            return {"reason": f"signal:{sig}", "type": "RuleProcessDied",
+                    "message": f"the rule process died by signal {sig} ({name}){hint}"}
+        return {"reason": f"exit:{code}", "type": "RuleProcessDied",
+                "message": f"the rule process exited with code {code} in the middle of a run"}
+
+    def close(self) -> None:
+        """Stop the rule process (it exits at once; the host reaps it) and release the memfd,
+        eventfds and pipe. A rule stuck in its own code never reads STOP: the host kills it."""
+        child, self.child = self.child, None
+        if child is not None and child.pidfd >= 0:
+            self._views.ints[0] = OP_STOP
+            os.eventfd_write(self._go, 1)
+            self._host.forget(child)
+        self._views.close()
+        for fd in (self._memfd, self._go, self._done, self._err_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _child_of(pid: int) -> int:
+    """The one process whose parent is `pid` (the rule process under its PID-namespace parent)."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                return int(d)
+    raise ProcessLookupError(f"no child of process {pid}: the rule process is gone")
+
+
+@dataclass(frozen=True)
+class RemoteRuleSource:
+    """A rule source to be run in a rule process of `host`: `start(groups)` forks one per run."""
+
+    host: RuleHost
+    source: str
+    name: str = "candidate"
+    exact_rss: bool = False  # the rule process returns freed memory at once (slower; for measuring state)
+    layers: dict[str, bool] = field(default_factory=dict, compare=False)  # held in every rule process so far
+
+    @property
+    def lr(self) -> float:
+        return float(literal_constants(self.source)["LR"])
+
+    @contextlib.contextmanager
+    def start(self, groups: list[dict]) -> Iterator[RemoteRule]:
+        rule = RemoteRule(self.host, self.source, self.name, {}, groups, self.exact_rss)
+        for key, held in rule.layers.items():
+            self.layers[key] = self.layers.get(key, True) and held
+        try:
+            yield rule
+        finally:
+            rule.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the rule process
+
+
+class _Norm:
+    """Stands in for the trainer's per-step shared values in a rule-side Ctx: the global grad norm,
+    asked of the trainer on first use in a step (as RuleOptimizer computes it on first use)."""
+
+    __slots__ = ("views", "go", "done", "value")
+
+    def __init__(self, views: "_Views", go: int, done: int):
+        self.views, self.go, self.done, self.value = views, go, done, None
+
+    def grad_norm(self) -> float:
+        if self.value is None:
+            self.views.reply[0] = REPLY_NEED_NORM
+            os.eventfd_write(self.done, 1)
+            os.eventfd_read(self.go)
+            self.value = float(self.views.floats[self.views.layout.n])
+        return self.value
+
+
+class _Zero:
+    __slots__ = ()
+
+    def grad_norm(self) -> float:
+        return 0.0
+
+
+_ZERO_NORM = _Zero()
+
+
+def serve(args: dict[str, Any], fds: list[int]) -> None:
+    """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
+    memfd, go, done, err_w = fds
+    torch.set_num_threads(1)
+    if args.get("exact_rss"):
+        _return_freed_memory()
+    layout = Layout.from_json(args["layout"])
+    name = str(args.get("name", "candidate"))
+    views = _Views(memfd, layout, rule_side=True)
+
+    def fail(e: BaseException, reason: str) -> None:
+        rec = _describe(e, reason)
+        text = json.dumps(rec, default=str)
+        if len(text) > _RECORD_BYTES:
+            rec["traceback"] = str(rec.get("traceback", ""))[-2000:]
+            rec["message"] = str(rec.get("message", ""))[:2000]
+            text = json.dumps(rec, default=str)[:_RECORD_BYTES]
+        os.write(err_w, text.encode("utf-8", "replace"))
+        os._exit(1)
+
+    try:
+        # the sandbox applied the caller's policy before the job started (or was told not to)
+        rule = load_rule(views.source(), name=name, policy=None)
+    except RuleError as e:
+        fail(e, "load_error")
+    views.reply[0] = 1 if rule.eval_point is not None else 0
+    os.eventfd_write(done, 1)
+    states: dict[int, dict] = {}
+    n_all, ints, floats = layout.n, views.ints, views.floats
+    while True:
+        os.eventfd_read(go)
+        op, n, T = int(ints[0]), int(ints[1]), int(ints[2])
+        if op == OP_STOP:
+            return
+        norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
+        idx, ts, lrs = ints[3: 3 + n].tolist(), ints[3 + n_all: 3 + n_all + n].tolist(), floats[:n].tolist()
+        try:
+            for k, t, lr in zip(idx, ts, lrs):
+                p = views.p[k]
+                ctx = Ctx(lr=lr, t=t, T=None if T < 0 else T, role=layout.roles[k], shape=layout.shapes[k], _shared=norm)
+                if op == OP_INIT:
+                    init = rule.init(p, ctx)
+                    if not isinstance(init, dict):
+                        gi, pi = layout.where[k]
+                        raise RuleError(
+                            f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
+                            f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
+                        )
+                    states[k] = init
+                    continue
+                if op == OP_UPDATE:
+                    out = rule.update(p, views.g[k], states[k], ctx)
+                else:
+                    out = rule.eval_point(p, states[k], ctx)
+                if type(out) is not torch.Tensor or out.shape != p.shape or out.dtype != p.dtype or out.device != p.device:
+                    gi, pi = layout.where[k]
+                    fn = "update" if op == OP_UPDATE else "eval_point"
+                    fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
+                views.out[k].copy_(out)
+        except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
+            fail(e, "memory" if isinstance(e, MemoryError) else "exception")
+        os.eventfd_write(done, 1)
+
+
+def _return_freed_memory() -> None:
+    """glibc: serve every allocation of 64 KiB or more by mmap and unmap it on free (a fixed threshold,
+    not the adaptive one), so resident memory follows the live tensors: what the state probe reads."""
+    import ctypes
+
+    from optforge.sandbox.layers import libc
+
+    lib = libc()
+    if lib is not None:
+        lib.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        lib.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        lib.malloc_trim(ctypes.c_size_t(0))
+
+
+class BadDelta(Exception):
+    """A rule returned a delta or eval_point that is not a tensor of its parameter's shape, dtype and device."""
