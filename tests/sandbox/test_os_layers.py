@@ -306,3 +306,41 @@ def test_a_job_left_root_cannot_undo_the_mount_layers(monkeypatch):
     _need(res, "run_hidden")
     assert res.value["capabilities"] == "0000000000000000"
     assert not res.value["unmounted_run"] and not res.value["remounted_root_writable"]
+
+
+INHERIT_RULE = '''
+import torch
+LR = 1e-3
+
+def init(p, ctx):
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    facts = {"run": os.listdir("/run"), "host_segment": libc.shmget(HOST_KEY, 0, 0) >= 0}
+    for name, path in (("run_lock", "/run/lock/x"), ("home", os.path.join(os.environ.get("HOME", "/"), "x"))):
+        try:
+            open(path, "w").close()
+            facts[name] = "written"
+        except OSError as e:
+            facts[name] = e.strerror
+    raise RuntimeError(repr(facts))
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+def test_rule_processes_inherit_the_os_layers(host_segment):
+    """The split job's rule processes are forked (through the rule host) from the job process after
+    these layers are in place: a hostile rule, checker off, finds /run empty, none of the host's
+    System V segments, and nowhere to write."""
+    from optforge.evaluators import EvalRequest, evaluate
+
+    source = INHERIT_RULE.replace("HOST_KEY", str(host_segment["host_key"]))
+    result = evaluate(EvalRequest(source, stage="smoke", suite="smoke", sandbox={"static_check": False}))
+    layers = result.artifacts["sandbox"]["layers"]
+    if not (layers["run_hidden"] and layers["ipc_namespace"]):
+        pytest.skip("this machine gives no run_hidden or ipc_namespace layer")
+    assert result.status is Status.CRASHED, result.feedback
+    facts = result.artifacts["exception"]
+    assert "'run': []" in facts and "'host_segment': False" in facts
+    assert "'run_lock': 'No such file or directory'" in facts and "'home': 'Read-only file system'" in facts
