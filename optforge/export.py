@@ -24,6 +24,7 @@ from typing import Any
 
 from optforge import roles as roles_mod
 from optforge import rule as rule_mod
+from optforge.evaluators.scoring import format_score
 from optforge.rule import RuleError, check_rule, literal_constants
 from optforge.rule_flags import Flag, task_detection_flags
 
@@ -47,7 +48,7 @@ class ExportInfo:
 
     title: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # run, candidate, parents, strategy, suite...
-    scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness": .., "tasks": {..}}
+    scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness", "fitness_hw", "tasks": {t: (score, hw)}}
     lr_by_family: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 0.0
     wd_by_task: dict[str, float] = field(default_factory=dict)  # tuned on the held-out tasks (empty: not tuned)
@@ -90,11 +91,13 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         out += [f"    {k}: {v}" for k, v in info.provenance.items()]
     if info.scores:
         out.append("")
-        out.append("Scores (mean log2 speedup over tuned AdamW; 0 = as fast, 1 = twice as fast):")
+        out.append("Scores (mean log2 speedup over tuned AdamW; 0 = as fast, 1 = twice as fast; ± a 95 % interval")
+        out.append("from the seed noise of the references, measured in the baselines):")
         for stage, s in info.scores.items():
             tasks = s.get("tasks") or {}
-            per = ", ".join(f"{t} {v:+.2f}" for t, v in tasks.items())
-            out.append(f"    {stage}: {s.get('fitness', float('nan')):+.3f}" + (f"  ({per})" if per else ""))
+            per = ", ".join(f"{t} {format_score(v, hw)}" for t, (v, hw) in tasks.items())
+            fit = format_score(s.get("fitness", float("nan")), s.get("fitness_hw"), 3)
+            out.append(f"    {stage}: {fit}" + (f"  ({per})" if per else ""))
     out.append("")
     out.append("How to use:")
     out.append(f"    opt = {class_name}(param_groups(model), total_steps=num_steps)")
@@ -296,8 +299,8 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
     for stage in ("train", "train_fresh_seeds", "heldout"):
         ev = store.evaluation(cand.id, stage)
         if ev is not None and ev.ok:
-            tasks = {t: float(v.get("score", 0.0)) for t, v in (ev.metrics.get("tasks") or {}).items()}
-            scores[stage] = {"fitness": ev.fitness, "tasks": tasks}
+            tasks = {t: (float(v.get("score", 0.0)), v.get("hw")) for t, v in (ev.metrics.get("tasks") or {}).items()}
+            scores[stage] = {"fitness": ev.fitness, "fitness_hw": ev.metrics.get("fitness_hw"), "tasks": tasks}
     heldout = store.evaluation(cand.id, "heldout")
     tuned = heldout is not None and heldout.ok and bool(heldout.artifacts.get("wd_tuned"))
     wd_metrics = heldout.metrics if tuned else {}

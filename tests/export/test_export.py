@@ -131,7 +131,8 @@ def test_exported_state_dict_round_trips(tmp_path):
 def test_docstring_carries_provenance_and_usage():
     info = ExportInfo(
         provenance={"run": "runs/x", "candidate": "abc123", "parents": "p1", "strategy": "symbolic", "suite": "train@1"},
-        scores={"train": {"fitness": 0.42, "tasks": {"mlp_digits": 0.5}}, "heldout": {"fitness": 0.1}},
+        scores={"train": {"fitness": 0.42, "fitness_hw": 0.071, "tasks": {"mlp_digits": (0.5, 0.14)}},
+                "heldout": {"fitness": 0.1}},
         lr_by_family={"mlp": 3e-3},
         weight_decay=0.1,
         step_time_ratio=1.1,
@@ -140,7 +141,8 @@ def test_docstring_carries_provenance_and_usage():
     text = render_module(seeds.source("adamw"), "Found", info)
     info.from_run = True
     text = render_module(seeds.source("adamw"), "Found", info)
-    for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420", "heldout: +0.100", "mlp 0.003",
+    for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420 ± 0.071", "mlp_digits +0.50 ± 0.14",
+                   "heldout: +0.100", "95 % interval", "mlp 0.003",
                    "Scored with the lr schedule: linear warmup", "applies no schedule itself",
                    "Decoupled weight decay it was evaluated with: 0.1 (not tuned in this run)", "1.10x", "4.0 bytes"):
         assert needle in text, needle
