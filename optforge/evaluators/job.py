@@ -145,7 +145,7 @@ def _run_record(i: int, trace, buffers: dict[str, np.ndarray], run_seconds: floa
     }
 
 
-def step_seconds_pair(task, seed: int, rule, adamw=None, steps: int = 10, rounds: int = 3) -> tuple[float, float]:
+def step_seconds_pair(task, seed: int, rule, adamw=None, steps: int = 10, rounds: int = 4) -> tuple[float, float]:
     """(rule, AdamW) optimizer-step seconds on this task's parameters, timed alike in this process.
 
     Both go through the same path (for remote rules: the round trip to their own rule process,
@@ -173,8 +173,10 @@ def step_seconds_pair(task, seed: int, rule, adamw=None, steps: int = 10, rounds
         try:
             for opt in timed:
                 opt.step()
-            for _ in range(rounds):
-                for k, opt in enumerate(timed):
+            for r in range(rounds):
+                # ABBA order: whichever process is timed first pays for waking from its idle wait
+                for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    opt = timed[k]
                     t0 = time.perf_counter()
                     for _ in range(steps):
                         opt.step()
