@@ -33,7 +33,13 @@ _RUNTIME = (
     rule_mod.Ctx,
     roles_mod.default_role,
     rule_mod.RuleOptimizer,
+    rule_mod.check_lr,
+    rule_mod._as_tuple,
+    rule_mod._momentum_mirror,
+    rule_mod._check_mirror,
     rule_mod._bad_delta,
+    roles_mod._named_like_head,
+    roles_mod._in_repeated_block,
     roles_mod.infer_roles,
     roles_mod.param_groups,
     rule_mod.hparam_kind,
@@ -74,6 +80,8 @@ def _split_rule(source: str) -> tuple[str, list[str], dict[str, Any]]:
             continue  # the exported module imports torch and math itself
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in consts:
             continue  # becomes a factory argument
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) in consts:
+            continue  # `BETA: float = 0.9` too: left in, it would shadow the argument
         start = node.lineno - 1
         if getattr(node, "decorator_list", None):
             start = node.decorator_list[0].lineno - 1
@@ -151,7 +159,7 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
     factory_body = textwrap.indent("\n\n".join(body), "    ")
     returns = "init, update, " + ("eval_point" if re.search(r"^def eval_point\(", "\n".join(body), re.M) else "None")
 
-    sig = [f"        lr: float = {hparams['LR']!r},"]
+    sig = [f"        lr: float | torch.Tensor = {hparams['LR']!r},"]
     sig += [f"        {arg_names[k]}: {type(hparams[k]).__name__} = {hparams[k]!r}," for k in args]
     sig += ["        total_steps: int | None = None,", f"        weight_decay: float = {info.weight_decay!r},"]
     checks = "\n".join(f"        hp[{k!r}] = {arg_names[k]}" for k in args)
@@ -230,8 +238,7 @@ class {class_name}(_RuleOptimizer):
         bad = [p for p in (hparam_problem(_ARGS.get(k, k), v) for k, v in hp.items()) if p]
         if bad:
             raise ValueError("Invalid hyperparameter(s) for {class_name}: " + "; ".join(bad))
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"Invalid learning rate: {{lr!r}}; must be a finite number > 0")
+        check_lr(lr)
         self.hparams = dict(hp)
         rule = _BoundRule("{class_name}", hp, *_make_rule(**hp))
         super().__init__(params, rule, lr=lr, total_steps=total_steps, weight_decay=weight_decay)
