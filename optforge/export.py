@@ -33,6 +33,7 @@ _RUNTIME = (
     rule_mod.Ctx,
     roles_mod.default_role,
     rule_mod.RuleOptimizer,
+    rule_mod._real,
     rule_mod.check_lr,
     rule_mod._as_tuple,
     rule_mod._momentum_mirror,

@@ -237,7 +237,7 @@ class _StepShared:
         if self._norm is None:
             total = 0.0
             for p in self._params:
-                total += float(p.grad.detach().double().pow(2).sum())
+                total += float(_real(p.grad).detach().double().pow(2).sum())
             self._norm = math.sqrt(total)
         return self._norm
 
@@ -276,6 +276,8 @@ class RuleOptimizer(torch.optim.Optimizer):
     - Groups mirror the rule's `BETA1`/`BETA2` as `betas` and its `MOMENTUM` (else 0.0) as `momentum`,
       so that schedulers which cycle momentum (OneCycleLR, CyclicLR) can be constructed; the rule's
       constants cannot follow them, so `step()` raises ValueError once they have changed.
+    - A complex parameter reaches the rule as its real view (`torch.view_as_real`, shape (..., 2)),
+      as torch.optim steps complex parameters.
     - A rule's error names the parameter it failed on (an exception note).
 
     `train()` and `eval()` swap in the rule's `eval_point` weights.
@@ -327,8 +329,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             lr=float(group["lr"]),
             t=t,
             T=self.total_steps,
-            role=group["role"] or default_role(p),
-            shape=tuple(p.shape),
+            role=group["role"] or default_role(_real(p)),
+            shape=tuple(_real(p).shape),
             _shared=shared,
         )
 
@@ -357,7 +359,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 t = self.state[p].get("_step", 0) + 1
                 todo.append((gi, pi, group, p, self._ctx(group, p, shared, t)))
         fresh = [w for w in todo if "_step" not in self.state[w[3]]]
-        inits = self._call("init", [(p, ctx) for _, _, _, p, ctx in fresh], [w[:2] for w in fresh]) if fresh else []
+        inits = self._call("init", [(_real(p), ctx) for _, _, _, p, ctx in fresh], [w[:2] for w in fresh]) if fresh else []
         for (gi, pi, _, p, _), init in zip(fresh, inits):
             if not isinstance(init, dict):
                 raise RuleError(
@@ -370,8 +372,9 @@ class RuleOptimizer(torch.optim.Optimizer):
             if group["weight_decay"]:
                 # decoupled decay outside the rule, the same for every rule (held-out wd grid)
                 p.mul_(1 - ctx.lr * group["weight_decay"])
-        deltas = self._call("update", [(p, p.grad, self.state[p], ctx) for _, _, _, p, ctx in todo], [w[:2] for w in todo])
-        for (gi, pi, _, p, _), delta in zip(todo, deltas):
+        args = [(_real(p), _real(p.grad), self.state[p], ctx) for _, _, _, p, ctx in todo]
+        deltas = self._call("update", args, [w[:2] for w in todo])
+        for (gi, pi, _, _, _), (p, *_), delta in zip(todo, args, deltas):
             if (
                 type(delta) is not torch.Tensor
                 or delta.shape != p.shape
@@ -423,7 +426,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     continue
                 if to_eval:
                     state["_train_point"] = p.detach().clone()
-                    todo.append((gi, pi, p, state, self._ctx(group, p, None, state["_step"])))
+                    todo.append((gi, pi, _real(p), state, self._ctx(group, p, None, state["_step"])))
                 else:
                     p.copy_(state.pop("_train_point"))
         points = self._call("eval_point", [(p, state, ctx) for _, _, p, state, ctx in todo], [w[:2] for w in todo]) if todo else []
@@ -472,13 +475,19 @@ class RuleOptimizer(torch.optim.Optimizer):
                         st["_step"] = int(old_step)
                     if init is None:
                         continue  # a remote rule's state lives in its own process
-                    like = init(p, self._ctx(group, p, None, st["_step"]))
+                    like = init(_real(p), self._ctx(group, p, None, st["_step"]))
                     for key, want in like.items():
                         have = st.get(key)
                         if isinstance(want, torch.Tensor) and isinstance(have, torch.Tensor):
                             st[key] = have.to(device=want.device, dtype=want.dtype)
                     if "_train_point" in st:
                         st["_train_point"] = st["_train_point"].to(device=p.device, dtype=p.dtype)
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as the real view a rule sees (shape (..., 2)), as torch.optim steps complex
+    parameters; a real tensor itself."""
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def check_lr(lr: Any, allow_zero: bool = False) -> None:

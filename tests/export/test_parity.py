@@ -263,17 +263,37 @@ def checkpoint_to(dtype):
     return resume
 
 
+def complex_params(make, shapes):
+    # torch.optim steps a complex tensor as its real view (..., 2)
+    prob = Problem(shapes)
+    ps = [torch.nn.Parameter(torch.complex(x, 0.5 * t)) for x, t in zip(prob.init, prob.targets)]
+    opt = make(ps)
+    for step in range(5):
+        opt.zero_grad()
+        loss = sum(((p - t).abs().pow(2) * s).sum() + 0.1 * p.real.sin().sum()
+                   for p, t, s in zip(ps, prob.targets, prob.scales))
+        loss.backward()
+        opt.step()
+    return [torch.view_as_real(p) for p in ps]
+
+
 SITUATIONS = [plain, added_group, grads_come_and_go, frozen_neighbours, empty_tensor, scheduled, with_closure,
-              zero_grad_keeps_zeros, checkpoint_to(torch.float32)]
+              zero_grad_keeps_zeros, checkpoint_to(torch.float32), complex_params]
 
 
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(float((x.detach().double() - y.detach().double()).abs().max()) for x, y in zip(a, b))
 
 
+# torch 2.13's Adafactor and Muon refuse complex parameters; their seeds would step the real view
+# (..., 2) as a 3-D tensor, which is not what a matrix method means: no row for them
+TWIN_REFUSES_COMPLEX = {"adafactor", "muon"}
+ROWS = [(name, situation) for name in TORCH_TWINS for situation in SITUATIONS
+        if not (situation is complex_params and name in TWIN_REFUSES_COMPLEX)]
+
+
 @pytest.mark.parametrize("how", ["rule", "exported"])
-@pytest.mark.parametrize("situation", SITUATIONS, ids=[s.__name__ for s in SITUATIONS])
-@pytest.mark.parametrize("name", list(TORCH_TWINS))
+@pytest.mark.parametrize("name,situation", ROWS, ids=[f"{n}-{s.__name__}" for n, s in ROWS])
 def test_matches_torch_optim_twin(name, situation, how):
     twin, tol, shapes = TORCH_TWINS[name]
     hp = dict(seeds.load(name).hparams)
