@@ -9,6 +9,8 @@ import importlib
 import logging
 import sys
 
+from optforge import __version__
+
 COMMANDS = ("run", "ls", "show", "eval", "baselines", "seeds", "export", "report", "doctor")
 
 
@@ -19,6 +21,8 @@ class UserError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optforge", description="Discover neural-network optimizers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"optforge {__version__}",
+                        help="print optforge's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

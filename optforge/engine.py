@@ -10,7 +10,9 @@
   `s` only once exactly the candidates `< s - lag` are observed: the strategy's inputs never depend
   on completion order, so a seeded run (and a resumed one) is reproducible.
 - **Cache.** (content hash, stage, suite, seeds, suite version): an identical request is evaluated
-  once, also when two copies are in flight at the same time. `lost` is retried, never cached.
+  once, also when two copies are in flight at the same time. `lost` is retried, never cached. A
+  candidate whose program equals an earlier one's (`program_hash`: same syntax tree) gets that one's
+  result at the stages after the first; a fingerprint measured in the sandbox never lends a result.
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); an evaluation past
   `config.timeout_per_eval` is cancelled -> `timeout`; a raising evaluator -> `crashed`.
   Ctrl-C cancels in-flight work and leaves a resumable store.
@@ -18,6 +20,9 @@
   first search stage, or a funnel reference that does so at any stage, stops the run at once
   (status `failed`, the reason in meta `failure`): every score is measured against them, so a broken
   install or sandbox must not run on as a search whose candidates all "crash". Diverged is a result.
+- **Errors.** Any other exception that ends the run (the strategy raised, an LLM replay diverged)
+  leaves status `failed` with the reason in meta `failure`, and is raised as `RunError`: a run's
+  stored status is never `running` after its process stopped on an error.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import Any, Callable
 
 from optforge import funnel as funnel_lib
 from optforge.config import RunConfig, StageConfig
+from optforge.evaluators.scoring import SCORE_VERSION
+from optforge.program_identity import program_hash
 from optforge.proposer import Proposer
 from optforge.search.base import Strategy
 from optforge.store import Store, versions
@@ -110,6 +117,17 @@ class RunFailed(RuntimeError):
     """A warm start or a reference failed (see FAILED_START); the message says which, where and why."""
 
 
+class RunError(RuntimeError):
+    """An error ended the run (the strategy raised, an LLM replay diverged, a store write failed).
+    The store already says so (status `failed`, the reason in meta `failure`); the cause is chained."""
+
+
+def error_reason(e: BaseException) -> str:
+    """One line for the terminal and the store: the error's type and its message, whitespace collapsed."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def start_failure(candidate: Candidate, result: EvaluationResult, stage: str, first_stage: str) -> str | None:
     """Why this result of a warm start or reference stops the run, or None when it does not."""
     if result.status not in FAILED_START:
@@ -124,6 +142,15 @@ def start_failure(candidate: Candidate, result: EvaluationResult, stage: str, fi
     name = f"{candidate.id}" + (f" ({seed})" if seed and seed not in candidate.id else "")
     detail = " ".join(result.feedback.split()) or str(result.artifacts.get("exception", "")).strip()
     return f"{role} {name} ended {result.status.value} at {stage}: {detail or 'no reason recorded'}"
+
+
+def reopen_search(store: Store, **why: Any) -> None:
+    """Let a run whose search phase ended search again (it was resumed with a larger budget; the caller
+    checked that it can go on, see `optforge.resume`). The funnel's decisions are dropped, to be made
+    again over the larger pool; its evaluations stay and are cached. `why` goes into the event."""
+    store.clear_promotions()
+    store.set_meta(search_done=False, stop_reason="", correlation=None)
+    store.add_event("search_reopened", **why)
 
 
 @dataclass
@@ -180,6 +207,7 @@ class Engine:
         self._best: tuple[str, float] | None = None
         self._failures: dict[str, int] = {}
         self._proposer: Proposer | None = None
+        self._programs: dict[str, list[str]] = {}  # program_hash -> search candidate ids, in proposal order
 
     # ------------------------------------------------------------------------------ entry point
 
@@ -187,7 +215,8 @@ class Engine:
         """Search until a budget or the strategy stops, then run the promotion funnel."""
         st = self.store
         if st.meta("config") is None:
-            st.set_meta(config=self.config.to_dict(), versions=versions(), created=time.time(),
+            st.set_meta(config=self.config.to_dict(), versions={**versions(), "score_version": SCORE_VERSION},
+                        created=time.time(),
                         lag=2 * self.config.slots, batch=self.config.slots)
         self._t0, self._elapsed0 = self.clock(), float(st.meta("elapsed_s", 0.0))
         top = st.best(self.config.search_stages()[-1].name)
@@ -212,6 +241,14 @@ class Engine:
             self._cancel_all()
             st.set_meta(status="failed", stop_reason=reason, failure=failure)
             st.add_event("failed", reason=failure)
+        except BaseException as e:  # a strategy, LLM replay or engine error (SystemExit too): stored, then raised
+            failure = error_reason(e)
+            self._cancel_all()
+            st.set_meta(status="failed", stop_reason="error", failure=failure)
+            st.add_event("failed", reason=failure, error=type(e).__name__)
+            if isinstance(e, Exception):
+                raise RunError(failure) from e
+            raise
         finally:
             if self._proposer is not None:
                 self._proposer.shutdown()
@@ -236,6 +273,7 @@ class Engine:
                                          next_seq=len(cands), n_observed=len(observed), cap=cap)
         self._n_proposed, self._n_observed = len(cands), len(observed)
         for seq, cand in enumerate(cands):  # resume: finish what the store says is unfinished
+            self._index_program(cand)
             if cand.id not in observed:
                 self._start_candidate(seq, cand)
         prop.start()
@@ -250,7 +288,7 @@ class Engine:
                 elif kind == "finished":
                     finished = args[0]
                 elif kind == "error":
-                    raise RuntimeError(f"strategy '{getattr(self.strategy, 'name', '?')}' failed: {args[0]!r}") from args[0]
+                    raise args[0]  # the strategy's own exception (a ReplayError, say), with its traceback
             if not stop and not finished:
                 stop = self._budget_reason()
                 if stop:
@@ -260,9 +298,12 @@ class Engine:
             self._step()
 
     def _on_proposals(self, cands: list[Candidate], state: dict) -> None:
-        seqs = self.store.add_proposals(cands, state)
-        self._n_proposed += len(cands)
-        for seq, cand in zip(seqs, cands):
+        self.store.add_proposals(cands, state)
+        # the proposer counts strategy proposals; the store's seq also counts funnel references,
+        # which a search reopened after its funnel (more budget) has stored before these
+        first, self._n_proposed = self._n_proposed, self._n_proposed + len(cands)
+        for seq, cand in enumerate(cands, first):
+            self._index_program(cand)
             self._start_candidate(seq, cand)
 
     def _start_candidate(self, seq: int, cand: Candidate) -> None:
@@ -447,21 +488,28 @@ class Engine:
             self._proposer.deliver(job.seq, job.candidate, result)
 
     def _twin_result(self, cand: Candidate, result: EvaluationResult, nxt: _Job) -> tuple[str, EvaluationResult] | None:
-        """A functional duplicate (same smoke fingerprint, other text) already evaluated at the next
-        stage lends its result, so LLM rewrites of the same rule are not trained twice."""
-        fp = result.artifacts.get("fingerprint")
-        if not fp or self.store.evaluation(cand.id, nxt.stage.name) is not None:
+        """The result of an earlier candidate with the same program (`program_hash`: the same syntax
+        tree, other comments or layout) at the next stage, so a reformatted copy is not trained twice.
+        Never lent on a fingerprint measured in the sandbox: the candidate controls that evidence."""
+        if self.store.evaluation(cand.id, nxt.stage.name) is not None:
             return None
         suite, seeds, _ = nxt.spec(self.config)
-        for other in self.store.same_fingerprint(str(fp), cand.content_hash):
+        program = program_hash(cand.source)
+        for other in self._programs.get(program, []):
+            if other == cand.id:
+                continue
             ev = self.store.evaluation(other, nxt.stage.name)
             if ev is not None and ev.status.cacheable and ev.suite_version == self._suite_version(suite) \
                     and ev.seeds_spec == seeds:
                 twin = ev.result
-                twin.feedback = f"functionally identical to candidate {other} (same smoke fingerprint). {twin.feedback}"
-                self.store.add_event("duplicate", candidate=cand.id, of=other, fingerprint=fp)
+                twin.feedback = (f"the same program as candidate {other} (identical syntax tree; only comments or "
+                                 f"layout differ). {twin.feedback}")
+                self.store.add_event("duplicate", candidate=cand.id, of=other, program=program)
                 return other, twin
         return None
+
+    def _index_program(self, cand: Candidate) -> None:
+        self._programs.setdefault(program_hash(cand.source), []).append(cand.id)
 
     def _track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
         """Running best and failure counts for the progress display (no store scans)."""

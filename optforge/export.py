@@ -24,6 +24,7 @@ from typing import Any
 
 from optforge import roles as roles_mod
 from optforge import rule as rule_mod
+from optforge.evaluators.scoring import format_score
 from optforge.rule import RuleError, check_rule, literal_constants
 from optforge.rule_flags import Flag, task_detection_flags
 
@@ -54,13 +55,14 @@ class ExportInfo:
 
     title: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)  # run, candidate, parents, strategy, suite...
-    scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness": .., "tasks": {..}}
+    scores: dict[str, Any] = field(default_factory=dict)  # stage -> {"fitness", "fitness_hw", "tasks": {t: (score, hw)}}
     lr_by_family: dict[str, float] = field(default_factory=dict)
     weight_decay: float = 0.0
     wd_by_task: dict[str, float] = field(default_factory=dict)  # tuned on the held-out tasks (empty: not tuned)
     step_time_ratio: float | None = None
     state_bytes_per_param: float | None = None
-    schedule: str = "linear warmup over 5% of steps, then cosine decay to 10% of the peak lr (pass total_steps)"
+    from_run: bool = False  # the facts above come from a run's evaluation of this rule (False: a file or seed)
+    schedule: str = "linear warmup over 5% of the steps, then cosine decay to 10% of the peak lr"  # optforge's
 
 
 def class_name_ok(name: str) -> bool:
@@ -98,11 +100,13 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         out += [f"    {k}: {v}" for k, v in info.provenance.items()]
     if info.scores:
         out.append("")
-        out.append("Scores (mean log2 speedup over tuned AdamW; 0 = as fast, 1 = twice as fast):")
+        out.append("Scores (mean log2 speedup over tuned AdamW; 0 = as fast, 1 = twice as fast; ± a 95 % interval")
+        out.append("from the seed noise of the references, measured in the baselines):")
         for stage, s in info.scores.items():
             tasks = s.get("tasks") or {}
-            per = ", ".join(f"{t} {v:+.2f}" for t, v in tasks.items())
-            out.append(f"    {stage}: {s.get('fitness', float('nan')):+.3f}" + (f"  ({per})" if per else ""))
+            per = ", ".join(f"{t} {format_score(v, hw)}" for t, (v, hw) in tasks.items())
+            fit = format_score(s.get("fitness", float("nan")), s.get("fitness_hw"), 3)
+            out.append(f"    {stage}: {fit}" + (f"  ({per})" if per else ""))
     out.append("")
     out.append("How to use:")
     out.append(f"    opt = {class_name}(param_groups(model), total_steps=num_steps)")
@@ -112,13 +116,15 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
     if info.lr_by_family:
         fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
         out.append(f"    Tuned lr per task family: {fam}.")
-    out.append(f"    Evaluated with the schedule: {info.schedule}.")
+    out += _schedule_lines(info)
     if info.wd_by_task:
         per = ", ".join(f"{t} {w:g}" for t, w in sorted(info.wd_by_task.items()))
         out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}, the value tuned")
         out.append(f"    on most held-out tasks ({per}).")
-    else:
+    elif info.from_run:
         out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned in this run).")
+    else:
+        out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}; set it with weight_decay=.")
     if info.step_time_ratio is not None:
         out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
     if info.state_bytes_per_param is not None:
@@ -126,13 +132,26 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
     if flags:
         out.append("")
         out.append("Task detection flagged (the rule compares set-up quantities with specific numbers, so it may")
-        out.append("behave differently on the set-ups it was scored on; check it on your own task):")
+        out.append("behave differently on optforge's scoring set-ups than on yours; check it on your own task):")
         out += [f"    {f}" for f in flags]
     if rule_doc:
         out.append("")
         out.append("The rule:")
         out += ["    " + ln if ln else "" for ln in rule_doc.splitlines()]
     return "\n".join(out).replace('"""', "'''").replace("\\", "\\\\")
+
+
+def _schedule_lines(info: ExportInfo) -> list[str]:
+    """What total_steps does (tells the rule the run's length) and what it does not (schedule the lr)."""
+    if info.from_run:
+        lines = [f"    Scored with the lr schedule: {info.schedule}.",
+                 "    The optimizer applies no schedule itself; to train as it was scored, use a",
+                 "    torch.optim.lr_scheduler."]
+    else:
+        lines = ["    The optimizer applies no lr schedule itself; use a torch.optim.lr_scheduler (optforge",
+                 f"    scores rules with {info.schedule})."]
+    return lines + ["    total_steps: the length of your run in steps, which the rule reads as ctx.T (None:",
+                    "    unknown); it changes no lr."]
 
 
 def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: ExportInfo | None = None) -> str:
@@ -288,8 +307,8 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
     for stage in ("train", "train_fresh_seeds", "heldout"):
         ev = store.evaluation(cand.id, stage)
         if ev is not None and ev.ok:
-            tasks = {t: float(v.get("score", 0.0)) for t, v in (ev.metrics.get("tasks") or {}).items()}
-            scores[stage] = {"fitness": ev.fitness, "tasks": tasks}
+            tasks = {t: (float(v.get("score", 0.0)), v.get("hw")) for t, v in (ev.metrics.get("tasks") or {}).items()}
+            scores[stage] = {"fitness": ev.fitness, "fitness_hw": ev.metrics.get("fitness_hw"), "tasks": tasks}
     heldout = store.evaluation(cand.id, "heldout")
     tuned = heldout is not None and heldout.ok and bool(heldout.artifacts.get("wd_tuned"))
     wd_metrics = heldout.metrics if tuned else {}
@@ -311,4 +330,5 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
                     if v.get("weight_decay") is not None},
         step_time_ratio=metrics.get("step_time_ratio"),
         state_bytes_per_param=metrics.get("state_bytes_per_param"),
+        from_run=True,
     )

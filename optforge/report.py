@@ -1,140 +1,40 @@
 """A self-contained HTML page of one run: PNG plots (matplotlib) inlined as data URIs, nothing fetched.
 
-Sections: best-so-far fitness against evaluations and wall-clock; funnel counts per stage; a per-task
-score heatmap of the top candidates and the reference optimizers; the best candidate's validation
-curves against tuned AdamW; and its lineage with source diffs against each parent.
+Sections: a header (strategy, suite, status, score version, counts); every candidate over time with the
+best-so-far line; the promotion funnel; per-task scores of the top candidates and the references (a
+heatmap, and a table for the best candidate and the references with each score's 95 % interval, best
+loss, AdamW's loss and the chosen lr); the best candidate's validation curves against tuned AdamW, its
+task-detection flags and its program (helpers folded); its lineage, with each ancestor's fitness and a
+diff of the program; failure reasons by status; and the run config.
 """
 
 from __future__ import annotations
 
 import base64
-import difflib
 import html
-import io
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
+from optforge.commands.show import failure_rows, final_search_results
+from optforge.config import FUNNEL_STAGES, SEARCH_STAGES, RunConfig, config_from_dict
+from optforge.export import choose_best
+from optforge.funnel import funnel_counts
+from optforge.report_plots import Figure, best_so_far, fig_curves, fig_funnel, fig_heatmap, fig_timeline, timeline
+from optforge.report_sections import (
+    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, source_html, task_detection_html,
+    task_table,
+)
+from optforge.store import EvaluationRecord, Store
+from optforge.types import Candidate
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+__all__ = ["best_so_far", "build_report", "lineage", "reference_rows", "write_report"]
 
-from optforge.config import config_from_dict  # noqa: E402
-from optforge.export import choose_best  # noqa: E402
-from optforge.funnel import funnel_counts  # noqa: E402
-from optforge.store import Store  # noqa: E402
-
-@dataclass
-class Figure:
-    title: str
-    png: bytes
-
-
-def _png(fig: plt.Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+esc = html.escape
 
 
-def best_so_far(store: Store, stage: str = "train") -> tuple[list[int], list[float], list[float]]:
-    """(evaluation index, seconds since the first evaluation, best fitness so far) in completion order."""
-    evs = sorted(store.evaluations(stage=stage), key=lambda e: e.created)
-    refs = {c.id for c in store.candidates() if c.note.get("role") == "reference"}
-    evs = [e for e in evs if e.candidate_id not in refs]
-    xs, ts, ys, best = [], [], [], -math.inf
-    t0 = evs[0].created if evs else 0.0
-    for i, e in enumerate(evs, 1):
-        best = max(best, e.fitness)
-        xs.append(i)
-        ts.append(e.created - t0)
-        ys.append(best)
-    return xs, ts, ys
-
-
-def _fig_progress(store: Store) -> Figure | None:
-    xs, ts, ys = best_so_far(store)
-    if not xs:
-        return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    a.step(xs, ys, where="post")
-    a.set_xlabel("evaluations")
-    b.step(ts, ys, where="post", color="tab:orange")
-    b.set_xlabel("wall-clock seconds")
-    for ax in (a, b):
-        ax.set_ylabel("best fitness (log2 speedup vs AdamW)")
-        ax.axhline(0.0, color="gray", lw=0.8, ls="--")
-        ax.grid(alpha=0.3)
-    return Figure("Best-so-far fitness", _png(fig))
-
-
-def _fig_funnel(counts: dict[str, int]) -> Figure | None:
-    if not counts:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(list(counts), list(counts.values()), color="tab:green")
-    for i, v in enumerate(counts.values()):
-        ax.text(i, v, str(v), ha="center", va="bottom")
-    ax.set_ylabel("candidates passed")
-    return Figure("Promotion funnel", _png(fig))
-
-
-def _fig_heatmap(store: Store, top: int = 8) -> Figure | None:
-    ranked = [r for r in store.leaderboard("train", include_reference=True) if r.evaluation.ok]
-    refs = [r for r in ranked if r.candidate.note.get("role") == "reference"]
-    rows = [r for r in ranked if r.candidate.note.get("role") != "reference"][:top] + refs
-    if not rows:
-        return None
-    tasks = sorted({t for r in rows for t in (r.evaluation.metrics.get("tasks") or {})})
-    if not tasks:
-        return None
-    labels = [r.candidate.note.get("seed") or r.candidate.id for r in rows]
-    data = [[float((r.evaluation.metrics["tasks"].get(t) or {}).get("score", math.nan)) for t in tasks] for r in rows]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(tasks), 0.9 + 0.4 * len(rows)))
-    im = ax.imshow(data, cmap="RdYlGn", vmin=-3, vmax=2, aspect="auto")
-    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), labels)
-    for i, row in enumerate(data):
-        for j, v in enumerate(row):
-            if not math.isnan(v):
-                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, label="score (log2 speedup vs tuned AdamW)")
-    return Figure("Per-task scores: top candidates and references", _png(fig))
-
-
-def _fig_curves(store: Store, cid: str) -> Figure | None:
-    ev = store.evaluation(cid, "train")
-    curves = (ev.artifacts.get("curves") if ev else None) or {}
-    curves = {t: c for t, c in curves.items() if c.get("steps") and c.get("val")}
-    if not curves:
-        return None
-    n = len(curves)
-    cols = min(4, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for ax, (task, c) in zip(axes.flat, sorted(curves.items())):
-        ax.plot(c["steps"], c["val"], label="candidate")
-        if c.get("adamw_val"):
-            ax.plot(c.get("adamw_steps") or c["steps"][: len(c["adamw_val"])], c["adamw_val"], label="tuned AdamW", ls="--")
-        ax.set_title(task, fontsize=9)
-        vals = [v for v in list(c["val"]) + list(c.get("adamw_val") or []) if v is not None and v > 0]
-        if vals and max(vals) / min(vals) > 20:
-            ax.set_yscale("log")
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return Figure("Validation loss of the best candidate against tuned AdamW", _png(fig))
-
-
-def lineage(store: Store, cid: str, limit: int = 20) -> list[Any]:
+def lineage(store: Store, cid: str, limit: int = 20) -> list[Candidate]:
     """The best candidate and its first-parent ancestors, newest first."""
-    chain = []
-    seen = set()
+    chain: list[Candidate] = []
+    seen: set[str] = set()
     while cid and cid not in seen and len(chain) < limit:
         seen.add(cid)
         try:
@@ -146,51 +46,106 @@ def lineage(store: Store, cid: str, limit: int = 20) -> list[Any]:
     return chain
 
 
-def _diff_html(old: str, new: str, old_name: str, new_name: str) -> str:
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), old_name, new_name, lineterm="", n=2)
-    out = []
-    for ln in lines:
-        cls = "add" if ln.startswith("+") and not ln.startswith("+++") else "del" if ln.startswith("-") and not ln.startswith("---") else ""
-        out.append(f'<span class="{cls}">{html.escape(ln)}</span>' if cls else html.escape(ln))
-    return "<pre>" + ("\n".join(out) or "(identical source)") + "</pre>"
+def _is_reference(cand: Candidate) -> bool:
+    """A row to compare against: the funnel's reference, a seed, or a warm start (a known optimizer)."""
+    note = cand.note
+    return note.get("role") == "reference" or bool(note.get("seed")) or bool(note.get("warm_start"))
 
 
-def build_report(run_dir: str | Path) -> str:
-    """The HTML text of the report for `run_dir`."""
-    store = Store.open(run_dir)
-    with store:
-        best = choose_best(store)
-        counts = funnel_counts(store, config_from_dict(store.config()))
-        figures = [f for f in (_fig_progress(store), _fig_funnel(counts), _fig_heatmap(store),
-                               _fig_curves(store, best) if best else None) if f]
-        parts = [f"<h1>optforge run: {html.escape(str(run_dir))}</h1>"]
-        cfg = store.config()
-        strategy = (cfg.get("strategy") or {}).get("name", "?") if isinstance(cfg.get("strategy"), dict) else "?"
-        status = store.status_counts("train")
-        parts.append(
-            f"<p>strategy <b>{html.escape(str(strategy))}</b>; {len(store.candidates(include_reference=False))} "
-            f"candidates; train results by status: {html.escape(str(status))}; funnel: {html.escape(str(counts))}</p>"
-        )
-        if best:
-            ev = store.evaluation(best, "train")
-            held = store.evaluation(best, "heldout")
-            parts.append(
-                f"<h2>Best candidate {best}</h2><p>train fitness {ev.fitness:+.3f}"
-                + (f", held-out fitness {held.fitness:+.3f}" if held else ", not evaluated on held-out tasks")
-                + " (mean log2 speedup over tuned AdamW)</p>"
-            )
-        for f in figures:
-            data = base64.b64encode(f.png).decode("ascii")
-            parts.append(f'<h2>{html.escape(f.title)}</h2><img alt="{html.escape(f.title)}" src="data:image/png;base64,{data}">')
-        if best:
-            chain = lineage(store, best)
-            parts.append("<h2>Lineage of the best candidate</h2>")
-            for child, parent in zip(chain, chain[1:]):
-                note = html.escape(str(dict(child.note).get("mutation", child.note.get("generator", ""))))
-                parts.append(f"<h3>{child.id} &larr; {parent.id} <small>{note}</small></h3>")
-                parts.append(_diff_html(parent.source, child.source, parent.id, child.id))
-            parts.append(f"<h3>Source of {best}</h3><pre>{html.escape(chain[0].source)}</pre>")
+def _scored(store: Store, cid: str, stages: list[str]) -> EvaluationRecord | None:
+    """The first `ok` evaluation of `cid` with per-task results, trying `stages` in order."""
+    for stage in stages:
+        ev = store.evaluation(cid, stage)
+        if ev is not None and ev.ok and ev.metrics.get("tasks"):
+            return ev
+    return None
+
+
+def reference_rows(store: Store, rank_stage: str) -> list[tuple[Candidate, EvaluationRecord]]:
+    """References, seeds and warm starts with their per-task results: at `rank_stage` if they were
+    scored there, else at the first funnel stage that scored them (the funnel's reference runs only there)."""
+    stages = [rank_stage, *FUNNEL_STAGES]
+    rows = []
+    for cand in store.candidates():
+        if _is_reference(cand):
+            ev = _scored(store, cand.id, stages)
+            if ev is not None:
+                rows.append((cand, ev))
+    return rows
+
+
+def _header(store: Store, config: RunConfig, best: Candidate | None, best_ev: EvaluationRecord | None,
+            counts: dict[str, int]) -> str:
+    statuses = store.status_counts()
+    items = [
+        ("strategy", esc(config.strategy_name)),
+        ("suite", esc(str(config.suite))),
+        ("status", esc(str(store.meta("status", "unknown"))) + (f" ({esc(str(store.meta('stop_reason')))})"
+                                                              if store.meta("stop_reason") else "")),
+        ("candidates", f"{len(store.candidates(include_reference=False))} proposed, {len(store.evaluations())} evaluations"),
+        ("evaluations by status", ", ".join(f"{esc(str(k))} {v}" for k, v in sorted(statuses.items())) or "-"),
+        ("funnel", " &rarr; ".join(f"{esc(k)} {v}" for k, v in counts.items()) or "-"),
+        ("score version", esc(str(best_ev.metrics.get("score_version", 1))) if best_ev is not None else "-"),
+    ]
+    dollars, calls = store.llm_spend()
+    if calls:
+        items.append(("LLM", f"{calls} calls, ${dollars:.4f}"))
+    if best is not None:
+        held = store.evaluation(best.id, "heldout")
+        items.append(("best candidate", f"{named(best)}: fitness "
+                      f"{esc(fitness_text(best_ev))}" + (f"; held-out {esc(fitness_text(held, stage=False))}" if held else
+                                                         "; not evaluated on held-out tasks")
+                      + " <small>(mean log2 speedup over tuned AdamW, ± 95% interval)</small>"))
+    return definition_list(items)
+
+
+def _img(f: Figure) -> str:
+    data = base64.b64encode(f.png).decode("ascii")
+    return f'<h2>{esc(f.title)}</h2><img alt="{esc(f.title)}" src="data:image/png;base64,{data}">'
+
+
+def build_report(run_dir: str | Path, top: int = 8) -> str:
+    """The HTML text of the report for `run_dir` (`top`: candidates in the heatmap besides references)."""
+    with Store.open(run_dir) as store:
+        config = config_from_dict(store.config())
+        rank_stage = config.search_stages()[-1].name
+        best_id = choose_best(store, rank_stage)
+        best = store.candidate(best_id) if best_id else None
+        best_ev = store.evaluation(best_id, rank_stage) if best_id else None
+        counts = funnel_counts(store, config)
+        refs = reference_rows(store, rank_stage)
+        ref_ids = {c.id for c, _ in refs}
+        top_rows = [(r.candidate, r.evaluation) for r in store.leaderboard(rank_stage)
+                    if r.evaluation.ok and r.candidate.id not in ref_ids][:top]
+        heat = fig_heatmap([(label(c), ev.metrics.get("tasks") or {}) for c, ev in top_rows + refs], len(refs))
+        points = timeline(final_search_results(store, config))
+
+        parts = [f"<h1>optforge run <code>{esc(str(run_dir))}</code></h1>", _header(store, config, best, best_ev, counts)]
+        parts += [_img(f) for f in (fig_timeline(points, rank_stage), fig_funnel(counts), heat) if f]
+        if best is not None and best_ev is not None:
+            parts.append(f"<h2>Per task: best candidate and references ({esc(rank_stage)})</h2>")
+            parts.append(task_table([(best, best_ev)] + [r for r in refs if r[0].id != best.id]))
+        if best is not None:
+            curves = fig_curves((best_ev.artifacts.get("curves") if best_ev else None) or {})
+            if curves:
+                parts.append(_img(curves))
+            parts.append(f"<h2>Source of the best candidate <code>{esc(best.id)}</code></h2>")
+            parts.append(task_detection_html(best, best_ev))
+            parts.append(source_html(best))
+            chain = [(c, _latest(store, c.id, rank_stage)) for c in lineage(store, best.id)]
+            parts.append("<h2>Lineage of the best candidate</h2>" + lineage_html(chain))
+        parts.append("<h2>Failures by status</h2>" + failures_html(failure_rows(store)))
+        parts.append("<h2>Run config</h2>" + config_html(store.config()))
     return _PAGE.format(body="\n".join(parts))
+
+
+def _latest(store: Store, cid: str, rank_stage: str) -> EvaluationRecord | None:
+    """The evaluation at `rank_stage`, else the last search evaluation (a failure at smoke, say)."""
+    ev = store.evaluation(cid, rank_stage)
+    if ev is not None:
+        return ev
+    evs = [e for e in store.evaluations(cid) if e.stage in SEARCH_STAGES]
+    return max(evs, key=lambda e: e.created) if evs else None
 
 
 def write_report(run_dir: str | Path, out: str | Path) -> Path:
@@ -206,8 +161,18 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>optforge report</title>
 <style>
 body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }}
 pre {{ background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 12px; }}
+dl.kv {{ display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }}
+dl.kv dt {{ font-weight: bold; }} dl.kv dd {{ margin: 0; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; font-family: monospace; white-space: nowrap; }}
+tr.total {{ background: #f6f8fa; font-weight: bold; }}
+details summary {{ cursor: pointer; color: #555; }}
+.warn {{ color: #82071e; }} .fit {{ font-weight: normal; font-size: 0.85em; color: #444; }}
+.from {{ margin: 0; color: #666; font-size: 0.9em; }}
 .add {{ color: #116329; background: #dafbe1; }} .del {{ color: #82071e; background: #ffebe9; }}
 </style></head>
 <body>

@@ -275,6 +275,12 @@ class Store:
                  p.created or time.time()),
             )
 
+    def clear_promotions(self) -> None:
+        """Drop every funnel decision (a run searching again decides its funnel anew; the funnel's
+        evaluations stay, so they are cached)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM promotions")
+
     def _add_llm_columns(self) -> None:
         """Give an llm_calls table written before a column existed that column (old rows get NULL)."""
         with self.transaction() as db:
@@ -386,13 +392,6 @@ class Store:
         with self._lock:
             row = self._db.execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
         return _evaluation(row) if row else None
-
-    def same_fingerprint(self, fingerprint: str, content_hash: str) -> list[str]:
-        """Ids of candidates with other source text whose rule had this fingerprint (functional twins)."""
-        with self._lock:
-            rows = self._db.execute("SELECT candidate_id FROM evaluations WHERE fingerprint = ? AND content_hash != ?"
-                                    " ORDER BY id", (fingerprint, content_hash)).fetchall()
-        return [r["candidate_id"] for r in rows]
 
     def leaderboard(self, stage: str = "train", *, limit: int | None = None,
                     include_reference: bool = False) -> list[Ranked]:

@@ -2,9 +2,13 @@
 whether a real evaluation works.
 
 It runs the trusted probe job (optforge.sandbox.selftest) through the real sandbox, so what it prints
-is what a candidate gets, not what the code hopes for; then it evaluates the bundled `adamw` rule on
-the `smoke` suite exactly as `optforge eval` does, and exits non-zero with the reason when that fails
-(an install whose package the sandboxed job cannot import fails here, not in every run).
+is what a candidate gets, not what the code hopes for: the network, a write outside its directory,
+secrets, host processes, and one probe per OS layer (a file in each world-writable host directory,
+the unix sockets under /run, a System V segment of the host's and one of its own, twice its disk
+quota written in many files), each judged from outside where it can be. Then it evaluates the
+bundled `adamw` rule on the `smoke` suite exactly as `optforge eval` does, and exits non-zero with
+the reason when that fails (an install whose package the sandboxed job cannot import fails here,
+not in every run).
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ import os
 import sys
 import tempfile
 
+PROBE_QUOTA = 32 << 20  # bytes: the probe job's directory quota; it tries to write twice as much
+
 _EXPLAIN = {
     "static_check": "source checked against an allow-list policy before it runs",
     "process_group": "own session and process group, killed as a whole",
     "pid_namespace": "own PID namespace: grandchildren cannot outlive the job, host processes invisible",
     "network": "own network namespace: no network at all",
     "filesystem": "runs as a fresh uid with private /tmp: cannot write outside its directory",
+    "read_only_root": "every mount read-only except its directory and private tmpfs (/run/lock too)",
+    "run_hidden": "empty /run and /var/run: host daemons' unix sockets cannot be reached",
+    "ipc_namespace": "own System V IPC namespace: no shared memory, queue or semaphore crosses it",
+    "disk_quota": "its directory is a tmpfs of max_output_bytes: writing many files stops there",
     "rlimits": "CPU seconds, address space, file size, open files, processes",
     "no_secrets": "scrubbed environment: no API keys or tokens",
     "unprivileged": "not root on the host: fresh uid, no capabilities, no_new_privs",
@@ -44,18 +54,23 @@ def run(args: argparse.Namespace) -> int:
     outside = tempfile.mkdtemp(prefix="optforge-doctor-")
     target = os.path.join(outside, "escape.txt")
     os.environ.setdefault("OPTFORGE_DOCTOR_FAKE_API_KEY", "not-a-real-key")
-    limits = sandbox.Limits(timeout_s=60.0, mode=args.mode)
-    try:
-        res = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:probe", {"write_probe": target}, sandbox.RULE_POLICY, limits)
-        wrote = os.path.exists(target)
-    finally:
-        if os.path.exists(target):
-            os.remove(target)
-        os.rmdir(outside)
-    if not res.ok:
-        raise UserError(f"the sandbox probe job failed ({res.reason}): {res.exception}")
+    # the probe's own result is tiny: a small directory quota lets it try to write past it quickly
+    limits = sandbox.Limits(timeout_s=60.0, mode=args.mode, max_output_bytes=PROBE_QUOTA)
+    with selftest.HostProbes() as host:
+        try:
+            res = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:probe",
+                              {"write_probe": target, **host.payload(), "fill_bytes": 2 * PROBE_QUOTA},
+                              sandbox.RULE_POLICY, limits)
+            wrote = os.path.exists(target)
+        finally:
+            if os.path.exists(target):
+                os.remove(target)
+            os.rmdir(outside)
+        if not res.ok:
+            raise UserError(f"the sandbox probe job failed ({res.reason}): {res.exception}")
+        facts = res.value or {}
+        seen = host.seen_from_outside()
     real = real_job_check(args.mode)
-    facts = res.value or {}
     report = {
         "mode": res.mode,
         "layers": res.layers,
@@ -64,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
             "write_outside_blocked": not wrote,
             "secrets_hidden": not facts.get("secrets_seen"),
             "host_processes_hidden": 0 < int(facts.get("processes_visible", -1)) <= 3,
+            # each held if the host sees nothing of what the probe tried
+            "world_writable_private": not seen["world_writable"],
+            "unix_sockets_hidden": not facts.get("unix_sockets_reached"),
+            "ipc_isolated": not facts.get("host_ipc_seen") and not seen["ipc_left"],
+            "disk_quota_holds": 0 <= int(facts.get("bytes_written", -1)) <= PROBE_QUOTA,
         },
+        "probed": {"world_writable": host.world_writable, "sockets": host.sockets},
         "job_uid": facts.get("uid"),
         "job_start_s": round(res.wall_s, 3),
         "real_job": real,

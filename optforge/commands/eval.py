@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     sandbox_cfg = {"timeout_s": args.timeout} if args.timeout else {}
     try:
         request = EvalRequest(
-            source, stage=args.suite, suite=args.suite, seeds=_seeds(args.seeds), sandbox=sandbox_cfg, workers=max(1, args.jobs)
+            source, stage=args.suite, suite=args.suite, seeds=_seeds(args.seeds), sandbox=sandbox_cfg, workers=max(1, args.jobs),
+            name=name,
         )
         result = evaluate(request)
     except (BaselineError, ValueError) as e:

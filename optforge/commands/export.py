@@ -56,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.candidate or args.best:
         raise UserError(f"{args.source} is not a run directory; CANDIDATE_ID and --best apply to runs only")
     elif src_path.suffix == ".py" and src_path.is_file():
-        source, name = src_path.read_text(), args.name or _camel(src_path.stem)
+        from optforge.source_text import SourceDecodeError, read_source
+
+        try:
+            source = read_source(src_path)  # as Python reads it: a byte-order mark, CRLF, UTF-16 with a mark
+        except (OSError, SourceDecodeError) as e:
+            raise UserError(f"cannot read {src_path}: {e}") from None
+        name = args.name or _camel(src_path.stem)
         info = ExportInfo(title=f"{name}: exported by optforge from {src_path.name}.")
     elif args.source in seeds.names():
         source, name = seeds.source(args.source), args.name or _camel(args.source)
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, out)
     print(f"wrote {out} (class {name}); use: from {out.stem} import {name}, param_groups")

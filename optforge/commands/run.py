@@ -7,6 +7,7 @@ engine with a live progress line, and prints the leaderboard. Ctrl-C leaves a re
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -32,27 +35,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Everything that can be wrong with the config (keys, strategy, suites, baselines) is checked
     before the run directory is created, so a failed start leaves nothing behind."""
-    from optforge.config import ConfigError, RunConfig, config_from_dict, load_config
-    from optforge.store import Store, StoreError
+    from optforge.config import ConfigError, load_config
+    from optforge.resume import describe
+    from optforge.store import Store
 
-    store = None
+    store, reopen, restored = None, False, None
     try:
         if args.resume:
             if args.config:
                 raise UserError("give either CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)")
-            try:
-                store = Store.open(args.resume)
-            except StoreError as e:
-                raise UserError(str(e)) from e
-            if not store.config():
-                raise UserError(f"cannot resume {args.resume}: it holds no stored config (the run never started); "
-                                f"start it again with: optforge run CONFIG.yaml --out {args.resume}")
-            config = config_from_dict(store.config(), args.overrides) if args.overrides else RunConfig.from_dict(store.config())
-            if store.meta("status") == "finished":
-                print(f"run {args.resume} already finished ({store.meta('stop_reason', '')}); nothing to do. "
-                      f"See: optforge show {args.resume}")
+            store, config, restored, reopen = _resume(args)
+            if config is None:
                 return 0
-            _check_versions(store, config, force=args.force)
         else:
             if not args.config:
                 raise UserError("missing CONFIG.yaml (or --resume RUN_DIR); for example: optforge run configs/seeds.yaml "
@@ -63,14 +57,67 @@ def run(args: argparse.Namespace) -> int:
 
     strategy, llm_holder = _build_strategy(config, store)
     make_request = _request_factory(config)
+    _check_baselines(config)
+    if reopen:
+        _continue_search(store, strategy, args.overrides)
+    if restored is not None:
+        print(describe(restored, config.budget, continuing=reopen), file=sys.stderr)
     if store is None:
         out = Path(args.out or f"runs/{config.strategy_name.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.db").exists() and _has_config(out):
             raise UserError(f"{out} already holds a run; resume it with: optforge run --resume {out} "
                             "(or pick another --out)")
         store = Store(out)  # a run.db without a config is a start that never began: reused
+    elif args.overrides:
+        store.set_meta(config=config.to_dict())  # the next resume starts from what this one runs with
+        store.add_event("resume_overrides", overrides=list(args.overrides))
     llm_holder["store"] = store
     return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet)
+
+
+def _resume(args: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
+    """Open the run to resume and check the overrides: (store, config, what was restored, whether its
+    search continues); config is None when there is nothing to do (a finished run, no budget raised)."""
+    from optforge.config import RunConfig, config_from_dict
+    from optforge.resume import ResumeRefused, Restored, check_overrides, continues_search
+    from optforge.store import Store, StoreError
+
+    try:
+        store = Store.open(args.resume)
+    except StoreError as e:
+        raise UserError(str(e)) from e
+    if not store.config():
+        raise UserError(f"cannot resume {args.resume}: it holds no stored config (the run never started); "
+                        f"start it again with: optforge run CONFIG.yaml --out {args.resume}")
+    stored = RunConfig.from_dict(store.config())
+    config = config_from_dict(store.config(), args.overrides) if args.overrides else stored
+    restored = Restored.from_store(store, stored)
+    try:
+        check_overrides(stored, config)
+        reopen = continues_search(restored, stored, config)  # the strategy's own state: _continue_search
+    except ResumeRefused as e:
+        raise UserError(f"cannot resume {args.resume} as asked: {e}") from e
+    if restored.status == "finished" and not reopen:
+        print(f"run {args.resume} already finished ({restored.stop_reason}); nothing to do. "
+              f"See: optforge show {args.resume}")
+        store.close()
+        return store, None, restored, False
+    _check_versions(store, config, force=args.force)
+    return store, config, restored, reopen
+
+
+def _continue_search(store: Any, strategy: Any, overrides: list[str]) -> None:
+    """Reopen the search of a run stopped by a budget, unless the strategy's stored state says it is done."""
+    from optforge.engine import reopen_search
+
+    state = store.strategy_state()
+    if state is not None:
+        strategy.load_state(state)
+    if strategy.done():
+        raise UserError(f"cannot resume {store.run_dir} as asked: strategy '{getattr(strategy, 'name', '?')}' is done "
+                        "in its stored state (it has nothing more to propose), so a larger budget cannot continue the "
+                        "search; start a new run for more candidates")
+    reopen_search(store, overrides=list(overrides))
 
 
 def _has_config(run_dir: Path) -> bool:
@@ -118,6 +165,7 @@ def _llm_client(config: Any, holder: dict, store: Any) -> Any:
 
 
 def _check_versions(store: Any, config: Any, *, force: bool) -> None:
+    from optforge.evaluators.scoring import check_score_version
     from optforge.store import versions
 
     problems = []
@@ -126,6 +174,10 @@ def _check_versions(store: Any, config: Any, *, force: bool) -> None:
     for key in ("optforge", "torch"):
         if saved.get(key) and saved[key] != now[key]:
             problems.append(f"{key} {saved[key]} -> {now[key]}")
+    if saved:  # a run from before score versions were recorded was scored with version 1
+        why = check_score_version(saved.get("score_version"))
+        if why:
+            problems.append(why)
     for suite, version in (store.meta("suite_versions", {}) or {}).items():
         current = _suite_version(suite)
         if current != version:
@@ -135,6 +187,25 @@ def _check_versions(store: Any, config: Any, *, force: bool) -> None:
                         "pass --force to resume anyway")
 
 
+def _check_baselines(config: Any) -> None:
+    """Re-run tuned AdamW on one seed per task of every suite the run scores on and compare with
+    the stored curves (`baselines_check`: refuse | warn | off), before anything is written."""
+    from optforge.evaluators.baselines import BaselineError, verify_for_run
+    from optforge.funnel import run_suites
+
+    if config.baselines_check == "off":
+        return
+    suites = run_suites(config)
+    print(f"checking the stored AdamW baselines of {', '.join(suites)} on this machine "
+          "(baselines_check: off skips this)", file=sys.stderr)
+    try:
+        warnings = verify_for_run(suites, config.baselines_check)
+    except BaselineError as e:
+        raise UserError(str(e)) from e
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
 def _suite_version(suite: str) -> str:
     from optforge.evaluators.tasks import get_suite
 
@@ -142,7 +213,7 @@ def _suite_version(suite: str) -> str:
 
 
 def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool) -> int:
-    from optforge.engine import Engine, start_ray
+    from optforge.engine import Engine, RunError, start_ray
     from optforge.evaluators import evaluate
 
     progress = None if quiet else _ProgressLine(config)
@@ -154,6 +225,10 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = engine.run()
+    except RunError as e:
+        log.debug("the error that ended the run", exc_info=e.__cause__)
+        print(f"optforge run: the run failed: {e} {_error_advice(e.__cause__, store.run_dir)}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         if progress is not None:
@@ -172,6 +247,17 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
         return 130
     print(f"stopped: {summary.stop_reason}. Details: optforge show {store.run_dir}")
     return 0
+
+
+def _error_advice(cause: BaseException | None, run_dir: Any) -> str:
+    """What to do after an error ended the run (its store says `failed`, with the reason)."""
+    from optforge.llm import ReplayError
+
+    if isinstance(cause, ReplayError):
+        return ("(stored as status failed.) Replay the recorded run with exactly its config (`optforge show RECORDED_RUN "
+                "--json` prints it), or start a new run without llm.replay to ask the model.")
+    return (f"(stored as status failed; -v prints the traceback.) Fix the cause, then continue with: "
+            f"optforge run --resume {run_dir}")
 
 
 def _request_factory(config: Any) -> Any:

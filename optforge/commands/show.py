@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     s = summary(store, config, top=args.top)
     print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {s['status']}"
-          f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations")
-    if s["llm"]["calls"]:
-        print(f"LLM: {s['llm']['calls']} calls, ${s['llm']['dollars']:.4f}")
+          f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations,"
+          f" score_version {s['score_version']}")
+    if s["llm"]["requests"]:
+        print(f"LLM: {s['llm']['requests']} HTTP requests (retries included), ${s['llm']['dollars']:.4f}")
     print("funnel: " + " -> ".join(f"{k} {v}" for k, v in s["funnel"].items()))
     corr = s["meta_overfitting"]
     if corr and corr.get("n"):
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"promoted: {', '.join(s['promoted'])} (export one with: optforge export {store.run_dir} ID -o opt.py)")
     best = _best(store, config)
     if best is not None:
-        print(f"\nbest candidate {best.candidate.id} (fitness {best.evaluation.fitness:+.3f}):\n")
+        print_candidate_detail(best)
         print(best.candidate.source.rstrip())
     return 0
 
@@ -64,6 +65,37 @@ def _best(store: Any, config: Any) -> Any:
     stage = _rank_stage(config)
     cid = choose_best(store, stage)
     return None if cid is None else Ranked(store.candidate(cid), store.evaluation(cid, stage))
+
+
+def print_candidate_detail(ranked: Any) -> None:
+    """The candidate's result: a smoke gate as status and checks; a scored stage as fitness and per-task
+    scores with their 95 % intervals (from the baselines' sigma, never from the candidate's own seeds);
+    task-detection flags, which the held-out stage, not this check, defends against."""
+    from optforge.commands.eval import smoke_checks
+    from optforge.evaluators.scoring import format_score
+    from optforge.rule_flags import task_detection_flags
+
+    cand, ev = ranked.candidate, ranked.evaluation
+    m = ev.metrics or {}
+    if ev.stage == "smoke":
+        print(f"\nbest candidate {cand.id}: smoke gate {ev.status.value} (a gate: pass/fail, no fitness)")
+        for line in smoke_checks(ev):
+            print(line)
+    else:
+        wins = m.get("wins")
+        print(f"\nbest candidate {cand.id} at {ev.stage}: fitness {format_score(ev.fitness, m.get('fitness_hw'), 3)}"
+              + ("" if wins is None else f", significant wins {wins}/{len(m.get('tasks') or {})}"))
+        for task, row in (m.get("tasks") or {}).items():
+            flags = ",".join(row.get("flags") or [])
+            print(f"  {task:<22} {format_score(row.get('score', 0.0), row.get('hw')):>14}"
+                  + (f"  [{flags}]" if flags else ""))
+    flags = task_detection_flags(cand.source)
+    if flags:
+        print("task detection: the rule compares a step count, lr or shape with a constant; it may recognise "
+              "a task (the held-out stage is the defence):")
+        for f in flags:
+            print(f"  {f}")
+    print()
 
 
 def _rank_stage(config: Any) -> str:
@@ -97,7 +129,8 @@ def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[di
     ranked = final_search_results(store, config)
     for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
         row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
-               "fitness": ev.fitness, "robust": ev.metrics.get("robust"), "wins": ev.metrics.get("wins"),
+               "fitness": ev.fitness, "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
+               "wins": ev.metrics.get("wins"),
                "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
                "feedback": ev.feedback}
         for s in config.funnel_stages():
@@ -113,7 +146,9 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         print("no evaluated candidates yet")
         return
     stages = [s.name for s in config.funnel_stages()]
-    head = f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'robust':>8}  " + "".join(f"{s:>18}" for s in stages)
+    last = config.search_stages()[-1].name
+    head = (f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'95%':>7} {'robust':>8}  "
+            + "".join(f"{s:>18}" for s in stages))
     print(head)
     for r in rows:
         cells = []
@@ -122,11 +157,18 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
             cells.append(f"{'-':>18}" if v is None else f"{('pass ' if v['passed'] else 'fail ') + _num(v['value']):>18}")
         name = (r["id"] + (f" {r['label']}" if r["label"] and r["label"] not in r["id"] else ""))[:21]
         mark = "*" if r["promoted"] else " "
-        status = r["status"] if r["status"] != "ok" or r["stage"] == config.search_stages()[-1].name else "ok*"
-        print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {_num(r['fitness']):>8} {_num(r['robust']):>8}  "
+        status = r["status"] if r["status"] != "ok" or r["stage"] == last else "ok*"
+        gate = r["stage"] == "smoke"  # a gate: pass/fail, never a fitness
+        fitness = "gate" if gate else _num(r["fitness"])
+        hw = "" if gate or r["fitness_hw"] is None else f"±{r['fitness_hw']:.3f}"
+        print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {fitness:>8} {hw:>7} {'-' if gate else _num(r['robust']):>8}  "
               + "".join(cells))
     if any(r["promoted"] for r in rows):
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
+    partial = sorted({r["stage"] for r in rows if r["status"] == "ok" and r["stage"] != last})
+    if partial:
+        print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} (the run stopped before); "
+              f"ranked below every candidate with a {last} fitness")
 
 
 def failure_rows(store: Any) -> list[dict[str, Any]]:
@@ -160,19 +202,25 @@ def _num(v: Any) -> str:
 def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
+    from optforge.rule_flags import task_detection_flags
 
-    dollars, calls = store.llm_spend()
+    dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)
     best = _best(store, config)
     return {
         "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"),
         "stop_reason": store.meta("stop_reason", ""), "config": store.config(), "versions": store.meta("versions", {}),
+        # a run from before score versions were recorded was scored with version 1
+        "score_version": (store.meta("versions", {}) or {}).get("score_version", 1),
         "suite_versions": store.meta("suite_versions", {}),
         "proposed": len(store.candidates(include_reference=False)), "evaluations": len(store.evaluations()),
         "statuses": store.status_counts(), "funnel": funnel_counts(store, config),
-        "meta_overfitting": store.meta("correlation"), "llm": {"calls": calls, "dollars": dollars},
+        "meta_overfitting": store.meta("correlation"), "llm": {"requests": requests, "dollars": dollars},
         "leaderboard": leaderboard_rows(store, config, top),
         "best": None if best is None else {"id": best.candidate.id, "fitness": best.evaluation.fitness,
-                                           "source": best.candidate.source},
+                                           "fitness_hw": best.evaluation.metrics.get("fitness_hw"),
+                                           "stage": best.evaluation.stage, "source": best.candidate.source,
+                                           "task_detection": [{"line": f.line, "message": f.message}
+                                                              for f in task_detection_flags(best.candidate.source)]},
         "promoted": [p.candidate_id for p in store.promotions("promoted") if p.passed],
         "failure": store.meta("failure", ""),
         "failures": failure_rows(store),

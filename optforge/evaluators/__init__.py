@@ -33,6 +33,7 @@ class EvalRequest:
     (used as selection seeds).
     baselines: the suite's baseline payload (JSON-able); None uses the committed ones.
     workers: sandbox calls run at once inside this evaluation (the CLI uses 2; engine slots use 1).
+    name: what error messages call the rule (`optforge eval` passes the file or seed name).
     """
 
     source: str
@@ -43,6 +44,7 @@ class EvalRequest:
     baselines: dict | None = None
     tune_wd: bool = False
     workers: int = 1
+    name: str = "candidate"
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str):
@@ -190,6 +192,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         workers=int(request.workers),
         cost_per_step={k: float(v.get("cost_per_step", 1.0)) for k, v in payload["tasks"].items()},
         fingerprint_next=smoke or request.stage == "smoke",
+        name=request.name,
     )
     deltas = {t.name: task_delta(payload, t.name, len(sel)) for t in infos}
     try:

@@ -83,10 +83,12 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
     buffers: dict[str, np.ndarray] = {}
     step_pairs: dict[str, tuple[float, float]] = {}
     value: dict = {"runs": runs}
+    where: dict = {}  # what the rule was serving when it failed, added to its failure record
     try:
         for i, r in enumerate(payload.get("runs", ())):
             if r["task"] not in tasks:
                 raise KeyError(f"task {r['task']!r} is not in suite {payload['suite']!r}")
+            where = {"task": r["task"], "lr": float(r["lr"]), "seed": int(r["seed"])}
             t0 = time.perf_counter()
             trace = train_rule(
                 tasks[r["task"]],
@@ -104,11 +106,13 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
             cand_step, adamw_step = step_pairs.get(r["task"], (0.0, 0.0))
             runs.append(_run_record(i, trace, buffers, run_seconds, cand_step, adamw_step))
         if payload.get("fingerprint"):
+            where = {"during": "the smoke fingerprint"}
             value["fingerprint"] = fingerprint(rule)
         if payload.get("state_probe"):
+            where = {"during": "the state-memory probe"}
             value["state_probe"] = state_probe(rule, RemoteRuleSource(host, _STATELESS, "stateless"))
     except RuleProcessError as e:
-        value["failure"] = e.record
+        value["failure"] = {**e.record, **where}
     # which isolation layers held in every rule process of this call (rule_host.Child.layers)
     value["rule_layers"] = {**host.layers, **rule.layers}
     return value, buffers

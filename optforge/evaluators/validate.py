@@ -41,6 +41,19 @@ class BatchFailure(Exception):
 _RULE_REASONS = re.compile(r"(exception|load_error|bad_delta|memory|signal:\d+|exit:-?\d+)")
 
 
+def _where(rec: dict) -> str:
+    """`; while training task T (lr, seed)` or `; during the ... probe`: what the rule served when it
+    failed (the job adds it to the rule process's record)."""
+    if rec.get("task"):
+        lr, seed = rec.get("lr"), rec.get("seed")
+        extra = ", ".join(x for x in (f"lr {lr:.3g}" if isinstance(lr, (int, float)) else "",
+                                      f"seed {seed}" if isinstance(seed, int) else "") if x)
+        return f"; while training task {str(rec['task'])[:100]}" + (f" ({extra})" if extra else "")
+    if rec.get("during"):
+        return f"; during {str(rec['during'])[:100]}"
+    return ""
+
+
 def failed_result(res: Any, failure: Any) -> tuple[str, Any]:
     """(reason, a copy of SandboxResult `res` carrying the rule process's failure record)."""
     rec = failure if isinstance(failure, dict) else {}
@@ -50,6 +63,7 @@ def failed_result(res: Any, failure: Any) -> tuple[str, Any]:
     text = f"{str(rec.get('type', 'Error'))[:200]}: {str(rec.get('message', ''))[:2000]}"
     if rec.get("line"):
         text += f" (candidate line {rec['line']}" + (f": {str(rec['line_text'])[:200]}" if rec.get("line_text") else "") + ")"
+    text += _where(rec)
     tail = str(res.stderr_tail or "")
     if reason == "exception" and rec.get("traceback"):
         tail = (tail + "\n" + str(rec["traceback"]))[-8192:]

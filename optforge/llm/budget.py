@@ -12,6 +12,7 @@ as a call never costs more than its reservation (providers clip output at max_to
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 import threading
 from dataclasses import dataclass
 
@@ -38,7 +39,9 @@ class Budget:
         self.max_dollars = max_dollars
         self.max_calls = max_calls
         self._lock = threading.Lock()
-        self._spent = float(spent_dollars)
+        # exact (a Fraction of floats): concurrent calls settle in any order, and a replayed run must
+        # report the same spend as the run it replays, to the last bit
+        self._spent = Fraction(float(spent_dollars))
         self._calls = int(calls_made)
         self._reserved: dict[int, float] = {}
         self._next = 0
@@ -55,12 +58,12 @@ class Budget:
                                "retries included)")
                 raise BudgetExhausted(self.reason)
             if self.max_dollars is not None:
-                held = self._spent + sum(self._reserved.values())
+                held = float(self._spent) + sum(self._reserved.values())
                 if held + worst > self.max_dollars:
                     self._exhausted = True
                     self.reason = (
-                        f"budget.max_dollars={self.max_dollars} would be exceeded: spent ${self._spent:.6f}, "
-                        f"reserved ${held - self._spent:.6f}, this call may cost up to ${worst:.6f}"
+                        f"budget.max_dollars={self.max_dollars} would be exceeded: spent ${float(self._spent):.6f}, "
+                        f"reserved ${held - float(self._spent):.6f}, this call may cost up to ${worst:.6f}"
                     )
                     raise BudgetExhausted(self.reason)
             self._next += 1
@@ -86,12 +89,12 @@ class Budget:
         """Replace a reservation by the call's real cost."""
         with self._lock:
             self._reserved.pop(reservation.id, None)
-            self._spent += max(0.0, float(dollars))
+            self._spent += Fraction(max(0.0, float(dollars)))
 
     @property
     def spent_dollars(self) -> float:
         with self._lock:
-            return self._spent
+            return float(self._spent)
 
     @property
     def calls_made(self) -> int:
@@ -107,4 +110,4 @@ class Budget:
 
     def state(self) -> dict:
         with self._lock:
-            return {"spent_dollars": self._spent, "calls_made": self._calls}
+            return {"spent_dollars": float(self._spent), "calls_made": self._calls}

@@ -11,6 +11,7 @@ import ctypes.util
 import importlib.util
 import logging
 import os
+import re
 import resource
 import sys
 from typing import Iterable, Mapping
@@ -18,6 +19,7 @@ from typing import Iterable, Mapping
 log = logging.getLogger(__name__)
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -25,6 +27,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 MNT_DETACH = 2
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # each covered by an empty private tmpfs in the job
+RUN_DIRS = ("/run", "/var/run")  # where host daemons keep their unix sockets (docker, dbus, systemd)
 UID_BASE = 1_000_000  # each job runs as UID_BASE + its supervisor's pid: no two live jobs share a uid
 
 # variables a job may see; everything else (API keys, cloud credentials, tokens) is dropped
@@ -165,7 +169,7 @@ def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> 
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     done["proc"] = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    targets = [t for t in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(t)]
+    targets = [t for t in PRIVATE_TMP if os.path.isdir(t)]
     roots = [os.path.realpath(t) for t in targets]
     under = lambda p: any(p.startswith(r + "/") for r in roots)  # noqa: E731 - the root itself stays private
     work = os.path.realpath(workdir)
@@ -221,6 +225,126 @@ def expose_paths(paths: Iterable[str], uid: int) -> list[str]:
             for _, fd in fds:
                 os.close(fd)
     return blocked_paths(paths, uid)
+
+
+def ipc_namespace() -> bool:
+    """A System V IPC namespace of the calling process's own (needs root, or root in a user
+    namespace): shared memory, message queues and semaphores it creates are invisible to the host
+    and die with the namespace when its last process ends; the host's are invisible to it."""
+    lib = libc()
+    return lib is not None and lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
+
+
+def hide_run(keep: Iterable[str] = ()) -> bool:
+    """In our private mount namespace, an empty tmpfs over /run (and /var/run where it is a directory
+    of its own): the path-based unix sockets of host daemons (docker, dbus, systemd, databases) are
+    not there to connect to; a network namespace does not cover them. `keep` paths (import
+    locations) under them are bound back read-only. True when every existing one is covered."""
+    targets = _cover(os.path.realpath(t) for t in RUN_DIRS if os.path.isdir(t))
+    ok = True
+    for target in targets:
+        binds = _cover(p for p in _real(keep) if p.startswith(target + "/"))
+        try:
+            fds = [(p, os.open(p, os.O_PATH)) for p in binds]
+        except OSError:
+            ok = False
+            continue
+        try:
+            ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") and ok
+            for p, fd in fds:
+                ok = ok and _bind_back(fd, p, readonly=True)
+        finally:
+            for _, fd in fds:
+                os.close(fd)
+    return ok and all(not _visible_entries(t, keep) for t in targets)
+
+
+def _visible_entries(directory: str, keep: Iterable[str]) -> list[str]:
+    """Entries of `directory` other than the first path components of the `keep` paths under it."""
+    allowed = {p[len(directory) + 1:].split("/")[0] for p in _real(keep) if p.startswith(directory + "/")}
+    try:
+        return [e for e in os.listdir(directory) if e not in allowed]
+    except OSError:
+        return []
+
+
+def disk_quota(workdir: str, limit_bytes: int, uid: int | None) -> bool:
+    """Put the job's directory on a tmpfs of its own of `limit_bytes` (in our private mount
+    namespace): everything the job writes there, across any number of files, stops at the limit
+    with ENOSPC. RLIMIT_FSIZE caps one file only. The directory is empty afterwards; the
+    supervisor copies the result files out (see worker._copy_out). True when the mount is in place."""
+    owner = f",uid={uid},gid={uid}" if uid is not None else ""
+    size = max(int(limit_bytes), 1 << 20)
+    if not _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},nr_inodes=65536,mode=0700{owner}"):
+        return False
+    try:
+        st = os.statvfs(workdir)
+    except OSError:
+        return False
+    return st.f_blocks * st.f_frsize <= size + st.f_frsize and os.listdir(workdir) == []
+
+
+def read_only_root(writable: Iterable[str]) -> bool:
+    """Every mount in our private mount namespace read-only, `/` included, except the `writable`
+    paths (the job's directory and its private tmpfs), each made a mount point of its own first.
+    Each visible mount point is remounted with its own locked flags (see `_locked_flags`) and then
+    checked; a mount covered by another is reached by no path and needs nothing. True when every
+    mount point outside `writable` reads back read-only."""
+    keep = sorted({os.path.realpath(w) for w in writable if os.path.isdir(w)})
+    for w in keep:  # a directory on / (no mount of its own) would go read-only with it
+        if not os.path.ismount(w) and not _mount(w, w, None, MS_BIND | MS_REC):
+            return False
+    points = _mount_points()
+    if not points:
+        return False
+    ok = True
+    for target in points:
+        if os.path.realpath(target) in keep:
+            continue
+        try:
+            flags = os.statvfs(target).f_flag
+        except OSError:
+            continue  # gone or unreachable: nothing to write there
+        if not flags & os.ST_RDONLY:
+            _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(target))
+        try:
+            ok = ok and bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+        except OSError:
+            pass
+    return ok
+
+
+def _mount_points() -> list[str]:
+    """The mount points of our mount namespace, in mount order, each once (octal escapes decoded)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            fields = [line.split() for line in f]
+    except OSError:
+        return []
+    unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)  # noqa: E731
+    return list(dict.fromkeys(unescape(f[4]) for f in fields if len(f) > 4))
+
+
+def drop_capabilities() -> bool:
+    """No capabilities left in any set (root in a user namespace keeps all of them over its own
+    namespaces otherwise, and could unmount what hides the host). True when none is left."""
+    lib = libc()
+    if lib is None:
+        return False
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if lib.capset(ctypes.byref(header), data) != 0:
+        return False
+    lib.capget(ctypes.byref(header), data)
+    return all(d.effective == 0 and d.permitted == 0 for d in data)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 def blocked_paths(paths: Iterable[str], uid: int) -> list[str]:

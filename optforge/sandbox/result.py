@@ -14,8 +14,12 @@ LAYERS = (
     "static_check",  # the source was checked against the policy before anything ran
     "process_group",  # own session and process group, killed as a whole
     "pid_namespace",  # own PID namespace: nothing it starts outlives it, it cannot see or signal the host
-    "network",  # own network namespace with no interfaces up: no sockets reach anything
+    "network",  # own network namespace with no interfaces up: no IP or abstract unix socket reaches anything
     "filesystem",  # writes only in its private directory: unprivileged uid and a private /tmp
+    "read_only_root",  # every mount read-only but its own directory and private tmpfs (/run/lock too)
+    "run_hidden",  # empty tmpfs over /run and /var/run: host daemons' unix sockets are not there
+    "ipc_namespace",  # own System V IPC namespace: no shared memory, queue or semaphore crosses it
+    "disk_quota",  # its directory is a tmpfs of max_output_bytes: writes across many files stop there
     "rlimits",  # CPU seconds, address space, file size, open files, processes
     "no_secrets",  # scrubbed environment: no API keys, tokens, credentials
     "unprivileged",  # not root: a fresh uid with no capabilities, no_new_privs

@@ -15,9 +15,11 @@ import importlib
 import json
 import linecache
 import os
+import re
 import select
 import shutil
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -35,6 +37,9 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     lim = req["limits"]
     workdir = req["workdir"]
+    # the caller reads the result in this directory as the host sees it; the job writes it on a
+    # tmpfs of its own (disk_quota) in our mount namespace, so keep a handle on the host's one
+    host = _HostDir(workdir)
     ns = L.unshare_namespaces(_NS_FLAGS) if req.get("namespaces", True) else {}
     uid = L.UID_BASE + os.getpid() if os.geteuid() == 0 and req.get("drop_privileges", True) else None
     if uid is not None:
@@ -66,7 +71,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
     except OSError:  # the caller is gone: stop the job and clean up after it
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        shutil.rmtree(workdir, ignore_errors=True)
+        host.remove()
         return
     tail = int(lim.get("tail_bytes", 8192))
     streams = {out_r: _Tail(tail), err_r: _Tail(tail), ctl_r: _Tail(1 << 16)}
@@ -79,6 +84,10 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
     if not isinstance(job_layers, dict):
         job_layers = {}
     job_uid = job_layers.pop("uid", None)
+    disk_full = False
+    if job_layers.get("disk_quota") and not timed_out:
+        disk_full = _full(workdir)
+        host.copy_out(workdir, int(lim["max_output_bytes"]))
     setup = {k: str(job_layers.pop(k)) for k in ("refused", "setup_error") if k in job_layers}
     layers = {
         "pid_namespace": bool(ns.get("pid")),
@@ -87,7 +96,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
     }
     _send_or_clean(
         out,
-        workdir,
+        host,
         {
             "event": "done",
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
@@ -100,18 +109,90 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
             "stderr_tail": streams[err_r].text(),
             "layers": layers,
             "uid": job_uid if isinstance(job_uid, int) else None,
+            "disk_full": disk_full,
             **setup,
         },
     )
 
 
-def _send_or_clean(out: BinaryIO, workdir: str, message: dict[str, Any]) -> None:
+def _send_or_clean(out: BinaryIO, host: "_HostDir", message: dict[str, Any]) -> None:
     """Report to the caller; if it is gone (killed mid-job), nobody will read or remove the job's
     directory, so remove it here."""
     try:
         send(out, message)
     except OSError:
-        shutil.rmtree(workdir, ignore_errors=True)
+        host.remove()
+    finally:
+        host.close()
+
+
+def _full(path: str) -> bool:
+    """Whether the file system at `path` has less than a page or an inode left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 4096 or st.f_favail == 0
+
+
+class _HostDir:
+    """The job's directory as the host sees it, held by its parent's descriptor, opened before the
+    supervisor's mount namespace (where the job covers that path with its quota tmpfs)."""
+
+    def __init__(self, workdir: str):
+        self.name = os.path.basename(os.path.normpath(workdir))
+        self.parent = os.open(os.path.dirname(os.path.normpath(workdir)), os.O_RDONLY | os.O_DIRECTORY)
+
+    def copy_out(self, job_dir: str, limit: int) -> None:
+        """Copy the result files (the protocol's names only) from the job's tmpfs to the host's
+        directory, after every job process is gone. The job wrote them, so: no symlink is followed,
+        nothing blocks, at most `limit` + 1 bytes per file (the reader refuses more), and an entry
+        that is not a regular file arrives as a FIFO, which the reader refuses as such."""
+        dst = os.open(self.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.parent)
+        try:
+            with os.scandir(job_dir) as entries:
+                names = [e.name for e, _ in zip(entries, range(_MAX_ENTRIES)) if _RESULT_NAME.fullmatch(e.name)]
+            for name in names:
+                _copy_file(os.path.join(job_dir, name), name, dst, limit)
+        except OSError as e:  # the caller finds no result and says so; nothing here is the job's doing to report
+            sys.stderr.write(f"optforge sandbox supervisor: copying the job's result out failed: {e}\n")
+        finally:
+            os.close(dst)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.name, dir_fd=self.parent, ignore_errors=True)
+
+    def close(self) -> None:
+        os.close(self.parent)
+
+
+_RESULT_NAME = re.compile(r"result\.json|buf_\d{1,9}\.bin")  # what protocol.write_result writes
+_MAX_ENTRIES = 100_000  # a directory of the job's is scanned this far (tmpfs nr_inodes is 65536)
+
+
+def _copy_file(src: str, name: str, dst_dir: int, limit: int) -> None:
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # a symlink (ELOOP) or something that cannot be opened
+        fd = -1
+    try:
+        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.mkfifo(name, 0o600, dir_fd=dst_dir)
+            return
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dst_dir)
+        try:
+            left = limit + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                os.write(out, chunk)
+                left -= len(chunk)
+        finally:
+            os.close(out)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class _Tail:
@@ -207,14 +288,22 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
     # optforge as the template loaded them), bound read-only into the job's private mounts
     keep = sorted({*req.get("import_paths", []), *req.get("sys_path", []), *L.import_locations()})
     mounts = L.private_mounts(workdir, int(lim["max_output_bytes"]), keep) if ns.get("mnt") else {}
+    private = bool(mounts.get("tmp"))  # our own mount namespace, / made private: mounts stay in it
     os.environ.clear()
     os.environ.update(req["env"])
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    # OPTFORGE_SANDBOX_DISABLE may name these layers, so that a test can show each one alone holds
+    on = {name: name not in req.get("disable", ()) for name in ("run_hidden", "disk_quota", "read_only_root", "ipc_namespace")}
+    layers["run_hidden"] = private and on["run_hidden"] and L.hide_run(keep)
+    layers["disk_quota"] = private and on["disk_quota"] and L.disk_quota(workdir, int(lim["max_output_bytes"]), uid)
     if uid is not None:
         # exposing needs the private mount namespace: without it, only check what the uid can reach
-        blocked = L.expose_paths(keep, uid) if mounts.get("tmp") else L.blocked_paths(keep, uid)
+        blocked = L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)
         if blocked:
             uid = None  # the job could not import its own code as another user: stay root, say so
+    writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
+    layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
+    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace()
     unprivileged = L.drop_privileges(uid)
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
     layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
@@ -224,6 +313,11 @@ def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: i
         int(lim["open_files"]), int(lim["processes"]) if uid is not None and unprivileged else None,
     )
     L.set_parent_death_signal(signal.SIGKILL)
+    if uid is None:
+        # a job that stays root (of a user namespace, or of the host where the uid switch was not
+        # possible) would hold every capability over its mounts: without them it cannot unmount or
+        # remount what the layers above put in place
+        L.drop_capabilities()
     layers.update(L.optional_layers())
     os.chdir(workdir)
     have = {**layers, "pid_namespace": bool(ns.get("pid")), "network": bool(ns.get("net")), "static_check": True}

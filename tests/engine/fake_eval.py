@@ -184,3 +184,40 @@ def broken_start(params, *, seed, llm=None):
     from optforge import seeds
 
     return ListStrategy([BROKEN_RULE, seeds.source("adamw")], notes=[{"warm_start": True, "seed": "broken"}, {}])
+
+
+class AsksLLM(ListStrategy):
+    """Asks the LLM for each proposal (and proposes its answer); `observe` raises on `# BUG`."""
+
+    name = "asks_llm"
+
+    def __init__(self, llm) -> None:
+        super().__init__([])
+        self.llm = llm
+
+    def propose(self, n: int) -> list:
+        from optforge.types import Candidate
+
+        answer = self.llm.complete("propose an update rule").text
+        self.i += 1
+        return [Candidate.new(answer, id=f"c{self.i - 1}", strategy=self.name)]
+
+    def done(self) -> bool:
+        return False
+
+
+def asks_llm(params, *, seed, llm=None):
+    """Strategy factory (`strategy: {name: "fake_eval:asks_llm"}`): every proposal is an LLM call."""
+    return AsksLLM(llm)
+
+
+class RaisesInObserve(ListStrategy):
+    name = "raises_in_observe"
+
+    def observe(self, candidate, result) -> None:
+        raise ValueError(f"observe broke on {candidate.id}")
+
+
+def raises_in_observe(params, *, seed, llm=None):
+    """Strategy factory: one healthy candidate whose observation raises (a strategy bug)."""
+    return RaisesInObserve([fake_source(0.1)])

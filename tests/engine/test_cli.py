@@ -139,5 +139,162 @@ def test_resume_refuses_other_versions_unless_forced(tmp_path, capsys):
     assert main(["run", "--resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "torch 1.0.0 ->" in err and "suite 'smoke' 0-old ->" in err and "--force" in err
+    assert "scored with score_version 1" in err  # recorded before score versions: the old score
     assert main(["run", "--resume", str(tmp_path / "nothing-here")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_diverged_replay_fails_the_run_in_one_line_and_stores_why(ray_local, tmp_path, capsys):
+    from optforge.store import Store
+
+    recorded = tmp_path / "recorded"
+    Store(recorded).close()  # a recording without calls: the first prompt already diverges
+    cfg = _write(tmp_path, {"strategy": {"name": "fake_eval:asks_llm"}, "suite": "smoke", "stages": ["smoke"],
+                            "slots": 1, "deterministic": True,
+                            "llm": {"model": "openai/scripted", "replay": str(recorded), "api_key_env": None,
+                                    "api_base": "http://127.0.0.1:9/v1", "input_cost_per_token": 1e-6,
+                                    "output_cost_per_token": 2e-6}})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("optforge run:")]
+    assert "the run failed: ReplayError:" in line and "never recorded" in line and "without llm.replay" in line
+    with Store.open(out) as st:
+        assert st.meta("status") == "failed" and st.meta("stop_reason") == "error"
+        assert "ReplayError" in st.meta("failure") and "diverged" in st.meta("failure")
+    assert main(["show", str(out)]) == 0
+    assert "status failed (error)" in capsys.readouterr().out
+
+
+def test_any_error_that_ends_a_run_leaves_it_failed_not_running(ray_local, tmp_path, capsys):
+    from optforge.store import Store
+
+    cfg = _write(tmp_path, {"strategy": {"name": "fake_eval:raises_in_observe"}, "suite": "smoke", "stages": ["smoke"],
+                            "slots": 1, "deterministic": True})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("optforge run:")]
+    assert "the run failed: ValueError: observe broke on c0" in line and f"optforge run --resume {out}" in line
+    with Store.open(out) as st:
+        assert st.meta("status") == "failed" and st.meta("failure") == "ValueError: observe broke on c0"
+        assert [e["error"] for e in st.events("failed")] == ["ValueError"]
+
+
+def test_resume_with_a_larger_budget_continues_and_refuses_what_cannot_apply(ray_local, tmp_path, capsys):
+    """/work/shared/cases/resume-larger-budget, docs/resume.md's example: a run stopped by
+    budget.max_evaluations continues when resumed with a larger one; what cannot apply is refused."""
+    from optforge.store import Store
+
+    cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["sgd", "adam", "adamw"]}, "suite": "smoke",
+                            "stages": ["smoke"], "slots": 1, "deterministic": True, "budget": {"max_evaluations": 1}})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=2", "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "restored: 1 candidates (1 observed), 1 evaluations; strategy state of 'seeds' as saved after 1 proposals" \
+        in printed.err
+    assert "budget: evaluations 1 used, 1 left of 2" in printed.err
+    assert "it continues with the larger budget" in printed.err and "stopped: max_evaluations" in printed.out
+    with Store.open(out) as st:
+        assert [c.id for c in st.candidates()] == ["seed-sgd", "seed-adam"]
+        assert st.config()["budget"]["max_evaluations"] == 2 and st.meta("status") == "finished"
+        events = len(st.events())
+    refusals = {  # each: exit 2, the reason, and nothing written
+        ("--set", "budget.max_evaluations=2"): "already finished",
+        ("--set", "budget.max_evaluations=1"): "budget.max_evaluations (2 used of 1); raise it above what was used",
+        ("--set", "budget.max_seconds=600"): "budget.max_evaluations (2 used of 2)",
+        ("--set", "strategy.seeds=[adamw]", "--set", "budget.max_evaluations=3"):
+            'refused: strategy.seeds: ["sgd", "adam", "adamw"] -> ["adamw"]',
+        ("--set", "suite=train_quick"): "refused: suite:",
+    }
+    for extra, reason in refusals.items():
+        code = main(["run", "--resume", str(out), *extra, "--quiet"])
+        text = capsys.readouterr()
+        assert reason in text.out + text.err
+        assert code == (0 if reason == "already finished" else 2) and "restored:" not in text.err
+    with Store.open(out) as st:
+        assert len(st.events()) == events and st.config()["budget"]["max_evaluations"] == 2
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=3", "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=9", "--quiet"]) == 2
+    assert "strategy 'seeds' is done in its stored state" in capsys.readouterr().err  # all 3 seeds proposed
+
+
+def test_show_explains_ok_star_and_counts_llm_http_requests(tmp_path, capsys):
+    from optforge.config import config_from_dict
+    from optforge.store import Store, versions
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"suite": "smoke", "stages": ["smoke", "train"]}).to_dict(),
+                versions=versions(), status="interrupted")
+    done, partial = Candidate.new("LR = 1\n", id="done"), Candidate.new("LR = 2\n", id="partial")
+    st.add_proposals([done, partial], None)
+    metrics = {"fitness": 0.5, "robust": 0.4, "tasks": {}}
+    for cand, stages in ((done, ("smoke", "train")), (partial, ("smoke",))):
+        for stage in stages:
+            st.add_evaluation(cand, EvaluationResult(Status.OK, stage=stage, suite="smoke", suite_version="1",
+                                                     metrics=metrics), seeds_spec="selection")
+    st.record_llm_call({"model": "m", "prompt": "p", "response": "r", "dollars": 0.01, "attempts": 3, "call_id": "a"})
+    st.record_llm_call({"model": "m", "prompt": "p", "response": "r", "dollars": 0.01, "attempts": 1, "call_id": "b"})
+    st.close()
+    assert main(["show", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "LLM: 4 HTTP requests (retries included), $0.0200" in text and " calls" not in text
+    assert "partial" in text and "ok*" in text
+    assert "ok*: ok at smoke, not evaluated at train (the run stopped before); ranked below every candidate with a " \
+           "train fitness" in text
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["llm"] == {"requests": 4, "dollars": 0.02}
+
+
+def test_version_is_printed():
+    import subprocess
+    import sys
+
+    import optforge
+
+    proc = subprocess.run([sys.executable, "-m", "optforge", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"optforge {optforge.__version__}"
+
+
+def test_show_prints_intervals_the_smoke_gate_the_score_version_and_task_detection(tmp_path, capsys):
+    from optforge.config import config_from_dict
+    from optforge.evaluators.scoring import SCORE_VERSION
+    from optforge.store import Store, versions
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"suite": "smoke", "stages": ["smoke", "train"]}).to_dict(),
+                versions={**versions(), "score_version": SCORE_VERSION}, status="finished")
+    # the best rule recognises its task by the run length: flagged, with its line
+    scored = Candidate.new("LR = 1e-3\n\ndef init(p, ctx):\n    return {}\n\n\ndef update(p, g, state, ctx):\n"
+                           "    if ctx.T == 250:\n        return -ctx.lr * 2 * g\n    return -ctx.lr * g\n", id="scored")
+    gated = Candidate.new("LR = 2\n", id="gated")
+    st.add_proposals([scored, gated], None)
+    tasks = {"logreg": {"score": 0.31, "hw": 0.12, "flags": []}, "matfact": {"score": -0.05, "hw": 0.2, "flags": []}}
+    train = {"fitness": 0.13, "fitness_hw": 0.117, "robust": 0.1, "wins": 1, "tasks": tasks}
+    smoke = {"fitness": 0.9, "tasks": {"smoke_quad": {"score": 0.9, "best_val": 0.3, "lr": 0.1, "flags": []}}}
+    st.add_evaluation(scored, EvaluationResult(Status.OK, stage="smoke", suite="smoke", suite_version="1",
+                                               metrics=smoke), seeds_spec="selection")
+    st.add_evaluation(scored, EvaluationResult(Status.OK, stage="train", suite="smoke", suite_version="1",
+                                               metrics=train), seeds_spec="selection")
+    st.add_evaluation(gated, EvaluationResult(Status.OK, stage="smoke", suite="smoke", suite_version="1",
+                                              metrics=smoke), seeds_spec="selection")
+    st.close()
+    assert main(["show", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert f"score_version {SCORE_VERSION}" in text
+    assert "+0.130  ±0.117" in text  # the leaderboard's fitness with its 95 % interval
+    gated_row = next(line for line in text.splitlines() if " gated " in line)
+    assert " gate " in gated_row and "+0.900" not in gated_row  # smoke is a gate: no fitness
+    assert "fitness +0.130 ± 0.117, significant wins 1/2" in text
+    assert "logreg" in text and "+0.31 ± 0.12" in text
+    assert "task detection" in text and "line 8" in text
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["score_version"] == SCORE_VERSION and shown["best"]["fitness_hw"] == 0.117
+    assert [f["line"] for f in shown["best"]["task_detection"]] == [8]

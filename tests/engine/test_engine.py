@@ -46,18 +46,42 @@ def test_identical_sources_are_evaluated_once(ray_local, tmp_path):
     assert all(e.fitness == 0.5 for e in evs if e.candidate_id != "c2")
 
 
-def test_functional_duplicates_share_the_train_result(ray_local, tmp_path):
-    # different text, same smoke fingerprint: the second is not trained again
-    a, b = fake_source(0.4, "# FP abc"), fake_source(0.4, "# FP abc", "# renamed variables")
+def test_the_same_program_reformatted_shares_the_train_result(ray_local, tmp_path):
+    # other comments and layout, same syntax tree: the second is not trained again
+    a = fake_source(0.4, "# FP abc")
+    b = "# a comment the LLM added\n" + a.replace("FITNESS = 0.4", "FITNESS   =   0.4  # same value").replace("# FP abc", "# FP xyz")
     store = Store(tmp_path / "run")
-    strategy = ListStrategy([a, b, fake_source(0.1, "# FP other")])
+    strategy = ListStrategy([a, b, fake_source(0.1, "# FP abc")])
     make_engine(_config(slots=1), strategy, store).run()
     twin = store.evaluation("c1", "train")
-    assert twin.cached_from == "c0" and "functionally identical to candidate c0" in twin.feedback
+    assert twin.cached_from == "c0" and "the same program as candidate c0" in twin.feedback
     assert store.evaluation("c1", "smoke").cached_from is None  # the smoke stage itself did run
-    assert store.evaluation("c2", "train").cached_from is None
     assert [e["candidate"] for e in store.events("duplicate")] == ["c1"]
     assert strategy.seen[1][:3] == ["c1", "train", "ok"]
+
+
+def test_a_shared_sandbox_fingerprint_never_lends_a_result(ray_local, tmp_path):
+    # issue 15 item 5: two different programs whose smoke fingerprints agree (the evidence a rule
+    # controls, e.g. by recognising the fingerprint's set-up) are each trained and keep their own result
+    honest, gamer = fake_source(-0.3, "# FP same"), fake_source(0.9, "# FP same")
+    store = Store(tmp_path / "run")
+    make_engine(_config(slots=1), ListStrategy([gamer, honest]), store).run()
+    assert store.evaluation("c0", "smoke").artifacts["fingerprint"] == store.evaluation("c1", "smoke").artifacts["fingerprint"]
+    lent = store.evaluation("c1", "train")
+    assert lent.cached_from is None and lent.fitness == -0.3
+    assert store.events("duplicate") == []
+
+
+def test_program_hash_ignores_comments_and_layout_only():
+    from optforge.program_identity import program_hash
+
+    base = "LR = 1e-3\n\ndef update(p, g, state, ctx):\n    return -ctx.lr * g\n"
+    same = "# rewritten\nLR = 1e-3\ndef update(p, g, state, ctx):  # the step\n  return -ctx.lr*g\n"
+    assert program_hash(base) == program_hash(same)
+    for other in (base.replace("1e-3", "2e-3"), base.replace("-ctx.lr * g", "-ctx.lr * g.sign()"),
+                  base.replace("state", "st")):
+        assert program_hash(other) != program_hash(base)
+    assert program_hash("def (") != program_hash("def  (")  # unparseable: the exact text
 
 
 def test_failed_proposals_are_stored_and_observed_not_evaluated(ray_local, tmp_path):

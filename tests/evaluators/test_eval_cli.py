@@ -94,3 +94,15 @@ def test_baselines_show(capsys):
     text = capsys.readouterr().out
     assert code in (0, 1)  # 1 only if the committed baselines are stale (then it says so)
     assert "suite smoke version" in text and "adamw" in text and "fitness" in text
+
+
+def test_a_wrong_shape_names_the_rule_file_and_the_task(tmp_path, capsys):
+    # issue 13: the shape error named neither the file nor the task
+    path = tmp_path / "scalar_step.py"
+    path.write_text("LR = 1e-3\n\ndef init(p, ctx):\n    return {}\n\ndef update(p, g, state, ctx):\n"
+                    "    return -ctx.lr * g.sum()\n")
+    assert main(["eval", str(path), "--suite", "smoke"]) != 0
+    out = capsys.readouterr().out
+    assert "status crashed" in out and "bad_delta" in out
+    assert "rule 'scalar_step.py': update must return a tensor with the parameter's shape" in out
+    assert "while training task smoke_" in out and "seed 0)" in out

@@ -131,15 +131,20 @@ def test_exported_state_dict_round_trips(tmp_path):
 def test_docstring_carries_provenance_and_usage():
     info = ExportInfo(
         provenance={"run": "runs/x", "candidate": "abc123", "parents": "p1", "strategy": "symbolic", "suite": "train@1"},
-        scores={"train": {"fitness": 0.42, "tasks": {"mlp_digits": 0.5}}, "heldout": {"fitness": 0.1}},
+        scores={"train": {"fitness": 0.42, "fitness_hw": 0.071, "tasks": {"mlp_digits": (0.5, 0.14)}},
+                "heldout": {"fitness": 0.1}},
         lr_by_family={"mlp": 3e-3},
         weight_decay=0.1,
         step_time_ratio=1.1,
         state_bytes_per_param=4.0,
     )
     text = render_module(seeds.source("adamw"), "Found", info)
-    for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420", "heldout: +0.100", "mlp 0.003",
-                   "warmup", "Decoupled weight decay it was evaluated with: 0.1 (not tuned in this run)", "1.10x", "4.0 bytes"):
+    info.from_run = True
+    text = render_module(seeds.source("adamw"), "Found", info)
+    for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420 ± 0.071", "mlp_digits +0.50 ± 0.14",
+                   "heldout: +0.100", "95 % interval", "mlp 0.003",
+                   "Scored with the lr schedule: linear warmup", "applies no schedule itself",
+                   "Decoupled weight decay it was evaluated with: 0.1 (not tuned in this run)", "1.10x", "4.0 bytes"):
         assert needle in text, needle
     assert "import optforge" not in text and "from optforge" not in text
     assert "weight_decay: float = 0.1" in text
@@ -153,3 +158,30 @@ def test_export_refuses_invalid_rule_and_bad_name():
         render_module("LR = 1\n", "X")
     with pytest.raises(ValueError, match="not a usable class name"):
         render_module(seeds.source("adamw"), "my-opt")
+
+
+def test_a_plain_rule_file_exports_with_a_bom_and_claims_no_run(tmp_path):
+    """`optforge export some_rule.py`: no run, so the docstring says nothing of a schedule the rule was
+    evaluated with or of weight decay not tuned "in this run"; and no text suggests that total_steps
+    makes the optimizer schedule its lr (it does not: it tells the rule the run's length, ctx.T)."""
+    rule = tmp_path / "my_rule.py"
+    rule.write_bytes(b"\xef\xbb\xbf" + seeds.source("adamw").replace("\n", "\r\n").encode("utf-8"))
+    out = tmp_path / "exported.py"
+    proc = subprocess.run([sys.executable, "-m", "optforge", "export", str(rule), "-o", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text(encoding="utf-8")
+    doc = text.split('"""', 2)[1]
+    for claim in ("evaluated with", "Evaluated with", "in this run", "(pass total_steps)", "Scored with"):
+        assert claim not in doc, claim
+    assert "The optimizer applies no lr schedule itself; use a torch.optim.lr_scheduler" in doc
+    assert "total_steps: the length of your run in steps, which the rule reads as ctx.T" in doc
+    assert "it changes no lr" in doc
+    assert "\ufeff" not in text and "\r" not in text
+    mod = _import_file(out, "exported_plain_rule")
+    model = torch.nn.Linear(3, 2)
+    opt = mod.MyRule(mod.param_groups(model), total_steps=5)
+    lr_before = [g["lr"] for g in opt.param_groups]
+    model(torch.randn(4, 3)).square().mean().backward()
+    opt.step()
+    assert [g["lr"] for g in opt.param_groups] == lr_before  # total_steps set no schedule

@@ -81,3 +81,19 @@ def test_max_llm_calls_bounds_the_requests_served_with_timeouts_and_retries(scri
     with pytest.raises(BudgetExhausted, match="max_llm_calls=6"):
         client.complete("one more")
     assert server.served <= 6
+
+
+def test_spend_does_not_depend_on_the_order_calls_settle_in():
+    # concurrent calls settle in completion order; a replay must report the recorded run's spend exactly
+    import itertools
+
+    from optforge.llm.budget import Budget
+
+    costs = [0.0123, 0.0001, 1e-7, 0.0099, 0.00071]
+    seen = set()
+    for order in itertools.permutations(costs):
+        b = Budget()
+        for c in order:
+            b.settle(b.reserve(0.1), c)
+        seen.add(b.spent_dollars)
+    assert len(seen) == 1

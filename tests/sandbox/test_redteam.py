@@ -4,6 +4,8 @@ leaving no process and no file behind, and a normal candidate works right after 
 from __future__ import annotations
 
 import os
+import tempfile
+import shutil
 import random
 import socket
 import subprocess
@@ -55,8 +57,19 @@ def _limits(static: bool, **kw) -> sandbox.Limits:
     return sandbox.Limits(static_check=static, **kw)
 
 
+@pytest.fixture
+def own_cwd(monkeypatch):
+    """A fresh directory inside the caller's working directory, as the cwd: the test looks for
+    anything new in it, and a shared cwd (such as /tmp) gets entries from other processes."""
+    d = tempfile.mkdtemp(prefix=".redteam-cwd-", dir=os.getcwd())
+    monkeypatch.chdir(d)
+    yield d
+    monkeypatch.undo()
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.mark.parametrize("name,static,expect", CASES, ids=[f"{n}-{'static' if s else 'nostatic'}" for n, s, _ in CASES])
-def test_redteam_row(name, static, expect, adamw_source, tmp_path, layers_here):
+def test_redteam_row(name, static, expect, adamw_source, tmp_path, layers_here, own_cwd):
     missing = [layer for layer in NEEDS.get(name, ()) if not static and not layers_here.get(layer)]
     if missing:
         pytest.skip(f"this machine gives no {', '.join(missing)} layer (see `optforge doctor`)")

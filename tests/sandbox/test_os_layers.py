@@ -1,0 +1,346 @@
+"""The OS layers of issue 15, each alone: a hostile job body runs through the real sandbox with the
+static check off and the other three of these layers switched off (OPTFORGE_SANDBOX_DISABLE), and
+the layer holds. The same body run with that layer switched off as well gets through, so each test
+can fail: it is the layer, not the checker or a neighbouring layer, that stops it."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import random
+import socket
+import uuid
+
+import pytest
+
+from optforge import sandbox
+from optforge.sandbox import runner
+from optforge.types import Status
+
+NEW_LAYERS = ("read_only_root", "run_hidden", "ipc_namespace", "disk_quota")
+IPC_CREAT = 0o1000
+IPC_RMID = 0
+
+
+def run_body(source: str, payload: dict) -> dict:
+    """The job: execute the candidate as a plain module and return what its `body(payload)` returns
+    (no rule loader, no import check: the candidate may do anything the process may)."""
+    ns: dict = {"__name__": "candidate"}
+    exec(compile(source, "<candidate>", "exec"), ns)
+    return ns["body"](payload)
+
+
+def run_alone(layer: str, source: str, payload: dict, monkeypatch, *, with_layer: bool = True, **limits) -> sandbox.SandboxResult:
+    """Run `source` with `layer` as the only one of NEW_LAYERS on (or none of them, for the control)."""
+    off = [name for name in NEW_LAYERS if name != layer or not with_layer]
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", ",".join(off))
+    monkeypatch.setattr(runner, "_warned", set())
+    limits.setdefault("timeout_s", 60)
+    res = sandbox.run(source, "test_os_layers:run_body", payload, sandbox.RULE_POLICY, sandbox.Limits(static_check=False, **limits))
+    assert res.ok, (res.reason, res.exception, res.stderr_tail[-2000:])
+    assert res.layers[layer] or not with_layer
+    assert not any(res.layers[name] for name in NEW_LAYERS if name != layer or not with_layer)
+    assert not res.layers["static_check"]
+    return res
+
+
+def _need(res: sandbox.SandboxResult, layer: str) -> None:
+    if not res.layers[layer]:
+        pytest.skip(f"this machine gives no {layer} layer (see `optforge doctor`)")
+
+
+# -- System V IPC -------------------------------------------------------------------------------
+
+IPC_BODY = '''
+import ctypes, ctypes.util
+
+def body(payload):
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    key, flags = payload["key"], 0o1000 | 0o666
+    return {
+        "host_segment_seen": libc.shmget(payload["host_key"], 0, 0) >= 0,
+        "made": [libc.shmget(key, 4096, flags) >= 0, libc.msgget(key, flags) >= 0, libc.semget(key, 1, flags) >= 0],
+    }
+'''
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _sysv_objects(key: int) -> dict[str, int]:
+    """The host's System V objects under `key`: kind -> id (absent kinds left out)."""
+    lib = _libc()
+    ids = {"shm": lib.shmget(key, 0, 0), "msg": lib.msgget(key, 0), "sem": lib.semget(key, 0, 0)}
+    return {kind: i for kind, i in ids.items() if i >= 0}
+
+
+def _remove_sysv(key: int) -> None:
+    lib = _libc()
+    for kind, i in _sysv_objects(key).items():
+        {"shm": lambda: lib.shmctl(i, IPC_RMID, None), "msg": lambda: lib.msgctl(i, IPC_RMID, None),
+         "sem": lambda: lib.semctl(i, 0, IPC_RMID)}[kind]()
+
+
+@pytest.fixture
+def host_segment():
+    """A System V shared memory segment of the host's, and a fresh key for the job's objects."""
+    lib = _libc()
+    host_key, key = random.randint(1 << 20, 1 << 29), random.randint(1 << 29, 1 << 30)
+    shm = lib.shmget(host_key, 4096, IPC_CREAT | 0o666)
+    if shm < 0:
+        pytest.skip("System V shared memory is not available here")
+    yield {"host_key": host_key, "key": key}
+    _remove_sysv(host_key)
+    _remove_sysv(key)
+
+
+def test_ipc_namespace_alone(host_segment, monkeypatch):
+    res = run_alone("ipc_namespace", IPC_BODY, host_segment, monkeypatch)
+    _need(res, "ipc_namespace")
+    assert res.value == {"host_segment_seen": False, "made": [True, True, True]}
+    assert _sysv_objects(host_segment["key"]) == {}, "the job's System V objects outlived it"
+    # control: without the layer the job sees the host's segment and its own objects stay behind
+    res = run_alone("ipc_namespace", IPC_BODY, host_segment, monkeypatch, with_layer=False)
+    assert res.value == {"host_segment_seen": True, "made": [True, True, True]}
+    assert set(_sysv_objects(host_segment["key"])) == {"shm", "msg", "sem"}
+
+
+# -- read-only root -----------------------------------------------------------------------------
+
+WRITE_BODY = '''
+import errno, os
+
+def body(payload):
+    out = {}
+    for d in payload["dirs"]:
+        try:
+            with open(os.path.join(d, payload["name"]), "w") as f:
+                f.write("escaped")
+            out[d] = "written"
+        except OSError as e:
+            out[d] = errno.errorcode.get(e.errno, str(e.errno))
+    with open("own-file", "w") as f:  # its own directory stays writable
+        f.write("fine")
+    return out
+'''
+
+
+def _world_writable_dirs() -> list[str]:
+    """Host directories a job of any uid could write to, outside the private tmpfs: /run/lock (issue
+    15) where it is world-writable, and a fresh 1777 directory next to the working directory or the
+    home directory where every ancestor lets others through."""
+    found = [d for d in ("/run/lock", "/var/lock") if os.path.isdir(d) and os.stat(d).st_mode & 0o002]
+    for parent in (os.getcwd(), os.path.expanduser("~")):
+        real = os.path.realpath(parent)
+        if real.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) or real in ("/tmp", "/var/tmp"):
+            continue
+        parts = real.split("/")
+        if all(os.stat("/".join(parts[:i]) or "/").st_mode & 0o001 for i in range(1, len(parts) + 1)):
+            try:
+                d = os.path.join(real, f".optforge-ww-{uuid.uuid4().hex[:8]}")
+                os.mkdir(d)
+                os.chmod(d, 0o1777)
+                found.append(d)
+                break
+            except OSError:
+                continue
+    return sorted({os.path.realpath(d) for d in found})
+
+
+@pytest.fixture
+def writable_dirs():
+    dirs = _world_writable_dirs()
+    if not dirs:
+        pytest.skip("no world-writable directory outside the job's private tmpfs to try")
+    name = f"optforge-escape-{uuid.uuid4().hex[:8]}"
+    yield {"dirs": dirs, "name": name}
+    for d in dirs:
+        try:
+            os.remove(os.path.join(d, name))
+        except OSError:
+            pass
+        if os.path.basename(d).startswith(".optforge-ww-"):
+            os.rmdir(d)
+
+
+def test_read_only_root_alone(writable_dirs, monkeypatch):
+    dirs, name = writable_dirs["dirs"], writable_dirs["name"]
+    res = run_alone("read_only_root", WRITE_BODY, writable_dirs, monkeypatch)
+    _need(res, "read_only_root")
+    assert res.value == {d: "EROFS" for d in dirs}
+    assert not any(os.path.exists(os.path.join(d, name)) for d in dirs)
+    if "/run/lock" in dirs:
+        assert res.value["/run/lock"] == "EROFS"  # the one issue 15 wrote to
+    res = run_alone("read_only_root", WRITE_BODY, writable_dirs, monkeypatch, with_layer=False)
+    assert res.value == {d: "written" for d in dirs}
+    assert all(os.path.exists(os.path.join(d, name)) for d in dirs)
+
+
+# -- /run hidden --------------------------------------------------------------------------------
+
+CONNECT_BODY = '''
+import errno, os, socket
+
+def body(payload):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(payload["path"])
+        reached = "connected"
+    except OSError as e:
+        reached = errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+    return {"reached": reached, "run": sorted(os.listdir("/run")), "var_run": sorted(os.listdir("/var/run"))}
+'''
+
+
+@pytest.fixture
+def run_socket():
+    """A listening unix socket in a world-writable directory under /run, open to every uid."""
+    dirs = [d for d in ("/run/lock", f"/run/user/{os.getuid()}") if os.path.isdir(d) and os.access(d, os.W_OK)]
+    if not dirs or not os.stat(dirs[0]).st_mode & 0o001:
+        pytest.skip("no directory under /run to put a test socket in, that a job could search")
+    path = os.path.join(dirs[0], f"optforge-{uuid.uuid4().hex[:8]}.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o777)  # the socket's mode must not be what keeps the job out
+    srv.listen(8)
+    yield {"path": path}
+    srv.close()
+    os.remove(path)
+
+
+def test_run_hidden_alone(run_socket, monkeypatch):
+    res = run_alone("run_hidden", CONNECT_BODY, run_socket, monkeypatch)
+    _need(res, "run_hidden")
+    assert res.value["reached"] == "ENOENT"
+    assert res.value["run"] == [] and res.value["var_run"] == []
+    res = run_alone("run_hidden", CONNECT_BODY, run_socket, monkeypatch, with_layer=False)
+    assert res.value["reached"] == "connected"
+
+
+# -- disk quota ---------------------------------------------------------------------------------
+
+FILL_BODY = '''
+import errno, os
+
+def body(payload):
+    written, block, error = 0, bytes(1 << 20), None
+    try:
+        for i in range(payload["bytes"] // (4 << 20)):
+            with open(f"fill_{i}.bin", "wb", buffering=0) as f:  # 4 MiB each: no one file is large
+                for _ in range(4):
+                    written += f.write(block)
+    except OSError as e:
+        error = errno.errorcode.get(e.errno, str(e.errno))
+    if payload.get("clean_up"):  # room for the result again, so that it can report what happened
+        for i in range(payload["bytes"] // (4 << 20)):
+            try:
+                os.remove(f"fill_{i}.bin")
+            except FileNotFoundError:
+                break
+    return {"written": written, "error": error}
+'''
+QUOTA = 32 << 20
+
+
+def test_disk_quota_alone(monkeypatch):
+    res = run_alone("disk_quota", FILL_BODY, {"bytes": 720 << 20, "clean_up": True}, monkeypatch, max_output_bytes=QUOTA)
+    _need(res, "disk_quota")
+    assert res.value["error"] == "ENOSPC" and QUOTA - (8 << 20) <= res.value["written"] <= QUOTA
+    # a job that leaves its directory full cannot write its result either: it ends crashed, and says why
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "read_only_root,run_hidden,ipc_namespace")
+    res = sandbox.run(FILL_BODY, "test_os_layers:run_body", {"bytes": 720 << 20}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False, max_output_bytes=QUOTA))
+    assert res.status is Status.CRASHED and res.reason == "bad_output" and "disk quota" in res.exception
+    # control: without the layer the same job writes past the limit (48 MiB here, not 720 on the
+    # host's disk), in files each under the per-file limit
+    res = run_alone("disk_quota", FILL_BODY, {"bytes": 48 << 20}, monkeypatch, with_layer=False, max_output_bytes=QUOTA)
+    assert res.value == {"written": 48 << 20, "error": None}
+
+
+def test_require_demands_a_new_layer(monkeypatch):
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "disk_quota")
+    res = sandbox.run("x = 1\n", "optforge.sandbox.selftest:noop", {}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, require=("disk_quota",)))
+    assert res.status is Status.LOST and res.reason == "layer_unavailable" and "disk_quota" in res.exception
+
+
+def test_result_files_come_back_from_the_quota_tmpfs():
+    """With every layer on, the job's result (JSON and buffers) reaches the caller, and a job that
+    left a FIFO as its result is still refused as such (it arrives as a FIFO)."""
+    res = sandbox.run("x = 1\n", "sandbox_jobs:buffers_job", {}, sandbox.RULE_POLICY, sandbox.Limits(timeout_s=60))
+    assert res.ok, res.exception
+    assert res.value == {"n": 3} and res.buffers["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    res = sandbox.run("x = 1\n", "forged_jobs:forge", {"kind": "fifo"}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.reason == "bad_output" and "not a regular file" in res.exception
+
+
+UNDO_BODY = '''
+import ctypes, os
+
+def body(payload):
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/self/status") as f:
+        caps = next(line.split()[1] for line in f if line.startswith("CapEff"))
+    return {
+        "uid": os.getuid(),
+        "capabilities": caps,
+        "unmounted_run": libc.umount2(b"/run", 2) == 0,  # MNT_DETACH
+        "remounted_root_writable": libc.mount(None, b"/", None, 32 | 4096, None) == 0,  # MS_REMOUNT | MS_BIND
+    }
+'''
+
+
+def test_a_job_left_root_cannot_undo_the_mount_layers(monkeypatch):
+    """Where the uid switch is off (or impossible), the job stays root of its namespaces: it drops
+    every capability first, so it cannot unmount the tmpfs over /run or make / writable again."""
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "privileges")
+    res = sandbox.run(UNDO_BODY, "test_os_layers:run_body", {}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.ok, (res.reason, res.exception)
+    _need(res, "run_hidden")
+    assert res.value["capabilities"] == "0000000000000000"
+    assert not res.value["unmounted_run"] and not res.value["remounted_root_writable"]
+
+
+INHERIT_RULE = '''
+import torch
+LR = 1e-3
+
+def init(p, ctx):
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    facts = {"run": os.listdir("/run"), "host_segment": libc.shmget(HOST_KEY, 0, 0) >= 0}
+    for name, path in (("run_lock", "/run/lock/x"), ("home", os.path.join(os.environ.get("HOME", "/"), "x"))):
+        try:
+            open(path, "w").close()
+            facts[name] = "written"
+        except OSError as e:
+            facts[name] = e.strerror
+    raise RuntimeError(repr(facts))
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+def test_rule_processes_inherit_the_os_layers(host_segment):
+    """The split job's rule processes are forked (through the rule host) from the job process after
+    these layers are in place: a hostile rule, checker off, finds /run empty, none of the host's
+    System V segments, and nowhere to write."""
+    from optforge.evaluators import EvalRequest, evaluate
+
+    source = INHERIT_RULE.replace("HOST_KEY", str(host_segment["host_key"]))
+    result = evaluate(EvalRequest(source, stage="smoke", suite="smoke", sandbox={"static_check": False}))
+    layers = result.artifacts["sandbox"]["layers"]
+    if not (layers["run_hidden"] and layers["ipc_namespace"]):
+        pytest.skip("this machine gives no run_hidden or ipc_namespace layer")
+    assert result.status is Status.CRASHED, result.feedback
+    facts = result.artifacts["exception"]
+    assert "'run': []" in facts and "'host_segment': False" in facts
+    assert "'run_lock': 'No such file or directory'" in facts and "'home': 'Read-only file system'" in facts
