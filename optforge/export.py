@@ -111,7 +111,10 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
     out.append("How to use:")
     out.append(f"    opt = {class_name}(param_groups(model), total_steps=num_steps)")
     out.append("    param_groups(model) tags each tensor with a role (hidden_matrix, conv, embedding, head,")
-    out.append("    vector, scalar); plain `model.parameters()` also works (roles are inferred from shapes).")
+    out.append("    vector, scalar); plain `model.parameters()` also works, but roles then come from shapes alone:")
+    out.append("    every 2-D tensor is a hidden matrix, so a role-aware rule (Muon-like) treats the embedding and")
+    out.append("    the output head as hidden layers. Schedulers that cycle momentum (OneCycleLR, CyclicLR) need")
+    out.append("    cycle_momentum=False: the rule's constants fix it.")
     out.append(f"    Default lr: {hparams['LR']:g}.")
     if info.lr_by_family:
         fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
