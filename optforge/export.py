@@ -34,7 +34,14 @@ _RUNTIME = (
     rule_mod.Ctx,
     roles_mod.default_role,
     rule_mod.RuleOptimizer,
+    rule_mod._real,
+    rule_mod.check_lr,
+    rule_mod._as_tuple,
+    rule_mod._momentum_mirror,
+    rule_mod._check_mirror,
     rule_mod._bad_delta,
+    roles_mod._named_like_head,
+    roles_mod._in_repeated_block,
     roles_mod.infer_roles,
     roles_mod.param_groups,
     rule_mod.hparam_kind,
@@ -76,6 +83,8 @@ def _split_rule(source: str) -> tuple[str, list[str], dict[str, Any]]:
             continue  # the exported module imports torch and math itself
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in consts:
             continue  # becomes a factory argument
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) in consts:
+            continue  # `BETA: float = 0.9` too: left in, it would shadow the argument
         start = node.lineno - 1
         if getattr(node, "decorator_list", None):
             start = node.decorator_list[0].lineno - 1
@@ -102,7 +111,10 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
     out.append("How to use:")
     out.append(f"    opt = {class_name}(param_groups(model), total_steps=num_steps)")
     out.append("    param_groups(model) tags each tensor with a role (hidden_matrix, conv, embedding, head,")
-    out.append("    vector, scalar); plain `model.parameters()` also works (roles are inferred from shapes).")
+    out.append("    vector, scalar); plain `model.parameters()` also works, but roles then come from shapes alone:")
+    out.append("    every 2-D tensor is a hidden matrix, so a role-aware rule (Muon-like) treats the embedding and")
+    out.append("    the output head as hidden layers. Schedulers that cycle momentum (OneCycleLR, CyclicLR) need")
+    out.append("    cycle_momentum=False: the rule's constants fix it.")
     out.append(f"    Default lr: {hparams['LR']:g}.")
     if info.lr_by_family:
         fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
@@ -170,7 +182,7 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
     factory_body = textwrap.indent("\n\n".join(body), "    ")
     returns = "init, update, " + ("eval_point" if re.search(r"^def eval_point\(", "\n".join(body), re.M) else "None")
 
-    sig = [f"        lr: float = {hparams['LR']!r},"]
+    sig = [f"        lr: float | torch.Tensor = {hparams['LR']!r},"]
     sig += [f"        {arg_names[k]}: {type(hparams[k]).__name__} = {hparams[k]!r}," for k in args]
     sig += ["        total_steps: int | None = None,", f"        weight_decay: float = {info.weight_decay!r},"]
     checks = "\n".join(f"        hp[{k!r}] = {arg_names[k]}" for k in args)
@@ -249,8 +261,7 @@ class {class_name}(_RuleOptimizer):
         bad = [p for p in (hparam_problem(_ARGS.get(k, k), v) for k, v in hp.items()) if p]
         if bad:
             raise ValueError("Invalid hyperparameter(s) for {class_name}: " + "; ".join(bad))
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"Invalid learning rate: {{lr!r}}; must be a finite number > 0")
+        check_lr(lr)
         self.hparams = dict(hp)
         rule = _BoundRule("{class_name}", hp, *_make_rule(**hp))
         super().__init__(params, rule, lr=lr, total_steps=total_steps, weight_decay=weight_decay)
