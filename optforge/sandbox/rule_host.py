@@ -305,7 +305,7 @@ def isolate(pid_namespace: bool) -> dict[str, bool]:
     if pid_namespace and lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) == 0:
         L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | MS_RDONLY)
     done["ipc_namespace"] = lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
-    done["no_capabilities"] = _drop_capabilities(lib)
+    done["no_capabilities"] = L.drop_capabilities()
     return done
 
 
@@ -338,23 +338,6 @@ def _remount_read_only() -> bool:
         except OSError:
             pass
     return ok
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def _drop_capabilities(lib: Any) -> bool:
-    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    if lib.capset(ctypes.byref(header), data) != 0:
-        return False
-    lib.capget(ctypes.byref(header), data)
-    return all(d.effective == 0 and d.permitted == 0 for d in data)
 
 
 def _close_other_fds(keep: set[int]) -> None:
