@@ -20,8 +20,9 @@ from typing import Any, Mapping
 from optforge.config import BudgetConfig, RunConfig
 
 RESUMABLE = ("budget.", "slots", "retries", "eval_timeout_s", "ray.", "llm.api_base", "llm.api_key_env",
-             "llm.timeout_s", "llm.concurrency")
-"""Config keys (a trailing dot: a whole section) a resumed run may change with `--set`."""
+             "llm.timeout_s", "llm.concurrency", "baselines_check")
+"""Config keys (a trailing dot: a whole section) a resumed run may change with `--set`. `baselines_check`
+is among them because the refusal of the start-of-run check tells the user to set it."""
 
 BUDGET_STOPS = {"max_evaluations", "max_seconds", "max_dollars", "max_llm_calls"}
 """Stop reasons that are a budget (a larger one lets the search go on)."""

@@ -143,3 +143,14 @@ def test_a_reopened_search_continues_and_decides_its_funnel_anew(ray_local, tmp_
     assert len(store.evaluations(stage="heldout")) == heldout_runs + 1  # c1 only: the references were cached
     assert store.meta("status") == "finished" and [e["overrides"] for e in store.events("search_reopened")] == \
         [["budget.max_evaluations=2"]]
+
+
+def test_a_resume_may_relax_the_baselines_check_it_was_told_to_set():
+    # the start-of-run check's refusal says "set `baselines_check: warn`": a resume must accept that
+    from optforge.config import config_from_dict
+    from optforge.resume import refused_overrides
+
+    stored = config_from_dict({"suite": "smoke", "stages": ["smoke"]})
+    assert refused_overrides(stored, config_from_dict({"suite": "smoke", "stages": ["smoke"]},
+                                                      ["baselines_check=warn"])) == []
+    assert refused_overrides(stored, config_from_dict({"suite": "smoke", "stages": ["smoke"]}, ["seed=3"])) == ["seed: 0 -> 3"]
