@@ -322,7 +322,11 @@ def aggregate(scores: Mapping[str, float], half_widths: Mapping[str, float | Non
 
 
 def format_score(score: float, hw: float | None, digits: int = 2) -> str:
-    """'+0.31 ± 0.12' (or '+0.31' without an interval): how every command prints a score."""
+    """'+0.31 ± 0.12' (or '+0.31' without an interval): how every command prints a score. A score
+    that rounds to zero prints as +0.00 whatever its sign, so one result never reads -0.00 in one
+    command and +0.00 in another."""
+    if round(score, digits) == 0:
+        score = 0.0
     text = f"{score:+.{digits}f}"
     return text if hw is None else f"{text} ± {hw:.{digits}f}"
 

@@ -262,3 +262,12 @@ def test_perturbing_the_curves_below_delta_moves_adamw_by_less_than_005(curves, 
     shifted = task_score(best.steps, jitter(best.val), moved, T, delta=delta).score
     assert abs(exact) < 1e-9
     assert abs(shifted - exact) < 0.05
+
+
+def test_a_score_that_rounds_to_zero_prints_without_a_sign_flip():
+    from optforge.evaluators.scoring import format_score
+
+    assert format_score(-0.004, 0.49) == "+0.00 ± 0.49"
+    assert format_score(0.004, None) == "+0.00"
+    assert format_score(-0.006, None) == "-0.01"
+    assert format_score(-0.0004, 0.1, 3) == "+0.000 ± 0.100"
