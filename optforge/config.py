@@ -315,6 +315,13 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def build_strategy_params(cls: type, params: Mapping[str, Any]) -> Any:
+    """A strategy's own frozen dataclass from the config's `strategy` mapping (minus `name`), with the
+    run config's checks: unknown keys, and types from the field annotations (an island count of 2.5
+    is refused). Raises ConfigError (a ValueError) naming `strategy.<key>`."""
+    return _build(cls, params, "strategy.")
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "the config"
     if not isinstance(data, Mapping):

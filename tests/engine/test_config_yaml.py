@@ -38,3 +38,17 @@ def test_a_yaml_1_1_boolean_word_is_refused_with_the_reason(tmp_path):
 def test_bad_yaml_is_a_config_error_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match="is not valid YAML"):
         _load(tmp_path, "strategy: {name: seeds\n")
+
+
+def test_strategy_keys_are_typed_like_the_run_config(tmp_path):
+    # shared/cases/yaml-sci-notation: `diff_prob: 6e-1` is 0.6; `islands: 2.5` is refused naming the key,
+    # before the missing LLM is reported
+    from optforge.search.evolve.config import EvolveConfig
+
+    cfg = _load(tmp_path, "strategy: {name: evolve, diff_prob: 6e-1, islands: 3}\n")
+    params = EvolveConfig.from_params(cfg.strategy_params)
+    assert params.diff_prob == pytest.approx(0.6) and params.islands == 3
+    with pytest.raises(ValueError, match=r"strategy\.islands=2\.5 must be an integer"):
+        EvolveConfig.from_params({"islands": 2.5})
+    with pytest.raises(ValueError, match=r"unknown key 'strategy\.islandz'"):
+        EvolveConfig.from_params({"islandz": 2})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 EDIT_MODES = ("diff", "full", "sample")
@@ -62,8 +62,7 @@ class EvolveConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "EvolveConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown evolve strategy key(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**dict(params))
+        """Checked like the run config: unknown keys and wrong types raise ValueError naming the key."""
+        from optforge.config import build_strategy_params
+
+        return build_strategy_params(cls, params)
