@@ -25,6 +25,7 @@ import torch
 from optforge import seeds
 from optforge.export import render_module
 from optforge.rule import RuleOptimizer
+from torch_oracles import torch_ns_fp64
 
 
 def _load_sibling(rel: str, name: str):
@@ -79,23 +80,9 @@ def _float64_and_fp64_newton_schulz(monkeypatch):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     ns = importlib.import_module("torch.optim._muon")
-    monkeypatch.setattr(ns, "_zeropower_via_newtonschulz", _torch_ns_fp64)
+    monkeypatch.setattr(ns, "_zeropower_via_newtonschulz", torch_ns_fp64)
     yield
     torch.set_default_dtype(old)
-
-
-def _torch_ns_fp64(grad, ns_coefficients, ns_steps, eps):
-    a, b, c = ns_coefficients
-    x = grad.double()
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    x = x / x.norm().clamp(min=eps)
-    for _ in range(ns_steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    return x
 
 
 _EXPORTED: dict[str, type] = {}

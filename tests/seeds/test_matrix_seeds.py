@@ -17,6 +17,7 @@ import torch
 
 from optforge import seeds
 from optforge.rule import RuleOptimizer
+from torch_oracles import torch_ns_fp64
 
 MATRIX_SEEDS = ["muon", "normuon", "adamuon", "auon", "hybrid_auon", "root", "swan", "conda", "soap"]
 SHAPES = [(6, 4), (4, 6)]
@@ -207,24 +208,9 @@ def test_matches_paper_reference(name, shape):
 # library oracles with Newton-Schulz patched to float64
 
 
-def _torch_ns_fp64(grad, ns_coefficients, ns_steps, eps):
-    """torch.optim.Muon's Newton-Schulz, in float64 instead of bfloat16."""
-    a, b, c = ns_coefficients
-    x = grad.double()
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    x = x / x.norm().clamp(min=eps)
-    for _ in range(ns_steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    return x
-
-
 @pytest.fixture
 def fp64_ns(monkeypatch):
-    monkeypatch.setattr(importlib.import_module("torch.optim._muon"), "_zeropower_via_newtonschulz", _torch_ns_fp64)
+    monkeypatch.setattr(importlib.import_module("torch.optim._muon"), "_zeropower_via_newtonschulz", torch_ns_fp64)
     matrix = importlib.import_module("pytorch_optimizer.optimizer.utils.matrix")
     fp64 = functools.partial(matrix.zero_power_via_newton_schulz_5, dtype=torch.float64)
     for mod in ("pytorch_optimizer.optimizer.muon.base", "pytorch_optimizer.optimizer.muon.normuon"):
