@@ -94,7 +94,7 @@ def overlapped(latency: float, eval_s: float, n_evals: int, slots: int) -> dict:
     from optforge.store import Store
 
     cfg = RunConfig.from_dict({"strategy": {"name": "evolve"}, "stages": ["train"], "slots": slots,
-                               "budget": {"max_evaluations": n_evals}})
+                               "budget": {"max_candidates": n_evals}})
     warm = ray.remote(num_cpus=1)(bench_evaluate)  # start the workers: Ray start-up is not LLM overhead
     ray.get([warm.remote(BenchRequest("warm", "train", eval_s=0.5)) for _ in range(slots)])
     with ScriptedServer(_script(4 * n_evals), latency_s=latency) as server, tempfile.TemporaryDirectory() as tmp:

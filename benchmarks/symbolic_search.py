@@ -54,7 +54,7 @@ def _quadratic_run(config) -> dict:
     eval_s = 0.0
     t0 = time.perf_counter()
     inflight: list = []
-    cap = config.budget.max_evaluations
+    cap = config.budget.max_candidates
     proposed = 0
     while True:
         new = strategy.propose(min(config.slots, cap - proposed) if cap is not None else config.slots)

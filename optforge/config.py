@@ -1,7 +1,7 @@
 """Run configuration: YAML -> frozen dataclasses, with errors that name the bad key.
 
 Every key is documented on its field. Unknown keys, wrong types and bad values fail at load time with
-the dotted key (`budget.max_evaluations`), the value and what is allowed. `--set section.key=value`
+the dotted key (`budget.max_candidates`), the value and what is allowed. `--set section.key=value`
 overrides go through the same checks (`load_config(path, overrides=[...])`).
 
 The `strategy` section is a mapping with `name` plus strategy-specific keys; those keys are checked
@@ -39,13 +39,16 @@ class ConfigError(ValueError):
 class BudgetConfig:
     """When the run stops: whichever limit is reached first. None = no limit."""
 
-    max_evaluations: int | None = None  # candidates taken through the search stages (smoke, train)
+    max_candidates: int | None = None  # candidates taken through the search stages (smoke, train)
+    max_evaluations: int | None = None  # search-stage evaluation rows: a candidate's rollouts and repeats each count
+    max_train_cpu_s: float | None = None  # CPU seconds of sandboxed training over all search-stage evaluations
     max_seconds: float | None = None  # wall-clock seconds of search (the funnel still finishes)
     max_dollars: float | None = None  # LLM spend, enforced by the LLM client and checked by the engine
     max_llm_calls: int | None = None  # LLM calls, enforced by the LLM client and checked by the engine
 
     def __post_init__(self) -> None:
-        for name in ("max_evaluations", "max_seconds", "max_dollars", "max_llm_calls"):
+        for name in ("max_candidates", "max_evaluations", "max_train_cpu_s", "max_seconds", "max_dollars",
+                     "max_llm_calls"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"budget.{name}={value!r} must be >= 0 (or null for no limit)")

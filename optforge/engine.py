@@ -266,7 +266,7 @@ class Engine:
             self.strategy.load_state(state)
         cands = st.candidates(include_reference=False)
         observed = st.observed_ids()
-        cap = None if cfg.budget.max_evaluations is None else max(0, cfg.budget.max_evaluations - len(cands))
+        cap = None if cfg.budget.max_candidates is None else max(0, cfg.budget.max_candidates - len(cands))
         lag = int(st.meta("lag", 2 * cfg.slots))
         batch = int(st.meta("batch", cfg.slots))
         self._proposer = prop = Proposer(self.strategy, deterministic=cfg.deterministic, batch=batch, lag=lag,
@@ -554,8 +554,8 @@ class Engine:
         elapsed = self._elapsed()
         eta = None
         b = self.config.budget
-        if b.max_evaluations and self._n_observed_safe():
-            eta = elapsed / self._n_observed_safe() * max(0, b.max_evaluations - self._n_observed_safe())
+        if b.max_candidates and self._n_observed_safe():
+            eta = elapsed / self._n_observed_safe() * max(0, b.max_candidates - self._n_observed_safe())
         if b.max_seconds is not None:
             eta = min(eta if eta is not None else float("inf"), max(0.0, b.max_seconds - elapsed))
         self.progress(Progress(

@@ -103,7 +103,7 @@ class Proposer(threading.Thread):
                 return "observe", self._results.pop(seq)
         if self._finished:
             return None
-        reason = self._stop_reason or ("max_evaluations" if self.cap is not None and self.cap <= 0 else "")
+        reason = self._stop_reason or ("max_candidates" if self.cap is not None and self.cap <= 0 else "")
         if not reason and self.strategy.done():
             reason = "strategy done"
         if not reason and self._starved and pending == 0:

@@ -24,7 +24,7 @@ RESUMABLE = ("budget.", "slots", "retries", "eval_timeout_s", "ray.", "llm.api_b
 """Config keys (a trailing dot: a whole section) a resumed run may change with `--set`. `baselines_check`
 is among them because the refusal of the start-of-run check tells the user to set it."""
 
-BUDGET_STOPS = {"max_evaluations", "max_seconds", "max_dollars", "max_llm_calls"}
+BUDGET_STOPS = {"max_candidates", "max_seconds", "max_dollars", "max_llm_calls"}
 """Stop reasons that are a budget (a larger one lets the search go on)."""
 
 
@@ -36,7 +36,7 @@ class ResumeRefused(ValueError):
 class Restored:
     """What a run directory holds when it is resumed."""
 
-    candidates: int  # strategy proposals (references excluded): what budget.max_evaluations counts
+    candidates: int  # strategy proposals (references excluded): what budget.max_candidates counts
     observed: int  # of those, observed by the strategy
     evaluations: int  # stored evaluation rows, all stages
     strategy: str  # the strategy's name
@@ -60,7 +60,7 @@ class Restored:
 
     def used(self) -> dict[str, float]:
         """Budget used so far, keyed by the budget's field name."""
-        return {"max_evaluations": self.candidates, "max_seconds": self.elapsed_s, "max_dollars": self.dollars,
+        return {"max_candidates": self.candidates, "max_seconds": self.elapsed_s, "max_dollars": self.dollars,
                 "max_llm_calls": self.llm_requests}
 
 
@@ -120,7 +120,7 @@ def describe(restored: Restored, budget: BudgetConfig, *, continuing: bool) -> s
              + (f", {pending} to finish first" if pending else "") + f"), {restored.evaluations} evaluations; {state}",
              "budget: " + "; ".join(_budget_line(name, used, getattr(budget, name))
                                     for name, used in restored.used().items()
-                                    if name == "max_evaluations" or used or getattr(budget, name) is not None)]
+                                    if name == "max_candidates" or used or getattr(budget, name) is not None)]
     if restored.search_done:
         lines.append(f"the search had stopped ({_stop_words(restored.stop_reason)}): "
                      + ("it continues with the larger budget" if continuing else "only the promotion funnel is left"))
@@ -128,7 +128,7 @@ def describe(restored: Restored, budget: BudgetConfig, *, continuing: bool) -> s
 
 
 def _budget_line(name: str, used: float, limit: float | None) -> str:
-    label = {"max_evaluations": "evaluations", "max_seconds": "seconds", "max_dollars": "dollars",
+    label = {"max_candidates": "candidates", "max_seconds": "seconds", "max_dollars": "dollars",
              "max_llm_calls": "LLM requests"}[name]
     if limit is None:
         return f"{label} {_amount(name, used)} used, no limit"

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
     p.add_argument("--force", action="store_true", help="resume even if optforge/torch/suite versions changed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config key (repeatable), e.g. --set budget.max_evaluations=20")
+                   help="override a config key (repeatable), e.g. --set budget.max_candidates=20")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
     return p
 
@@ -295,7 +295,7 @@ class _ProgressLine:
     def __init__(self, config: Any) -> None:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
-        self.budget = config.budget.max_evaluations
+        self.budget = config.budget.max_candidates
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()

@@ -145,7 +145,7 @@ def walk_config(run_budget: int, slots: int = 2, **extra):
     from optforge.config import config_from_dict
 
     data = {"strategy": {"name": "walk"}, "slots": slots, "deterministic": True, "stages": ["smoke", "train"],
-            "budget": {"max_evaluations": run_budget}, "eval_timeout_s": 30}
+            "budget": {"max_candidates": run_budget}, "eval_timeout_s": 30}
     data.update(extra)
     return config_from_dict(data)
 

@@ -185,29 +185,29 @@ def test_any_error_that_ends_a_run_leaves_it_failed_not_running(ray_local, tmp_p
 
 def test_resume_with_a_larger_budget_continues_and_refuses_what_cannot_apply(ray_local, tmp_path, capsys):
     """/work/shared/cases/resume-larger-budget, docs/resume.md's example: a run stopped by
-    budget.max_evaluations continues when resumed with a larger one; what cannot apply is refused."""
+    budget.max_candidates continues when resumed with a larger one; what cannot apply is refused."""
     from optforge.store import Store
 
     cfg = _write(tmp_path, {"strategy": {"name": "seeds", "seeds": ["sgd", "adam", "adamw"]}, "suite": "smoke",
-                            "stages": ["smoke"], "slots": 1, "deterministic": True, "budget": {"max_evaluations": 1}})
+                            "stages": ["smoke"], "slots": 1, "deterministic": True, "budget": {"max_candidates": 1}})
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=2", "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--set", "budget.max_candidates=2", "--quiet"]) == 0
     printed = capsys.readouterr()
     assert "restored: 1 candidates (1 observed), 1 evaluations; strategy state of 'seeds' as saved after 1 proposals" \
         in printed.err
-    assert "budget: evaluations 1 used, 1 left of 2" in printed.err
-    assert "it continues with the larger budget" in printed.err and "stopped: max_evaluations" in printed.out
+    assert "budget: candidates 1 used, 1 left of 2" in printed.err
+    assert "it continues with the larger budget" in printed.err and "stopped: max_candidates" in printed.out
     with Store.open(out) as st:
         assert [c.id for c in st.candidates()] == ["seed-sgd", "seed-adam"]
-        assert st.config()["budget"]["max_evaluations"] == 2 and st.meta("status") == "finished"
+        assert st.config()["budget"]["max_candidates"] == 2 and st.meta("status") == "finished"
         events = len(st.events())
     refusals = {  # each: exit 2, the reason, and nothing written
-        ("--set", "budget.max_evaluations=2"): "already finished",
-        ("--set", "budget.max_evaluations=1"): "budget.max_evaluations (2 used of 1); raise it above what was used",
-        ("--set", "budget.max_seconds=600"): "budget.max_evaluations (2 used of 2)",
-        ("--set", "strategy.seeds=[adamw]", "--set", "budget.max_evaluations=3"):
+        ("--set", "budget.max_candidates=2"): "already finished",
+        ("--set", "budget.max_candidates=1"): "budget.max_candidates (2 used of 1); raise it above what was used",
+        ("--set", "budget.max_seconds=600"): "budget.max_candidates (2 used of 2)",
+        ("--set", "strategy.seeds=[adamw]", "--set", "budget.max_candidates=3"):
             'refused: strategy.seeds: ["sgd", "adam", "adamw"] -> ["adamw"]',
         ("--set", "suite=train_quick"): "refused: suite:",
     }
@@ -217,9 +217,9 @@ def test_resume_with_a_larger_budget_continues_and_refuses_what_cannot_apply(ray
         assert reason in text.out + text.err
         assert code == (0 if reason == "already finished" else 2) and "restored:" not in text.err
     with Store.open(out) as st:
-        assert len(st.events()) == events and st.config()["budget"]["max_evaluations"] == 2
-    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=3", "--quiet"]) == 0
-    assert main(["run", "--resume", str(out), "--set", "budget.max_evaluations=9", "--quiet"]) == 2
+        assert len(st.events()) == events and st.config()["budget"]["max_candidates"] == 2
+    assert main(["run", "--resume", str(out), "--set", "budget.max_candidates=3", "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--set", "budget.max_candidates=9", "--quiet"]) == 2
     assert "strategy 'seeds' is done in its stored state" in capsys.readouterr().err  # all 3 seeds proposed
 
 

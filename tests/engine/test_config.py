@@ -13,11 +13,11 @@ def test_defaults_and_round_trip(tmp_path):
     assert [s.name for s in cfg.stages] == ["smoke", "train", "train_fresh_seeds", "heldout"]
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     path = tmp_path / "c.yaml"
-    path.write_text("strategy: {name: symbolic, population: 50}\nbudget: {max_evaluations: 20}\n"
+    path.write_text("strategy: {name: symbolic, population: 50}\nbudget: {max_candidates: 20}\n"
                     "stages: [smoke, train, {name: train_fresh_seeds, top_k: 2}, {name: heldout, suite: heldout_tiny}]\n"
                     "llm: {models: [{model: a/b, weight: 2}]}\nsandbox: {require: [pid]}\n")
     cfg = load_config(path)
-    assert cfg.strategy_params == {"population": 50} and cfg.budget.max_evaluations == 20
+    assert cfg.strategy_params == {"population": 50} and cfg.budget.max_candidates == 20
     assert cfg.stage("train_fresh_seeds").top_k == 2 and cfg.stage("heldout").suite == "heldout_tiny"
     assert cfg.llm.models[0].weight == 2.0 and cfg.sandbox.require == ("pid",)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
@@ -46,9 +46,9 @@ def test_bad_config_names_the_key(data, key):
 
 
 def test_set_overrides_use_the_same_checks(tmp_path):
-    cfg = config_from_dict({}, ["budget.max_evaluations=7", "suite=smoke", "stages=[smoke, train]",
+    cfg = config_from_dict({}, ["budget.max_candidates=7", "suite=smoke", "stages=[smoke, train]",
                                 "strategy.seeds=[adamw, sgd]", "ray.address=auto"])
-    assert cfg.budget.max_evaluations == 7 and cfg.suite == "smoke" and [s.name for s in cfg.stages] == ["smoke", "train"]
+    assert cfg.budget.max_candidates == 7 and cfg.suite == "smoke" and [s.name for s in cfg.stages] == ["smoke", "train"]
     assert cfg.strategy == {"name": "seeds", "seeds": ["adamw", "sgd"]} and cfg.ray.address == "auto"
     with pytest.raises(ConfigError, match="'budget.max_evaluatons'"):
         config_from_dict({}, ["budget.max_evaluatons=3"])

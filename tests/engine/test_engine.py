@@ -157,10 +157,10 @@ def test_a_hanging_candidate_times_out_without_stalling_other_slots(ray_local, t
     assert wall < 20
 
 
-def test_max_evaluations_budget_stops_proposals(ray_local, tmp_path):
+def test_max_candidates_budget_stops_proposals(ray_local, tmp_path):
     store = Store(tmp_path / "run")
     summary = make_engine(walk_config(5, deterministic=False), WalkStrategy(seed=1, slow=0.05), store).run()
-    assert summary.stop_reason == "max_evaluations"
+    assert summary.stop_reason == "max_candidates"
     assert summary.proposed == 5 and len(store.evaluations(stage="train")) == 5
     assert store.observed_ids() == {f"w{i}" for i in range(5)}
 

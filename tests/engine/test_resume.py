@@ -101,7 +101,7 @@ def test_sigkill_then_resume_is_exact(ray_local, tmp_path):
 
     resumed_store = Store(killed)
     summary = make_engine(walk_config(BUDGET), WalkStrategy(seed=7), resumed_store).run()
-    assert summary.stop_reason == "max_evaluations" and not summary.interrupted
+    assert summary.stop_reason == "max_candidates" and not summary.interrupted
     after = {(e.candidate_id, e.stage): e.created for e in resumed_store.evaluations()}
     assert all(after[k] == t for k, t in before.items())  # no finished evaluation lost or re-run
     assert len(resumed_store.candidates()) == BUDGET and len(resumed_store.evaluations()) == 2 * BUDGET
@@ -116,7 +116,7 @@ def test_sigkill_then_resume_is_exact(ray_local, tmp_path):
 
 
 def test_a_reopened_search_continues_and_decides_its_funnel_anew(ray_local, tmp_path):
-    """A run stopped by max_evaluations, reopened (as `--resume --set budget.max_evaluations=...` does):
+    """A run stopped by max_candidates, reopened (as `--resume --set budget.max_candidates=...` does):
     the strategy goes on from its stored state, and the funnel is decided again over the larger pool,
     so a candidate promoted from the smaller pool that no longer enters is not promoted any more."""
     from fake_eval import ListStrategy, fake_source
@@ -126,23 +126,23 @@ def test_a_reopened_search_continues_and_decides_its_funnel_anew(ray_local, tmp_
 
     def config(budget):
         return config_from_dict({"strategy": {"name": "list"}, "slots": 1, "deterministic": True, "eval_timeout_s": 30,
-                                 "funnel": {"top_k": 1}, "budget": {"max_evaluations": budget}})
+                                 "funnel": {"top_k": 1}, "budget": {"max_candidates": budget}})
 
     sources = [fake_source(0.3), fake_source(0.8), fake_source(0.1)]
     store = Store(tmp_path / "run")
     first = make_engine(config(1), ListStrategy(sources), store).run()
-    assert first.stop_reason == "max_evaluations" and first.promoted == ["c0"]
+    assert first.stop_reason == "max_candidates" and first.promoted == ["c0"]
     heldout_runs = len(store.evaluations(stage="heldout"))
-    reopen_search(store, overrides=["budget.max_evaluations=2"])
+    reopen_search(store, overrides=["budget.max_candidates=2"])
     strategy = ListStrategy(sources)
     second = make_engine(config(2), strategy, store).run()
-    assert second.stop_reason == "max_evaluations" and second.proposed == 2
+    assert second.stop_reason == "max_candidates" and second.proposed == 2
     assert [s[0] for s in strategy.seen] == ["c0", "c1"]  # c0 observed before, from the stored state
     assert second.promoted == ["c1"]  # top_k 1 of the larger pool; c0's old decisions were dropped
     assert {p.candidate_id for p in store.promotions("train_fresh_seeds")} == {"c1"}
     assert len(store.evaluations(stage="heldout")) == heldout_runs + 1  # c1 only: the references were cached
     assert store.meta("status") == "finished" and [e["overrides"] for e in store.events("search_reopened")] == \
-        [["budget.max_evaluations=2"]]
+        [["budget.max_candidates=2"]]
 
 
 def test_a_resume_may_relax_the_baselines_check_it_was_told_to_set():

@@ -46,7 +46,7 @@ def run_dir(tmp_path):
     failure and a train crash."""
     store = Store(tmp_path / "run")
     store.set_meta(config={"strategy": {"name": "symbolic", "population": 24}, "suite": "train_quick",
-                           "stages": ["smoke", "train"], "budget": {"max_evaluations": 12}})
+                           "stages": ["smoke", "train"], "budget": {"max_candidates": 12}})
     adamw = warmstarts.program("adamw")
     signed = from_text(adamw.text().replace("u = div(m, denom)", "u = sign(m)"), slots=adamw.slots, lr=adamw.lr)
     a = Candidate.new(render(adamw), strategy="symbolic",

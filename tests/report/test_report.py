@@ -97,8 +97,8 @@ def test_report_config_is_yaml(run_dir):
     path, _ = run_dir
     config = _section(build_report(path), "Run config")
     text = html.unescape(re.search(r'<pre class="config">(.*?)</pre>', config, re.S).group(1))
-    assert yaml.safe_load(text)["budget"] == {"max_evaluations": 12}
-    assert "budget:\n  max_evaluations: 12" in text
+    assert yaml.safe_load(text)["budget"] == {"max_candidates": 12}
+    assert "budget:\n  max_candidates: 12" in text
 
 
 def test_report_source_shows_the_program_first_and_folds_the_helpers(run_dir):
@@ -255,7 +255,7 @@ def test_report_of_a_real_run(tmp_path):
                         "state_slots": 3, "phase_evaluations": 4, "restarts": 1, "best_restarts": 0,
                         "simplify_evaluations": 0},
            "suite": "train_quick", "stages": ["smoke", "train", "train_fresh_seeds"], "funnel": {"top_k": 1},
-           "slots": 2, "deterministic": True, "seed": 0, "budget": {"max_evaluations": 4},
+           "slots": 2, "deterministic": True, "seed": 0, "budget": {"max_candidates": 4},
            "sandbox": {"timeout_s": 120}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     run = subprocess.run(["optforge", "run", "run.yaml", "--out", "run", "--quiet"], cwd=tmp_path,

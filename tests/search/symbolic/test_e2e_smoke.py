@@ -32,7 +32,7 @@ def test_short_smoke_search_improves_on_a_bad_rule(tmp_path):
         "slots": 2,
         "deterministic": True,
         "seed": 0,
-        "budget": {"max_evaluations": 10, "max_seconds": 900},
+        "budget": {"max_candidates": 10, "max_seconds": 900},
         "sandbox": {"timeout_s": 120},
     })
     bad = from_text(BAD_SGD, slots=("b",), lr=1e-2, name="bad_sgd")

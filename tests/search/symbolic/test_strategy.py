@@ -147,4 +147,4 @@ def test_shipped_configs_build_and_their_budget_covers_the_search(path):
     config = load_config(root / path)
     strategy = build_strategy(config.strategy_name, config.strategy_params, seed=config.seed)
     assert strategy.params.warm_start == ("adamw",)
-    assert config.budget.max_evaluations == strategy.params.total_evaluations
+    assert config.budget.max_candidates == strategy.params.total_evaluations
