@@ -76,10 +76,14 @@ def unit_normalise(vector: Sequence[float] | np.ndarray) -> np.ndarray:
 def distance(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """L2 distance between two embeddings of the same layout."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    _same_layout(x, y)
+    return float(np.sqrt(np.sum((x - y) ** 2)))
+
+
+def _same_layout(x: np.ndarray, y: np.ndarray) -> None:
     if x.shape != y.shape:
         raise ValueError(f"embeddings of different layouts ({x.shape} and {y.shape}) cannot be compared; "
                          "embed both with the same probe or model")
-    return float(np.linalg.norm(x - y))
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,15 @@ def epsilon_net(proposals: Sequence[tuple[Hashable, Any]], seen: Sequence[tuple[
                 nearest_d[i], nearest_k[i] = d, key
 
     everyone = list(range(len(proposals)))
-    for key, vec in seen:
-        absorb(key, np.asarray(vec, dtype=np.float64), everyone)
+    if seen and proposals:  # one array operation over the seen set, which may hold thousands of points
+        points = [np.asarray(v, dtype=np.float64) for _, v in seen]
+        for p in points + vectors:
+            _same_layout(points[0], p)
+        stacked = np.stack(points)
+        for i in everyone:
+            d = np.sqrt(np.sum((stacked - vectors[i]) ** 2, axis=tuple(range(1, stacked.ndim))))
+            j = int(np.argmin(d))  # the first of equally near points, as `absorb` keeps the first
+            nearest_d[i], nearest_k[i] = float(d[j]), seen[j][0]
     if epsilon == 0:
         return NetResult([Decision(keys[i], nearest_d[i], nearest_k[i]) for i in everyone], [])
     accepted: list[Decision] = []

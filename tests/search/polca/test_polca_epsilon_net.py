@@ -59,3 +59,33 @@ def test_text_embeddings_are_unit_normalised_so_the_raw_scale_does_not_matter():
 def test_different_layouts_cannot_be_compared():
     with pytest.raises(ValueError, match="different layouts"):
         epsilon_net([("a", [0.0, 1.0])], [("M", [0.0])], epsilon=0.1)
+
+
+def test_nearest_points_match_brute_force():
+    rng = np.random.default_rng(0)
+    seen = [(f"s{i}", rng.normal(size=8)) for i in range(200)]
+    proposals = [(f"p{i}", rng.normal(size=8)) for i in range(6)]
+    net = epsilon_net(proposals, seen, epsilon=0)
+    for (_, v), d in zip(proposals, net.accepted):
+        brute, key = min((distance(v, s), k) for k, s in seen)
+        assert d.nearest == key and d.distance == pytest.approx(brute, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_net_invariants_on_random_points(seed):
+    rng = np.random.default_rng(seed)
+    seen = [(f"s{i}", rng.uniform(size=2)) for i in range(5)]
+    proposals = [(f"p{i}", rng.uniform(size=2)) for i in range(30)]
+    points = dict(seen + proposals)
+    net = epsilon_net(proposals, seen, epsilon=0.15)
+    assert net.accepted and net.rejected
+    assert sorted(d.key for d in net.accepted + net.rejected) == sorted(k for k, _ in proposals)
+    kept = [k for k, _ in seen]
+    for d in net.accepted:  # farther than epsilon from everything kept before it, farthest first
+        assert min(distance(points[d.key], points[k]) for k in kept) == pytest.approx(d.distance)
+        assert d.distance > 0.15
+        kept.append(d.key)
+    assert [d.distance for d in net.accepted] == sorted((d.distance for d in net.accepted), reverse=True)
+    for d in net.rejected:  # within epsilon of a kept point
+        assert d.nearest in kept and d.distance <= 0.15
+        assert distance(points[d.key], points[d.nearest]) == pytest.approx(d.distance)
