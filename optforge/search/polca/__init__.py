@@ -10,6 +10,8 @@ What exists (pure parts, tested in tests/search/polca/):
   units of the step size: epsilon 1e-3 is 1e-3 relative RMS) and unit-normalised text embeddings;
 - `prompt`: the OptoPrimeV2-form proposer prompt (`optforge/llm/prompts/polca/`), answered with a
   ```python block that `optforge.llm.parse` reads;
+- `minibatch`: (task, seed) minibatches of the search suite, each pair once per shuffled epoch,
+  with a two-integer state for exact resume;
 - `summarizer`: sampling successful and failed runs, the summarizer prompt, and its XML reader
   (a failed summary keeps the old context).
 
