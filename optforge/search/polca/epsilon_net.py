@@ -10,19 +10,23 @@ Epsilon 0 filters nothing (the reference's plain PrioritySearch).
 Epsilon is in the embedding's units, so each embedding is normalised to a documented scale:
 
 - `behaviour_embedding` (the default embedding): a rule's updates on the platform's fixed probe
-  (`rule_probe`: a fixed sequence of gradients of RMS 1 for one tensor of each role, the same for
-  every rule), divided by the step size `lr` the probe passed, with each (role, step) block weighted
-  equally. The L2 distance between two rules is then
+  (`rule_probe`: a fixed sequence of gradients, of RMS 1, for one tensor of each role, the same for
+  every rule), divided by the step size `lr` the probe passed, with each (tensor, step) block
+  weighted equally. The L2 distance between two rules is then
 
-      d(a, b) = sqrt(mean over (role, step) blocks of mean((u_a - u_b)^2) / lr^2)
+      d(a, b) = sqrt(mean over (tensor, step) blocks of mean((u_a - u_b)^2) / lr^2)
 
   the RMS difference of their updates in units of the step size. SGD, Adam and Lion move each
   element by about lr on unit gradients, so for them (and rules of that scale) d is the relative RMS
   difference of the updates: epsilon 1e-3 means 1e-3 relative RMS. A reformatted or renamed copy
   computes the same updates (d = 0, or ~1e-16 when the arithmetic is reordered); changing a
-  constant that changes the updates moves the point. A rule's `LR` constant (which the tuned lr
-  multiplier absorbs) barely moves it: the updates are divided by the probe's ctx.lr, and only the
+  constant that changes the updates moves the point (AdamW: WD 0.01 -> 0.02 is 8e-3 away, BETA1
+  0.9 -> 0.95 3e-2; Lion is 0.8 away). A rule's `LR` constant (which the tuned lr multiplier
+  absorbs) barely moves it: the updates are divided by the probe's ctx.lr, and only the
   parameter's path differs (4e-5 for AdamW with LR tripled, through its weight decay term).
+  Constants that act only on tiny gradients are invisible on unit gradients (AdamW's EPS 1e-8 ->
+  1e-7: 1e-7 away) unless the probe adds a tensor with tiny gradients (RMS 1e-8: then > 1e-3);
+  such extra tensors are just more named entries of `updates`.
 - `unit_normalise` (the text embeddings): vectors scaled to unit length, so d is the chord
   distance sqrt(2 - 2 cos) in [0, 2], whatever the model's raw scale.
 """
@@ -43,21 +47,22 @@ class ProbeError(ValueError):
 def behaviour_embedding(updates: Mapping[str, Sequence[Any]], lr: float) -> np.ndarray:
     """The behaviour vector of a rule from its probe updates (float64, 1-D).
 
-    `updates[role]` is the rule's update (the delta it returned) at each probe step for that role's
-    probe tensor (anything `numpy.asarray` reads: tensors, arrays, nested lists); `lr` is the ctx.lr
-    the probe passed. Roles are taken in sorted order, so the layout depends only on the probe.
+    `updates[name]` is the rule's update (the delta it returned) at each probe step for the probe
+    tensor `name` (one per role, named by its role, plus any extra ones), as anything
+    `numpy.asarray` reads: float tensors, arrays, nested lists; `lr` is the ctx.lr the probe
+    passed. Names are taken in sorted order, so the layout depends only on the probe.
     Raises ProbeError when an update is not finite or there is none.
     """
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ProbeError(f"lr={lr!r} must be the probe's step size, a finite number > 0")
-    blocks = [(role, t, np.asarray(u, dtype=np.float64).ravel())
-              for role in sorted(updates) for t, u in enumerate(updates[role])]
+    blocks = [(name, t, np.asarray(u, dtype=np.float64).ravel())
+              for name in sorted(updates) for t, u in enumerate(updates[name])]
     if not blocks or any(b.size == 0 for _, _, b in blocks):
-        raise ProbeError("no probe updates to embed (every role needs at least one non-empty update)")
+        raise ProbeError("no probe updates to embed (every probe tensor needs at least one non-empty update)")
     parts = []
-    for role, t, block in blocks:
+    for name, t, block in blocks:
         if not np.all(np.isfinite(block)):
-            raise ProbeError(f"the probe update for role {role} at step {t + 1} is not finite; the rule diverges "
+            raise ProbeError(f"the probe update for tensor {name} at step {t + 1} is not finite; the rule diverges "
                              "on the probe and has no behaviour point")
         parts.append(block / (lr * math.sqrt(block.size * len(blocks))))
     return np.concatenate(parts)

@@ -14,34 +14,41 @@ from optforge.search.polca.params import DEFAULT_EPSILON
 
 EPSILON = DEFAULT_EPSILON["behaviour"]
 PROBE = (("hidden_matrix", (6, 4)), ("embedding", (5, 3)), ("head", (3, 4)), ("vector", (5,)), ("scalar", ()))
+TINY = 1e-8  # the gradient RMS of the optional extra probe tensor, where Adam's EPS matters
 STEPS = 8
 
 
-def probe_gradients() -> dict[str, list[torch.Tensor]]:
-    """A fixed gradient sequence per role, each gradient of RMS 1 (the probe's scale)."""
+def probe_tensors(tiny: bool) -> list[tuple[str, str, tuple[int, ...], float]]:
+    """(name, role, shape, gradient RMS) of each probe tensor."""
+    out = [(role, role, shape, 1.0) for role, shape in PROBE]
+    return out + [("vector_tiny", "vector", (5,), TINY)] if tiny else out
+
+
+def probe_gradients(tiny: bool = False) -> dict[str, list[torch.Tensor]]:
+    """A fixed gradient sequence per probe tensor, each gradient of the tensor's RMS."""
     gen = torch.Generator().manual_seed(0)
     out = {}
-    for role, shape in PROBE:
+    for name, _, shape, rms in probe_tensors(tiny):
         grads = []
         for _ in range(STEPS):
             g = torch.randn(shape, generator=gen, dtype=torch.float64)
-            grads.append(g / g.pow(2).mean().sqrt())
-        out[role] = grads
+            grads.append(g * (rms / g.pow(2).mean().sqrt()))
+        out[name] = grads
     return out
 
 
-def probe(rule: Rule, lr: float = 1e-3) -> np.ndarray:
-    """The rule's updates on the probe (one tensor per role, p += update each step), embedded."""
+def probe(rule: Rule, lr: float = 1e-3, tiny: bool = False) -> np.ndarray:
+    """The rule's updates on the probe (p += update each step), embedded."""
     gen = torch.Generator().manual_seed(1)
-    grads = probe_gradients()
+    grads = probe_gradients(tiny)
     updates = {}
-    for role, shape in PROBE:
+    for name, role, shape, _ in probe_tensors(tiny):
         p = torch.randn(shape, generator=gen, dtype=torch.float64)
         state = rule.init(p, Ctx(lr=lr, t=1, T=STEPS, role=role, shape=shape))
-        updates[role] = []
-        for t, g in enumerate(grads[role], 1):
+        updates[name] = []
+        for t, g in enumerate(grads[name], 1):
             u = rule.update(p, g, state, Ctx(lr=lr, t=t, T=STEPS, role=role, shape=shape))
-            updates[role].append(u.clone())
+            updates[name].append(u.clone())
             p = p + u
     return behaviour_embedding(updates, lr)
 
@@ -109,6 +116,14 @@ def test_the_scale_is_relative_rms_of_the_updates():
     assert np.linalg.norm(probe(sgd)) == pytest.approx(1.0, rel=1e-12)
 
 
+def test_a_small_gradient_probe_tensor_makes_eps_visible():
+    adamw = seeds.load("adamw")
+    eps7 = adamw.with_hparams(EPS=1e-7)
+    assert distance(probe(adamw), probe(eps7)) < EPSILON  # on unit-RMS gradients EPS changes nothing (1e-7)
+    assert distance(probe(adamw, tiny=True), probe(eps7, tiny=True)) > EPSILON
+    assert distance(probe(adamw, tiny=True), probe(load_rule(ADAMW_REFORMATTED), tiny=True)) == 0.0
+
+
 def test_the_net_rejects_a_reformatted_copy_and_keeps_distinct_rules():
     adamw = seeds.load("adamw")
     seen = [("adamw", probe(adamw))]
@@ -120,7 +135,7 @@ def test_the_net_rejects_a_reformatted_copy_and_keeps_distinct_rules():
 
 
 def test_a_rule_that_diverges_on_the_probe_has_no_point():
-    with pytest.raises(ProbeError, match="role vector at step 2 is not finite"):
+    with pytest.raises(ProbeError, match="tensor vector at step 2 is not finite"):
         behaviour_embedding({"vector": [[1.0, 2.0], [float("nan"), 0.0]]}, lr=1.0)
     with pytest.raises(ProbeError, match="lr"):
         behaviour_embedding({"vector": [[1.0]]}, lr=0.0)
