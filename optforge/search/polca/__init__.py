@@ -1,5 +1,5 @@
 """`polca`: POLCA (Ren, Nie, Xie, Cheng, "Stochastic Generative Optimization with LLM", arXiv 2603.14769),
-priority search over noisy minibatch rollouts with an epsilon-net and a summarizer (methods.md 2).
+priority search over noisy minibatch rollouts with an epsilon-net and a summarizer.
 
 What exists (pure parts, tested in tests/search/polca/):
 - `params.PolcaConfig`: the `strategy:` keys, through `optforge.config.build_strategy_params`;
