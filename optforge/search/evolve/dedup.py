@@ -1,6 +1,7 @@
 """Duplicate detection before evaluation: exact content hash and a normalised source hash that
-ignores comments, docstrings, whitespace and the names of variables, arguments and helpers.
-(After the smoke stage, the numeric fingerprint catches functional duplicates; see strategy.)"""
+ignores comments, docstrings, whitespace and the names of variables, arguments and helpers. The
+engine, too, lends a result only between identical normalised sources; there is no check of
+functional (same numbers, different code) duplicates."""
 
 from __future__ import annotations
 
