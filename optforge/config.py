@@ -89,7 +89,7 @@ class LLMConfig:
     concurrency: int = 4  # LLM calls in flight at once
     timeout_s: float = 120.0  # per-request timeout
     max_retries: int = 5  # retries of one call on 429, 5xx, timeouts and broken responses
-    backoff_s: float = 1.0  # first backoff sleep; doubles per retry (a Retry-After header wins)
+    backoff_s: float = 1.0  # first backoff sleep (0: none); doubles per retry (a Retry-After header wins)
     max_backoff_s: float = 60.0  # cap on one backoff sleep
     input_cost_per_token: float | None = None  # dollars per prompt token, when litellm does not know the model
     output_cost_per_token: float | None = None  # dollars per completion token, when litellm does not know the model
@@ -111,10 +111,12 @@ class LLMConfig:
                 raise ConfigError(f"llm.{name}={getattr(self, name)!r} must be >= 1")
         if self.max_retries < 0:
             raise ConfigError(f"llm.max_retries={self.max_retries!r} must be >= 0")
-        for name in ("timeout_s", "backoff_s", "max_backoff_s"):
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"llm.timeout_s={self.timeout_s!r} must be > 0")
+        for name in ("backoff_s", "max_backoff_s"):  # 0: retry at once (tests)
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"llm.{name}={value!r} must be > 0")
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"llm.{name}={value!r} must be >= 0")
         for name in ("input_cost_per_token", "output_cost_per_token"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):

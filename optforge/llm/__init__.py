@@ -9,7 +9,8 @@ import os
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from optforge.llm.budget import Budget, BudgetExhausted  # noqa: E402
-from optforge.llm.client import LLMClient, LLMConfigError, LLMError, LLMResponse  # noqa: E402
+from optforge.llm.client import LLMClient, LLMResponse  # noqa: E402
+from optforge.llm.errors import LLMConfigError, LLMError  # noqa: E402
 from optforge.config import LLMConfig, ModelWeight  # noqa: E402 - the `llm` config section
 from optforge.llm.measured import measured  # noqa: E402
 from optforge.llm.parse import Answer, Parsed, extract_rule, parse_response, read_answer  # noqa: E402

@@ -17,24 +17,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_limits
 from optforge.config import ConfigError, LLMConfig
-from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
+from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_limits
+from optforge.llm.errors import LLMConfigError, LLMError
 from optforge.llm.parse import normalise_finish_reason
+from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
 from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
-from optforge.llm.replay import ReplayError
+from optforge.llm.replay import Replayer, ReplayError
 
 log = logging.getLogger(__name__)
 
 Recorder = Callable[[LLMCall], None]
-
-
-class LLMError(RuntimeError):
-    """A call failed after its retries, or failed in a way retrying cannot fix (auth, bad request)."""
-
-
-class LLMConfigError(LLMError, ConfigError):
-    """The LLM config cannot work (missing key variable, unknown price); the message says what to set."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +109,6 @@ class LLMClient:
         self._replayer = None
         self._api_key: str | None = None
         if self.settings.replay:
-            from optforge.llm.replay import Replayer
-
             self._replayer = Replayer.from_run_dir(self.settings.replay)
         elif self.settings.api_key_env:
             key = env.get(self.settings.api_key_env)

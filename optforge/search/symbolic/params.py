@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from optforge.config import ConfigError, build_strategy_params
-
 from optforge.search.symbolic import warmstarts
 
 
 @dataclass(frozen=True)
 class SymbolicParams:
-    """Keys of `strategy:` for `name: symbolic` (defaults from methods.md 1.3)."""
+    """Keys of `strategy:` for `name: symbolic`. P = 1000 and T = 2 are the regularized-evolution
+    defaults recalled from Chen et al. 2023 (arXiv 2302.06675), warm-started from AdamW."""
 
     warm_start: tuple[str, ...] = ("adamw",)  # seeds whose programs form the initial population
     population: int = 1000  # P: population size (aging removes the oldest beyond it)
