@@ -93,7 +93,7 @@ class LLMClient:
         llm_section, budget_section = _split_config(config)
         self.settings = llm_section if isinstance(llm_section, LLMConfig) else LLMConfig.from_mapping(llm_section)
         try:
-            self.settings.model_choices
+            self.settings.model_choices  # raises when neither llm.model nor llm.models is set
         except ConfigError as e:
             raise LLMConfigError(str(e)) from e
         if isinstance(budget, Budget):

@@ -137,14 +137,6 @@ class EvolveStrategy:
         cap = self.config.max_proposals
         return cap is not None and self.proposals >= cap and not self.warm_queue
 
-    # -- extras ------------------------------------------------------------------------------------
-
-    def add_reference(self, seed: str, result: EvaluationResult) -> None:
-        """Per-task scores of a seed evaluated outside this strategy (search stages only)."""
-        if result.stage in SEARCH_STAGES and result.ok:
-            self.ref_scores[seed] = {t: float(v["score"]) for t, v in (result.metrics.get("tasks") or {}).items()
-                                     if isinstance(v, Mapping) and isinstance(v.get("score"), (int, float))}
-
     def best(self) -> Program | None:
         ranked = self.pop.ranked()
         return ranked[0] if ranked else None
