@@ -4,14 +4,17 @@ Every key is documented on its field. Unknown keys, wrong types and bad values f
 the dotted key (`budget.max_candidates`), the value and what is allowed. `--set section.key=value`
 overrides go through the same checks (`load_config(path, overrides=[...])`).
 
-The `strategy` section is a mapping with `name` plus strategy-specific keys; those keys are checked
-by the strategy's own `from_config` (see `optforge.search.registry.build_strategy`).
+The `strategy` section is a mapping with `name` plus strategy-specific keys. Each strategy declares
+its keys as a frozen dataclass and builds it with `build_strategy_params`, which applies the same
+type checks and names `strategy.<key>` in its errors. The `llm` section (`LLMConfig`) is the one
+config of the LLM client.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,42 +62,83 @@ class ModelWeight:
     """One model of an LLM ensemble and its sampling weight."""
 
     model: str  # litellm model name, e.g. openai/gpt-4o-mini
-    weight: float = 1.0  # relative sampling weight (> 0)
+    weight: float = 1.0  # relative sampling weight (> 0; ignored when the bandit picks)
 
     def __post_init__(self) -> None:
-        if not self.weight > 0:
+        if not self.model:
+            raise ConfigError("llm.models[].model must be a non-empty litellm model string, e.g. openai/gpt-4o-mini")
+        if not (math.isfinite(self.weight) and self.weight > 0):
             raise ConfigError(f"llm.models weight={self.weight!r} for model '{self.model}' must be > 0")
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """The LLM used by LLM strategies (the llm package reads it; the engine only checks spend)."""
+    """The `llm` section: everything the LLM client (optforge.llm.LLMClient) needs.
 
-    model: str | None = None  # litellm model name; null = no LLM (symbolic and seeds need none)
-    api_base: str | None = None  # base URL of an OpenAI-compatible server, or null for the provider's
-    api_key_env: str | None = "OPENAI_API_KEY"  # name of the environment variable holding the key
+    The engine only checks spend; strategies that need no LLM (seeds, symbolic) ignore it.
+    """
+
+    model: str | None = None  # litellm model name; null = no LLM, or the first of `models`
+    api_base: str | None = None  # base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, scripted)
+    api_key_env: str | None = "OPENAI_API_KEY"  # NAME of the environment variable holding the key; null: none sent
     temperature: float = 0.8  # sampling temperature
-    max_tokens: int = 4096  # completion token limit per call
-    replay: str | None = None  # path of a recorded-calls file to replay instead of calling the API
+    max_tokens: int = 4096  # completion token limit per call; also the worst case the budget reserves
+    replay: str | None = None  # RUN_DIR of a previous run: answer every call from its recorded responses
     models: tuple[ModelWeight, ...] = ()  # ensemble of {model, weight}; overrides `model` when set
-    bandit: bool = False  # adapt the ensemble weights to which model's children score better
-    concurrency: int = 1  # LLM calls in flight at once
-    timeout_s: float = 120.0  # per-call timeout
-    input_cost_per_token: float | None = None  # dollars per prompt token, when litellm does not know
-    output_cost_per_token: float | None = None  # dollars per completion token, when litellm does not know
+    bandit: bool = False  # pick the model by a UCB bandit on fitness improvement per dollar
+    concurrency: int = 4  # LLM calls in flight at once
+    timeout_s: float = 120.0  # per-request timeout
+    max_retries: int = 5  # retries of one call on 429, 5xx, timeouts and broken responses
+    backoff_s: float = 1.0  # first backoff sleep (0: none); doubles per retry (a Retry-After header wins)
+    max_backoff_s: float = 60.0  # cap on one backoff sleep
+    input_cost_per_token: float | None = None  # dollars per prompt token, when litellm does not know the model
+    output_cost_per_token: float | None = None  # dollars per completion token, when litellm does not know the model
+    extra: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of litellm.completion
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "extra", dict(self.extra))
+        if self.model is not None and not self.model:
+            raise ConfigError("llm.model='' must be a litellm model string like 'openai/gpt-4o-mini', or null")
+        if self.api_key_env is not None and not self.api_key_env:
+            raise ConfigError("llm.api_key_env='' must be the NAME of an environment variable, or null")
+        if self.api_key_env is not None and self.api_key_env.startswith(("sk-", "sk_")):
+            raise ConfigError("llm.api_key_env looks like a key itself; put the NAME of the environment variable "
+                              "there (e.g. OPENAI_API_KEY) and export the key in that variable")
         if not 0.0 <= self.temperature <= 2.0:
             raise ConfigError(f"llm.temperature={self.temperature!r} must be in [0, 2]")
         for name in ("max_tokens", "concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"llm.{name}={getattr(self, name)!r} must be >= 1")
-        if not self.timeout_s > 0:
+        if self.max_retries < 0:
+            raise ConfigError(f"llm.max_retries={self.max_retries!r} must be >= 0")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise ConfigError(f"llm.timeout_s={self.timeout_s!r} must be > 0")
+        for name in ("backoff_s", "max_backoff_s"):  # 0: retry at once (tests)
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"llm.{name}={value!r} must be >= 0")
         for name in ("input_cost_per_token", "output_cost_per_token"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"llm.{name}={value!r} must be >= 0")
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"llm.{name}={value!r} must be >= 0 (or null)")
+        if (self.input_cost_per_token is None) != (self.output_cost_per_token is None):
+            raise ConfigError("set both llm.input_cost_per_token and llm.output_cost_per_token, or neither")
+
+    @property
+    def model_choices(self) -> tuple[ModelWeight, ...]:
+        """The models of this run with their weights: `models`, or `model` alone. Raises ConfigError
+        when neither is set."""
+        if self.models:
+            return self.models
+        if self.model is None:
+            raise ConfigError("llm.model is not set; set it to a litellm model string (e.g. openai/gpt-4o-mini) "
+                              "or list llm.models")
+        return (ModelWeight(self.model),)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> "LLMConfig":
+        """The `llm` section from a plain mapping, with the run config's checks (ConfigError naming `llm.<key>`)."""
+        return _build(cls, data or {}, "llm.")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import os
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from optforge.llm.budget import Budget, BudgetExhausted  # noqa: E402
-from optforge.llm.client import LLMClient, LLMConfigError, LLMError, LLMResponse  # noqa: E402
-from optforge.llm.config import LLMSettings, ModelChoice  # noqa: E402
+from optforge.llm.client import LLMClient, LLMResponse  # noqa: E402
+from optforge.llm.errors import LLMConfigError, LLMError  # noqa: E402
+from optforge.config import LLMConfig, ModelWeight  # noqa: E402 - the `llm` config section
 from optforge.llm.measured import measured  # noqa: E402
 from optforge.llm.parse import Answer, Parsed, extract_rule, parse_response, read_answer  # noqa: E402
 from optforge.llm.prompts import PromptError, load_template, render  # noqa: E402
@@ -27,8 +28,8 @@ __all__ = [
     "LLMConfigError",
     "LLMError",
     "LLMResponse",
-    "LLMSettings",
-    "ModelChoice",
+    "LLMConfig",
+    "ModelWeight",
     "ModelSelector",
     "Parsed",
     "PromptError",

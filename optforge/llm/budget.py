@@ -15,6 +15,7 @@ import math
 from fractions import Fraction
 import threading
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 
 class BudgetExhausted(RuntimeError):
@@ -111,3 +112,12 @@ class Budget:
     def state(self) -> dict:
         with self._lock:
             return {"spent_dollars": float(self._spent), "calls_made": self._calls}
+
+
+def budget_limits(config: Any) -> tuple[float | None, int | None]:
+    """(max_dollars, max_llm_calls) from a `budget` mapping or dataclass; missing means unlimited."""
+    if config is None:
+        return None, None
+    get = config.get if isinstance(config, Mapping) else (lambda k, d=None: getattr(config, k, d))
+    md, mc = get("max_dollars", None), get("max_llm_calls", None)
+    return (None if md is None else float(md)), (None if mc is None else int(mc))

@@ -17,24 +17,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from optforge.llm.budget import Budget, BudgetExhausted, Reservation
-from optforge.llm.config import LLMSettings, budget_limits
-from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
+from optforge.config import ConfigError, LLMConfig
+from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_limits
+from optforge.llm.errors import LLMConfigError, LLMError
 from optforge.llm.parse import normalise_finish_reason
+from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
 from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
-from optforge.llm.replay import ReplayError
+from optforge.llm.replay import Replayer, ReplayError
 
 log = logging.getLogger(__name__)
 
 Recorder = Callable[[LLMCall], None]
-
-
-class LLMError(RuntimeError):
-    """A call failed after its retries, or failed in a way retrying cannot fix (auth, bad request)."""
-
-
-class LLMConfigError(LLMError, ValueError):
-    """The LLM config cannot work (missing key variable, unknown price); the message says what to set."""
 
 
 @dataclass(frozen=True)
@@ -91,13 +84,18 @@ class LLMClient:
     """One client per run. Thread-safe; at most `concurrency` requests are in flight.
 
     `config` is the run config (with `llm` and `budget` sections) or just its `llm` section, as a
-    mapping or dataclass; `budget` may also be given directly. `sleep` is injectable for tests.
+    mapping or `optforge.config.LLMConfig`; `budget` may also be given directly. `sleep` is injectable
+    for tests. A bad key raises ConfigError naming `llm.<key>`.
     """
 
     def __init__(self, config: Any, recorder: Recorder | None = None, *, budget: Budget | Any = None,
                  sleep: Callable[[float], None] = time.sleep, environ: Mapping[str, str] | None = None):
         llm_section, budget_section = _split_config(config)
-        self.settings = LLMSettings.from_any(llm_section)
+        self.settings = llm_section if isinstance(llm_section, LLMConfig) else LLMConfig.from_mapping(llm_section)
+        try:
+            self.settings.model_choices  # raises when neither llm.model nor llm.models is set
+        except ConfigError as e:
+            raise LLMConfigError(str(e)) from e
         if isinstance(budget, Budget):
             self.budget = budget
         else:
@@ -111,8 +109,6 @@ class LLMClient:
         self._replayer = None
         self._api_key: str | None = None
         if self.settings.replay:
-            from optforge.llm.replay import Replayer
-
             self._replayer = Replayer.from_run_dir(self.settings.replay)
         elif self.settings.api_key_env:
             key = env.get(self.settings.api_key_env)

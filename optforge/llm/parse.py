@@ -15,13 +15,7 @@ candidate whose reason is the next prompt's feedback, so each reason says what w
 *this* answer and what to do. A truncated answer (finish_reason "length") is always rejected,
 with a reason naming `llm.max_tokens`: a rule cut short can still parse as a different rule.
 
-Diff format (as in OpenEvolve / aider):
-
-    <<<<<<< SEARCH
-    exact lines of the parent
-    =======
-    replacement lines
-    >>>>>>> REPLACE
+The SEARCH/REPLACE diff format and its application are in `optforge.llm.diffs`.
 """
 
 from __future__ import annotations
@@ -31,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from optforge.llm.diffs import SEARCH_LINE, DiffError, apply_diffs, diff_blocks, malformed_diff
 from optforge.rule_check import check_rule
 from optforge.source_text import normalise_text
 
@@ -54,15 +49,6 @@ _PYTHON_LANGS = {"", "python", "py", "python3", "py3", "ipython", "python-repl"}
 _DEFINES_UPDATE = re.compile(r"^[ \t]*def[ \t]+update[ \t]*\(", re.MULTILINE)
 _CODE_START = re.compile(r'^(?:import |from \w|"""|\'\'\'|#|def |@|[A-Z_][A-Z0-9_]*\s*[:=])', re.MULTILINE)
 _UNIFIED_DIFF = re.compile(r"^(?:@@ .* @@|--- \S.*\n\+\+\+ \S)", re.MULTILINE)
-
-_DIFF = re.compile(
-    r"^[ \t]*<{5,9}[ \t]*SEARCH[ \t]*\n(.*?)^[ \t]*={5,9}[ \t]*\n(.*?)^[ \t]*>{5,9}[ \t]*REPLACE[ \t]*$",
-    re.DOTALL | re.MULTILINE,
-)
-_SEARCH_LINE = re.compile(r"^[ \t]*<{5,9}[ \t]*SEARCH[ \t]*$", re.MULTILINE)
-_DIVIDER_LINE = re.compile(r"^[ \t]*={5,9}[ \t]*$", re.MULTILINE)
-_REPLACE_LINE = re.compile(r"^[ \t]*>{5,9}[ \t]*REPLACE[ \t]*$", re.MULTILINE)
-_ANY_MARKER = re.compile(r"^[ \t]*(?:<{7}|>{7})", re.MULTILINE)
 
 
 # ------------------------------------------------------------------------------------- the answer
@@ -209,73 +195,6 @@ def _strings(data: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-# ------------------------------------------------------------------------------------------ diffs
-
-
-class DiffError(ValueError):
-    """A SEARCH block does not match the parent."""
-
-
-def diff_blocks(text: str) -> list[tuple[str, str]]:
-    """(search, replace) pairs in order."""
-    return [(m.group(1), m.group(2)) for m in _DIFF.finditer(text)]
-
-
-def apply_diffs(parent: str, blocks: list[tuple[str, str]]) -> str:
-    """Apply each SEARCH/REPLACE to the text so far; exact match first, then line match ignoring
-    trailing whitespace and common indentation. Raises DiffError naming the failing block."""
-    out = parent
-    for i, (search, replace) in enumerate(blocks, 1):
-        if not search.strip():
-            raise DiffError(f"diff block {i} has an empty SEARCH part; copy the exact parent lines to change")
-        at = _line_start_find(out, search)
-        if at >= 0:
-            out = out[:at] + replace + out[at + len(search):]
-            continue
-        replaced = _fuzzy_replace(out, search, replace)
-        if replaced is None:
-            first = search.strip().splitlines()[0][:80]
-            raise DiffError(f"diff block {i}: its SEARCH text (starting '{first}') is not in the parent; "
-                            "SEARCH must copy the parent's lines exactly")
-        out = replaced
-    return out
-
-
-def _line_start_find(text: str, search: str) -> int:
-    """Index of the first occurrence of `search` that starts at a line start, or -1."""
-    at = text.find(search)
-    while at >= 0:
-        if at == 0 or text[at - 1] == "\n" or search.startswith("\n"):
-            return at
-        at = text.find(search, at + 1)
-    return -1
-
-
-def _fuzzy_replace(text: str, search: str, replace: str) -> str | None:
-    lines = text.splitlines(keepends=True)
-    want = [ln.strip() for ln in search.strip("\n").splitlines()]
-    n = len(want)
-    for start in range(len(lines) - n + 1):
-        if [ln.strip() for ln in lines[start:start + n]] == want:
-            indent = re.match(r"[ \t]*", lines[start]).group(0)
-            s_indent = re.match(r"[ \t]*", search.strip("\n").splitlines()[0]).group(0)
-            new = []
-            for ln in replace.strip("\n").splitlines():
-                new.append((indent + ln[len(s_indent):] if ln.startswith(s_indent) else ln) + "\n")
-            return "".join(lines[:start] + new + lines[start + n:])
-    return None
-
-
-def _malformed_diff(text: str, complete: int) -> str:
-    """Why the diff markers in `text` do not make `complete` whole blocks ("" when they do)."""
-    counts = (len(_SEARCH_LINE.findall(text)), len(_DIVIDER_LINE.findall(text)), len(_REPLACE_LINE.findall(text)))
-    if counts[0] == counts[2] == complete and (complete or not _ANY_MARKER.search(text)):
-        return ""
-    return (f"malformed diff: the answer has {counts[0]} '<<<<<<< SEARCH', {counts[1]} '=======' and "
-            f"{counts[2]} '>>>>>>> REPLACE' line(s) but {complete} complete block(s); each block needs all "
-            "three lines, in that order, each on a line of its own")
-
-
 # ------------------------------------------------------------------------------------- the rule
 
 
@@ -329,7 +248,7 @@ def extract_rule(answer: Answer, parent: str | None = None, *, max_tokens: int |
         return no("none", "empty completion: the model returned no text")
 
     diffs = diff_blocks(text)
-    malformed = _malformed_diff(text, len(diffs))
+    malformed = malformed_diff(text, len(diffs))
     if diffs and not malformed:
         if parent is None:
             return no("diff", "the answer is a SEARCH/REPLACE diff but there is no parent to apply it to")
@@ -410,6 +329,6 @@ def _no_code_reason(text: str, answer: Answer) -> str:
                   "(LR, init, update) in one ```python block, or SEARCH/REPLACE blocks")
     else:
         reason = "no code block defining update() and no SEARCH/REPLACE diff in the answer"
-    if _DEFINES_UPDATE.search(answer.reasoning) or _SEARCH_LINE.search(answer.reasoning):
+    if _DEFINES_UPDATE.search(answer.reasoning) or SEARCH_LINE.search(answer.reasoning):
         reason += " (code inside the <think> reasoning is a draft and is not read; put the final code after it)"
     return reason

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from optforge.llm.errors import LLMConfigError
 from optforge.llm.records import Message
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,6 @@ def resolve_price(model: str, input_cost: float | None, output_cost: float | Non
         log.warning("no price known for %s at %s; counting its calls as $0 (set llm.input_cost_per_token and "
                     "llm.output_cost_per_token to budget it)", model, api_base)
         return Price(0.0, 0.0, "free")
-    from optforge.llm.client import LLMConfigError
-
     raise LLMConfigError(
         f"litellm has no price for model '{model}', so its dollars cannot be counted; set "
         "llm.input_cost_per_token and llm.output_cost_per_token, or check the model string"

@@ -13,11 +13,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from optforge.llm.config import ModelChoice
+from optforge.config import ModelWeight
 
 
 class ModelSelector:
-    def __init__(self, choices: Sequence[ModelChoice], *, bandit: bool = False, exploration: float = 1.0):
+    def __init__(self, choices: Sequence[ModelWeight], *, bandit: bool = False, exploration: float = 1.0):
         if not choices:
             raise ValueError("ModelSelector needs at least one model")
         self.models = [c.model for c in choices]

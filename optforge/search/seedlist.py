@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from optforge import seeds as seed_lib
+from optforge.config import ConfigError, build_strategy_params
 from optforge.types import Candidate, EvaluationResult
 
 
@@ -23,9 +24,14 @@ class SeedsParams:
         known = seed_lib.names()
         for name in self.seeds:
             if name not in known:
-                raise ValueError(f"strategy.seeds: unknown seed '{name}'; known: {', '.join(known)}")
+                raise ConfigError(f"strategy.seeds: unknown seed '{name}'; known: {', '.join(known)}")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"strategy.seeds lists a seed twice: {list(self.seeds)}")
+            raise ConfigError(f"strategy.seeds lists a seed twice: {list(self.seeds)}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "SeedsParams":
+        """Checked like the run config: unknown keys and wrong types raise ConfigError naming `strategy.<key>`."""
+        return build_strategy_params(cls, params)
 
 
 class SeedList:
@@ -70,10 +76,4 @@ class SeedList:
 
 def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) -> SeedList:
     """Build the strategy from the config's `strategy` mapping (minus `name`); unknown keys raise."""
-    unknown = sorted(set(params) - {"seeds"})
-    if unknown:
-        raise ValueError(f"strategy.{unknown[0]}: unknown key for strategy 'seeds'; known keys: seeds")
-    raw = params.get("seeds", ())
-    if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
-        raise ValueError(f"strategy.seeds={raw!r} must be a list of seed names")
-    return SeedList(SeedsParams(tuple(str(s) for s in raw)))
+    return SeedList(SeedsParams.from_params(params))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optforge.config import ConfigError, RunConfig, config_from_dict, load_config
+from optforge.config import ConfigError, LLMConfig, RunConfig, config_from_dict, load_config
 
 
 def test_defaults_and_round_trip(tmp_path):
@@ -78,3 +78,78 @@ def test_strategy_keys_are_checked_by_the_strategy():
         build_strategy("seeds", {"seeds": ["adamx"]}, seed=0)
     with pytest.raises(ValueError, match="unknown strategy 'nope'"):
         build_strategy("nope", {}, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# every key refuses a value of the wrong type, naming the key (new keys are covered automatically)
+
+
+def _wrong_value(tp):
+    """A value of the wrong type for annotation `tp` (never None, which an Optional key accepts)."""
+    import collections.abc
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _wrong_value(next(a for a in args if a is not type(None)))
+    if tp is bool:
+        return "yes"
+    if tp is int:
+        return 2.5
+    if tp is float:
+        return "fast"
+    if tp is str:
+        return 5
+    if origin is tuple:
+        return 7
+    if origin in (collections.abc.Mapping, dict) or tp in (dict, collections.abc.Mapping):
+        return [1]
+    raise AssertionError(f"no wrong value for {tp}; give the key a checked type (not Any)")
+
+
+def _keys(cls):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return [(cls, f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _strategy_param_classes():
+    from optforge.search.evolve.config import EvolveConfig
+    from optforge.search.seedlist import SeedsParams
+    from optforge.search.symbolic.params import SymbolicParams
+
+    return [SeedsParams, SymbolicParams, EvolveConfig]
+
+
+@pytest.mark.parametrize("cls, key, tp", [k for c in _strategy_param_classes() for k in _keys(c)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_every_strategy_key_refuses_a_wrong_type(cls, key, tp):
+    with pytest.raises(ConfigError) as e:
+        cls.from_params({key: _wrong_value(tp)})
+    assert f"strategy.{key}" in str(e.value)
+
+
+@pytest.mark.parametrize("key, tp", [(k, t) for _, k, t in _keys(LLMConfig)])
+def test_every_llm_key_refuses_a_wrong_type(key, tp):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"llm": {key: _wrong_value(tp)}})
+    assert f"llm.{key}" in str(e.value)
+
+
+@pytest.mark.parametrize("name, params, key", [
+    ("evolve", {"islands": 2.5}, "strategy.islands=2.5"),
+    ("evolve", {"diff_prob": "6e-1"}, "strategy.diff_prob='6e-1'"),
+    ("symbolic", {"population": 1.5}, "strategy.population=1.5"),
+    ("symbolic", {"warm_start": "adamw"}, "strategy.warm_start='adamw'"),
+    ("seeds", {"seeds": "adamw"}, "strategy.seeds='adamw'"),
+    ("seeds", {"sedes": ["adamw"]}, "'strategy.sedes'"),
+])
+def test_each_strategy_factory_uses_the_typed_builder(name, params, key):
+    from optforge.search.registry import build_strategy
+
+    with pytest.raises(ValueError) as e:
+        build_strategy(name, params, seed=0)
+    assert key in str(e.value)

@@ -26,8 +26,8 @@ def test_scientific_notation_in_a_file_reads_as_numbers(tmp_path):
 
 
 def test_scientific_notation_in_a_set_override_reads_as_a_number(tmp_path):
-    cfg = _load(tmp_path, "strategy: {name: seeds}\n", ["llm.input_cost_per_token=5e-7"])
-    assert cfg.llm.input_cost_per_token == pytest.approx(5e-7)
+    cfg = _load(tmp_path, "strategy: {name: seeds}\n", ["llm.input_cost_per_token=5e-7", "llm.output_cost_per_token=1E-6"])
+    assert cfg.llm.input_cost_per_token == pytest.approx(5e-7) and cfg.llm.output_cost_per_token == pytest.approx(1e-6)
 
 
 def test_a_yaml_1_1_boolean_word_is_refused_with_the_reason(tmp_path):

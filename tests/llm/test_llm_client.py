@@ -66,8 +66,8 @@ def test_retries_exhausted_raise_and_are_recorded(scripted):
 
 
 def test_non_retryable_error_fails_at_once(scripted):
-    client, server, sleeps = scripted([])  # the server answers 400 "script exhausted"
-    with pytest.raises(LLMError, match="script exhausted"):
+    client, server, sleeps = scripted([])  # the server answers 400 "no script entry left"
+    with pytest.raises(LLMError, match="no script entry left"):
         client.complete("x")
     assert sleeps == [] and server.served == 1
 

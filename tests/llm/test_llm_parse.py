@@ -1,4 +1,5 @@
-from optforge.llm.parse import apply_diffs, code_blocks, diff_blocks, parse_response
+from optforge.llm.diffs import apply_diffs, diff_blocks
+from optforge.llm.parse import code_blocks, parse_response
 from optforge.rule import check_rule
 
 PARENT = '''LR = 1e-3

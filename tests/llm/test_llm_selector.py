@@ -1,17 +1,17 @@
 import numpy as np
 
-from optforge.llm import ModelChoice, ModelSelector
+from optforge.llm import ModelWeight, ModelSelector
 
 
 def test_weights_are_respected():
-    sel = ModelSelector([ModelChoice("a", 3.0), ModelChoice("b", 1.0)])
+    sel = ModelSelector([ModelWeight("a", 3.0), ModelWeight("b", 1.0)])
     rng = np.random.default_rng(0)
     picks = [sel.choose(rng) for _ in range(4000)]
     assert abs(picks.count("a") / 4000 - 0.75) < 0.03
 
 
 def test_bandit_tries_every_arm_then_prefers_improvement_per_dollar():
-    sel = ModelSelector([ModelChoice("cheap"), ModelChoice("dear")], bandit=True, exploration=0.1)
+    sel = ModelSelector([ModelWeight("cheap"), ModelWeight("dear")], bandit=True, exploration=0.1)
     rng = np.random.default_rng(0)
     assert {sel.choose(rng), sel.choose(rng)} <= {"cheap", "dear"}
     for _ in range(20):
@@ -23,11 +23,11 @@ def test_bandit_tries_every_arm_then_prefers_improvement_per_dollar():
 
 
 def test_free_models_fall_back_to_improvement_per_call_and_state_round_trips():
-    sel = ModelSelector([ModelChoice("x"), ModelChoice("y")], bandit=True, exploration=0.0)
+    sel = ModelSelector([ModelWeight("x"), ModelWeight("y")], bandit=True, exploration=0.0)
     sel.update("x", 0.0, 0.0)
     sel.update("y", 0.5, 0.0)
     assert sel.choose(np.random.default_rng(0)) == "y"
-    other = ModelSelector([ModelChoice("x"), ModelChoice("y"), ModelChoice("z")], bandit=True)
+    other = ModelSelector([ModelWeight("x"), ModelWeight("y"), ModelWeight("z")], bandit=True)
     other.load_state(sel.state())
     assert other.arms["y"] == sel.arms["y"] and other.arms["z"]["n"] == 0
     assert other.choose(np.random.default_rng(0)) == "z"  # a new arm is tried first

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from optforge.config import ConfigError, build_strategy_params
+
 EDIT_MODES = ("diff", "full", "sample")
 
 
@@ -29,40 +31,34 @@ class EvolveConfig:
     template_dir: str | None = None  # a folder of prompt .txt files overriding the bundled ones
 
     def __post_init__(self) -> None:
-        ws = self.warm_start
-        if isinstance(ws, str):
-            ws = (ws,)
-        object.__setattr__(self, "warm_start", tuple(ws))
         from optforge import seeds
 
         known = seeds.names()
         for name in self.warm_start:
             if name not in known:
-                raise ValueError(f"strategy.warm_start: unknown seed '{name}'; known seeds: {', '.join(known)}")
+                raise ConfigError(f"strategy.warm_start: unknown seed '{name}'; known seeds: {', '.join(known)}")
         if not self.warm_start:
-            raise ValueError("strategy.warm_start must name at least one seed (e.g. [adamw]); evolve needs a parent")
+            raise ConfigError("strategy.warm_start must name at least one seed (e.g. [adamw]); evolve needs a parent")
         if self.islands < 1:
-            raise ValueError(f"strategy.islands={self.islands!r} must be >= 1")
+            raise ConfigError(f"strategy.islands={self.islands!r} must be >= 1")
         if self.migration_interval < 0 or self.migration_size < 0:
-            raise ValueError("strategy.migration_interval and strategy.migration_size must be >= 0")
+            raise ConfigError("strategy.migration_interval and strategy.migration_size must be >= 0")
         if self.edit not in EDIT_MODES:
-            raise ValueError(f"strategy.edit={self.edit!r} must be one of {', '.join(EDIT_MODES)}")
+            raise ConfigError(f"strategy.edit={self.edit!r} must be one of {', '.join(EDIT_MODES)}")
         if not 0.0 <= self.diff_prob <= 1.0:
-            raise ValueError(f"strategy.diff_prob={self.diff_prob!r} must be in [0, 1]")
+            raise ConfigError(f"strategy.diff_prob={self.diff_prob!r} must be in [0, 1]")
         for key in ("selection_sharpness", "novelty_weight"):
             if getattr(self, key) < 0:
-                raise ValueError(f"strategy.{key}={getattr(self, key)!r} must be >= 0")
+                raise ConfigError(f"strategy.{key}={getattr(self, key)!r} must be >= 0")
         for key in ("inspirations_top", "inspirations_diverse", "references", "failures_in_prompt"):
             if getattr(self, key) < 0:
-                raise ValueError(f"strategy.{key}={getattr(self, key)!r} must be >= 0")
+                raise ConfigError(f"strategy.{key}={getattr(self, key)!r} must be >= 0")
         if self.max_proposals is not None and self.max_proposals < 0:
-            raise ValueError(f"strategy.max_proposals={self.max_proposals!r} must be >= 0 or null")
+            raise ConfigError(f"strategy.max_proposals={self.max_proposals!r} must be >= 0 or null")
         if self.max_llm_errors < 1:
-            raise ValueError(f"strategy.max_llm_errors={self.max_llm_errors!r} must be >= 1")
+            raise ConfigError(f"strategy.max_llm_errors={self.max_llm_errors!r} must be >= 1")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "EvolveConfig":
-        """Checked like the run config: unknown keys and wrong types raise ValueError naming the key."""
-        from optforge.config import build_strategy_params
-
+        """Checked like the run config: unknown keys and wrong types raise ConfigError naming `strategy.<key>`."""
         return build_strategy_params(cls, params)

@@ -1,6 +1,8 @@
 """Duplicate detection before evaluation: exact content hash and a normalised source hash that
 ignores comments, docstrings, whitespace and the names of variables, arguments and helpers.
-(After the smoke stage, the numeric fingerprint catches functional duplicates; see strategy.)"""
+Functional duplicates (different code, same numbers) are not detected: a numeric fingerprint measured
+in the sandbox could be gamed, so the engine lends a result only between programs with the same
+syntax tree (optforge/program_identity.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Every number needed to resume lives in `Program` records and island lists (JSON-
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,6 @@ class Program:
     dollars: float = 0.0
     edit: str = ""
     norm_hash: str = ""
-    twin_of: str | None = None  # functional duplicate (same smoke fingerprint) of this program
     stages: list[str] = field(default_factory=list)
     credited: bool = False  # the bandit has been updated for this program
 
@@ -50,7 +49,9 @@ class Program:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Program":
-        return cls(**d)
+        """Keys this version does not know (`twin_of` of states written before it was removed) are dropped."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Population:
@@ -70,9 +71,9 @@ class Population:
         return [self.programs[pid] for pid in self.islands[island] if pid in self.programs]
 
     def ranked(self, island: int | None = None) -> list[Program]:
-        """Evaluated-ok programs (no functional twins), best first; ties by insertion order."""
+        """Evaluated-ok programs, best first; ties by insertion order."""
         pool = self.members(island) if island is not None else list(self.programs.values())
-        ok = [p for p in pool if p.evaluated_ok and p.twin_of is None]
+        ok = [p for p in pool if p.evaluated_ok]
         return sorted(ok, key=lambda p: -float(p.fitness))
 
     def pending(self) -> int:

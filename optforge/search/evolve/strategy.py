@@ -8,9 +8,8 @@ that beat it where it lags, inspirations and the island's recent failures. The r
 checked and deduplicated; anything unusable becomes an `invalid` candidate whose reason reaches the
 next prompt of that island. The strategy never executes candidate code.
 
-Functional duplicates: after the smoke stage the engine calls `duplicate_of(candidate, smoke_result)`;
-a non-None id means "same numeric fingerprint as that earlier candidate": the engine stops the
-candidate there, gives it its twin's result, and calls `observe` with that inherited result.
+Duplicates: a response whose source equals an earlier program's up to comments, whitespace and
+names is refused as `invalid` before evaluation (`note["duplicate_of"]` names the earlier one).
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ class EvolveStrategy:
         self.selector = ModelSelector(llm.settings.model_choices, bandit=llm.settings.bandit)
         self.warm_queue: list[str] = list(config.warm_start)
         self.ref_scores: dict[str, dict[str, float]] = {}
-        self.fingerprints: dict[str, str] = {}
         self.failures: list[deque] = [deque(maxlen=max(config.failures_in_prompt, 1)) for _ in range(config.islands)]
         self.proposals = 0  # LLM proposals made (seeds not counted)
         self.finished = 0  # final results observed
@@ -139,29 +137,6 @@ class EvolveStrategy:
         cap = self.config.max_proposals
         return cap is not None and self.proposals >= cap and not self.warm_queue
 
-    # -- extras the engine may call ----------------------------------------------------------------
-
-    def duplicate_of(self, candidate: Candidate, smoke_result: EvaluationResult) -> str | None:
-        """The id of an earlier candidate with the same smoke fingerprint, or None (then this one is
-        registered as the first of its fingerprint). Call once per candidate after an ok smoke result."""
-        fp = smoke_result.artifacts.get("fingerprint") if smoke_result.ok else None
-        if not fp:
-            return None
-        twin = self.fingerprints.get(str(fp))
-        if twin is not None and twin != candidate.id:
-            prog = self.pop.programs.get(candidate.id)
-            if prog is not None:
-                prog.twin_of = twin
-            return twin
-        self.fingerprints[str(fp)] = candidate.id
-        return None
-
-    def add_reference(self, seed: str, result: EvaluationResult) -> None:
-        """Per-task scores of a seed evaluated outside this strategy (search stages only)."""
-        if result.stage in SEARCH_STAGES and result.ok:
-            self.ref_scores[seed] = {t: float(v["score"]) for t, v in (result.metrics.get("tasks") or {}).items()
-                                     if isinstance(v, Mapping) and isinstance(v.get("score"), (int, float))}
-
     def best(self) -> Program | None:
         ranked = self.pop.ranked()
         return ranked[0] if ranked else None
@@ -176,7 +151,6 @@ class EvolveStrategy:
             "selector": self.selector.state(),
             "warm_queue": list(self.warm_queue),
             "ref_scores": self.ref_scores,
-            "fingerprints": dict(self.fingerprints),
             "failures": [list(f) for f in self.failures],
             "proposals": self.proposals,
             "finished": self.finished,
@@ -199,7 +173,6 @@ class EvolveStrategy:
         self.selector.load_state(state["selector"])
         self.warm_queue = list(state["warm_queue"])
         self.ref_scores = {k: dict(v) for k, v in state["ref_scores"].items()}
-        self.fingerprints = dict(state["fingerprints"])
         self.failures = [deque(f, maxlen=max(self.config.failures_in_prompt, 1)) for f in state["failures"]]
         self.proposals = int(state["proposals"])
         self.finished = int(state["finished"])
@@ -329,7 +302,7 @@ class EvolveStrategy:
         if not prog.credited and prog.model:
             parent = self.pop.programs.get(prog.parent or "")
             gain = 0.0
-            if prog.twin_of is None and prog.fitness is not None and parent is not None and parent.fitness is not None:
+            if prog.fitness is not None and parent is not None and parent.fitness is not None:
                 gain = float(prog.fitness) - float(parent.fitness)
             self.selector.update(prog.model, gain, prog.dollars)
             prog.credited = True

@@ -1,4 +1,5 @@
-"""Regularized evolution over symbolic programs (methods.md 1.3), as an optforge Strategy.
+"""Regularized evolution over symbolic programs (Real et al. 2019; as used by Chen et al.
+2023, arXiv 2302.06675), as an optforge Strategy.
 
 Phases: `restarts` independent searches from the warm start, then `best_restarts` searches from the
 best program found so far, each of `phase_evaluations` proposals (None: one endless phase, stopped by
@@ -29,24 +30,13 @@ from optforge.search.symbolic.hashing import live_program, redundancy, symbolic_
 from optforge.search.symbolic.interpret import fingerprint
 from optforge.search.symbolic.mutate import MutationConfig, mutate
 from optforge.search.symbolic.params import SymbolicParams
-from optforge.search.symbolic.program import Program, render
+from optforge.search.symbolic.program import Program, pad_slots, render
 from optforge.search.symbolic.simplify import Simplifier
 from optforge.types import FLOOR, Candidate, EvaluationResult, Status
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-
-def _pad_slots(program: Program, k: int) -> Program:
-    extra = []
-    i = 0
-    while len(program.slots) + len(extra) < k:
-        name = f"s{i}"
-        i += 1
-        if name not in program.slots and name not in {s.target for s in program.body}:
-            extra.append(name)
-    return program.replace(slots=program.slots + tuple(extra))
 
 
 class SymbolicSearch:
@@ -71,7 +61,7 @@ class SymbolicSearch:
         progs = warm_programs if warm_programs is not None else [warmstarts.program(n) for n in params.warm_start]
         for prog in progs:
             execute(prog)
-        self.warm = [_pad_slots(p, params.state_slots) for p in progs]
+        self.warm = [pad_slots(p, params.state_slots) for p in progs]
         self.phase = 0
         self.phase_proposed = 0
         self.init_queue: list[dict[str, Any]] = []  # programs to seed the phase's population with
@@ -106,7 +96,7 @@ class SymbolicSearch:
             self.init_queue = [{"program": p.to_json(), "mutation": "warm_start", "parents": []} for p in progs]
         elif self.phase < self.params.phases:
             assert self.best is not None
-            best = _pad_slots(Program.from_json(self.best["program"]), self.params.state_slots)
+            best = pad_slots(Program.from_json(self.best["program"]), self.params.state_slots)
             self.init_queue = [{"program": best.to_json(), "mutation": "restart_from_best", "parents": []}]
         else:
             self.init_queue = []
@@ -242,48 +232,16 @@ class SymbolicSearch:
             if self.best is None:
                 self.phase += 1  # nothing ok to simplify
                 return False
-            start = live_program(Program.from_json(self.best["program"]))
-            self.simplifier = Simplifier(
-                start_id=self.best["id"],
-                start_fitness=self.best["fitness"],
-                current=start,
-                current_id=self.best["id"],
-                current_fitness=self.best["fitness"],
-                budget=self.params.simplify_evaluations,
-                tolerance=self.params.simplify_tolerance,
-            )
+            self.simplifier = Simplifier.start(self.best, self.params.simplify_evaluations,
+                                               self.params.simplify_tolerance)
         s = self.simplifier
-        if s.finished:
-            return False
-        if s.round:
-            if not s.round_done():
-                return False
-            s.finish_round()
-            return []
-        if s.spent >= s.budget:
-            s.finished = True
-            return False
-        batch: list[Candidate] = []
-        for index, child, fp in s.children():
-            entry = {"program": child.to_json(), "index": index, "fitness": None, "id": None}
-            if fp in self.cache:
-                entry["fitness"], entry["id"] = self.cache[fp][0], self.cache[fp][1]
-            elif fp in self.pending_fp:
-                entry["id"] = self.pending_fp[fp]
-            elif s.spent < s.budget:
-                rec = self._record(child, "simplify", [s.current_id], simplifies=s.start_id, index=index)
-                cand = self._offer(rec)
-                assert cand is not None
-                entry["id"] = cand.id
-                s.spent += 1
-                batch.append(cand)
-            else:
-                continue
-            s.round[fp] = entry
-        if not s.round:
-            s.finished = True
-            return False
-        return batch
+
+        def propose(child: Program, index: int) -> Candidate:
+            cand = self._offer(self._record(child, "simplify", [s.current_id], simplifies=s.start_id, index=index))
+            assert cand is not None  # next_round proposes only fingerprints neither cached nor in flight
+            return cand
+
+        return s.next_round(self.cache, self.pending_fp, propose)
 
     def propose(self, n: int) -> list[Candidate]:
         t0 = time.perf_counter()

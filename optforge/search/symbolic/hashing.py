@@ -1,4 +1,5 @@
-"""Dependency analysis, redundancy removal and the symbolic hash of programs (methods.md 1.4).
+"""Dependency analysis, redundancy removal and the symbolic hash of programs (as the
+abstract execution of Chen et al. 2023, arXiv 2302.06675, and its code `google/automl` hero/core.py).
 
 The symbolic hash describes how the delta and the state recurrences are computed from the inputs:
 variable names, dead statements and the argument order of commutative functions do not change it,

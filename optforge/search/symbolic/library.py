@@ -1,4 +1,5 @@
-"""The fixed function library of symbolic programs (methods.md 1.1, plus matrix operations).
+"""The fixed function library of symbolic programs (the paper's "45 common math
+functions" of Chen et al. 2023, arXiv 2302.06675, after hero/fn_lib.py, plus matrix operations).
 
 Each function is written once, as source text. The same text is rendered into every candidate
 (so a candidate stays self-contained: torch and math only) and executed once in the trusted process

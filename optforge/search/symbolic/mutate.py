@@ -1,4 +1,5 @@
-"""Mutations of programs (methods.md 1.2): insert, delete, modify, and constant x 2^N(0,1).
+"""Mutations of programs (Chen et al. 2023, arXiv 2302.06675; hero/core.py
+of `google/automl`): insert, delete, modify a statement, and multiply a constant by 2^N(0,1).
 
 Every child passes abstract execution and is functionally new (a different symbolic hash and a
 different numeric fingerprint from its parent); attempts are retried up to a limit. The

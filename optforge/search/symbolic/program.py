@@ -121,6 +121,18 @@ class Program:
         )
 
 
+def pad_slots(program: Program, k: int) -> Program:
+    """`program` with unused zero state slots added (s0, s1, ...) until it has `k`."""
+    extra: list[str] = []
+    i = 0
+    while len(program.slots) + len(extra) < k:
+        name = f"s{i}"
+        i += 1
+        if name not in program.slots and name not in {s.target for s in program.body}:
+            extra.append(name)
+    return program.replace(slots=program.slots + tuple(extra))
+
+
 def _ident(name: str) -> bool:
     return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
 

@@ -1,4 +1,6 @@
-"""The budgeted post-search simplification (methods.md 1.6, step 2).
+"""The budgeted post-search simplification (the second of the three
+simplification steps of Chen et al. 2023, arXiv 2302.06675: drop the live statements whose removal
+changes the result least; the first, dead code removal, happens for free; the third is manual).
 
 Dead statements are removed for free (hashing.live_program). Then, round by round, every child with
 one live statement removed (valid and functionally new) is evaluated; the child whose fitness drops
@@ -10,7 +12,9 @@ candidate with its own evaluations, noted ``{"mutation": "simplify", "simplifies
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
+
+from optforge.types import Candidate
 
 from optforge.search.symbolic.abstract import is_valid
 from optforge.search.symbolic.hashing import live_program
@@ -69,6 +73,49 @@ class Simplifier:
     # the round in flight: fingerprint -> {"program", "index", "fitness" (None until known), "id"}
     round: dict[str, dict[str, Any]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)  # ids of kept children, in order
+
+    @classmethod
+    def start(cls, best: Mapping[str, Any], budget: int, tolerance: float) -> "Simplifier":
+        """Simplify the live part of `best` ({"id", "fitness", "program" as JSON}) with `budget` evaluations."""
+        return cls(start_id=best["id"], start_fitness=best["fitness"],
+                   current=live_program(Program.from_json(best["program"])), current_id=best["id"],
+                   current_fitness=best["fitness"], budget=budget, tolerance=tolerance)
+
+    def next_round(self, cache: Mapping[str, list], pending_fp: Mapping[str, str],
+                   propose: Callable[[Program, int], Candidate]) -> list[Candidate] | bool:
+        """One step of the stage: False to wait (or when finished), [] after closing a round, else the
+        candidates of a new round. `cache` maps fingerprint -> [fitness, id, status], `pending_fp`
+        fingerprint -> id in flight; `propose(child, removed_index)` makes a candidate of a child that is
+        neither."""
+        if self.finished:
+            return False
+        if self.round:
+            if not self.round_done():
+                return False
+            self.finish_round()
+            return []
+        if self.spent >= self.budget:
+            self.finished = True
+            return False
+        batch: list[Candidate] = []
+        for index, child, fp in self.children():
+            entry: dict[str, Any] = {"program": child.to_json(), "index": index, "fitness": None, "id": None}
+            if fp in cache:
+                entry["fitness"], entry["id"] = cache[fp][0], cache[fp][1]
+            elif fp in pending_fp:
+                entry["id"] = pending_fp[fp]
+            elif self.spent < self.budget:
+                cand = propose(child, index)
+                entry["id"] = cand.id
+                self.spent += 1
+                batch.append(cand)
+            else:
+                continue
+            self.round[fp] = entry
+        if not self.round:
+            self.finished = True
+            return False
+        return batch
 
     def children(self) -> list[tuple[int, Program, str]]:
         """(removed index, child, fingerprint) for every single-statement removal worth evaluating."""

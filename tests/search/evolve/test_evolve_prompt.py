@@ -1,4 +1,4 @@
-"""The rendered evolve prompt, tested against an expected text (DESIGN rule 6)."""
+"""The rendered evolve prompt, tested against an expected text: a change of the prompt shows in review."""
 
 from pathlib import Path
 
