@@ -220,7 +220,7 @@ ADAMW_SMOKE = with_hparams_source(seeds.source("adamw"), {"LR": 0.1})
 
 @pytest.fixture(scope="module")
 def adamw_smoke(smoke_payload):
-    return evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload))
+    return evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload, measure_state=True))
 
 
 def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
@@ -245,6 +245,8 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
 def test_same_rule_same_numbers_with_one_or_two_jobs(adamw_smoke, smoke_payload):
     r2 = evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload, workers=2))
     assert r2.metrics["sandbox_calls"] == 2
+    # the smoke gate does not run the state-memory probe (the candidate's train evaluation does)
+    assert r2.metrics["state_bytes_per_param"] is None
     for name, t in adamw_smoke.metrics["tasks"].items():
         assert r2.metrics["tasks"][name]["best_val"] == t["best_val"]
         assert r2.metrics["tasks"][name]["tried"] == t["tried"]
