@@ -177,7 +177,7 @@ def _host_main(sock: socket.socket) -> None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     live: dict[int, int] = {}  # pidfd -> pid
-    spare = _Spare.fork(sock, base)  # isolated and waiting before it is needed
+    spare = _fork_spare(sock, base)  # isolated and waiting before it is needed
     try:
         while True:
             for fd, _ in poller.poll():
@@ -195,42 +195,36 @@ def _host_main(sock: socket.socket) -> None:
                     data = b""
                 if not data:  # the trusted side is gone: nothing of ours may outlive it
                     return
-                if int(json.loads(data).get("taken", -1)) != spare.pid:
+                if int(json.loads(data).get("taken", -1)) != spare:
                     continue
                 # the trusted side handed the spare its request: watch it, and make the next one
-                pidfd = os.pidfd_open(spare.pid)
-                live[pidfd] = spare.pid
+                pidfd = os.pidfd_open(spare)
+                live[pidfd] = spare
                 poller.register(pidfd, select.POLLIN)
-                spare = _Spare.fork(sock, base)
+                spare = _fork_spare(sock, base)
     finally:
-        for pid in [*live.values(), spare.pid]:
+        for pid in [*live.values(), spare]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
 
-class _Spare:
-    """The next child, forked and isolated ahead of its request, blocked on its own socketpair."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-
-    @classmethod
-    def fork(cls, host_sock: socket.socket, layers: dict[str, bool]) -> "_Spare":
-        """Fork it and hand our end of its socketpair to the trusted side, which sends it the request."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            host_sock.close()
-            ours.close()
-            _intermediate(theirs, layers)
-        theirs.close()
-        try:
-            socket.send_fds(host_sock, [json.dumps({"spare": pid}).encode()], [ours.fileno()])
-        finally:
-            ours.close()
-        return cls(pid)
+def _fork_spare(host_sock: socket.socket, layers: dict[str, bool]) -> int:
+    """Fork the next child (isolated ahead of its request, blocked on its own socketpair) and hand our
+    end of that socketpair to the trusted side, which sends the child its request. Returns its pid."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        host_sock.close()
+        ours.close()
+        _intermediate(theirs, layers)
+    theirs.close()
+    try:
+        socket.send_fds(host_sock, [json.dumps({"spare": pid}).encode()], [ours.fileno()])
+    finally:
+        ours.close()
+    return pid
 
 
 def _enter_user_namespace() -> bool:
