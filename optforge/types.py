@@ -51,6 +51,7 @@ SANDBOX_REASONS: Mapping[str, Status] = {
     "signal": Status.CRASHED,  # the worker died by a signal (segfault, kill)
     "exit": Status.CRASHED,  # the worker exited without a result
     "bad_output": Status.CRASHED,  # the worker wrote a malformed result
+    "disk_quota": Status.CRASHED,  # the job filled its directory to its disk quota and was stopped there
     "timeout": Status.TIMEOUT,  # wall-clock limit
     "cpu_limit": Status.TIMEOUT,  # RLIMIT_CPU
     "memory": Status.MEMORY,  # address-space limit / MemoryError / OOM kill

@@ -4,11 +4,11 @@ whether a real evaluation works.
 It runs the trusted probe job (optforge.sandbox.selftest) through the real sandbox, so what it prints
 is what a candidate gets, not what the code hopes for: the network, a write outside its directory,
 secrets, host processes, and one probe per OS layer (a file in each world-writable host directory,
-the unix sockets under /run, a System V segment of the host's and one of its own, twice its disk
-quota written in many files), each judged from outside where it can be. Then it evaluates the
-bundled `adamw` rule on the `smoke` suite exactly as `optforge eval` does, and exits non-zero with
-the reason when that fails (an install whose package the sandboxed job cannot import fails here,
-not in every run).
+the unix sockets under /run, a System V segment of the host's and one of its own; and a second job
+writing twice its disk quota in many files, which the quota must stop), each judged from outside
+where it can be. Then it evaluates the bundled `adamw` rule on the `smoke` suite exactly as
+`optforge eval` does, and exits non-zero with the reason when that fails (an install whose package
+the sandboxed job cannot import fails here, not in every run).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 
-PROBE_QUOTA = 32 << 20  # bytes: the probe job's directory quota; it tries to write twice as much
+PROBE_QUOTA = 32 << 20  # bytes: the probe jobs' directory quota; the fill job tries to write twice as much
 
 _EXPLAIN = {
     "static_check": "source checked against an allow-list policy before it runs",
@@ -54,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
     outside = tempfile.mkdtemp(prefix="optforge-doctor-")
     target = os.path.join(outside, "escape.txt")
     os.environ.setdefault("OPTFORGE_DOCTOR_FAKE_API_KEY", "not-a-real-key")
-    # the probe's own result is tiny: a small directory quota lets it try to write past it quickly
+    # the probes' own results are tiny: a small directory quota lets the fill job write past it quickly
     limits = sandbox.Limits(timeout_s=60.0, mode=args.mode, max_output_bytes=PROBE_QUOTA)
     with selftest.HostProbes() as host:
         try:
             res = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:probe",
-                              {"write_probe": target, **host.payload(), "fill_bytes": 2 * PROBE_QUOTA},
-                              sandbox.RULE_POLICY, limits)
+                              {"write_probe": target, **host.payload()}, sandbox.RULE_POLICY, limits)
+            # a job of its own: the quota stops the job that reaches it
+            quota = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:fill", {"bytes": 2 * PROBE_QUOTA},
+                                sandbox.RULE_POLICY, limits)
             wrote = os.path.exists(target)
         finally:
             if os.path.exists(target):
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             "world_writable_private": not seen["world_writable"],
             "unix_sockets_hidden": not facts.get("unix_sockets_reached"),
             "ipc_isolated": not facts.get("host_ipc_seen") and not seen["ipc_left"],
-            "disk_quota_holds": 0 <= int(facts.get("bytes_written", -1)) <= PROBE_QUOTA,
+            "disk_quota_holds": quota.reason == "disk_quota",
         },
         "probed": {"world_writable": host.world_writable, "sockets": host.sockets},
         "job_uid": facts.get("uid"),

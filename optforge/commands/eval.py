@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         request = EvalRequest(
             source, stage=args.suite, suite=args.suite, seeds=_seeds(args.seeds), sandbox=sandbox_cfg, workers=max(1, args.jobs),
-            name=name,
+            name=name, measure_state=True,  # a standalone evaluation reports the state memory on any suite
         )
         result = evaluate(request)
     except (BaselineError, ValueError) as e:

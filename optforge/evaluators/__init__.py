@@ -97,7 +97,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     )
     from optforge.evaluators.tasks import get_suite
     from optforge.evaluators.train import eval_points
-    from optforge.evaluators.validate import BatchFailure, SandboxExecutor
+    from optforge.evaluators.validate import BatchFailure, SandboxExecutor, measures_state
     from optforge.rule import check_rule, literal_constants
     from optforge.rule_flags import task_detection_flags
 
@@ -136,6 +136,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
         workers=int(request.workers),
         cost_per_step={k: float(v.get("cost_per_step", 1.0)) for k, v in payload["tasks"].items()},
         fingerprint_next=smoke or request.stage == "smoke",
+        probe_state_next=measures_state(request.stage, request.measure_state),
         name=request.name,
     )
     deltas = {t.name: task_delta(payload, t.name, len(sel)) for t in infos}

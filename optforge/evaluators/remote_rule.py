@@ -28,6 +28,7 @@ import mmap
 import os
 import select
 import signal
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -64,6 +65,21 @@ def _up(n: int, a: int = _ALIGN) -> int:
     return (n + a - 1) // a * a
 
 
+# the request header, written with one struct call a step (not one numpy write per field):
+# int64 op, n, T (-1: None), float64 grad_norm, then for the n tensors of this request
+# int64 idx[n], int64 t[n], float64 lr[n]
+_HEAD = struct.Struct("<qqqd")
+_NORM_OFFSET = 24
+_BODIES: dict[int, struct.Struct] = {}
+
+
+def _body(n: int) -> struct.Struct:
+    fmt = _BODIES.get(n)
+    if fmt is None:
+        fmt = _BODIES[n] = struct.Struct(f"<{2 * n}q{n}d")
+    return fmt
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where everything lives in the memfd. Offsets of `ro` are from 0; of `rw` from `ro_bytes`."""
@@ -81,10 +97,9 @@ class Layout:
     def nbytes(self, k: int) -> int:
         return math.prod(self.shapes[k]) * torch.empty((), dtype=getattr(torch, self.dtypes[k])).element_size()
 
-    # request header: int64 [op, n, T] + idx[n] + t[n], then float64 lr[n] + grad_norm
     @property
     def header_bytes(self) -> int:
-        return _up(8 * (3 + 2 * self.n) + 8 * (self.n + 1))
+        return _up(_HEAD.size + _body(self.n).size)
 
     @property
     def source_offset(self) -> int:
@@ -139,9 +154,6 @@ class _Views:
         ro_prot = mmap.PROT_READ if rule_side else mmap.PROT_READ | mmap.PROT_WRITE
         self.ro = mmap.mmap(fd, layout.ro_bytes, mmap.MAP_SHARED, ro_prot)
         self.rw = mmap.mmap(fd, layout.rw_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=layout.ro_bytes)
-        n = layout.n
-        self.ints = np.frombuffer(self.ro, dtype=np.int64, count=3 + 2 * n)
-        self.floats = np.frombuffer(self.ro, dtype=np.float64, count=n + 1, offset=8 * (3 + 2 * n))
         self.reply = np.frombuffer(self.rw, dtype=np.int64, count=1)
         g_offs, out_offs = layout.rw_offsets()
         with warnings.catch_warnings():
@@ -160,7 +172,7 @@ class _Views:
 
     def close(self) -> None:
         self.p = self.g = self.out = []  # drop the exports before unmapping
-        del self.ints, self.floats, self.reply
+        del self.reply
         for m in (self.ro, self.rw):
             with contextlib.suppress(BufferError):
                 m.close()
@@ -230,19 +242,17 @@ class RemoteRule:
         """Run `op` ("init", "update" or "eval_point") for each tensor's RuleOptimizer arguments:
         init (p, ctx), update (p, g, state, ctx), eval_point (p, state, ctx). Returns, per tensor, a
         state placeholder (init) or a view of the rule's output (valid until the next call)."""
-        v, n, n_all = self._views, len(args), self.layout.n
-        ints, floats = v.ints, v.floats
+        v, n, index = self._views, len(args), self._index
         ctx0 = args[0][-1] if args else None
-        idx = [self._index[id(a[0])] for a in args]
-        ints[0], ints[1] = _OPS[op], n
-        ints[2] = -1 if ctx0 is None or ctx0.T is None else int(ctx0.T)
-        ints[3: 3 + n] = idx
-        ints[3 + n_all: 3 + n_all + n] = [a[-1].t for a in args]
-        floats[:n] = [a[-1].lr for a in args]
+        idx = [index[id(a[0])] for a in args]
+        ctxs = [a[-1] for a in args]
+        _HEAD.pack_into(v.ro, 0, _OPS[op], n, -1 if ctx0 is None or ctx0.T is None else int(ctx0.T), 0.0)
+        _body(n).pack_into(v.ro, _HEAD.size, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
+        p_views, g_views = v.p, v.g
         for k, a in zip(idx, args):
-            v.p[k].copy_(a[0])
+            p_views[k].copy_(a[0])
             if op == "update":
-                v.g[k].copy_(a[1])
+                g_views[k].copy_(a[1])
         self._norm_ctx = ctx0 if op == "update" else None
         self._roundtrip()
         if op == "init":
@@ -263,7 +273,7 @@ class RemoteRule:
                 # the rule read ctx.grad_norm: the global norm over the step's gradients, computed
                 # here on the trusted side, once per step and only for rules that use it
                 ctx = self._norm_ctx
-                self._views.floats[self.layout.n] = ctx.grad_norm if ctx is not None else 0.0
+                struct.pack_into("<d", self._views.ro, _NORM_OFFSET, ctx.grad_norm if ctx is not None else 0.0)
                 self._views.reply[0] = 0
                 os.eventfd_write(self._go, 1)
                 continue
@@ -299,7 +309,7 @@ class RemoteRule:
         eventfds and pipe. A rule stuck in its own code never reads STOP: the host kills it."""
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
-            self._views.ints[0] = OP_STOP
+            _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
             os.eventfd_write(self._go, 1)
             self._host.forget(child)
         self._views.close()
@@ -365,7 +375,7 @@ class _Norm:
             self.views.reply[0] = REPLY_NEED_NORM
             os.eventfd_write(self.done, 1)
             os.eventfd_read(self.go)
-            self.value = float(self.views.floats[self.views.layout.n])
+            self.value = struct.unpack_from("<d", self.views.ro, _NORM_OFFSET)[0]
         return self.value
 
 
@@ -407,18 +417,22 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     views.reply[0] = 1 if rule.eval_point is not None else 0
     os.eventfd_write(done, 1)
     states: dict[int, dict] = {}
-    n_all, ints, floats = layout.n, views.ints, views.floats
+    # per tensor, what does not change between steps: its views, role, shape and dtype
+    tensors = [(views.p[k], views.g[k], views.out[k], layout.roles[k], layout.shapes[k], views.p[k].dtype)
+               for k in range(layout.n)]
+    ro = views.ro
     while True:
         os.eventfd_read(go)
-        op, n, T = int(ints[0]), int(ints[1]), int(ints[2])
+        op, n, T, _ = _HEAD.unpack_from(ro, 0)
         if op == OP_STOP:
             return
         norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
-        idx, ts, lrs = ints[3: 3 + n].tolist(), ints[3 + n_all: 3 + n_all + n].tolist(), floats[:n].tolist()
+        fields = _body(n).unpack_from(ro, _HEAD.size)
+        T = None if T < 0 else T
         try:
-            for k, t, lr in zip(idx, ts, lrs):
-                p = views.p[k]
-                ctx = Ctx(lr=lr, t=t, T=None if T < 0 else T, role=layout.roles[k], shape=layout.shapes[k], _shared=norm)
+            for k, t, lr in zip(fields[:n], fields[n: 2 * n], fields[2 * n:]):
+                p, g, out_view, role, shape, dtype = tensors[k]
+                ctx = Ctx(lr, t, T, role, shape, norm)
                 if op == OP_INIT:
                     init = rule.init(p, ctx)
                     if not isinstance(init, dict):
@@ -429,15 +443,13 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                         )
                     states[k] = init
                     continue
-                if op == OP_UPDATE:
-                    out = rule.update(p, views.g[k], states[k], ctx)
-                else:
-                    out = rule.eval_point(p, states[k], ctx)
-                if type(out) is not torch.Tensor or out.shape != p.shape or out.dtype != p.dtype or out.device != p.device:
+                out = rule.update(p, g, states[k], ctx) if op == OP_UPDATE else rule.eval_point(p, states[k], ctx)
+                # a 0-d or broadcastable tensor would fill `out` through copy_: the exact shape, dtype, device
+                if type(out) is not torch.Tensor or out.shape != shape or out.dtype != dtype or not out.is_cpu:
                     gi, pi = layout.where[k]
                     fn = "update" if op == OP_UPDATE else "eval_point"
                     fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
-                views.out[k].copy_(out)
+                out_view.copy_(out)
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.eventfd_write(done, 1)

@@ -49,6 +49,7 @@ class EvalRequest:
     tasks: tuple[str, ...] | None = None
     lr_multipliers: Mapping[str, float] | None = None
     detail: str = "summary"
+    measure_state: bool | None = None  # run the state-memory probe; None = by stage (validate.measures_state)
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str):

@@ -120,6 +120,18 @@ def validate_run(spec: RunSpec, run: Mapping[str, Any], buffers: Mapping[str, np
     )
 
 
+# the state-memory probe (job.state_probe, seconds of a rule process on 4.5M parameters) runs once per
+# candidate: in its `train` evaluation, whose metrics `optforge export` and the search prompts read.
+# The smoke gate shows no state memory, and the funnel stages re-run a rule already measured.
+NO_STATE_PROBE_STAGES = ("smoke", "train_fresh_seeds", "heldout")
+
+
+def measures_state(stage: str, measure_state: bool | None = None) -> bool:
+    """Whether an evaluation at `stage` runs the state-memory probe: `measure_state` when given
+    (a standalone `optforge eval` asks for it), else every stage but NO_STATE_PROBE_STAGES."""
+    return bool(measure_state) if measure_state is not None else stage not in NO_STATE_PROBE_STAGES
+
+
 def _split(specs: Sequence[RunSpec], n_chunks: int, weight: Callable[[RunSpec], float]) -> list[list[int]]:
     """Indices of `specs` in `n_chunks` groups of similar cost (greedy, largest first)."""
     chunks: list[list[int]] = [[] for _ in range(max(1, n_chunks))]
@@ -159,7 +171,7 @@ class SandboxExecutor:
     call_wall_s: float = 0.0
     train_s: float = 0.0  # wall time of the training runs themselves, inside the jobs
     fingerprint: str | None = None
-    probe_state_next: bool = True  # the first call also measures the rule's state memory
+    probe_state_next: bool = False  # the next call also measures the rule's state memory (see measures_state)
     state_probe: dict | None = None  # {"n_params", "after_init", "after_steps", "resolution"} in bytes
     stdout_tail: str = ""
     stderr_tail: str = ""

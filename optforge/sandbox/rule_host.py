@@ -5,8 +5,9 @@ The trusted process (inside a sandbox job, already under its namespaces, uid and
 `RuleHost.start()` before it holds anything worth stealing. The host is a fork of it at that moment:
 it never loads untrusted code and holds no model or data. It enters a user namespace and makes every
 mount read-only once; then it keeps one spare child ready (an intermediate process that opens a
-fresh PID namespace and forks the child, which isolates itself and blocks), so a request only
-hands its message and file descriptors over. The child:
+fresh PID namespace and forks the child, which isolates itself and blocks) and hands the trusted
+side its end of that child's socketpair, so a request goes straight to the child with its message
+and file descriptors. The child:
 
 - is PID 1 of its own PID namespace (it sees and can signal nothing else; whatever it starts dies
   with it), with its own /proc;
@@ -36,12 +37,7 @@ from typing import Any
 
 from optforge.sandbox import layers as L
 
-CLONE_NEWIPC = 0x08000000
 PR_SET_DUMPABLE = 4
-MS_RDONLY, MS_REMOUNT = 1, 32
-# statvfs f_flag bit -> mount(2) flag, for the flags a remount must keep
-_STATVFS_TO_MS = ((os.ST_NOSUID, 2), (os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024),
-                  (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
 _MSG_BYTES = 1 << 16
 
 
@@ -67,6 +63,7 @@ class RuleHost:
         self.pid, self._sock, self.layers = pid, sock, layers
         self._exits: dict[int, int] = {}
         self._forgotten: set[int] = set()
+        self._spare: tuple[int, socket.socket] | None = None  # (pid, our end of its socketpair)
 
     @classmethod
     def start(cls) -> "RuleHost":
@@ -90,35 +87,50 @@ class RuleHost:
                 os._exit(code)
         child.close()
         host = cls(pid, parent, {})
-        host.layers = host._recv().get("layers", {})
+        host.layers = host._next().get("layers", {})
         return host
 
-    def _recv(self) -> dict[str, Any]:
-        data = self._sock.recv(_MSG_BYTES)
+    def _next(self) -> dict[str, Any]:
+        """Read one message of the host's; record a child's exit or a new spare as it arrives."""
+        data, fds, _, _ = socket.recv_fds(self._sock, _MSG_BYTES, 1)
         if not data:
             raise HostError("the rule host process is gone")
-        return json.loads(data)
+        msg = json.loads(data)
+        if "exit" in msg:
+            self._record_exit(msg)
+        elif "spare" in msg:
+            self._spare = (int(msg["spare"]), socket.socket(fileno=fds[0]))
+        return msg
 
     def spawn(self, target: str, args: dict[str, Any], fds: list[int]) -> Child:
-        """Fork a child that calls `target` ("module:function") as function(args, fds) and exits.
+        """Start a child that calls `target` ("module:function") as function(args, fds) and exits.
 
         `fds` are passed to the child (the caller keeps its own copies). The function runs after
         isolation; its return ends the child with code 0, an exception with code 70.
+
+        The host keeps one spare child forked and isolated ahead of time, and has given us its end
+        of the spare's socketpair: the request goes straight to the spare, with no round trip
+        through the host (which only hears that the spare was taken, and forks the next one).
         """
-        socket.send_fds(self._sock, [json.dumps({"target": target, "args": args}).encode()], fds)
-        msg = self._recv()
-        while "exit" in msg:  # an earlier child's end, reported while we waited
-            self._record_exit(msg)
-            msg = self._recv()
-        pid = int(msg["pid"])
-        return Child(pid, os.pidfd_open(pid), dict(msg.get("layers", {})))
+        while self._spare is None:
+            self._next()
+        (pid, conn), self._spare = self._spare, None
+        try:
+            socket.send_fds(conn, [json.dumps({"target": target, "args": args}).encode()], fds)
+            raw = conn.recv(_MSG_BYTES)  # what isolation held, sent by the spare when it was ready
+            layers = json.loads(raw) if raw else {}
+        except (OSError, ValueError):  # a spare that died: its pidfd says so, the host its exit code
+            layers = {}
+        finally:
+            conn.close()
+        self._sock.send(json.dumps({"taken": pid}).encode())
+        layers = {str(k): bool(v) for k, v in layers.items()} if isinstance(layers, dict) else {}
+        return Child(pid, os.pidfd_open(pid), layers)
 
     def wait(self, child: Child) -> int:
         """Block until `child` has ended; its exit code (128 + signal number if it was killed)."""
         while child.pid not in self._exits:
-            msg = self._recv()
-            if "exit" in msg:
-                self._record_exit(msg)
+            self._next()
         if child.pidfd >= 0:
             os.close(child.pidfd)
             child.pidfd = -1
@@ -139,7 +151,10 @@ class RuleHost:
             self._exits[pid] = int(msg["code"])
 
     def close(self) -> None:
-        """Stop the host (it kills any child still running) and reap it."""
+        """Stop the host (it kills any child still running, the spare too) and reap it."""
+        if self._spare is not None:
+            self._spare[1].close()
+            self._spare = None
         try:
             self._sock.close()
         finally:
@@ -162,7 +177,7 @@ def _host_main(sock: socket.socket) -> None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     live: dict[int, int] = {}  # pidfd -> pid
-    spare = _Spare.fork(sock, base)  # isolated and waiting before it is needed: a request only hands over
+    spare = _fork_spare(sock, base)  # isolated and waiting before it is needed
     try:
         while True:
             for fd, _ in poller.poll():
@@ -175,55 +190,41 @@ def _host_main(sock: socket.socket) -> None:
                     sock.send(json.dumps({"exit": pid, "code": code}).encode())
                     continue
                 try:
-                    data, fds, _, _ = socket.recv_fds(sock, _MSG_BYTES, 16)
+                    data = sock.recv(_MSG_BYTES)
                 except OSError:
-                    data, fds = b"", []
+                    data = b""
                 if not data:  # the trusted side is gone: nothing of ours may outlive it
                     return
-                layers = spare.hand_over(data, fds)
-                for f in fds:
-                    os.close(f)
-                pidfd = os.pidfd_open(spare.pid)
-                live[pidfd] = spare.pid
+                if int(json.loads(data).get("taken", -1)) != spare:
+                    continue
+                # the trusted side handed the spare its request: watch it, and make the next one
+                pidfd = os.pidfd_open(spare)
+                live[pidfd] = spare
                 poller.register(pidfd, select.POLLIN)
-                sock.send(json.dumps({"pid": spare.pid, "layers": layers}).encode())
-                spare = _Spare.fork(sock, base)
+                spare = _fork_spare(sock, base)
     finally:
-        for pid in [*live.values(), spare.pid]:
+        for pid in [*live.values(), spare]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
 
-class _Spare:
-    """The next child, forked and isolated ahead of its request, blocked on its own socketpair."""
-
-    def __init__(self, pid: int, conn: socket.socket):
-        self.pid, self.conn = pid, conn
-
-    @classmethod
-    def fork(cls, host_sock: socket.socket, layers: dict[str, bool]) -> "_Spare":
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            host_sock.close()
-            ours.close()
-            _intermediate(theirs, layers)
-        theirs.close()
-        return cls(pid, ours)
-
-    def hand_over(self, request: bytes, fds: list[int]) -> dict[str, bool]:
-        """Send the request and its fds; the child's layers (what isolation held), as it reported them
-        when it was ready."""
-        try:
-            raw = self.conn.recv(_MSG_BYTES)
-            socket.send_fds(self.conn, [request], fds)
-            layers = json.loads(raw) if raw else {}
-        except (OSError, ValueError):
-            layers = {}
-        self.conn.close()
-        return {k: bool(v) for k, v in layers.items()} if isinstance(layers, dict) else {}
+def _fork_spare(host_sock: socket.socket, layers: dict[str, bool]) -> int:
+    """Fork the next child (isolated ahead of its request, blocked on its own socketpair) and hand our
+    end of that socketpair to the trusted side, which sends the child its request. Returns its pid."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        host_sock.close()
+        ours.close()
+        _intermediate(theirs, layers)
+    theirs.close()
+    try:
+        socket.send_fds(host_sock, [json.dumps({"spare": pid}).encode()], [ours.fileno()])
+    finally:
+        ours.close()
+    return pid
 
 
 def _enter_user_namespace() -> bool:
@@ -291,7 +292,8 @@ def _read_only_mount_namespace() -> bool:
     lib = L.libc()
     if lib is None or lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) != 0:
         return False
-    return L._mount(None, "/", None, L.MS_REC | L.MS_PRIVATE) and _remount_read_only()
+    # no writable path at all: what one child writes can reach no later child
+    return L._mount(None, "/", None, L.MS_REC | L.MS_PRIVATE) and L.read_only_root(())
 
 
 def isolate(pid_namespace: bool) -> dict[str, bool]:
@@ -303,41 +305,10 @@ def isolate(pid_namespace: bool) -> dict[str, bool]:
     if lib is None:
         return done
     if pid_namespace and lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) == 0:
-        L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | MS_RDONLY)
-    done["ipc_namespace"] = lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
+        L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | L.MS_RDONLY)
+    done["ipc_namespace"] = L.ipc_namespace()
     done["no_capabilities"] = L.drop_capabilities()
     return done
-
-
-def _remount_read_only() -> bool:
-    """Every mount point read-only, keeping its other flags (a locked flag may not be cleared).
-
-    A path names its topmost mount, so each path is remounted once, with that mount's own flags
-    (statvfs), and then checked; a mount covered by another is reached by no path at all.
-    """
-    try:
-        with open("/proc/self/mountinfo") as f:
-            targets = list(dict.fromkeys(line.split()[4].encode().decode("unicode_escape") for line in f))
-    except OSError:
-        return False
-    ok = True
-    for target in targets:
-        try:
-            st = os.statvfs(target)
-        except OSError:
-            continue  # gone or unreachable: nothing to write there
-        if st.f_flag & os.ST_RDONLY:
-            continue
-        flags = MS_REMOUNT | L.MS_BIND | MS_RDONLY
-        for st_flag, ms_flag in _STATVFS_TO_MS:
-            if st.f_flag & st_flag:
-                flags |= ms_flag
-        L._mount(None, target, None, flags)
-        try:
-            ok = ok and bool(os.statvfs(target).f_flag & os.ST_RDONLY)
-        except OSError:
-            pass
-    return ok
 
 
 def _close_other_fds(keep: set[int]) -> None:

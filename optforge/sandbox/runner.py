@@ -184,13 +184,14 @@ def _interpret(done: dict[str, Any], workdir: str, limits: Limits, mode: str, la
         return SandboxResult.failed("worker_lost", f"the sandbox could not set up the job process: {done['setup_error']}", **common)
     if done.get("timed_out"):
         return SandboxResult.failed("timeout", f"the job ran past its {limits.timeout_s:g} s wall-clock limit and was killed", **common)
-    # a job that filled its directory could not write its result either: say so with the failure
-    full = (f"the job filled its directory to its disk quota (max_output_bytes = {limits.max_output_bytes} bytes); "
-            if done.get("disk_full") else "")
+    if done.get("disk_full"):  # trusted: the supervisor looked at the quota tmpfs itself
+        return SandboxResult.failed(
+            "disk_quota", f"the job filled its directory to its disk quota (max_output_bytes = {limits.max_output_bytes} "
+            "bytes) and was stopped there", **common)
     try:
         doc = read_result(workdir, limits.max_output_bytes)
     except (OSError, ProtocolError) as e:
-        return SandboxResult.failed("bad_output", f"{full}the job's result could not be read: {e}", **common)
+        return SandboxResult.failed("bad_output", f"the job's result could not be read: {e}", **common)
     if doc is not None and "error" in doc:
         err = doc["error"]
         reason = str(err.get("reason") or "exception")
@@ -213,7 +214,7 @@ def _interpret(done: dict[str, Any], workdir: str, limits: Limits, mode: str, la
             return SandboxResult.failed("memory", f"the job died by signal {sig} at its {mem} MiB memory limit", **common)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         return SandboxResult.failed(f"signal:{sig}", f"the job process died by signal {sig} ({name})", **common)
-    return SandboxResult.failed(f"exit:{code}", f"{full}the job process exited with code {code} without a result", **common)
+    return SandboxResult.failed(f"exit:{code}", f"the job process exited with code {code} without a result", **common)
 
 
 def _warn_missing(layers: dict[str, bool], mode: str) -> None:

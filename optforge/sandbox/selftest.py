@@ -1,8 +1,9 @@
 """Trusted probe jobs for `optforge doctor`, the tests and the overhead benchmark.
 
 `probe` reports, from inside the sandbox, what the layers actually achieve (it tries the network, a
-write outside its directory, looks for secrets and for other processes); `noop` measures the bare
-per-job cost. The real training job for the overhead benchmark lives in benchmarks/sandbox_overhead.py.
+write outside its directory, looks for secrets and for other processes); `fill` writes past the disk
+quota; `noop` measures the bare per-job cost. The real training job for the overhead benchmark lives
+in benchmarks/sandbox_overhead.py.
 """
 
 from __future__ import annotations
@@ -52,8 +53,6 @@ def probe(source: str, payload: dict) -> dict[str, Any]:
     facts["unix_sockets_reached"] = _reachable_unix_sockets(payload.get("sockets", []))
     if "ipc_key" in payload:
         facts["host_ipc_seen"], facts["ipc_left"] = _sysv_ipc(int(payload["ipc_key"]), int(payload["ipc_leave_key"]))
-    if "fill_bytes" in payload:
-        facts["bytes_written"] = fill_disk(int(payload["fill_bytes"]))
     return facts
 
 
@@ -96,27 +95,21 @@ def _sysv_ipc(host_key: int, leave_key: int) -> tuple[bool, bool]:
     return seen, left
 
 
-def fill_disk(limit: int, chunk: int = 1 << 20, per_file: int = 4 << 20) -> int:
-    """Write up to `limit` bytes into many files of the working directory (none over `per_file`, so
-    a per-file size limit does not stop it); return how many were written before a write failed.
-    The files are removed again, leaving room for the result."""
-    written, block, names = 0, bytes(chunk), []
+def fill(source: str, payload: dict) -> dict[str, Any]:
+    """Write `payload["bytes"]` into many files of the working directory (none over 4 MiB, so the
+    per-file size limit does not stop it) and keep them. Under the disk quota the job is stopped at
+    the quota (reason `disk_quota`); without it, it returns {"bytes_written": n}."""
+    written, block, per_file, limit = 0, bytes(1 << 20), 4, int(payload["bytes"])
     try:
         while written < limit:
-            names.append(f"fill_{len(names)}.bin")
-            with open(names[-1], "wb", buffering=0) as f:
-                for _ in range(per_file // chunk):
+            with open(f"fill_{written >> 22}.bin", "wb", buffering=0) as f:
+                for _ in range(per_file):
                     if written >= limit:
                         break
                     written += f.write(block)
     except OSError:
         pass
-    for name in names:
-        try:
-            os.remove(name)
-        except OSError:
-            pass
-    return written
+    return {"bytes_written": written}
 
 
 def noop(source: str, payload: dict) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The warm template: a clean interpreter (scrubbed environment, no secrets in memory) with torch
 already imported, that forks one supervisor per job request arriving on its Unix socket.
 
-Started by `optforge.sandbox.warm` as `python -m optforge.sandbox.template SOCKET PARENT_PID`; it
+Started by `optforge.sandbox.transport.TEMPLATE` as `python -m optforge.sandbox.template SOCKET PARENT_PID`; it
 exits when its parent process is gone. It never runs untrusted code itself: isolation is applied in
 the forked children (see optforge.sandbox.worker), so each job starts from the same pristine image.
 """
@@ -17,26 +17,8 @@ import socket
 import sys
 
 from optforge.sandbox.layers import import_locations
-
-
-def _preload() -> None:
-    """Import what nearly every job needs, once, before any fork."""
-    import numpy  # noqa: F401
-    import torch
-
-    torch.set_num_threads(1)
-    # the first optimizer a process builds imports torch._dynamo and friends (seconds of wall time
-    # on a busy machine): pay that here, not in every forked job
-    model = torch.nn.Linear(2, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    torch.nn.functional.cross_entropy(model(torch.zeros(1, 2)), torch.zeros(1, dtype=torch.long)).backward()
-    opt.step()
-    for name in ("optforge.rule", "optforge.sandbox.protocol", "optforge.sandbox.result", "optforge.sandbox.worker"):
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - a broken optional preload must not stop the template
-            sys.stderr.write(f"optforge sandbox template: could not preload {name}: {e}\n")
-
+from optforge.sandbox.preload import preload
+from optforge.sandbox.worker import supervise
 
 _failed_imports: set[str] = set()
 
@@ -75,8 +57,6 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
     gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
     pid = os.fork()
     if pid == 0:
-        from optforge.sandbox.worker import supervise
-
         code = 0
         try:
             srv.close()
@@ -93,7 +73,7 @@ def main(path: str, parent_pid: int) -> None:
     # import locations every job binds
     here = os.path.realpath(os.path.dirname(path))
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
-    _preload()
+    preload()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     os.chmod(path, 0o600)

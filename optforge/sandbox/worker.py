@@ -23,12 +23,13 @@ import stat
 import sys
 import time
 import traceback
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from optforge.sandbox import layers as L
 from optforge.sandbox.protocol import send, write_error, write_result
 
 _NS_FLAGS = L.CLONE_NEWPID | L.CLONE_NEWNET | L.CLONE_NEWNS
+QUOTA_POLL_S = 0.1  # how often the supervisor looks whether the job's directory is at its disk quota
 _MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
 
 
@@ -75,18 +76,18 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
         return
     tail = int(lim.get("tail_bytes", 8192))
     streams = {out_r: _Tail(tail), err_r: _Tail(tail), ctl_r: _Tail(1 << 16)}
-    timed_out, status, ru = _watch(pid, streams, start + float(lim["timeout_s"]))
+
+    def at_quota() -> bool:
+        # the control record (complete before candidate code runs) says whether the quota tmpfs is there
+        return bool(_control(streams[ctl_r]).get("disk_quota")) and _full(workdir)
+
+    timed_out, quota_hit, status, ru = _watch(pid, streams, start + float(lim["timeout_s"]), at_quota)
     wall = time.monotonic() - start
-    try:
-        job_layers = json.loads(streams[ctl_r].text() or "{}")
-    except ValueError:
-        job_layers = {}
-    if not isinstance(job_layers, dict):
-        job_layers = {}
+    job_layers = _control(streams[ctl_r])
     job_uid = job_layers.pop("uid", None)
-    disk_full = False
-    if job_layers.get("disk_quota") and not timed_out:
-        disk_full = _full(workdir)
+    # a job that reached its quota is stopped there (or, ending between two looks, found at it)
+    disk_full = quota_hit or bool(job_layers.get("disk_quota") and not timed_out and _full(workdir))
+    if job_layers.get("disk_quota") and not timed_out and not disk_full:
         host.copy_out(workdir, int(lim["max_output_bytes"]))
     setup = {k: str(job_layers.pop(k)) for k in ("refused", "setup_error") if k in job_layers}
     layers = {
@@ -124,6 +125,15 @@ def _send_or_clean(out: BinaryIO, host: "_HostDir", message: dict[str, Any]) -> 
         host.remove()
     finally:
         host.close()
+
+
+def _control(tail: "_Tail") -> dict[str, Any]:
+    """The job process's control record (its layers), {} until it is complete."""
+    try:
+        rec = json.loads(tail.text() or "{}")
+    except ValueError:
+        return {}
+    return rec if isinstance(rec, dict) else {}
 
 
 def _full(path: str) -> bool:
@@ -213,22 +223,25 @@ class _Tail:
         return f"[... {self.dropped} earlier bytes dropped ...]\n{s}" if self.dropped else s
 
 
-def _watch(pid: int, streams: dict[int, _Tail], deadline: float) -> tuple[bool, int, Any]:
-    """Drain the job's pipes until it exits or the deadline passes (then kill its whole namespace and
-    group). Returns (timed_out, wait status, rusage)."""
+def _watch(pid: int, streams: dict[int, _Tail], deadline: float, at_quota: Callable[[], bool]) -> tuple[bool, bool, int, Any]:
+    """Drain the job's pipes until it exits, the deadline passes or `at_quota()` says its directory is
+    full (then kill its whole namespace and group). Returns (timed_out, quota_hit, wait status, rusage).
+
+    The kernel signals nothing when a tmpfs fills (the writer gets ENOSPC), so the quota is looked at
+    every QUOTA_POLL_S: one statvfs(2)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
     open_fds = set(streams)
-    timed_out = exited = False
+    timed_out = quota_hit = exited = False
     while not exited:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
             break
         watch = list(open_fds) + ([pidfd] if pidfd is not None else [])
-        ready, _, _ = select.select(watch, [], [], min(remaining, 0.05 if pidfd is None else remaining))
+        ready, _, _ = select.select(watch, [], [], min(remaining, QUOTA_POLL_S if pidfd is not None else 0.05))
         for fd in ready:
             if fd == pidfd:
                 exited = True
@@ -236,6 +249,9 @@ def _watch(pid: int, streams: dict[int, _Tail], deadline: float) -> tuple[bool, 
                 _read_into(fd, streams, open_fds)
         if pidfd is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             exited = True
+        if not exited and at_quota():
+            quota_hit = True
+            break
     for kill in (os.kill, os.killpg):  # pid 1 of its namespace: killing it ends everything inside
         try:
             kill(pid, signal.SIGKILL)
@@ -253,7 +269,7 @@ def _watch(pid: int, streams: dict[int, _Tail], deadline: float) -> tuple[bool, 
         os.close(fd)
     if pidfd is not None:
         os.close(pidfd)
-    return timed_out, status, ru
+    return timed_out, quota_hit, status, ru
 
 
 def _read_into(fd: int, streams: dict[int, _Tail], open_fds: set[int]) -> None:
@@ -408,9 +424,9 @@ def _describe(exc: BaseException, reason: str) -> dict[str, Any]:
 def main() -> None:
     """Cold-spawn entry: read one request from stdin, supervise it, report on stdout."""
     req = json.loads(sys.stdin.buffer.readline())
-    from optforge.sandbox.template import _preload
+    from optforge.sandbox.preload import preload
 
-    _preload()  # as the warm template does, so the wall-clock limit counts the job, not `import torch`
+    preload()  # as the warm template does, so the wall-clock limit counts the job, not `import torch`
     supervise(req, sys.stdout.buffer)
 
 

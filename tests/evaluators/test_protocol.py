@@ -220,7 +220,7 @@ ADAMW_SMOKE = with_hparams_source(seeds.source("adamw"), {"LR": 0.1})
 
 @pytest.fixture(scope="module")
 def adamw_smoke(smoke_payload):
-    return evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload))
+    return evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload, measure_state=True))
 
 
 def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
@@ -242,9 +242,20 @@ def test_adamw_on_smoke_is_ok_with_fingerprint(adamw_smoke):
     assert len(curves["steps"]) == len(curves["val"]) == len(curves["adamw_val"]) > 3
 
 
+def test_state_probe_runs_once_per_candidate():
+    """The state-memory probe runs at the candidate's train evaluation (export and prompts read its
+    metrics) and wherever a caller asks (optforge eval), not at the smoke gate or the funnel stages."""
+    from optforge.evaluators.validate import measures_state
+
+    assert [measures_state(s) for s in ("smoke", "train", "train_fresh_seeds", "heldout")] == [False, True, False, False]
+    assert measures_state("heldout", True) and not measures_state("train", False)
+
+
 def test_same_rule_same_numbers_with_one_or_two_jobs(adamw_smoke, smoke_payload):
     r2 = evaluate(EvalRequest(ADAMW_SMOKE, "smoke", suite="smoke", baselines=smoke_payload, workers=2))
     assert r2.metrics["sandbox_calls"] == 2
+    # the smoke gate does not run the state-memory probe (the candidate's train evaluation does)
+    assert r2.metrics["state_bytes_per_param"] is None
     for name, t in adamw_smoke.metrics["tasks"].items():
         assert r2.metrics["tasks"][name]["best_val"] == t["best_val"]
         assert r2.metrics["tasks"][name]["tried"] == t["tried"]

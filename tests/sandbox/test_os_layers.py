@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import random
 import socket
@@ -225,7 +226,7 @@ def test_run_hidden_alone(run_socket, monkeypatch):
 # -- disk quota ---------------------------------------------------------------------------------
 
 FILL_BODY = '''
-import errno, os
+import errno, json, os, time
 
 def body(payload):
     written, block, error = 0, bytes(1 << 20), None
@@ -236,30 +237,38 @@ def body(payload):
                     written += f.write(block)
     except OSError as e:
         error = errno.errorcode.get(e.errno, str(e.errno))
-    if payload.get("clean_up"):  # room for the result again, so that it can report what happened
-        for i in range(payload["bytes"] // (4 << 20)):
-            try:
-                os.remove(f"fill_{i}.bin")
-            except FileNotFoundError:
-                break
-    return {"written": written, "error": error}
+    report = {"written": written, "error": error}
+    print(json.dumps(report), flush=True)
+    time.sleep(payload.get("hold_s", 0))  # stays at its quota, its files kept
+    return report
 '''
 QUOTA = 32 << 20
 
 
+def _fill(monkeypatch, payload: dict, **limits) -> sandbox.SandboxResult:
+    """FILL_BODY with disk_quota as the only one of NEW_LAYERS on; any outcome."""
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", ",".join(n for n in NEW_LAYERS if n != "disk_quota"))
+    monkeypatch.setattr(runner, "_warned", set())
+    return sandbox.run(FILL_BODY, "test_os_layers:run_body", payload, sandbox.RULE_POLICY,
+                       sandbox.Limits(timeout_s=60, static_check=False, max_output_bytes=QUOTA, **limits))
+
+
 def test_disk_quota_alone(monkeypatch):
-    res = run_alone("disk_quota", FILL_BODY, {"bytes": 720 << 20, "clean_up": True}, monkeypatch, max_output_bytes=QUOTA)
-    _need(res, "disk_quota")
-    assert res.value["error"] == "ENOSPC" and QUOTA - (8 << 20) <= res.value["written"] <= QUOTA
-    # a job that leaves its directory full cannot write its result either: it ends crashed, and says why
-    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "read_only_root,run_hidden,ipc_namespace")
-    res = sandbox.run(FILL_BODY, "test_os_layers:run_body", {"bytes": 720 << 20}, sandbox.RULE_POLICY,
-                      sandbox.Limits(timeout_s=60, static_check=False, max_output_bytes=QUOTA))
-    assert res.status is Status.CRASHED and res.reason == "bad_output" and "disk quota" in res.exception
-    # control: without the layer the same job writes past the limit (48 MiB here, not 720 on the
+    # control first: without the layer the job writes past the limit (48 MiB here, not 720 on the
     # host's disk), in files each under the per-file limit
     res = run_alone("disk_quota", FILL_BODY, {"bytes": 48 << 20}, monkeypatch, with_layer=False, max_output_bytes=QUOTA)
     assert res.value == {"written": 48 << 20, "error": None}
+    _need(run_alone("disk_quota", FILL_BODY, {"bytes": 0}, monkeypatch, max_output_bytes=QUOTA), "disk_quota")
+    # a job that reaches its quota and stays there is stopped at the quota, long before its timeout
+    # (a sleep past it: without the stop, the reason would be `timeout`)
+    res = _fill(monkeypatch, {"bytes": 720 << 20, "hold_s": 120})
+    assert res.status is Status.CRASHED and res.reason == "disk_quota", (res.reason, res.exception)
+    assert "disk quota" in res.exception and res.layers["disk_quota"] and not res.layers["static_check"]
+    report = json.loads(res.stdout_tail.strip().splitlines()[-1])
+    assert report["error"] == "ENOSPC" and QUOTA - (8 << 20) <= report["written"] <= QUOTA
+    # one that ends at its quota before the supervisor looks is found there when it has ended
+    res = _fill(monkeypatch, {"bytes": 720 << 20})
+    assert res.status is Status.CRASHED and res.reason == "disk_quota" and "disk quota" in res.exception
 
 
 def test_require_demands_a_new_layer(monkeypatch):
