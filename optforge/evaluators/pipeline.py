@@ -15,6 +15,7 @@ from optforge.evaluators.request import EvalRequest, resolve_seeds, selected_tas
 from optforge.evaluators.result import protocol_failure_result, rejected_result, scored_result
 from optforge.evaluators.runs import ProtocolFailure, limits_for, run_protocol
 from optforge.evaluators.task_scores import score_tasks
+from optforge.evaluators.trace import evaluation_trace
 from optforge.types import EvaluationResult
 
 __all__ = ["evaluate"]
@@ -66,5 +67,7 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     flags = task_detection_flags(request.source)
     if flags:
         extra["task_detection"] = [f.to_dict() for f in flags]
+    if request.detail == "trace":
+        extra["trace"] = evaluation_trace(request.source, protocol.tunings)
     cost = {"cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.time() - t0}
     return scored_result(request, suite, scored_seeds, ref, protocol, scores, cost, extra)

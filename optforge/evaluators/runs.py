@@ -78,6 +78,7 @@ def run_protocol(
         cost_per_step=ref.cost_per_step,
         fingerprint_next=smoke or request.stage == "smoke",
         name=request.name,
+        trace=request.detail == "trace",
     )
     try:
         tunings = tune(infos, lr0, sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=ref.wd_grid,
