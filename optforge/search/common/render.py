@@ -121,7 +121,7 @@ def _few(points: Sequence[Mapping[str, Any]], n: int = 3) -> list:
 
 def _nonfinite(first: Mapping[str, Any] | None) -> str:
     if not first:
-        return "no non-finite value (the loss exploded)"
+        return "no non-finite gradient, update or loss (the loss exploded, or an update overflowed a weight)"
     if first.get("kind") == "loss":
         return f"first non-finite value: the loss at step {first.get('step')}"
     shape = tuple(first.get("shape") or ())
