@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from optforge.evaluators.remote_rule import RemoteRuleSource, RuleProcessError
+from optforge.evaluators.trace import TracingRule
 from optforge.sandbox.rule_host import RuleHost
 
 FINGERPRINT_STEPS = 5
@@ -90,9 +91,10 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
                 raise KeyError(f"task {r['task']!r} is not in suite {payload['suite']!r}")
             where = {"task": r["task"], "lr": float(r["lr"]), "seed": int(r["seed"])}
             t0 = time.perf_counter()
+            traced = TracingRule(rule, r["eval_steps"]) if payload.get("trace") else None
             trace = train_rule(
                 tasks[r["task"]],
-                rule,
+                traced or rule,
                 lr=float(r["lr"]),
                 seed=int(r["seed"]),
                 steps=int(r["steps"]),
@@ -105,6 +107,8 @@ def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str
                 step_pairs[r["task"]] = step_seconds_pair(tasks[r["task"]], int(r["seed"]), rule, adamw)
             cand_step, adamw_step = step_pairs.get(r["task"], (0.0, 0.0))
             runs.append(_run_record(i, trace, buffers, run_seconds, cand_step, adamw_step))
+            if traced is not None:
+                runs[-1]["trace"] = traced.to_json(trace)
         if payload.get("fingerprint"):
             where = {"during": "the smoke fingerprint"}
             value["fingerprint"] = fingerprint(rule)

@@ -95,6 +95,7 @@ def snapshots_from(run: Mapping[str, Any], buffers: Mapping[str, np.ndarray]) ->
 
 def validate_run(spec: RunSpec, run: Mapping[str, Any], buffers: Mapping[str, np.ndarray], task: Any) -> RunOutcome:
     """Trusted validation losses for one run, checked against what was asked for."""
+    from optforge.evaluators.trace import parse_run_trace
     from optforge.evaluators.train import validation_curve
 
     steps = [int(s) for s in run.get("steps", ())]
@@ -117,6 +118,7 @@ def validate_run(spec: RunSpec, run: Mapping[str, Any], buffers: Mapping[str, np
         run_seconds=float(run.get("run_seconds", 0.0)),
         timed_step_seconds=float(run.get("timed_step_seconds", 0.0)),
         adamw_step_seconds=float(run.get("adamw_step_seconds", 0.0)),
+        trace=parse_run_trace(run["trace"], spec.eval_steps, spec.steps) if "trace" in run else None,
     )
 
 
@@ -164,6 +166,7 @@ class SandboxExecutor:
     fingerprint_next: bool = False
     progress: Callable[[int], None] | None = None
     name: str = "candidate"
+    trace: bool = False  # detail="trace": the job records per-role norms (evaluators/trace.py)
     isolate_failures: bool = False  # baselines: a failed call is retried run by run, not fatal
     # accumulated
     calls: int = 0
@@ -236,6 +239,7 @@ class SandboxExecutor:
             "runs": [s.to_payload() for s in specs],
             "fingerprint": fingerprint,
             "state_probe": probe,
+            "trace": self.trace,
         }
         t0 = time.perf_counter()
         res = sandbox.run(self.source, JOB, payload, self.policy, self.limits)

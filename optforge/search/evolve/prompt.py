@@ -2,71 +2,25 @@
 tuned AdamW, its feedback, reference seeds that do well where it lags, inspirations, recent failures.
 Only search-stage results ever reach these functions (the strategy filters them).
 
-Measured numbers (the step time against AdamW) are wrapped in `measured(...)`: the model sees them,
-the replay key does not, so a replayed run finds its prompts again (docs/llm.md, Replay)."""
+A parent's results are the `summarise` dict of its result, rendered by optforge/search/common/render.py
+(measured numbers marked there, so replay finds the prompts again)."""
 
 from __future__ import annotations
 
-import re
-from typing import Any, Mapping
+from typing import Mapping
 
-from optforge.llm.measured import clip, measured
 from optforge.llm.prompts import load_template, render
-from optforge.search.evolve.population import Program, finite
-from optforge.types import EvaluationResult
+from optforge.search.common.render import format_summary, mark_measured, summarise
+from optforge.search.evolve.population import Program
 
-
-# the evaluator's feedback quotes the measured step time (optforge/evaluators/feedback.py,
-# result_text); the sentence is marked with its line break, so its presence is not keyed either
-_STEP_TIME_SENTENCE = re.compile(r"\n?Each step costs [0-9.]+x AdamW's optimizer time\.")
-
-
-def mark_measured(feedback: str) -> str:
-    """Evaluator feedback with its measured sentences marked (call once, on the raw text)."""
-    return _STEP_TIME_SENTENCE.sub(lambda m: measured(m.group(0)), feedback or "")
-
-
-def summarise(result: EvaluationResult) -> dict[str, Any]:
-    """The compact, JSON-able part of a result that prompts show."""
-    tasks = {}
-    for name, t in sorted((result.metrics.get("tasks") or {}).items()):
-        if not isinstance(t, Mapping):
-            continue
-        tasks[name] = {k: t.get(k) for k in ("score", "speedup", "lr_mult", "family", "flags") if k in t}
-    out: dict[str, Any] = {"status": result.status.value, "stage": result.stage, "fitness": result.fitness, "tasks": tasks}
-    for key in ("step_time_ratio", "state_bytes_per_param"):
-        if finite(result.metrics.get(key)) is not None:
-            out[key] = float(result.metrics[key])
-    if result.feedback:
-        out["feedback"] = clip(mark_measured(result.feedback), 600)
-    exc = result.artifacts.get("exception") if isinstance(result.artifacts, Mapping) else None
-    if exc:
-        out["exception"] = str(exc)[-600:]
-    return out
-
-
-def _num(x: Any, fmt: str) -> str:
-    v = finite(x)
-    return "n/a" if v is None else format(v, fmt)
+__all__ = [
+    "build_messages", "format_failures", "format_feedback", "format_inspirations", "format_references",
+    "format_results", "mark_measured", "summarise",
+]
 
 
 def format_results(prog: Program) -> str:
-    r = prog.result
-    if not r:
-        return "(not evaluated yet)"
-    if r.get("status") != "ok":
-        return f"status {r.get('status')} at stage {r.get('stage') or '?'}: fitness {_num(r.get('fitness'), '+.3f')} (the floor)"
-    lines = [f"fitness {_num(r.get('fitness'), '+.3f')} (mean task score, stage {r.get('stage')})"]
-    for name, t in r.get("tasks", {}).items():
-        flags = ", ".join(t.get("flags") or []) or "none"
-        lines.append(f"- {name} ({t.get('family', '?')}): score {_num(t.get('score'), '+.3f')}, "
-                     f"speedup x{_num(t.get('speedup'), '.2f')}, lr multiplier {_num(t.get('lr_mult'), 'g')}, flags: {flags}")
-    if "state_bytes_per_param" in r:
-        lines.append(f"optimizer state {r['state_bytes_per_param']:g} bytes/param")
-    text = "\n".join(lines)
-    if "step_time_ratio" in r:
-        text += measured(f"\nstep time vs AdamW x{r['step_time_ratio']:.2f}")
-    return text
+    return format_summary(prog.result) if prog.result else "(not evaluated yet)"
 
 
 def format_feedback(prog: Program) -> str:
@@ -74,6 +28,8 @@ def format_feedback(prog: Program) -> str:
     parts = [prog.feedback or r.get("feedback", "")]
     if r.get("exception"):
         parts.append("exception: " + r["exception"])
+    if r.get("trace"):
+        parts.append(r["trace"])
     text = "\n".join(p for p in parts if p)
     return text or "(none)"
 

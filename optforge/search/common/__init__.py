@@ -1,0 +1,1 @@
+"""Code shared by search strategies: rendering results as prompt text (`render`)."""
