@@ -286,3 +286,27 @@ def _pearson(xs: list[float], ys: list[float]) -> float | None:
     if sx == 0 or sy == 0:
         return None
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy)
+
+
+def run_funnel(store: Store, config: RunConfig, evaluate: Any) -> None:
+    """The promotion funnel after the search: for each funnel stage, its entrants and the reference are
+    evaluated (`evaluate([(seq, candidate, stage), ...])` returns when all are stored), then decided.
+    Evaluations already stored are not asked for again."""
+    for stage in config.funnel_stages():
+        ins = entrants(stage, store, config)
+        if not ins:
+            store.add_event("funnel_empty", stage=stage.name)
+            break
+        refs = reference_candidates(config)
+        known = {c.id for c in store.candidates()}
+        new_refs = [c for c in refs if c.id not in known]
+        if new_refs:
+            store.add_proposals(new_refs, None, strategy=False)
+        seq_of = {c.id: i for i, c in enumerate(store.candidates())}
+        todo = [(seq_of[c.id], store.candidate(c.id), stage) for c in ins + refs
+                if store.evaluation(c.id, stage.name) is None]
+        evaluate(todo)
+        for decision in decide(stage, store, config, ins):
+            store.add_promotion(decision)
+    if config.funnel_stages():
+        record_promoted(store, config)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from optforge import seeds as seed_lib
+from optforge.search.context import StrategyContext
 from optforge.types import Candidate, EvaluationResult
 
 
@@ -68,7 +69,7 @@ class SeedList:
         self.results = {str(k): float(v) for k, v in state["results"].items()}
 
 
-def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) -> SeedList:
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> SeedList:
     """Build the strategy from the config's `strategy` mapping (minus `name`); unknown keys raise."""
     unknown = sorted(set(params) - {"seeds"})
     if unknown:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from optforge.search.context import StrategyContext
 from optforge.search.symbolic.evolution import SymbolicSearch
 from optforge.search.symbolic.params import SymbolicParams
 from optforge.search.symbolic.program import Program, parse, render
@@ -22,7 +23,7 @@ __all__ = ["SymbolicParams", "SymbolicSearch", "Program", "from_config", "parse"
 _TUPLES = ("warm_start",)
 
 
-def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) -> SymbolicSearch:
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> SymbolicSearch:
     """Build the strategy from the config's `strategy` mapping (minus `name`); unknown keys raise."""
     fields = {f.name: f for f in dataclasses.fields(SymbolicParams)}
     unknown = sorted(set(params) - set(fields))
@@ -52,4 +53,4 @@ def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) ->
                 raise ValueError(f"strategy.{key} must be an integer, got null")
         kw[key] = value
     p = SymbolicParams(**kw)
-    return SymbolicSearch(p, np.random.default_rng(seed), seed=seed)
+    return SymbolicSearch(p, np.random.default_rng(ctx.seed), seed=ctx.seed)
