@@ -1,0 +1,70 @@
+"""Rollouts and repeats (issue 17): evaluation rows a strategy asks for, stored one by one, aggregated
+per candidate and stage, ranked by the mean; busy() while waiting; refusals of held-out tasks and
+report seeds; strategy records; budgets on rows."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from fake_eval import SEARCH_SUITE, MinibatchStrategy, make_minibatch_engine, minibatch_config
+
+from optforge.engine import RunError
+from optforge.search.context import StrategyContext
+from optforge.store import Store
+
+
+def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local, tmp_path):
+    ctx = StrategyContext(seed=0)
+    strategy, store = MinibatchStrategy(ctx), Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(), strategy, store, records=ctx.records).run()
+    assert summary.stop_reason == "strategy done" and strategy.busy_calls > 0
+    for cid in ("m0", "m1", "m2"):
+        rows = store.evaluations(cid, "train")
+        assert len(rows) == 4 and [r.rollout_id is None for r in rows] == [True, False, False, False]
+        fits = [r.fitness for r in rows]
+        agg = store.aggregate(cid, "train")
+        assert agg.n == 4 and agg.mean == pytest.approx(statistics.fmean(fits))
+        assert agg.sd == pytest.approx(statistics.stdev(fits)) and agg.sd > 0
+        a_scores = [r.metrics["tasks"]["a"]["score"] for r in rows]
+        assert agg.tasks["a"].n == 4 and agg.tasks["a"].mean == pytest.approx(statistics.fmean(a_scores))
+        assert agg.tasks["b"].n == 3  # the minibatch rollout ran task a only
+        minibatch, rep1, rep2 = store.rollouts(cid)
+        assert minibatch.tasks == ("a",) and not minibatch.repeat
+        # repeats: search seeds the candidate had not used, distinct from each other
+        used = set(minibatch.seeds)
+        assert rep1.repeat and rep2.repeat and not (set(rep1.seeds) & used) and not (set(rep2.seeds) & set(rep1.seeds))
+        assert set(rep1.seeds) | set(rep2.seeds) <= set(SEARCH_SUITE.search_seeds)
+        reused = store.evaluations(rollout_id=rep2.id)[0]
+        assert reused.reuse_lr and reused.detail == "trace"
+        assert reused.artifacts["lr_multipliers"] == {"a": 2.0, "b": 0.5}  # from the first train result
+    assert [r.candidate.id for r in store.leaderboard("train")] == strategy.ranking()
+    assert all(r.observed for r in store.rollouts())
+    kept = store.records("summary")
+    assert [r.candidate_id for r in kept] == ["m0", "m1", "m2"] and kept[0].data["candidate"] == "m0"
+
+
+@pytest.mark.parametrize("bad, why", [({"tasks": ["held_lm"], "seeds": [100]}, "held out"),
+                                      ({"seeds": [3]}, "report seed"),
+                                      ({"seeds": [100], "detail": "everything"}, "detail")])
+def test_held_out_tasks_and_report_seeds_are_refused(ray_local, tmp_path, bad, why):
+    store = Store(tmp_path / "run")
+    with pytest.raises(RunError, match=why):
+        make_minibatch_engine(minibatch_config(), MinibatchStrategy(bad=bad), store).run()
+    assert store.meta("status") == "failed" and why in store.meta("failure")
+    assert not [r for r in store.rollouts() if 3 in r.seeds or r.tasks == ("held_lm",)]  # nothing refused was stored
+
+
+def test_max_evaluations_counts_rows(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(budget={"max_evaluations": 8}), MinibatchStrategy(),
+                                    store).run()
+    assert summary.stop_reason == "max_evaluations"
+    assert 8 <= store.evaluation_count() < 3 * 2 + 3 * 3
+
+
+def test_max_train_cpu_s_counts_cpu_seconds(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(budget={"max_train_cpu_s": 2.0}), MinibatchStrategy(),
+                                    store).run()
+    assert summary.stop_reason == "max_train_cpu_s" and store.train_cpu_seconds() >= 2.0
