@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from optforge.engine import start_ray
+    from optforge.scheduler import start_ray
 
     start_ray(None, num_cpus=args.slots)
     rows = [("overlapped (engine)", overlapped(args.latency, args.eval, args.evals, args.slots)),

@@ -33,15 +33,15 @@ from optforge import jobs
 from optforge import rollouts as rollout_lib
 from optforge.config import RunConfig, StageConfig
 from optforge.evaluators.scoring import SCORE_VERSION
+from optforge.jobs import Job
 from optforge.proposer import Proposer
 from optforge.result_cache import ResultCache
 from optforge.run_outcome import (  # noqa: F401 - re-exported: the engine's public names
     FAILED_START, Progress, RunError, RunFailed, RunSummary, error_reason, start_failure,
 )
-from optforge.scheduler import EvaluateFn, RayScheduler, start_ray  # noqa: F401 - start_ray re-exported
+from optforge.scheduler import EvaluateFn, RayScheduler
 from optforge.search.base import Rollout, Strategy
 from optforge.search.context import RecordSink
-from optforge.jobs import Job
 from optforge.store import RolloutRecord, Store, versions
 from optforge.types import Candidate, EvaluationResult, Status
 
@@ -70,8 +70,7 @@ class Engine:
     def __init__(self, config: RunConfig, strategy: Strategy, store: Store, evaluate: EvaluateFn, *,
                  make_request: RequestFactory, suite_version: Callable[[str], str],
                  progress: Callable[[Progress], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 records: RecordSink | None = None,
-                 search_suite: Callable[[], rollout_lib.SearchSuite] | None = None):
+                 records: RecordSink | None = None, search_suite: Callable[[], rollout_lib.SearchSuite] | None = None):
         self.config, self.strategy, self.store = config, strategy, store
         self.make_request, self.progress, self.clock = make_request, progress, clock
         self.records = records or RecordSink()
@@ -334,7 +333,7 @@ class Engine:
         if not job.search:
             return
         if job.rollout is not None:
-            self._proposer.deliver(job.seq, job.candidate, result, rollout=_as_rollout(job.rollout))
+            self._proposer.deliver(job.seq, job.candidate, result, rollout=rollout_lib.as_rollout(job.rollout))
             return
         i = [s.name for s in stages].index(job.stage.name)
         final = not (result.ok and i + 1 < len(stages))
@@ -352,8 +351,7 @@ class Engine:
             self._push(nxt)
 
     def _track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
-        """Running best and failure counts for the progress display (no store scans)."""
-        if not result.ok:
+        if not result.ok:  # running best and failure counts for the progress display (no store scans)
             self._n.failures[result.status.value] = self._n.failures.get(result.status.value, 0) + 1
         elif final_stage and (self._n.best is None or result.fitness > self._n.best[1]):
             self._n.best = (cand.id, result.fitness)
@@ -397,8 +395,3 @@ class Engine:
             promoted=[p.candidate_id for p in st.promotions("promoted") if p.passed], nodes=dict(self._n.nodes),
             failure=failure)
 
-
-def _as_rollout(r: RolloutRecord) -> Rollout:
-    """The strategy's view of a stored rollout: what it asked for, seeds resolved, with its id."""
-    return Rollout(r.candidate_id, tasks=r.tasks, seeds=r.seeds, reuse_lr=r.reuse_lr, detail=r.detail, note=r.note,
-                   id=r.id)

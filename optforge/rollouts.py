@@ -118,3 +118,9 @@ def _seeds(rollout: Rollout, store: Store, suite: SearchSuite, reserved: Collect
     if len(set(seeds)) != len(seeds):
         raise RolloutRefused(f"rollout of '{cid}': seeds {list(seeds)} repeat a seed")
     return seeds
+
+
+def as_rollout(r: RolloutRecord) -> Rollout:
+    """The strategy's view of a stored rollout: what it asked for, seeds resolved, with its id."""
+    return Rollout(r.candidate_id, tasks=r.tasks, seeds=r.seeds, reuse_lr=r.reuse_lr, detail=r.detail, note=r.note,
+                   id=r.id)

@@ -77,11 +77,11 @@ class Store(Reads):
             found = schema.schema_version(db)
             if found is None:
                 schema.create(db)
-            elif found != schema.SCHEMA_VERSION:
-                self._db.close()
-                raise StoreError(f"{self.run_dir} holds a run of store schema version {found} (this optforge writes "
-                                 f"{schema.SCHEMA_VERSION}); `optforge run --resume {self.run_dir}` migrates it, "
-                                 f"keeping the old database as {DB_NAME}{BACKUP_SUFFIX}")
+        if found is not None and found != schema.SCHEMA_VERSION:
+            self._db.close()
+            raise StoreError(f"{self.run_dir} holds a run of store schema version {found} (this optforge writes "
+                             f"{schema.SCHEMA_VERSION}); `optforge run --resume {self.run_dir}` migrates it, "
+                             f"keeping the old database as {DB_NAME}{BACKUP_SUFFIX}")
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "Store":

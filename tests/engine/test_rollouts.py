@@ -14,7 +14,7 @@ from optforge.search.context import StrategyContext
 from optforge.store import Store
 
 
-def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local, tmp_path):
+def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local, tmp_path, capsys):
     ctx = StrategyContext(seed=0)
     strategy, store = MinibatchStrategy(ctx), Store(tmp_path / "run")
     summary = make_minibatch_engine(minibatch_config(), strategy, store, records=ctx.records).run()
@@ -42,6 +42,23 @@ def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local,
     assert all(r.observed for r in store.rollouts())
     kept = store.records("summary")
     assert [r.candidate_id for r in kept] == ["m0", "m1", "m2"] and kept[0].data["candidate"] == "m0"
+    _show_prints_mean_sd_and_n(store, capsys)
+
+
+def _show_prints_mean_sd_and_n(store, capsys):
+    from optforge.cli import main
+
+    capsys.readouterr()
+    assert main(["show", str(store.run_dir)]) == 0
+    out = capsys.readouterr().out
+    for r in store.leaderboard("train"):
+        agg = r.evaluation.aggregate
+        line = next(x for x in out.splitlines() if f" {r.candidate.id} " in x and "ok" in x)
+        assert f"{agg.mean:+.3f}" in line and f"±{agg.sd:.3f}" in line and line.split()[-1] == "4", line
+    assert "the mean over a candidate's n evaluation rows" in out and "strategy records: summary 3" in out
+    assert main(["show", str(store.run_dir), "--records", "--kind", "summary"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3 and listed[0].startswith("#1 summary [m0]")
 
 
 @pytest.mark.parametrize("bad, why", [({"tasks": ["held_lm"], "seeds": [100]}, "held out"),
