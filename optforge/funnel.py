@@ -301,7 +301,7 @@ def run_funnel(store: Store, config: RunConfig, evaluate: Any) -> None:
         known = {c.id for c in store.candidates()}
         new_refs = [c for c in refs if c.id not in known]
         if new_refs:
-            store.add_proposals(new_refs, None, strategy=False)
+            store.add_proposals(new_refs, None)
         seq_of = {c.id: i for i, c in enumerate(store.candidates())}
         todo = [(seq_of[c.id], store.candidate(c.id), stage) for c in ins + refs
                 if store.evaluation(c.id, stage.name) is None]

@@ -53,11 +53,9 @@ def needs(*services: str) -> Callable[[Callable], Callable]:
 
 
 def needed(factory: Callable) -> frozenset[str]:
-    """The services `factory` declared; an old-signature factory that takes `llm` may need one."""
-    declared = getattr(factory, "needs", None)
-    if declared is not None:
-        return frozenset(declared)
-    return frozenset({"llm"}) if is_legacy(factory) and "llm" in inspect.signature(factory).parameters else frozenset()
+    """The services `factory` declared (an old-signature factory declares none: it gets the LLM client
+    when the config sets one, as before)."""
+    return frozenset(getattr(factory, "needs", ()))
 
 
 def is_legacy(factory: Callable) -> bool:

@@ -169,18 +169,18 @@ class Store(Reads):
                 db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, dumps(value)))
 
     def add_proposals(self, candidates: list[Candidate], state: Mapping[str, Any] | None, *,
-                      rollouts: list[RolloutRecord] = (), records: list[StrategyRecord] = (),
-                      strategy: bool = True) -> list[int]:
+                      rollouts: list[RolloutRecord] = (), records: list[StrategyRecord] = ()) -> list[int]:
         """Store new proposals, the strategy records and the strategy state that produced them, atomically.
-        `strategy=False`: funnel references, outside the strategy's proposal order. `rollouts` carry
-        their `pseq`; candidates get theirs here, continuing the order. Returns the candidates' seqs."""
+        `rollouts` carry their `pseq`; candidates get theirs here, continuing the strategy's proposal order
+        (funnel references, `note["role"] == "reference"`, stay outside it). Returns the candidates' seqs."""
         with self.transaction() as db:
             seq = self.proposal_count()
             taken = {r.pseq for r in rollouts}
             pseq = self.strategy_proposal_count()
             seqs = []
             for cand in candidates:
-                while pseq in taken:
+                strategy = cand.note.get("role") != "reference"
+                while strategy and pseq in taken:
                     pseq += 1
                 db.execute(
                     "INSERT INTO candidates(seq, id, source, content_hash, parents, strategy, note, created, pseq)"
@@ -231,10 +231,13 @@ class Store(Reads):
         db.execute("INSERT OR REPLACE INTO strategy_state(key, state, updated) VALUES ('strategy', ?, ?)",
                    (dumps(dict(state)), time.time()))
 
-    def add_evaluation(self, candidate: Candidate, result: EvaluationResult, *, key: RequestKey,
-                       attempts: int = 1, wall_s: float = 0.0, cached_from: str | None = None,
-                       rollout_id: int | None = None) -> None:
-        """Append one evaluation row of `candidate` at `result.stage` for the request `key`."""
+    def add_evaluation(self, candidate: Candidate, result: EvaluationResult, *, key: RequestKey | None = None,
+                       seeds_spec: str = "selection", attempts: int = 1, wall_s: float = 0.0,
+                       cached_from: str | None = None, rollout_id: int | None = None) -> None:
+        """Append one evaluation row of `candidate` at `result.stage` for the request `key` (without one: a
+        stage evaluation on `seeds_spec` with the default request, all tasks, detail summary)."""
+        if key is None:
+            key = RequestKey(candidate.content_hash, result.stage, result.suite, result.suite_version, seeds_spec)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO evaluations(candidate_id, content_hash, stage, suite, suite_version, seeds_spec, seeds,"

@@ -18,6 +18,7 @@ from typing import Any
 from optforge.evaluators import EvalRequest
 from optforge.rollouts import SearchSuite
 from optforge.search.base import Rollout, StrategyBase
+from optforge.search.context import needs
 from optforge.types import EvaluationResult, Status
 
 
@@ -309,7 +310,7 @@ def update(p, g, state, ctx):
 """A rule that loads but raises KeyError on its first step: crashed, with the reason in the result."""
 
 
-def broken_start(params, *, seed, llm=None):
+def broken_start(params, ctx):
     """Strategy factory (`strategy: {name: "fake_eval:broken_start"}`): a warm start that crashes,
     then a healthy candidate the run must never get to evaluate."""
     from optforge import seeds
@@ -337,9 +338,10 @@ class AsksLLM(ListStrategy):
         return False
 
 
-def asks_llm(params, *, seed, llm=None):
+@needs("llm")
+def asks_llm(params, ctx):
     """Strategy factory (`strategy: {name: "fake_eval:asks_llm"}`): every proposal is an LLM call."""
-    return AsksLLM(llm)
+    return AsksLLM(ctx.llm)
 
 
 class RaisesInObserve(ListStrategy):
@@ -349,6 +351,6 @@ class RaisesInObserve(ListStrategy):
         raise ValueError(f"observe broke on {candidate.id}")
 
 
-def raises_in_observe(params, *, seed, llm=None):
+def raises_in_observe(params, ctx):
     """Strategy factory: one healthy candidate whose observation raises (a strategy bug)."""
     return RaisesInObserve([fake_source(0.1)])
