@@ -1,4 +1,4 @@
-"""When two candidate sources are the same program, decided from the text alone (issue 15 item 5).
+"""When two candidate sources are the same program, decided from the text alone.
 
 The engine lends one candidate's result to another only on this evidence: it is computed in the
 trusted process from the source, so a candidate cannot forge it. A numeric fingerprint measured in

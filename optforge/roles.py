@@ -1,5 +1,7 @@
 """Parameter roles: what kind of tensor each parameter is, so matrix-aware rules can treat
-matrices, embeddings, heads and vectors differently (reference A.5)."""
+matrices, embeddings, heads and vectors differently: Muon and the other matrix-structured optimizers
+run their matrix step on 2-D hidden weights and an Adam fallback on biases, gains, embeddings and the
+head."""
 
 from __future__ import annotations
 

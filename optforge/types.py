@@ -1,6 +1,6 @@
 """Records that cross package borders: candidates, statuses, evaluation results.
 
-One status vocabulary for the whole system (DESIGN section 4). The sandbox reports finer reasons;
+One status vocabulary for the whole system, from the sandbox to `show`. The sandbox reports finer reasons;
 `SANDBOX_REASONS` maps each onto a `Status` in one place.
 """
 

@@ -149,8 +149,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(render(result, name))
-    if result.status.value == "invalid" and not args.json:
-        print(f"optforge eval: rule rejected: {result.artifacts.get('exception') or result.feedback}", file=sys.stderr)
     return 0 if result.status.value == "ok" else 1
 
 

@@ -10,54 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from optforge.evaluators.request import EvalRequest, fixed_multipliers, resolve_seeds, selected_tasks
 from optforge.types import EvaluationResult, Status, status_for_reason
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EvalRequest", "evaluate", "baseline_payload", "wd_grid_for"]
-
-_SANDBOX_KEYS = ("timeout_s", "memory_mb", "require", "static_check", "cpu_s", "mode")
-
-
-@dataclass(frozen=True)
-class EvalRequest:
-    """One evaluation: a rule source at a stage on a suite, with its seeds and sandbox limits.
-
-    seeds: "selection" (the suite's selection seeds), "fresh" (lr picked on the selection seeds,
-    scored on the report seeds), "fresh:N" (scored on the first N report seeds) or an explicit tuple
-    (used as selection seeds).
-    baselines: the suite's baseline payload (JSON-able); None uses the committed ones.
-    workers: sandbox calls run at once inside this evaluation (the CLI uses 2; engine slots use 1).
-    name: what error messages call the rule (`optforge eval` passes the file or seed name).
-    """
-
-    source: str
-    stage: str
-    suite: str = "train"
-    seeds: str | tuple[int, ...] = "selection"
-    sandbox: dict = field(default_factory=dict)
-    baselines: dict | None = None
-    tune_wd: bool = False
-    workers: int = 1
-    name: str = "candidate"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.source, str):
-            raise ValueError(f"EvalRequest.source must be a str, got {type(self.source).__name__}")
-        if isinstance(self.seeds, str) and not re.fullmatch(r"selection|fresh(:[1-9][0-9]*)?", self.seeds):
-            raise ValueError(f"EvalRequest.seeds={self.seeds!r}: use 'selection', 'fresh', 'fresh:N' or a tuple of ints")
-        if not isinstance(self.seeds, str):
-            object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        unknown = sorted(set(self.sandbox) - set(_SANDBOX_KEYS))
-        if unknown:
-            raise ValueError(f"EvalRequest.sandbox has unknown keys {unknown}; known: {', '.join(_SANDBOX_KEYS)}")
-        if int(self.workers) < 1:
-            raise ValueError(f"EvalRequest.workers={self.workers!r} must be >= 1")
 
 
 def baseline_payload(suite: str) -> dict:
@@ -109,26 +70,8 @@ def _limits(request: EvalRequest, smoke: bool) -> Any:
     return sandbox.Limits(**cfg)
 
 
-def _seeds(request: EvalRequest, suite: Any, smoke: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(selection seeds, fresh seeds to score on; empty = score on the selection seeds)."""
-    if not isinstance(request.seeds, str):
-        return tuple(request.seeds), ()
-    sel = tuple(suite.selection_seeds)
-    if smoke:
-        sel = sel[:1]
-    if request.seeds.startswith("fresh"):
-        n = int(request.seeds.split(":")[1]) if ":" in request.seeds else len(suite.report_seeds)
-        if n > len(suite.report_seeds):
-            raise ValueError(
-                f"seeds {request.seeds!r}: suite '{suite.name}' has {len(suite.report_seeds)} report seeds "
-                f"{list(suite.report_seeds)}; add report seeds (a new suite version, with baselines) or lower funnel.fresh_seeds"
-            )
-        return sel, tuple(suite.report_seeds)[:n]
-    return sel, ()
-
-
 def _failure(request: EvalRequest, suite: Any, status: Status, feedback: str, **artifacts: Any) -> EvaluationResult:
-    sel, fresh = _seeds(request, suite, suite.name == "smoke")
+    sel, fresh = resolve_seeds(request, suite, suite.name == "smoke")
     return EvaluationResult(
         status=status,
         stage=request.stage,
@@ -180,13 +123,14 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
             f"the suite is version {suite.version!r}; rebuild them with `optforge baselines --suite {suite.name} --rebuild`"
         )
     wd_grid = wd_grid_for(payload, tune_wd=request.tune_wd, stage=request.stage, suite=request.suite)
-    sel, fresh = _seeds(request, suite, smoke)
+    sel, fresh = resolve_seeds(request, suite, smoke)
     config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
-    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
+    tasks = selected_tasks(request, suite)
+    infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in tasks]
     ex = SandboxExecutor(
         request.source,
         request.suite,
-        {t.name: t for t in suite.tasks},
+        {t.name: t for t in tasks},
         limits,
         sandbox.RULE_POLICY,
         workers=int(request.workers),
@@ -196,7 +140,8 @@ def evaluate(request: EvalRequest) -> EvaluationResult:
     )
     deltas = {t.name: task_delta(payload, t.name, len(sel)) for t in infos}
     try:
-        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=wd_grid, deltas=deltas)
+        tunings = tune(infos, float(lr0), sel, ex, eval_points, config, fresh_seeds=fresh, wd_grid=wd_grid, deltas=deltas,
+                       fixed_multipliers=fixed_multipliers(request, tasks))
     except BatchFailure as e:
         res = e.result
         status = status_for_reason(e.reason)

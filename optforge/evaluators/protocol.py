@@ -23,6 +23,8 @@
   arms whose best mean loss is within the task's resolution delta of the best, the one that reaches
   best + delta in the fewest steps. Differences below delta are float noise, so they must not decide.
 - Divergence stops a run at once (inside the training loop); a diverged run ranks last.
+- Reused lr (rollouts with reuse_lr): a task given a fixed multiplier is not tuned; it runs at that
+  multiplier, full length, on the scored seeds only.
 - Weight decay (held-out stage only, reference C.4): with a `wd_grid`, each nonzero decoupled weight
   decay is tried at the chosen lr on the selection seeds, full length; the best mean curve (wd 0
   included) is the one re-run on the fresh seeds. The baselines give AdamW the same grid.
@@ -47,6 +49,23 @@ log = logging.getLogger(__name__)
 def multiplier(h: int) -> float:
     """The lr multiplier of half-decade grid index `h`."""
     return 10.0 ** (h / 2.0)
+
+
+def grid_index(m: float) -> int:
+    """The half-decade grid index `h` with `multiplier(h) == m` (to 1e-6 relative).
+
+    Raises ValueError for a multiplier that is not positive, not finite, or off the grid: every
+    multiplier the protocol picks is on it (`task_rows[task]["lr_mult"]` of a result).
+    """
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+        raise ValueError(f"lr multiplier {m!r} must be a positive finite number")
+    h = round(2.0 * math.log10(m))
+    if not math.isclose(multiplier(h), m, rel_tol=1e-6):
+        raise ValueError(
+            f"lr multiplier {m!r} is not on the half-decade grid 10**(h/2) (nearest: {multiplier(h):.6g}); "
+            "reuse the 'lr_mult' of a previous result's task row"
+        )
+    return h
 
 
 @dataclass(frozen=True)
@@ -262,18 +281,30 @@ def tune(
     grids: Mapping[str, Sequence[int]] | None = None,
     wd_grid: Sequence[float] = (),
     deltas: Mapping[str, float] | None = None,
+    fixed_multipliers: Mapping[str, float] | None = None,
 ) -> dict[str, TaskTuning]:
     """Run the protocol for every task; `grids` overrides the starting grid per task; `wd_grid`
     lists the weight decays to try at the chosen lr (0 is always the first arm); `deltas` gives each
     task's loss resolution for `pick` (default 0: the best mean loss decides).
+
+    `fixed_multipliers` (reuse_lr) gives tasks an lr multiplier on the grid (`grid_index`): those are
+    not tuned, and run once at full length at that multiplier on the scored seeds (`fresh_seeds` if
+    given, else `seeds`). They take no weight decay: a wd_grid with fixed tasks raises ValueError.
 
     Returns per task the tried multipliers, the full-length runs and the chosen multiplier; the
     scored runs are the full runs at the chosen multiplier, or re-runs on `fresh_seeds` if given.
     """
     if not seeds:
         raise ValueError("tune needs at least one selection seed")
+    fixed = {name: grid_index(m) for name, m in (fixed_multipliers or {}).items()}
+    if fixed and any(w > 0 for w in wd_grid):
+        raise ValueError("fixed lr multipliers take no weight-decay tuning; pass an empty wd_grid")
     out = {t.name: TaskTuning(t, t.steps * config.horizon_factor, delta=float((deltas or {}).get(t.name, 0.0)))
            for t in tasks}
+    for name, h in fixed.items():
+        if name in out:
+            out[name].chosen = h
+    all_tasks, tasks = tasks, [t for t in tasks if t.name not in fixed]
     base = {t.name: tuple(grids[t.name]) if grids and t.name in grids else config.grid for t in tasks}
 
     def phase(specs: list[RunSpec]) -> list[RunOutcome]:
@@ -338,7 +369,8 @@ def tune(
             for r in phase(specs):
                 out[r.spec.task].full.setdefault(r.spec.h, []).append(r)
 
-    for tt in out.values():
+    for t in tasks:
+        tt = out[t.name]
         tt.chosen = _full_best(tt)
         tt.reported = list(tt.full.get(tt.chosen, [])) if tt.chosen is not None else []
 
@@ -351,23 +383,27 @@ def tune(
                 specs += [run_spec(t, tt.chosen, lr0, s, tt.horizon, tt.horizon, eval_points, wd) for wd in wds for s in seeds]
         for r in phase(specs):
             out[r.spec.task].wd_runs.setdefault(r.spec.weight_decay, []).append(r)
-        for tt in out.values():
+        for t in tasks:
+            tt = out[t.name]
             if tt.wd_runs:
                 arms = {0.0: tt.reported, **tt.wd_runs}
                 tt.wd = pick(arms, tt.delta)
                 tt.reported = list(arms[tt.wd])
 
-    if fresh_seeds:
-        specs = []
-        for t in tasks:
-            tt = out[t.name]
-            if tt.chosen is not None:
-                specs += [run_spec(t, tt.chosen, lr0, s, tt.horizon, tt.horizon, eval_points, tt.wd) for s in fresh_seeds]
-        fresh: dict[str, list[RunOutcome]] = {}
-        for r in phase(specs):
-            fresh.setdefault(r.spec.task, []).append(r)
-        for name, runs in fresh.items():
-            out[name].reported = runs
+    # the scored runs still to do, in one phase: tuned tasks on fresh seeds, fixed tasks on the scored seeds
+    specs = []
+    for t in all_tasks:
+        tt = out[t.name]
+        if tt.chosen is not None and (fresh_seeds or t.name in fixed):
+            specs += [run_spec(t, tt.chosen, lr0, s, tt.horizon, tt.horizon, eval_points, tt.wd)
+                      for s in (fresh_seeds or seeds)]
+    scored: dict[str, list[RunOutcome]] = {}
+    for r in phase(specs):
+        scored.setdefault(r.spec.task, []).append(r)
+    for name, runs in scored.items():
+        out[name].reported = runs
+        if name in fixed and not fresh_seeds:
+            out[name].full[out[name].chosen] = runs
     for tt in out.values():
         log.debug("task %s: tried %s, chose h=%s wd=%g", tt.task.name, tt.screen, tt.chosen, tt.wd)
     return out
