@@ -6,7 +6,8 @@ order and proposes the batch starting at `s` only once exactly the proposals `< 
 observed, so the strategy's inputs never depend on completion order.
 
 An empty proposal with nothing left to observe ends the search ("strategy proposed nothing"), unless
-the strategy says `busy()`: then it is asked again after a short wait. `done()` ends it.
+the strategy says `busy()`: then it is asked again after the next observation, or after a short wait
+(in deterministic mode only when nothing is left to observe). `done()` ends it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Proposer(threading.Thread):
                     action = self._next_action()
                     while action is None and not self._shutdown:
                         self._cond.wait(BUSY_RETRY_S if self._busy else 0.5)
-                        if self._busy:
+                        if self._busy and self._may_retry():
                             self._starved = self._busy = False  # ask the busy strategy again
                         action = self._next_action()
                     if self._shutdown:
@@ -129,6 +130,11 @@ class Proposer(threading.Thread):
                 self._out.put(("proposals", items, st.state(), records))
         else:
             self._out.put(("finished", arg))
+
+    def _may_retry(self) -> bool:
+        """Whether a busy strategy's empty turn may be retried on a timer: in deterministic mode only when
+        nothing is left to observe (else the next observation wakes it), so its inputs never depend on timing."""
+        return not self.deterministic or self.next_seq == self.n_observed
 
     def _next_action(self) -> tuple[str, Any] | None:
         """What to do next (called under the lock). Observations come before proposals."""
