@@ -92,7 +92,8 @@ def _rollout_result(request, fit: float) -> EvaluationResult:
 
 @dataclass(frozen=True)
 class RolloutRequest:
-    """EvalRequest's fields with the rollout ones (tasks, lr_multipliers, detail), for the fake evaluator."""
+    """EvalRequest's fields, rollout ones included, without its check of task names against the real suite:
+    the fake evaluator's tasks ("a", "b") are not in any suite."""
 
     source: str
     stage: str

@@ -80,3 +80,21 @@ def test_an_empty_proposal_while_busy_does_not_end_the_run(ray_local, tmp_path):
     config = config_from_dict({"strategy": {"name": "late"}, "slots": 1, "stages": ["train"], "eval_timeout_s": 30})
     summary = make_engine(config, strategy, store).run()
     assert summary.stop_reason == "strategy done" and summary.best == ("c1", 0.6) and strategy.asked >= 4
+
+
+def test_partial_results_come_before_the_final_one(ray_local, tmp_path):
+    from fake_eval import ListStrategy, fake_source, make_engine
+
+    from optforge.config import config_from_dict
+    from optforge.store import Store
+
+    class Partial(ListStrategy):
+        def observe_partial(self, candidate, result):
+            self.seen.append(["partial", candidate.id, result.stage])
+
+    strategy = Partial([fake_source(0.1, "# SLOW 0.3"), fake_source(0.2)])
+    config = config_from_dict({"strategy": {"name": "partial"}, "slots": 2, "deterministic": True,
+                               "stages": ["smoke", "train"], "eval_timeout_s": 30})
+    make_engine(config, strategy, Store(tmp_path / "run")).run()
+    assert [s[:3] for s in strategy.seen] == [["partial", "c0", "smoke"], ["c0", "train", "ok"],
+                                              ["partial", "c1", "smoke"], ["c1", "train", "ok"]]
