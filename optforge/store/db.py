@@ -90,7 +90,10 @@ class Store(Reads):
         path = Path(run_dir) / DB_NAME
         if not path.is_file():
             raise StoreError(_not_a_run(Path(run_dir)))
-        db = _connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # without a -wal file no connection has the database open for writing: `immutable` then reads it
+        # without creating -wal and -shm files (a read-only WAL connection would leave both behind)
+        quiet = "" if path.with_name(DB_NAME + "-wal").exists() else "&immutable=1"
+        db = _connect(f"{path.resolve().as_uri()}?mode=ro{quiet}", uri=True)
         found = schema.schema_version(db)
         if found != schema.SCHEMA_VERSION:
             memory = _connect(":memory:")

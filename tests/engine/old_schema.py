@@ -72,6 +72,7 @@ def make_v1_run(run_dir: Path, config: dict, sources: list[str]) -> None:
 
     run_dir.mkdir(parents=True)
     db = sqlite3.connect(str(run_dir / "run.db"))
+    db.execute("PRAGMA journal_mode=WAL")  # as version 1 wrote it
     db.executescript(V1_DDL)
     meta = {"config": config, "versions": {"score_version": 1}, "status": "interrupted", "elapsed_s": 1.0,
             "lag": 2, "batch": 1, "suite_versions": {"train": "fake-1"}}

@@ -63,6 +63,7 @@ def test_an_old_run_resumes_after_migration_keeping_run_db_v0(ray_local, tmp_pat
     assert [s[0] for s in strategy.seen] == ["c0", "c1", "c2"]  # c1 observed from its stored row, c2 new
     assert [len(store.evaluations(c, "train")) for c in ("c0", "c1", "c2")] == [1, 1, 1]  # nothing re-run
     assert store.evaluation("c2", "train").score_version is not None
+    store.close()
     with pytest.raises(StoreError, match="exists already"):
         _migrate_again(run)
 
