@@ -124,7 +124,8 @@ def describe(restored: Restored, budget: BudgetConfig, *, continuing: bool) -> s
              + (f", {pending} to finish first" if pending else "") + f"), {restored.evaluations} evaluations; {state}",
              "budget: " + "; ".join(_budget_line(name, used, getattr(budget, name))
                                     for name, used in restored.used().items()
-                                    if name == "max_candidates" or used or getattr(budget, name) is not None)]
+                                    if name == "max_candidates" or getattr(budget, name) is not None
+                                    or (used and name not in ("max_evaluations", "max_train_cpu_s")))]
     if restored.search_done:
         lines.append(f"the search had stopped ({_stop_words(restored.stop_reason)}): "
                      + ("it continues with the larger budget" if continuing else "only the promotion funnel is left"))
