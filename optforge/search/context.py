@@ -13,8 +13,10 @@ Services:
 - records: `ctx.record(kind, data, candidate_id=None)` keeps a strategy record (a summary, a rejected
   proposal with its reason, a meta-level program with its utility); records are stored in the same
   transaction as the strategy state that follows them, and listed by `optforge show --records`;
-- rule_probe, procedure_sandbox: not available yet (they come with the MoH strategy); asking for
-  them raises ServiceUnavailable with that reason.
+- rule_probe: `rule_probe(source) -> Probe`, the rule's updates on a fixed probe, computed in the
+  sandbox (`optforge.search.probe`; raises ProbeFailed with the reason);
+- procedure_sandbox: not available yet (it comes with the MoH strategy); asking for it raises
+  ServiceUnavailable with that reason.
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ class StrategyContext:
     @property
     def rule_probe(self) -> Callable[[str], Any]:
         self._declared("rule_probe")
-        raise ServiceUnavailable(f"ctx.rule_probe {_LATER}")
+        from optforge.search.probe import rule_probe
+
+        return rule_probe
 
     @property
     def procedure_sandbox(self) -> Any:

@@ -42,9 +42,8 @@ def test_a_service_must_be_declared_and_later_ones_say_so():
         ctx.llm
     ctx.declared = frozenset({"llm", "rule_probe", "procedure_sandbox", "embedder"})
     assert ctx.llm is ctx.llm_client
-    for service in ("rule_probe", "procedure_sandbox"):
-        with pytest.raises(ServiceUnavailable, match="not available until the MoH strategy"):
-            getattr(ctx, service)
+    with pytest.raises(ServiceUnavailable, match="not available until the MoH strategy"):
+        ctx.procedure_sandbox
     with pytest.raises(ServiceUnavailable, match="embeddings"):
         ctx.embedder
     with pytest.raises(ValueError, match="unknown strategy service"):
@@ -98,3 +97,22 @@ def test_partial_results_come_before_the_final_one(ray_local, tmp_path):
     make_engine(config, strategy, Store(tmp_path / "run")).run()
     assert [s[:3] for s in strategy.seen] == [["partial", "c0", "smoke"], ["c0", "train", "ok"],
                                               ["partial", "c1", "smoke"], ["c1", "train", "ok"]]
+
+
+def test_rule_probe_measures_a_rule_in_the_sandbox():
+    import numpy as np
+
+    from optforge import seeds
+    from optforge.search.probe import PROBE_LR, PROBE_STEPS, ProbeFailed
+
+    probe = StrategyContext.of().rule_probe
+    adamw = probe(seeds.source("adamw"))
+    assert adamw.lr == PROBE_LR and adamw.updates["hidden_matrix"].shape == (PROBE_STEPS, 8, 6)
+    # Adam's first step moves each element by about lr on unit gradients, eps shows on tiny ones
+    assert np.allclose(np.abs(adamw.updates["vector"][0]), PROBE_LR, rtol=0.05)
+    again = probe(seeds.source("adamw"))
+    assert all(np.array_equal(adamw.updates[k], again.updates[k]) for k in adamw.updates)
+    lion = probe(seeds.source("lion"))
+    assert not np.allclose(lion.updates["vector"], adamw.updates["vector"])
+    with pytest.raises(ProbeFailed, match="import of 'os'"):
+        probe("import os\nLR = 1e-3\n")
