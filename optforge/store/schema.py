@@ -115,9 +115,7 @@ def schema_version(db: sqlite3.Connection) -> int | None:
     if "meta" not in tables:
         return None
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is not None:
-        return int(json.loads(row[0]))
-    return 1 if "candidates" in tables else None
+    return 1 if row is None else int(json.loads(row[0]))  # a meta table without a version: version 1
 
 
 def create(db: sqlite3.Connection) -> None:
@@ -144,21 +142,24 @@ def migrate(db: sqlite3.Connection) -> int:
 
 
 def _v1_to_v2(db: sqlite3.Connection) -> None:
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     have = {r[1] for r in db.execute("PRAGMA table_info(llm_calls)")}
-    for name, kind in _LLM_ADDED_COLUMNS:
+    for name, kind in _LLM_ADDED_COLUMNS if "llm_calls" in tables else ():
         if name not in have:
             db.execute(f"ALTER TABLE llm_calls ADD COLUMN {name} {kind}")
-    # evaluations lose UNIQUE(candidate_id, stage): a new table, the rows copied, the old one dropped
-    db.execute("ALTER TABLE evaluations RENAME TO evaluations_v1")
-    for index in ("evaluations_key", "evaluations_fingerprint"):
-        db.execute(f"DROP INDEX IF EXISTS {index}")
-    db.execute("ALTER TABLE candidates ADD COLUMN pseq INTEGER")
+    if "evaluations" in tables:  # UNIQUE(candidate_id, stage) goes: a new table, the rows copied, the old one dropped
+        db.execute("ALTER TABLE evaluations RENAME TO evaluations_v1")
+        for index in ("evaluations_key", "evaluations_fingerprint"):
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+    if "candidates" in tables:
+        db.execute("ALTER TABLE candidates ADD COLUMN pseq INTEGER")
     create(db)  # the tables and indexes that do not exist yet, and schema_version
-    db.execute(f"INSERT INTO evaluations({_V1_EVALUATION_COLUMNS}) SELECT {_V1_EVALUATION_COLUMNS} FROM evaluations_v1")
-    db.execute("DROP TABLE evaluations_v1")
+    if "evaluations" in tables:
+        db.execute(f"INSERT INTO evaluations({_V1_EVALUATION_COLUMNS}) SELECT {_V1_EVALUATION_COLUMNS} FROM evaluations_v1")
+        db.execute("DROP TABLE evaluations_v1")
     rows = db.execute("SELECT seq, note FROM candidates ORDER BY seq").fetchall()
     strategy_rows = [seq for seq, note in rows if (json.loads(note or "{}") or {}).get("role") != "reference"]
-    db.executemany("UPDATE candidates SET pseq = ? WHERE seq = ?", list(enumerate(strategy_rows)))
+    db.executemany("UPDATE candidates SET pseq = ? WHERE seq = ?", [(i, seq) for i, seq in enumerate(strategy_rows)])
     row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
     if row is not None:
         upgraded = upgrade_config(json.loads(row[0]), 1)
