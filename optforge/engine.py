@@ -182,13 +182,14 @@ class Engine:
     def _on_proposals(self, items: list, state: dict, records: list) -> None:
         """Store a batch (rollouts checked and their seeds resolved first), then start its evaluations."""
         first = self.store.strategy_proposal_count()
-        stage = self.config.search_stages()[-1].name
+        stage = self.config.search_stages()[-1]
+        tunes_wd = funnel_lib.resolve_stage(stage, self.config)[2]
         rollouts: list[RolloutRecord] = []
         for seq, item in enumerate(items, first):
             if isinstance(item, Rollout):
                 reserved = [s for r in rollouts if r.candidate_id == item.candidate_id for s in r.seeds]
-                rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage, store=self.store,
-                                                    suite=self._suite(), reserved=reserved))
+                rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage.name, store=self.store,
+                                                    suite=self._suite(), reserved=reserved, tunes_wd=tunes_wd))
             elif not isinstance(item, Candidate):
                 raise TypeError(f"the strategy proposed a {type(item).__name__}; propose() returns Candidates "
                                 "and Rollouts (optforge.search.base)")

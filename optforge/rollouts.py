@@ -62,9 +62,9 @@ def lr_multipliers(train_metrics: Mapping[str, Any], tasks: Collection[str]) -> 
 
 
 def resolve(rollout: Rollout, *, pseq: int, stage: str, store: Store, suite: SearchSuite,
-            reserved: Collection[int] = ()) -> RolloutRecord:
+            reserved: Collection[int] = (), tunes_wd: bool = False) -> RolloutRecord:
     """The stored form of `rollout`, or RolloutRefused. `reserved`: seeds taken by earlier rollouts of
-    the same candidate in this batch, not stored yet."""
+    the same candidate in this batch, not stored yet; `tunes_wd`: the stage tunes weight decay."""
     cid = rollout.candidate_id
     head = store.evaluation(cid, stage) if _known(store, cid) else None
     if head is None or cid not in store.observed_ids() or not head.ok:
@@ -83,6 +83,9 @@ def resolve(rollout: Rollout, *, pseq: int, stage: str, store: Store, suite: Sea
         raise RolloutRefused(f"rollout of '{cid}': tasks {list(tasks)} must be distinct and not empty")
     seeds = _seeds(rollout, store, suite, reserved)
     if rollout.reuse_lr:
+        if tunes_wd:
+            raise RolloutRefused(f"rollout of '{cid}': reuse_lr tunes nothing, and stage '{stage}' tunes weight decay; "
+                                 "ask without reuse_lr")
         lr_multipliers(head.metrics, tasks or suite.tasks)
     return RolloutRecord(id=0, pseq=pseq, candidate_id=cid, stage=stage, tasks=tasks, seeds=seeds,
                          reuse_lr=bool(rollout.reuse_lr), detail=rollout.detail, repeat=rollout.is_repeat,

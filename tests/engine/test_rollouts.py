@@ -85,3 +85,38 @@ def test_max_train_cpu_s_counts_cpu_seconds(ray_local, tmp_path):
     summary = make_minibatch_engine(minibatch_config(budget={"max_train_cpu_s": 2.0}), MinibatchStrategy(),
                                     store).run()
     assert summary.stop_reason == "max_train_cpu_s" and store.train_cpu_seconds() >= 2.0
+
+
+def test_rollout_requests_are_checked_before_they_are_stored(tmp_path):
+    from optforge.rollouts import RolloutRefused, resolve
+    from optforge.search.base import Rollout
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    store = Store(tmp_path / "run")
+    seen, unseen = Candidate.new("LR = 1\n", id="seen"), Candidate.new("LR = 2\n", id="unseen")
+    store.add_proposals([seen, unseen], None)
+    for cand in (seen, unseen):
+        store.add_evaluation(cand, EvaluationResult(Status.OK, stage="train", metrics={
+            "fitness": 0.2, "tasks": {"a": {"score": 0.2, "lr_mult": 1.0}, "b": {"score": 0.2}}}))
+    store.mark_observed("seen", None)
+
+    def check(rollout, **kw):
+        return resolve(rollout, pseq=2, stage="train", store=store, suite=SEARCH_SUITE, **kw)
+
+    assert check(Rollout.repeat("seen", 3)).seeds == (100, 101, 102)
+    assert check(Rollout.repeat("seen", 2), reserved=[100, 101]).seeds == (102, 103)
+    assert check(Rollout("seen", tasks=("a",), seeds=(105,), reuse_lr=True)).reuse_lr
+    for bad, why in [(Rollout("unseen", seeds=(100,)), "observed with an ok train"),
+                     (Rollout("seen", tasks=("held_lm",), seeds=(100,)), "held out"),
+                     (Rollout("seen", tasks=("zz",), seeds=(100,)), "not in search suite"),
+                     (Rollout("seen", seeds=(2,)), "report seed"),
+                     (Rollout("seen", seeds=(0,)), "not a search seed"),
+                     (Rollout("seen", seeds=(100, 100)), "repeat a seed"),
+                     (Rollout("seen"), "either seeds"),
+                     (Rollout.repeat("seen", 17), "17 new search seeds asked, 16 left"),
+                     (Rollout("seen", seeds=(100,), reuse_lr=True), "no lr multiplier for b"),
+                     (Rollout("seen", tasks=("a",), seeds=(100,), detail="all"), "detail")]:
+        with pytest.raises(RolloutRefused, match=why):
+            check(bad)
+    with pytest.raises(RolloutRefused, match="tunes weight decay"):
+        check(Rollout("seen", tasks=("a",), seeds=(100,), reuse_lr=True), tunes_wd=True)
