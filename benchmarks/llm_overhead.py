@@ -80,9 +80,10 @@ def _client(server, concurrency: int):
 
 
 def _strategy(llm):
+    from optforge.search.context import StrategyContext
     from optforge.search.evolve import from_config
 
-    return from_config({"warm_start": ["adamw"], "islands": 2, "edit": "full"}, seed=0, llm=llm)
+    return from_config({"warm_start": ["adamw"], "islands": 2, "edit": "full"}, StrategyContext.of(seed=0, llm=llm))
 
 
 def overlapped(latency: float, eval_s: float, n_evals: int, slots: int) -> dict:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from optforge.engine import start_ray
+    from optforge.scheduler import start_ray
 
     start_ray(None, num_cpus=args.slots)
     rows = [("overlapped (engine)", overlapped(args.latency, args.eval, args.evals, args.slots)),

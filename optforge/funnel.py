@@ -239,10 +239,15 @@ def record_promoted(store: Store, config: RunConfig) -> list[str]:
 
 
 def correlation(store: Store, a: str = "train", b: str = "heldout") -> dict[str, Any]:
-    """Pearson and Spearman correlation of fitness at stages `a` and `b` over candidates with both."""
-    at_b = {e.candidate_id: e for e in store.evaluations(stage=b)}
-    pairs = [(e.candidate_id, e.fitness, at_b[e.candidate_id].fitness) for e in store.evaluations(stage=a)
-             if e.candidate_id in at_b]
+    """Pearson and Spearman correlation of fitness at stages `a` and `b` over candidates with both (at a
+    stage with rollouts, a candidate's mean over its rows)."""
+    def mean(r: Any) -> float:
+        return r.evaluation.aggregate.mean if r.evaluation.aggregate else r.evaluation.fitness
+
+    at_b = {r.candidate.id: mean(r) for r in store.leaderboard(b, include_reference=True)}
+    pairs = [(r.candidate.id, mean(r), at_b[r.candidate.id])
+             for r in sorted(store.leaderboard(a, include_reference=True), key=lambda r: r.evaluation.id)
+             if r.candidate.id in at_b]
     xs, ys = [p[1] for p in pairs], [p[2] for p in pairs]
     return {"stages": [a, b], "n": len(pairs), "pearson": _pearson(xs, ys), "spearman": _pearson(_ranks(xs), _ranks(ys)),
             "pairs": [{"candidate": c, a: x, b: y} for c, x, y in pairs]}
@@ -254,7 +259,8 @@ def funnel_counts(store: Store, config: RunConfig) -> dict[str, int]:
     counts: dict[str, int] = {"proposed": len([c for c in store.candidates() if c.id not in refs])}
     for stage in config.stages:
         if stage.name in ("smoke", "train"):
-            counts[stage.name] = len([e for e in store.evaluations(stage=stage.name) if e.ok and e.candidate_id not in refs])
+            counts[stage.name] = len({e.candidate_id for e in store.evaluations(stage=stage.name)
+                                      if e.ok and e.rollout_id is None and e.candidate_id not in refs})
         else:
             counts[stage.name] = len([p for p in store.promotions(stage.name) if p.passed and p.candidate_id not in refs])
     if config.funnel_stages():
@@ -286,3 +292,27 @@ def _pearson(xs: list[float], ys: list[float]) -> float | None:
     if sx == 0 or sy == 0:
         return None
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy)
+
+
+def run_funnel(store: Store, config: RunConfig, evaluate: Any) -> None:
+    """The promotion funnel after the search: for each funnel stage, its entrants and the reference are
+    evaluated (`evaluate([(seq, candidate, stage), ...])` returns when all are stored), then decided.
+    Evaluations already stored are not asked for again."""
+    for stage in config.funnel_stages():
+        ins = entrants(stage, store, config)
+        if not ins:
+            store.add_event("funnel_empty", stage=stage.name)
+            break
+        refs = reference_candidates(config)
+        known = {c.id for c in store.candidates()}
+        new_refs = [c for c in refs if c.id not in known]
+        if new_refs:
+            store.add_proposals(new_refs, None)
+        seq_of = {c.id: i for i, c in enumerate(store.candidates())}
+        todo = [(seq_of[c.id], store.candidate(c.id), stage) for c in ins + refs
+                if store.evaluation(c.id, stage.name) is None]
+        evaluate(todo)
+        for decision in decide(stage, store, config, ins):
+            store.add_promotion(decision)
+    if config.funnel_stages():
+        record_promoted(store, config)

@@ -14,14 +14,14 @@ import base64
 import html
 from pathlib import Path
 
-from optforge.commands.show import failure_rows, final_search_results
+from optforge.commands.show import failure_rows, final_search_results, record_rows
 from optforge.config import FUNNEL_STAGES, SEARCH_STAGES, RunConfig, config_from_dict
 from optforge.export import choose_best
 from optforge.funnel import funnel_counts
 from optforge.report_plots import Figure, best_so_far, fig_curves, fig_funnel, fig_heatmap, fig_timeline, timeline
 from optforge.report_sections import (
-    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, source_html, task_detection_html,
-    task_table,
+    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, records_html, source_html,
+    task_detection_html, task_table,
 )
 from optforge.store import EvaluationRecord, Store
 from optforge.types import Candidate
@@ -135,6 +135,7 @@ def build_report(run_dir: str | Path, top: int = 8) -> str:
             chain = [(c, _latest(store, c.id, rank_stage)) for c in lineage(store, best.id)]
             parts.append("<h2>Lineage of the best candidate</h2>" + lineage_html(chain))
         parts.append("<h2>Failures by status</h2>" + failures_html(failure_rows(store)))
+        parts.append("<h2>Strategy records</h2>" + records_html(record_rows(store)))
         parts.append("<h2>Run config</h2>" + config_html(store.config()))
     return _PAGE.format(body="\n".join(parts))
 

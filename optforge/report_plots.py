@@ -73,9 +73,10 @@ def best_so_far_of(points: Sequence[Point], stage: str) -> list[tuple[int, float
 
 def best_so_far(store: Store, stage: str = "train") -> tuple[list[int], list[float], list[float]]:
     """(evaluation index, seconds since the first evaluation, best fitness so far) over the `ok` search
-    evaluations at `stage`, in completion order (references left out)."""
+    stage evaluations at `stage` (rollouts left out), in completion order (references left out)."""
     refs = {c.id for c in store.candidates() if c.note.get("role") == "reference"}
-    evs = sorted((e for e in store.evaluations(stage=stage) if e.candidate_id not in refs and e.ok),
+    evs = sorted((e for e in store.evaluations(stage=stage) if e.candidate_id not in refs and e.ok
+                  and e.rollout_id is None),
                  key=lambda e: e.created)
     xs, ts, ys, best = [], [], [], -math.inf
     t0 = evs[0].created if evs else 0.0

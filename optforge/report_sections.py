@@ -1,4 +1,5 @@
-"""The report's HTML sections other than plots: header, per-task table, failures, config, lineage, source.
+"""The report's HTML sections other than plots: header, per-task table, failures, strategy records, config,
+lineage, source.
 
 Every text that comes from a candidate or a run (source, notes, feedback, config values) goes through
 `html.escape` here; `Candidate`/`EvaluationResult` already strip control characters (`clean_text`).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import ast
 import difflib
 import html
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -124,6 +126,20 @@ def failures_html(rows: Sequence[Mapping[str, Any]]) -> str:
             items.append(f"<li><b>{esc(r['stage'])}</b> &times;{len(ids)}: <code>{esc(r['reason'][:600])}</code>"
                          f" <small>({esc(shown)})</small></li>")
         out.append(f"<h3 class=\"status-{esc(status)}\">{esc(status)} ({n})</h3><ul>{''.join(items)}</ul>")
+    return "".join(out)
+
+
+def records_html(rows: Sequence[Mapping[str, Any]], per_kind: int = 20) -> str:
+    """The strategy's records (rows of `show.record_rows`), grouped by kind, the last `per_kind` of each."""
+    if not rows:
+        return "<p>the strategy kept no records</p>"
+    out = []
+    for kind in sorted({r["kind"] for r in rows}):
+        group = [r for r in rows if r["kind"] == kind]
+        items = [f"<li>{'<code>' + esc(r['candidate']) + '</code> ' if r['candidate'] else ''}"
+                 f"<code>{esc(json.dumps(r['data'], sort_keys=True)[:600])}</code></li>" for r in group[-per_kind:]]
+        more = f" (the last {per_kind} shown)" if len(group) > per_kind else ""
+        out.append(f"<h3>{esc(kind)} ({len(group)}){more}</h3><ul>{''.join(items)}</ul>")
     return "".join(out)
 
 

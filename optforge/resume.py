@@ -24,7 +24,7 @@ RESUMABLE = ("budget.", "slots", "retries", "eval_timeout_s", "ray.", "llm.api_b
 """Config keys (a trailing dot: a whole section) a resumed run may change with `--set`. `baselines_check`
 is among them because the refusal of the start-of-run check tells the user to set it."""
 
-BUDGET_STOPS = {"max_candidates", "max_seconds", "max_dollars", "max_llm_calls"}
+BUDGET_STOPS = {"max_candidates", "max_evaluations", "max_train_cpu_s", "max_seconds", "max_dollars", "max_llm_calls"}
 """Stop reasons that are a budget (a larger one lets the search go on)."""
 
 
@@ -39,6 +39,8 @@ class Restored:
     candidates: int  # strategy proposals (references excluded): what budget.max_candidates counts
     observed: int  # of those, observed by the strategy
     evaluations: int  # stored evaluation rows, all stages
+    strategy_rows: int  # of those, rows of strategy candidates: what budget.max_evaluations counts
+    train_cpu_s: float  # their CPU seconds: what budget.max_train_cpu_s counts
     strategy: str  # the strategy's name
     state_saved: bool  # a strategy state is stored (it has seen exactly the stored proposals)
     elapsed_s: float  # search and funnel time of all sessions so far
@@ -53,14 +55,16 @@ class Restored:
         dollars, requests = store.llm_spend()
         return cls(
             candidates=len(store.candidates(include_reference=False)), observed=len(store.observed_ids()),
-            evaluations=len(store.evaluations()), strategy=config.strategy_name,
+            evaluations=len(store.evaluations()), strategy_rows=store.evaluation_count(),
+            train_cpu_s=store.train_cpu_seconds(), strategy=config.strategy_name,
             state_saved=store.strategy_state() is not None, elapsed_s=float(store.meta("elapsed_s", 0.0)),
             dollars=dollars, llm_requests=requests, status=str(store.meta("status", "unknown")),
             stop_reason=str(store.meta("stop_reason", "") or ""), search_done=bool(store.meta("search_done", False)))
 
     def used(self) -> dict[str, float]:
         """Budget used so far, keyed by the budget's field name."""
-        return {"max_candidates": self.candidates, "max_seconds": self.elapsed_s, "max_dollars": self.dollars,
+        return {"max_candidates": self.candidates, "max_evaluations": self.strategy_rows,
+                "max_train_cpu_s": self.train_cpu_s, "max_seconds": self.elapsed_s, "max_dollars": self.dollars,
                 "max_llm_calls": self.llm_requests}
 
 
@@ -120,7 +124,8 @@ def describe(restored: Restored, budget: BudgetConfig, *, continuing: bool) -> s
              + (f", {pending} to finish first" if pending else "") + f"), {restored.evaluations} evaluations; {state}",
              "budget: " + "; ".join(_budget_line(name, used, getattr(budget, name))
                                     for name, used in restored.used().items()
-                                    if name == "max_candidates" or used or getattr(budget, name) is not None)]
+                                    if name == "max_candidates" or getattr(budget, name) is not None
+                                    or (used and name not in ("max_evaluations", "max_train_cpu_s")))]
     if restored.search_done:
         lines.append(f"the search had stopped ({_stop_words(restored.stop_reason)}): "
                      + ("it continues with the larger budget" if continuing else "only the promotion funnel is left"))
@@ -128,8 +133,8 @@ def describe(restored: Restored, budget: BudgetConfig, *, continuing: bool) -> s
 
 
 def _budget_line(name: str, used: float, limit: float | None) -> str:
-    label = {"max_candidates": "candidates", "max_seconds": "seconds", "max_dollars": "dollars",
-             "max_llm_calls": "LLM requests"}[name]
+    label = {"max_candidates": "candidates", "max_evaluations": "evaluation rows", "max_train_cpu_s": "train CPU seconds",
+             "max_seconds": "seconds", "max_dollars": "dollars", "max_llm_calls": "LLM requests"}[name]
     if limit is None:
         return f"{label} {_amount(name, used)} used, no limit"
     return f"{label} {_amount(name, used)} used, {_amount(name, max(0.0, limit - used))} left of {_amount(name, limit)}"
@@ -138,7 +143,7 @@ def _budget_line(name: str, used: float, limit: float | None) -> str:
 def _amount(name: str, value: float) -> str:
     if name == "max_dollars":
         return f"${value:.4f}"
-    if name == "max_seconds":
+    if name in ("max_seconds", "max_train_cpu_s"):
         return f"{value:.0f} s"
     return str(int(value))
 
@@ -163,3 +168,12 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _show(value: str | None) -> str:
     return "(unset)" if value is None else value
+
+
+def reopen_search(store: Any, **why: Any) -> None:
+    """Let a run whose search phase ended search again (it was resumed with a larger budget; the caller
+    checked that it can go on, see `optforge.resume`). The funnel's decisions are dropped, to be made
+    again over the larger pool; its evaluations stay and are cached. `why` goes into the event."""
+    store.clear_promotions()
+    store.set_meta(search_done=False, stop_reason="", correlation=None)
+    store.add_event("search_reopened", **why)

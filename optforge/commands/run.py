@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise UserError(str(e)) from e
 
-    strategy, llm_holder = _build_strategy(config, store)
+    strategy, llm_holder, ctx = _build_strategy(config, store)
     make_request = _request_factory(config)
     _check_baselines(config)
     if reopen:
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         store.set_meta(config=config.to_dict())  # the next resume starts from what this one runs with
         store.add_event("resume_overrides", overrides=list(args.overrides))
     llm_holder["store"] = store
-    return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet)
+    return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet,
+                    records=ctx.records)
 
 
 def _resume(args: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
@@ -83,7 +84,7 @@ def _resume(args: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
     from optforge.store import Store, StoreError
 
     try:
-        store = Store.open(args.resume)
+        store = Store.open(args.resume)  # read-only until every check has passed
     except StoreError as e:
         raise UserError(str(e)) from e
     if not store.config():
@@ -103,12 +104,16 @@ def _resume(args: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
         store.close()
         return store, None, restored, False
     _check_versions(store, config, force=args.force)
-    return store, config, restored, reopen
+    store.close()
+    try:
+        return Store.resume(args.resume), config, restored, reopen  # an older schema: run.db.v0 kept, then migrated
+    except StoreError as e:
+        raise UserError(str(e)) from e
 
 
 def _continue_search(store: Any, strategy: Any, overrides: list[str]) -> None:
     """Reopen the search of a run stopped by a budget, unless the strategy's stored state says it is done."""
-    from optforge.engine import reopen_search
+    from optforge.resume import reopen_search
 
     state = store.strategy_state()
     if state is not None:
@@ -127,16 +132,23 @@ def _has_config(run_dir: Path) -> bool:
         return bool(existing.config())
 
 
-def _build_strategy(config: Any, store: Any = None) -> tuple[Any, dict]:
-    """Build (and so validate) the strategy before any run directory exists."""
-    from optforge.search.registry import LLM_STRATEGIES, build_strategy
+def _build_strategy(config: Any, store: Any = None) -> tuple[Any, dict, Any]:
+    """Build (and so validate) the strategy before any run directory exists, with a context holding the
+    services it declared (`@needs`): an LLM client only when it needs one or the config sets one."""
+    from optforge.search.context import StrategyContext
+    from optforge.search.registry import build_strategy, needs_of
 
     holder: dict[str, Any] = {}
-    llm = None
-    if config.strategy_name in LLM_STRATEGIES or config.llm.model or config.llm.models or config.llm.replay:
-        llm = _llm_client(config, holder, store)
     try:
-        return build_strategy(config.strategy_name, config.strategy_params, seed=config.seed, llm=llm), holder
+        wanted = needs_of(config.strategy_name)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    llm = None
+    if wanted & {"llm", "embedder"} or config.llm.model or config.llm.models or config.llm.replay:
+        llm = _llm_client(config, holder, store)
+    ctx = StrategyContext(seed=config.seed, llm_client=llm)
+    try:
+        return build_strategy(config.strategy_name, config.strategy_params, ctx), holder, ctx
     except ValueError as e:
         raise UserError(str(e)) from e
 
@@ -212,15 +224,17 @@ def _suite_version(suite: str) -> str:
     return str(get_suite(suite).version)
 
 
-def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool) -> int:
-    from optforge.engine import Engine, RunError, start_ray
+def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool,
+             records: Any = None) -> int:
+    from optforge.engine import Engine, RunError
+    from optforge.scheduler import start_ray
     from optforge.evaluators import evaluate
 
     progress = None if quiet else _ProgressLine(config)
     print(f"run directory: {store.run_dir}", file=sys.stderr)
     start_ray(address, num_cpus=config.ray.num_cpus or max(config.slots, 1), num_gpus=config.ray.num_gpus)
     engine = Engine(config, strategy, store, evaluate, make_request=make_request, suite_version=_suite_version,
-                    progress=progress)
+                    progress=progress, records=records)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

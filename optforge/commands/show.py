@@ -1,5 +1,7 @@
-"""`optforge show RUN_DIR [--json] [--top N]`: leaderboard, funnel counts, meta-overfitting check and
-the best candidate's source. Promoted candidates are marked with `*`.
+"""`optforge show RUN_DIR [--json] [--top N] [--records [--kind K]]`: leaderboard, funnel counts,
+meta-overfitting check and the best candidate's source. Promoted candidates are marked with `*`. A
+candidate evaluated more than once at the last search stage (rollouts, repeats) ranks by the mean over
+its rows, shown with their sd and n. `--records` lists the strategy's records instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory written by `optforge run`")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--top", type=int, default=20, help="leaderboard rows (default 20)")
+    p.add_argument("--records", action="store_true", help="list the strategy's records (summaries, rejected "
+                   "proposals, meta-programs) instead")
+    p.add_argument("--kind", help="with --records: only records of this kind")
     return p
 
 
@@ -28,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise UserError(str(e)) from e
     config = RunConfig.from_dict(store.config()) if store.config() else RunConfig()
+    if args.kind and not args.records:
+        raise UserError("--kind selects strategy records: use it with --records")
+    if args.records:
+        return print_records(store, args.kind, as_json=args.json)
     if args.json:
         print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
         return 0
@@ -37,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
           f" score_version {s['score_version']}")
     if s["llm"]["requests"]:
         print(f"LLM: {s['llm']['requests']} HTTP requests (retries included), ${s['llm']['dollars']:.4f}")
+    if s["records"]:
+        print("strategy records: " + ", ".join(f"{k} {n}" for k, n in sorted(s["records"].items()))
+              + f" (list them: optforge show {store.run_dir} --records)")
     print("funnel: " + " -> ".join(f"{k} {v}" for k, v in s["funnel"].items()))
     corr = s["meta_overfitting"]
     if corr and corr.get("n"):
@@ -103,21 +115,20 @@ def _rank_stage(config: Any) -> str:
 
 
 def final_search_results(store: Any, config: Any) -> list[Any]:
-    """(candidate, evaluation) of every strategy candidate at the last search stage it reached,
-    best first: a smoke failure ranks with its floor fitness instead of vanishing."""
+    """(candidate, evaluation) of every strategy candidate at the last search stage it reached, best
+    first: at the last stage by the mean over all its rows (`Store.leaderboard`; the evaluation carries
+    the `aggregate`), then those that stopped earlier in proposal order (a smoke failure is listed
+    instead of vanishing)."""
     from optforge.store import Ranked
 
     order = [s.name for s in config.search_stages()]
-    latest: dict[str, Any] = {}
-    for ev in store.evaluations():
-        if ev.stage in order:
-            cur = latest.get(ev.candidate_id)
-            if cur is None or order.index(ev.stage) > order.index(cur.stage):
-                latest[ev.candidate_id] = ev
-    cands = store.candidates(include_reference=False)
-    ranked = [Ranked(c, latest[c.id]) for c in cands if c.id in latest]
-    seq = {c.id: i for i, c in enumerate(cands)}
-    ranked.sort(key=lambda r: (-(r.evaluation.fitness if r.evaluation.stage == order[-1] else -1e9), seq[r.candidate.id]))
+    ranked = list(store.leaderboard(order[-1]))
+    reached = {r.candidate.id for r in ranked}
+    for cand in store.candidates(include_reference=False):
+        earlier = [store.evaluation(cand.id, stage) for stage in reversed(order[:-1])] if cand.id not in reached else []
+        ev = next((e for e in earlier if e is not None), None)
+        if ev is not None:
+            ranked.append(Ranked(cand, ev))
     return ranked
 
 
@@ -128,8 +139,9 @@ def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[di
     rows = []
     ranked = final_search_results(store, config)
     for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
+        agg = ev.aggregate
         row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
-               "fitness": ev.fitness, "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
+               "fitness": agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None, "n": agg.n if agg else 1, "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
                "wins": ev.metrics.get("wins"),
                "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
                "feedback": ev.feedback}
@@ -147,7 +159,7 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         return
     stages = [s.name for s in config.funnel_stages()]
     last = config.search_stages()[-1].name
-    head = (f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'95%':>7} {'robust':>8}  "
+    head = (f"{'#':>3}  {'id':<22} {'status':<9} {'fitness':>8} {'95%':>7} {'robust':>8} {'± sd':>7} {'n':>3}  "
             + "".join(f"{s:>18}" for s in stages))
     print(head)
     for r in rows:
@@ -161,14 +173,40 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         gate = r["stage"] == "smoke"  # a gate: pass/fail, never a fitness
         fitness = "gate" if gate else _num(r["fitness"])
         hw = "" if gate or r["fitness_hw"] is None else f"±{r['fitness_hw']:.3f}"
-        print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {fitness:>8} {hw:>7} {'-' if gate else _num(r['robust']):>8}  "
-              + "".join(cells))
+        sd = "" if gate or r["sd"] is None else f"±{r['sd']:.3f}"
+        print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {fitness:>8} {hw:>7} {'-' if gate else _num(r['robust']):>8} "
+              f"{sd:>7} {r['n']:>3}  " + "".join(cells))
+    if any(r["n"] > 1 for r in rows):
+        print(f"fitness, ± sd, n: the mean over a candidate's n evaluation rows at {last} (its stage evaluation, "
+              "rollouts and repeats) and their sd; 95%: the interval of its stage evaluation")
     if any(r["promoted"] for r in rows):
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
     partial = sorted({r["stage"] for r in rows if r["status"] == "ok" and r["stage"] != last})
     if partial:
         print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} (the run stopped before); "
               f"ranked below every candidate with a {last} fitness")
+
+
+def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
+    """The strategy's records, oldest first (optionally of one kind), as JSON-able rows."""
+    return [{"id": r.id, "kind": r.kind, "candidate": r.candidate_id, "created": r.created, "data": dict(r.data)}
+            for r in store.records(kind)]
+
+
+def print_records(store: Any, kind: str | None, *, as_json: bool = False) -> int:
+    rows = record_rows(store, kind)
+    if as_json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    if not rows:
+        kinds = sorted({r.kind for r in store.records()})
+        print(f"no strategy records{f' of kind {kind!r}' if kind else ''} in {store.run_dir}"
+              + (f" (kinds: {', '.join(kinds)})" if kinds else ""))
+        return 0
+    for r in rows:
+        about = f" [{r['candidate']}]" if r["candidate"] else ""
+        print(f"#{r['id']} {r['kind']}{about}: {json.dumps(r['data'], sort_keys=True)[:300]}")
+    return 0
 
 
 def failure_rows(store: Any) -> list[dict[str, Any]]:
@@ -224,4 +262,12 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
         "promoted": [p.candidate_id for p in store.promotions("promoted") if p.passed],
         "failure": store.meta("failure", ""),
         "failures": failure_rows(store),
+        "records": {k: n for k, n in _record_counts(store).items()},
     }
+
+
+def _record_counts(store: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in store.records():
+        counts[r.kind] = counts.get(r.kind, 0) + 1
+    return counts

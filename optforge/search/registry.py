@@ -1,8 +1,10 @@
 """Strategy names -> factories. The engine builds strategies only through `build_strategy`, so it
 depends on the `Strategy` protocol and this table, never on a strategy package.
 
-Each entry is "module:function", a `from_config(params, *, seed, llm=None) -> Strategy`; a config may
-also name its own factory by dotted path (`strategy: {name: "mypkg.search:from_config"}`).
+Each entry is "module:function", a `from_config(params, ctx: StrategyContext) -> Strategy` that
+declares the services it needs with `@needs(...)` (optforge.search.context); a config may also name
+its own factory by dotted path (`strategy: {name: "mypkg.search:from_config"}`). A new strategy is a
+folder `optforge/search/<name>/` with such a factory and one line here (docs/strategies.md).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 from typing import Any, Callable, Mapping
 
 from optforge.search.base import Strategy
+from optforge.search.context import StrategyContext, call_factory, needed
 
 STRATEGIES: dict[str, str] = {
     "seeds": "optforge.search.seedlist:from_config",
@@ -18,8 +21,10 @@ STRATEGIES: dict[str, str] = {
     "evolve": "optforge.search.evolve:from_config",
 }
 
-LLM_STRATEGIES = frozenset({"evolve", "polca", "opto", "moh"})
-"""Strategies that need an LLM client passed in."""
+
+def needs_of(name: str) -> frozenset[str]:
+    """The services strategy `name` declared (`@needs`): what `optforge run` must build for it."""
+    return needed(resolve(name))
 
 
 def resolve(name: str) -> Callable[..., Strategy]:
@@ -41,11 +46,15 @@ def resolve(name: str) -> Callable[..., Strategy]:
     return factory
 
 
-def build_strategy(name: str, params: Mapping[str, Any], *, seed: int, llm: Any = None) -> Strategy:
-    """Build and check a strategy; a bad strategy key raises ValueError naming `strategy.<key>`."""
+def build_strategy(name: str, params: Mapping[str, Any], ctx: StrategyContext | None = None, *, seed: int = 0,
+                   llm: Any = None) -> Strategy:
+    """Build and check a strategy with `ctx` (or a context made of `seed` and `llm`); a bad strategy key
+    raises ValueError naming `strategy.<key>`."""
     factory = resolve(name)
+    ctx = ctx if ctx is not None else StrategyContext(seed=seed, llm_client=llm)
+    ctx.declared = needed(factory)
     try:
-        strategy = factory(dict(params), seed=seed, llm=llm)
+        strategy = call_factory(factory, dict(params), ctx, name=name)
     except (TypeError, ValueError) as e:
         msg = str(e)
         raise ValueError(msg if msg.startswith("strategy") else f"strategy ({name}): {msg}") from e

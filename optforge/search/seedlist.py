@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from optforge import seeds as seed_lib
 from optforge.config import ConfigError, build_strategy_params
+from optforge.search.context import StrategyContext
 from optforge.types import Candidate, EvaluationResult
 
 
@@ -74,6 +75,6 @@ class SeedList:
         self.results = {str(k): float(v) for k, v in state["results"].items()}
 
 
-def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) -> SeedList:
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> SeedList:
     """Build the strategy from the config's `strategy` mapping (minus `name`); unknown keys raise."""
     return SeedList(SeedsParams.from_params(params))

@@ -182,7 +182,9 @@ def test_a_worker_that_always_dies_ends_lost_and_is_not_cached(ray_local, tmp_pa
     make_engine(_config(stages=["train"], retries=1), ListStrategy([fake_source(0.2, "# DIE")]), store).run()
     lost = store.evaluation("c0", "train")
     assert lost.status.value == "lost" and lost.attempts == 2
-    assert store.cached(store.candidate("c0").content_hash, "train", "train", "selection") is None
+    from optforge.store import RequestKey
+
+    assert store.cached(RequestKey(store.candidate("c0").content_hash, "train", "train", "fake-1", "selection")) is None
 
 
 def test_ctrl_c_leaves_a_resumable_store(ray_local, tmp_path):

@@ -122,7 +122,7 @@ def test_a_reopened_search_continues_and_decides_its_funnel_anew(ray_local, tmp_
     from fake_eval import ListStrategy, fake_source
 
     from optforge.config import config_from_dict
-    from optforge.engine import reopen_search
+    from optforge.resume import reopen_search
 
     def config(budget):
         return config_from_dict({"strategy": {"name": "list"}, "slots": 1, "deterministic": True, "eval_timeout_s": 30,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from optforge.store import Promotion, Store, StoreError
+from optforge.store import Promotion, RequestKey, Store, StoreError
 from optforge.types import Candidate, EvaluationResult, Status
+
+
+def _key(cand, seeds_spec="selection", suite_version="1", **kw):
+    return RequestKey(cand.content_hash, kw.pop("stage", "train"), "train", suite_version, seeds_spec, **kw)
 
 
 def _result(fit, status=Status.OK, stage="train"):
@@ -30,18 +34,21 @@ def test_cache_leaderboard_and_lost(tmp_path):
     st = Store(tmp_path / "r")
     a, b, c = (Candidate.new(f"LR = {i}\n", id=x) for i, x in enumerate("abc"))
     st.add_proposals([a, b, c], None)
-    st.add_evaluation(a, _result(0.5), seeds_spec="selection")
-    st.add_evaluation(b, _result(float("nan"), Status.DIVERGED), seeds_spec="selection")
-    st.add_evaluation(c, EvaluationResult.failure(Status.LOST, "node died", stage="train"), seeds_spec="selection")
-    assert st.cached(a.content_hash, "train", "train", "selection", suite_version="1").candidate_id == "a"
-    assert st.cached(a.content_hash, "train", "train", "fresh") is None
-    assert st.cached(a.content_hash, "train", "train", "selection", suite_version="2") is None
-    assert st.cached(c.content_hash, "train", "train", "selection") is None  # lost is never a cache hit
+    st.add_evaluation(a, _result(0.5), key=_key(a))
+    st.add_evaluation(b, _result(float("nan"), Status.DIVERGED), key=_key(b))
+    st.add_evaluation(c, EvaluationResult.failure(Status.LOST, "node died", stage="train"), key=_key(c))
+    assert st.cached(_key(a)).candidate_id == "a"
+    assert st.cached(_key(a, "fresh")) is None
+    assert st.cached(_key(a, suite_version="2")) is None
+    for other in (dict(tasks=("a",)), dict(detail="trace"), dict(tune_wd=True), dict(reuse_lr=True),
+                  dict(score_version=2)):
+        assert st.cached(_key(a, **other)) is None, other  # every part of the key counts
+    assert st.cached(_key(c)) is None  # lost is never a cache hit
     assert [r.candidate.id for r in st.leaderboard()] == ["a", "b", "c"]
     assert st.leaderboard()[1].evaluation.fitness == -3.0  # a failure has the floor
     assert st.best().candidate.id == "a" and st.status_counts() == {"ok": 1, "diverged": 1, "lost": 1}
-    st.add_evaluation(c, _result(0.1), seeds_spec="selection")  # the retry replaces the lost row
-    assert st.evaluation("c", "train").ok and len(st.evaluations(stage="train")) == 3
+    st.add_evaluation(c, _result(0.1), key=_key(c))  # the retry is the stage evaluation now; the lost row stays
+    assert st.evaluation("c", "train").ok and len(st.evaluations(stage="train")) == 4
 
 
 def test_llm_calls_events_promotions_and_errors(tmp_path):

@@ -55,7 +55,7 @@ def test_an_old_run_directory_gains_the_columns_and_keeps_its_counts(tmp_path):
     with Store.open(run) as reader:  # a reader does not write: the old table is read as it is
         assert reader.llm_spend() == (0.5, 2)
         assert reader.llm_calls()[0]["attempts"] == 2
-    store = Store(run)  # what `optforge run --resume` opens
+    store = Store.resume(run)  # what `optforge run --resume` opens: run.db.v0 kept, then migrated
     cols = {r[1] for r in store._db.execute("PRAGMA table_info(llm_calls)")}
     assert {"finish_reason", "attempts"} <= cols
     assert store.llm_spend() == (0.5, 2)  # the old row's attempts still come from `extra`

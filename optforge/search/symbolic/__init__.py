@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from optforge.search.context import StrategyContext
 from optforge.search.symbolic.evolution import SymbolicSearch
 from optforge.search.symbolic.params import SymbolicParams
 from optforge.search.symbolic.program import Program, parse, render
@@ -19,7 +20,7 @@ from optforge.search.symbolic.program import Program, parse, render
 __all__ = ["SymbolicParams", "SymbolicSearch", "Program", "from_config", "parse", "render"]
 
 
-def from_config(params: Mapping[str, Any], *, seed: int = 0, llm: Any = None) -> SymbolicSearch:
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> SymbolicSearch:
     """Build the strategy from the config's `strategy` mapping (minus `name`); unknown keys raise."""
     p = SymbolicParams.from_params(params)
-    return SymbolicSearch(p, np.random.default_rng(seed), seed=seed)
+    return SymbolicSearch(p, np.random.default_rng(ctx.seed), seed=ctx.seed)

@@ -1,3 +1,4 @@
+from optforge.search.context import StrategyContext
 """Replay reproduces an evolve run exactly: same prompts, same candidates, no provider, even though
 the prompts quote measured step times that differ between the recorded run and the replay."""
 
@@ -51,7 +52,7 @@ def recorded(evo, llm_for, tmp_path):
     store = Store(tmp_path / "run")
     llm, server = llm_for(script, recorder=store.record_llm_call)
     times = iter([1.6 + 0.37 * k for k in range(100)])
-    live = _drive(evo, from_config(PARAMS, seed=11, llm=llm), 6, _fitness, _timed(evo, lambda: next(times)))
+    live = _drive(evo, from_config(PARAMS, StrategyContext.of(seed=11, llm=llm)), 6, _fitness, _timed(evo, lambda: next(times)))
     assert server.served == 10
     server.stop()
     store.close()
@@ -63,7 +64,7 @@ def test_replayed_run_is_identical_though_measured_numbers_differ(evo, recorded)
     calls = []
     replay_llm = _replay_client(run_dir, calls.append)
     times = iter([9.9 - 0.11 * k for k in range(100)])  # other step times than the recorded run measured
-    replayed = _drive(evo, from_config(PARAMS, seed=11, llm=replay_llm), 6, _fitness, _timed(evo, lambda: next(times)))
+    replayed = _drive(evo, from_config(PARAMS, StrategyContext.of(seed=11, llm=replay_llm)), 6, _fitness, _timed(evo, lambda: next(times)))
     assert [c.to_dict() | {"created": 0} for c in replayed] == [c.to_dict() | {"created": 0} for c in live]
     recorded_calls = Store.open(run_dir).llm_calls()
     # the same replay keys (in completion order, which concurrent calls may permute within a batch)
@@ -75,7 +76,7 @@ def test_replayed_run_is_identical_though_measured_numbers_differ(evo, recorded)
 
 def test_a_diverged_replay_raises_out_of_the_strategy(evo, recorded):
     run_dir, _, _ = recorded
-    st = from_config(PARAMS, seed=12, llm=_replay_client(run_dir, None))  # another seed: other prompts
+    st = from_config(PARAMS, StrategyContext.of(seed=12, llm=_replay_client(run_dir, None)))  # another seed: other prompts
     with pytest.raises(ReplayError, match="diverged"):
         _drive(evo, st, 6, _fitness, _timed(evo, lambda: 2.0))
     assert st.stop_reason is None  # not swallowed as an LLM failure

@@ -1,3 +1,4 @@
+from optforge.search.context import StrategyContext
 """The evolve strategy against the scripted LLM server: proposals, failures, feedback, dedup, resume."""
 
 import json
@@ -14,7 +15,7 @@ def _user(server, i=-1):
 
 def test_seeds_first_then_llm_children(llm_for, evo):
     llm, server = llm_for([evo.fence(evo.GOOD)])
-    st = from_config({"warm_start": ["adamw", "lion"], "islands": 2}, seed=0, llm=llm)
+    st = from_config({"warm_start": ["adamw", "lion"], "islands": 2}, StrategyContext.of(seed=0, llm=llm))
     first = st.propose(4)
     assert [c.note["seed"] for c in first] == ["adamw", "lion"]
     assert server.served == 0  # nothing to evolve from until a seed has a result
@@ -43,7 +44,7 @@ def test_failures_become_invalid_candidates_whose_reasons_reach_the_next_prompt(
         evo.fence(evo.GOOD),
     ]
     llm, server = llm_for(script)
-    st = from_config({"warm_start": ["adamw"], "islands": 1, "edit": "diff", "failures_in_prompt": 5}, seed=1, llm=llm)
+    st = from_config({"warm_start": ["adamw"], "islands": 1, "edit": "diff", "failures_in_prompt": 5}, StrategyContext.of(seed=1, llm=llm))
     seed = st.propose(1)[0]
     st.observe(seed, evo.ok_result({"mlp_a": 0.0}))
     cands = st.propose(5)
@@ -64,7 +65,7 @@ def test_failures_become_invalid_candidates_whose_reasons_reach_the_next_prompt(
 
 def test_evaluation_failures_and_exceptions_are_fed_back(llm_for, evo):
     llm, server = llm_for([evo.fence(evo.GOOD), evo.fence(evo.GOOD.replace("EPS = 1e-8", "EPS = 1e-6"))])
-    st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=2, llm=llm)
+    st = from_config({"warm_start": ["adamw"], "islands": 1}, StrategyContext.of(seed=2, llm=llm))
     seed = st.propose(1)[0]
     st.observe(seed, evo.ok_result({"mlp_a": 0.1}))
     child = st.propose(1)[0]
@@ -78,7 +79,7 @@ def test_evaluation_failures_and_exceptions_are_fed_back(llm_for, evo):
 
 def test_held_out_results_never_reach_the_strategy(llm_for, evo):
     llm, _ = llm_for([])
-    st = from_config({"warm_start": ["adamw"]}, seed=0, llm=llm)
+    st = from_config({"warm_start": ["adamw"]}, StrategyContext.of(seed=0, llm=llm))
     seed = st.propose(1)[0]
     st.observe(seed, evo.ok_result({"mlp_a": 1.5}, stage="heldout"))
     assert st.pop.programs[seed.id].status == "pending" and st.best() is None
@@ -87,7 +88,7 @@ def test_held_out_results_never_reach_the_strategy(llm_for, evo):
 def test_references_show_seeds_that_beat_the_parent_where_it_lags(llm_for, evo):
     llm, server = llm_for([evo.fence(evo.GOOD)])
     st = from_config({"warm_start": ["adamw", "lion", "sgd"], "islands": 1, "references": 1,
-                      "selection_sharpness": 50.0}, seed=3, llm=llm)
+                      "selection_sharpness": 50.0}, StrategyContext.of(seed=3, llm=llm))
     a, lion, sgd = st.propose(3)
     st.observe(a, evo.ok_result({"mlp_a": 0.5, "cnn_b": -1.0}))
     st.observe(lion, evo.ok_result({"mlp_a": -2.0, "cnn_b": 0.4}))   # beats adamw on its lagging task
@@ -102,7 +103,7 @@ def test_references_show_seeds_that_beat_the_parent_where_it_lags(llm_for, evo):
 
 def test_budget_exhaustion_stops_cleanly(llm_for, evo):
     llm, server = llm_for({"responses": [evo.fence(evo.GOOD)], "cycle": True}, budget={"max_llm_calls": 2})
-    st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=0, llm=llm)
+    st = from_config({"warm_start": ["adamw"], "islands": 1}, StrategyContext.of(seed=0, llm=llm))
     seed = st.propose(1)[0]
     st.observe(seed, evo.ok_result({"mlp_a": 0.0}))
     cands = st.propose(4)
@@ -112,11 +113,11 @@ def test_budget_exhaustion_stops_cleanly(llm_for, evo):
 
 def test_unknown_key_and_missing_llm():
     with pytest.raises(ValueError, match="islandz"):
-        from_config({"islandz": 3}, seed=0, llm=object())
+        from_config({"islandz": 3}, StrategyContext.of(seed=0, llm=object()))
     with pytest.raises(ValueError, match="needs an LLM"):
-        from_config({}, seed=0, llm=None)
+        from_config({}, StrategyContext.of(seed=0, llm=None))
     with pytest.raises(ValueError, match="unknown seed 'nope'"):
-        from_config({"warm_start": ["nope"]}, seed=0, llm=object())
+        from_config({"warm_start": ["nope"]}, StrategyContext.of(seed=0, llm=object()))
 
 
 def _fitness(src):
@@ -132,14 +133,14 @@ def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for, evo
     params = {"warm_start": ["adamw", "lion"], "islands": 2, "migration_interval": 2, "edit": "sample"}
     script = _script(evo, 12)
     llm_a, server_a = llm_for(script)
-    straight = from_config(params, seed=7, llm=llm_a)
+    straight = from_config(params, StrategyContext.of(seed=7, llm=llm_a))
     evo.drive(straight, 6, _fitness)
 
     llm_b, server_b = llm_for(script)
-    first = from_config(params, seed=7, llm=llm_b)
+    first = from_config(params, StrategyContext.of(seed=7, llm=llm_b))
     evo.drive(first, 3, _fitness)
     saved = json.loads(json.dumps(first.state()))  # what the store keeps
-    resumed = from_config(params, seed=7, llm=llm_b)
+    resumed = from_config(params, StrategyContext.of(seed=7, llm=llm_b))
     resumed.load_state(saved)
     assert resumed.pop.islands == first.pop.islands and resumed.state() == saved
     evo.drive(resumed, 3, _fitness)
@@ -162,7 +163,7 @@ def test_a_state_saved_with_the_removed_fingerprint_twins_still_loads(llm_for, e
 
 def test_lost_results_are_neither_parents_nor_failures(llm_for):
     llm, _ = llm_for([])
-    st = from_config({"warm_start": ["adamw", "sgd"]}, seed=0, llm=llm)
+    st = from_config({"warm_start": ["adamw", "sgd"]}, StrategyContext.of(seed=0, llm=llm))
     a, b = st.propose(2)
     st.observe(a, EvaluationResult.failure(Status.LOST, "worker died", stage="smoke"))
     assert st.pop.programs[a.id].status == "lost" and st.pop.pending() == 1

@@ -1,3 +1,4 @@
+from optforge.search.context import StrategyContext
 """The symbolic strategy: config checks, cache behaviour, resume determinism, restarts, simplification,
 and a short real search (on the interpreter's quadratic) that improves on a bad starting rule."""
 
@@ -25,23 +26,23 @@ SMALL = {"population": 12, "tournament": 2, "state_slots": 3, "phase_evaluations
 
 
 def test_protocol_and_config_errors():
-    s = from_config({}, seed=0)
+    s = from_config({}, StrategyContext.of(seed=0))
     assert isinstance(s, Strategy) and s.name == "symbolic"
     assert s.params.population == 1000 and s.params.tournament == 2  # the reference defaults
     with pytest.raises(ValueError, match="strategy.populaton"):
-        from_config({"populaton": 3}, seed=0)
+        from_config({"populaton": 3}, StrategyContext.of(seed=0))
     with pytest.raises(ValueError, match="warm_start"):
-        from_config({"warm_start": ["nonesuch"]}, seed=0)
+        from_config({"warm_start": ["nonesuch"]}, StrategyContext.of(seed=0))
     with pytest.raises(ValueError, match="population"):
-        from_config({"population": 0}, seed=0)
+        from_config({"population": 0}, StrategyContext.of(seed=0))
     with pytest.raises(ValueError, match="phase_evaluations"):
-        from_config({"restarts": 2}, seed=0)
+        from_config({"restarts": 2}, StrategyContext.of(seed=0))
     with pytest.raises(ValueError, match="integer"):
-        from_config({"population": "big"}, seed=0)
+        from_config({"population": "big"}, StrategyContext.of(seed=0))
 
 
 def test_first_proposal_is_the_warm_start_and_waits_for_it():
-    s = from_config({"warm_start": ["adamw", "lion"], **SMALL}, seed=0)
+    s = from_config({"warm_start": ["adamw", "lion"], **SMALL}, StrategyContext.of(seed=0))
     first = s.propose(4)
     assert [c.note["mutation"] for c in first] == ["warm_start", "warm_start"]
     assert parse(first[0].source) == warmstarts.program("adamw")  # slots padded, dead slot dropped
@@ -55,7 +56,7 @@ def test_first_proposal_is_the_warm_start_and_waits_for_it():
 
 
 def test_never_reproposes_a_known_program_and_counts_hits():
-    s = from_config({**SMALL, "phase_evaluations": 24}, seed=3)
+    s = from_config({**SMALL, "phase_evaluations": 24}, StrategyContext.of(seed=3))
     cands = []
     drive(s, objective, log=cands)
     fingerprints = [c.note["fingerprint"] for c in cands]
@@ -82,12 +83,12 @@ def test_never_reproposes_a_known_program_and_counts_hits():
 def test_resume_mid_search_gives_the_same_continuation():
     params = {**SMALL, "phase_evaluations": 8, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 4}
     full_log: list = []
-    a = from_config(params, seed=11)
+    a = from_config(params, StrategyContext.of(seed=11))
     drive(a, objective, log=full_log)
     assert a.done()
 
     part_log: list = []
-    b = from_config(params, seed=11)
+    b = from_config(params, StrategyContext.of(seed=11))
     inflight: list = []
     for i in range(200):  # interrupt mid-search, with candidates in flight
         inflight = drive(b, objective, log=part_log, max_iters=1, inflight=inflight)
@@ -95,7 +96,7 @@ def test_resume_mid_search_gives_the_same_continuation():
             break
     assert inflight and not b.done()
     saved = json.loads(json.dumps(b.state()))
-    c2 = from_config(params, seed=999)  # the generator state is in the saved state
+    c2 = from_config(params, StrategyContext.of(seed=999))  # the generator state is in the saved state
     c2.load_state(saved)
     # the engine re-delivers the results of the candidates that were in flight
     drive(c2, objective, log=part_log, inflight=inflight)
@@ -106,7 +107,7 @@ def test_resume_mid_search_gives_the_same_continuation():
 
 def test_phases_restart_from_warm_start_and_best_then_simplify():
     params = {**SMALL, "phase_evaluations": 10, "restarts": 2, "best_restarts": 1, "simplify_evaluations": 8}
-    s = from_config(params, seed=5)
+    s = from_config(params, StrategyContext.of(seed=5))
     cands: list = []
     drive(s, objective, log=cands)
     assert s.done()

@@ -1,0 +1,122 @@
+"""Rollouts and repeats (issue 17): evaluation rows a strategy asks for, stored one by one, aggregated
+per candidate and stage, ranked by the mean; busy() while waiting; refusals of held-out tasks and
+report seeds; strategy records; budgets on rows."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from fake_eval import SEARCH_SUITE, MinibatchStrategy, make_minibatch_engine, minibatch_config
+
+from optforge.engine import RunError
+from optforge.search.context import StrategyContext
+from optforge.store import Store
+
+
+def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local, tmp_path, capsys):
+    ctx = StrategyContext(seed=0)
+    strategy, store = MinibatchStrategy(ctx), Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(), strategy, store, records=ctx.records).run()
+    assert summary.stop_reason == "strategy done" and strategy.busy_calls > 0
+    for cid in ("m0", "m1", "m2"):
+        rows = store.evaluations(cid, "train")
+        assert len(rows) == 4 and [r.rollout_id is None for r in rows] == [True, False, False, False]
+        fits = [r.fitness for r in rows]
+        agg = store.aggregate(cid, "train")
+        assert agg.n == 4 and agg.mean == pytest.approx(statistics.fmean(fits))
+        assert agg.sd == pytest.approx(statistics.stdev(fits)) and agg.sd > 0
+        a_scores = [r.metrics["tasks"]["a"]["score"] for r in rows]
+        assert agg.tasks["a"].n == 4 and agg.tasks["a"].mean == pytest.approx(statistics.fmean(a_scores))
+        assert agg.tasks["b"].n == 3  # the minibatch rollout ran task a only
+        minibatch, rep1, rep2 = store.rollouts(cid)
+        assert minibatch.tasks == ("a",) and not minibatch.repeat
+        # repeats: search seeds the candidate had not used, distinct from each other
+        used = set(minibatch.seeds)
+        assert rep1.repeat and rep2.repeat and not (set(rep1.seeds) & used) and not (set(rep2.seeds) & set(rep1.seeds))
+        assert set(rep1.seeds) | set(rep2.seeds) <= set(SEARCH_SUITE.search_seeds)
+        reused = store.evaluations(rollout_id=rep2.id)[0]
+        assert reused.reuse_lr and reused.detail == "trace"
+        assert reused.artifacts["lr_multipliers"] == {"a": 2.0, "b": 0.5}  # from the first train result
+    assert [r.candidate.id for r in store.leaderboard("train")] == strategy.ranking()
+    assert all(r.observed for r in store.rollouts())
+    kept = store.records("summary")
+    assert [r.candidate_id for r in kept] == ["m0", "m1", "m2"] and kept[0].data["candidate"] == "m0"
+    _show_prints_mean_sd_and_n(store, capsys)
+
+
+def _show_prints_mean_sd_and_n(store, capsys):
+    from optforge.cli import main
+
+    capsys.readouterr()
+    assert main(["show", str(store.run_dir)]) == 0
+    out = capsys.readouterr().out
+    for r in store.leaderboard("train"):
+        agg = r.evaluation.aggregate
+        line = next(x for x in out.splitlines() if f" {r.candidate.id} " in x and "ok" in x)
+        assert f"{agg.mean:+.3f}" in line and f"±{agg.sd:.3f}" in line and line.split()[-1] == "4", line
+    assert "the mean over a candidate's n evaluation rows" in out and "strategy records: summary 3" in out
+    assert main(["show", str(store.run_dir), "--records", "--kind", "summary"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3 and listed[0].startswith("#1 summary [m0]")
+
+
+@pytest.mark.parametrize("bad, why", [({"tasks": ["held_lm"], "seeds": [100]}, "held out"),
+                                      ({"seeds": [3]}, "report seed"),
+                                      ({"seeds": [100], "detail": "everything"}, "detail")])
+def test_held_out_tasks_and_report_seeds_are_refused(ray_local, tmp_path, bad, why):
+    store = Store(tmp_path / "run")
+    with pytest.raises(RunError, match=why):
+        make_minibatch_engine(minibatch_config(), MinibatchStrategy(bad=bad), store).run()
+    assert store.meta("status") == "failed" and why in store.meta("failure")
+    assert not [r for r in store.rollouts() if 3 in r.seeds or r.tasks == ("held_lm",)]  # nothing refused was stored
+
+
+def test_max_evaluations_counts_rows(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(budget={"max_evaluations": 8}), MinibatchStrategy(),
+                                    store).run()
+    assert summary.stop_reason == "max_evaluations"
+    assert 8 <= store.evaluation_count() < 3 * 2 + 3 * 3
+
+
+def test_max_train_cpu_s_counts_cpu_seconds(ray_local, tmp_path):
+    store = Store(tmp_path / "run")
+    summary = make_minibatch_engine(minibatch_config(budget={"max_train_cpu_s": 2.0}), MinibatchStrategy(),
+                                    store).run()
+    assert summary.stop_reason == "max_train_cpu_s" and store.train_cpu_seconds() >= 2.0
+
+
+def test_rollout_requests_are_checked_before_they_are_stored(tmp_path):
+    from optforge.rollouts import RolloutRefused, resolve
+    from optforge.search.base import Rollout
+    from optforge.types import Candidate, EvaluationResult, Status
+
+    store = Store(tmp_path / "run")
+    seen, unseen = Candidate.new("LR = 1\n", id="seen"), Candidate.new("LR = 2\n", id="unseen")
+    store.add_proposals([seen, unseen], None)
+    for cand in (seen, unseen):
+        store.add_evaluation(cand, EvaluationResult(Status.OK, stage="train", metrics={
+            "fitness": 0.2, "tasks": {"a": {"score": 0.2, "lr_mult": 1.0}, "b": {"score": 0.2}}}))
+    store.mark_observed("seen", None)
+
+    def check(rollout, **kw):
+        return resolve(rollout, pseq=2, stage="train", store=store, suite=SEARCH_SUITE, **kw)
+
+    assert check(Rollout.repeat("seen", 3)).seeds == (100, 101, 102)
+    assert check(Rollout.repeat("seen", 2), reserved=[100, 101]).seeds == (102, 103)
+    assert check(Rollout("seen", tasks=("a",), seeds=(105,), reuse_lr=True)).reuse_lr
+    for bad, why in [(Rollout("unseen", seeds=(100,)), "observed with an ok train"),
+                     (Rollout("seen", tasks=("held_lm",), seeds=(100,)), "held out"),
+                     (Rollout("seen", tasks=("zz",), seeds=(100,)), "not in search suite"),
+                     (Rollout("seen", seeds=(2,)), "report seed"),
+                     (Rollout("seen", seeds=(0,)), "not a search seed"),
+                     (Rollout("seen", seeds=(100, 100)), "repeat a seed"),
+                     (Rollout("seen"), "either seeds"),
+                     (Rollout.repeat("seen", 17), "17 new search seeds asked, 16 left"),
+                     (Rollout("seen", seeds=(100,), reuse_lr=True), "no lr multiplier for b"),
+                     (Rollout("seen", tasks=("a",), seeds=(100,), detail="all"), "detail")]:
+        with pytest.raises(RolloutRefused, match=why):
+            check(bad)
+    with pytest.raises(RolloutRefused, match="tunes weight decay"):
+        check(Rollout("seen", tasks=("a",), seeds=(100,), reuse_lr=True), tunes_wd=True)

@@ -1,0 +1,98 @@
+"""Store schema versions: a run from schema 1 opens read-only (show never writes to it) and resumes
+after a migration that keeps `run.db.v0`; NULLs of old rows stay unknown; non-finite values stay distinct."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pytest
+from fake_eval import ListStrategy, fake_source, make_engine
+from old_schema import make_v1_run
+
+from optforge.cli import main
+from optforge.config import config_from_dict
+from optforge.store import SCHEMA_VERSION, Store, StoreError
+from optforge.types import Candidate, EvaluationResult, Status
+
+
+def _files(run_dir):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.iterdir())}
+
+
+def _v1(tmp_path):
+    current = config_from_dict({"strategy": {"name": "list"}, "slots": 1, "deterministic": True, "stages": ["train"],
+                                "eval_timeout_s": 30}).to_dict()
+    budget = {k: v for k, v in current["budget"].items() if k not in ("max_candidates", "max_evaluations",
+                                                                       "max_train_cpu_s")}
+    old = {**current, "budget": {**budget, "max_evaluations": 3}}  # version 1: max_evaluations counted candidates
+    sources = [fake_source(0.5), fake_source(0.2, "# DIVERGE"), fake_source(0.9)]
+    make_v1_run(tmp_path / "old", old, sources)
+    return tmp_path / "old", sources
+
+
+def test_an_old_run_opens_read_only_and_show_never_writes_to_it(tmp_path, capsys):
+    run, _ = _v1(tmp_path)
+    before = _files(run)
+    with Store.open(run) as st:
+        assert st.schema_version() == SCHEMA_VERSION  # read through a migrated in-memory copy
+        assert st.config()["budget"]["max_candidates"] == 3 and "max_evaluations" not in st.config()["budget"]
+        c0 = st.evaluation("c0", "train")
+        assert c0.detail is None and c0.tune_wd is None and c0.score_version is None  # unknown, not invented
+        assert st.aggregate("c0", "train").n == 1
+        with pytest.raises(StoreError, match="read-only"):
+            st.add_event("x")
+    assert main(["show", str(run)]) == 0
+    assert "c0" in capsys.readouterr().out
+    assert _files(run) == before  # not a byte written, no file added
+    with pytest.raises(StoreError, match="resume"):
+        Store(run)  # the engine does not write an old schema
+
+
+def test_an_old_run_resumes_after_migration_keeping_run_db_v0(ray_local, tmp_path):
+    run, sources = _v1(tmp_path)
+    (tmp_path / "expected.db").write_bytes((run / "run.db").read_bytes())
+    store = Store.resume(run)
+    assert _dump(run / "run.db.v0") == _dump(tmp_path / "expected.db")  # the old run, as it was
+    assert store.schema_version() == SCHEMA_VERSION and store.meta("status") == "interrupted"
+    config = config_from_dict(store.config())
+    assert config.budget.max_candidates == 3 and config.budget.max_evaluations is None
+    strategy = ListStrategy(sources)
+    summary = make_engine(config, strategy, store).run()
+    assert summary.stop_reason in ("strategy done", "max_candidates")
+    assert [s[0] for s in strategy.seen] == ["c0", "c1", "c2"]  # c1 observed from its stored row, c2 new
+    assert [len(store.evaluations(c, "train")) for c in ("c0", "c1", "c2")] == [1, 1, 1]  # nothing re-run
+    assert store.evaluation("c2", "train").score_version is not None
+    store.close()
+    with pytest.raises(StoreError, match="exists already"):
+        _migrate_again(run)
+
+
+def _dump(path):
+    import sqlite3
+
+    with sqlite3.connect(str(path)) as db:
+        return list(db.iterdump())
+
+
+def _migrate_again(run):
+    # a second migration of the same directory would overwrite run.db.v0: refused
+    import shutil
+
+    shutil.copy(run / "run.db.v0", run / "run.db")
+    for extra in ("run.db-wal", "run.db-shm"):
+        (run / extra).unlink(missing_ok=True)
+    Store.resume(run)
+
+
+def test_nan_and_infinities_are_kept_distinct(tmp_path):
+    st = Store(tmp_path / "r")
+    cand = Candidate.new("LR = 1\n", id="a")
+    st.add_proposals([cand], None)
+    from optforge.store import RequestKey
+
+    metrics = {"fitness": 0.1, "nan": math.nan, "inf": math.inf, "ninf": -math.inf, "none": None}
+    st.add_evaluation(cand, EvaluationResult(Status.OK, stage="train", metrics=metrics),
+                      key=RequestKey(cand.content_hash, "train", "train", "1", "selection"))
+    got = Store.open(tmp_path / "r").evaluation("a", "train").metrics
+    assert math.isnan(got["nan"]) and got["inf"] == math.inf and got["ninf"] == -math.inf and got["none"] is None
