@@ -18,10 +18,10 @@ from optforge.llm.prompts import load_template, render
 def build_messages(sections: Mapping[str, str], memory: str = "") -> list[dict[str, str]]:
     """The system and user messages of one step: `sections` from `sections.render_sections`,
     `memory` from `memory.Memory.render` ("" for none)."""
-    user = render("opto/user", instruction=load_template("opto/instruction").strip(),
+    user = render("opto/opto_user", instruction=load_template("opto/opto_instruction").strip(),
                   code=sections["Code"], documentation=sections["Documentation"],
                   variables=sections["Variables"], inputs=sections["Inputs"], others=sections["Others"],
                   outputs=sections["Outputs"], feedback=sections["Feedback"],
-                  memory=render("opto/memory", examples=memory.strip()) if memory.strip() else "")
-    return [{"role": "system", "content": load_template("opto/system").strip() + "\n"},
+                  memory=render("opto/opto_memory", examples=memory.strip()) if memory.strip() else "")
+    return [{"role": "system", "content": load_template("opto/opto_system").strip() + "\n"},
             {"role": "user", "content": user.strip() + "\n"}]

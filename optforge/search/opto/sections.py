@@ -137,7 +137,7 @@ def code_section(n_tasks: int, protocol: Any = None) -> str:
     p = protocol or ProtocolConfig()
     parts = 1 / p.screen_fraction
     screen = "T" if not p.halving else f"T/{round(parts)}" if abs(parts - round(parts)) < 1e-6 else f"T*{p.screen_fraction:.2g}"
-    return render("opto/code", n_tasks=n_tasks, grid=", ".join(str(h) for h in p.grid),
+    return render("opto/opto_code", n_tasks=n_tasks, grid=", ".join(str(h) for h in p.grid),
                   extensions=p.max_extensions, screen=screen, keep=p.keep).rstrip("\n")
 
 
@@ -145,7 +145,7 @@ def documentation_section(contract: str | None = None) -> str:
     """#Documentation: the rule contract (with the ctx fields) and the parameter roles."""
     roles = "\n".join(f"- {role}: {ROLE_DOCS[role]}" for role in ROLES)
     contract = load_template("rule_contract") if contract is None else contract
-    return render("opto/documentation", contract=contract.strip(), roles=roles).rstrip("\n")
+    return render("opto/opto_documentation", contract=contract.strip(), roles=roles).rstrip("\n")
 
 
 def variables_section(variables: Mapping[str, Any]) -> str:
