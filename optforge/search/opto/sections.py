@@ -25,8 +25,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from optforge.evaluators.protocol import ProtocolConfig
 from optforge.llm.prompts import load_template, render
 from optforge.roles import ROLES
+from optforge.search.base import SEARCH_STAGES
+from optforge.search.opto.params import SECTIONS, SectionBudgets
+from optforge.search.opto.variables import CODE, type_name
 from optforge.types import FLOOR, EvaluationResult
 
 ROLE_DOCS = {
@@ -116,7 +120,7 @@ def inputs_section(inputs: Mapping[str, TaskInput], labels: Mapping[str, str]) -
 def _by_label(names: Any, labels: Mapping[str, str]) -> list[str]:
     missing = [n for n in names if n not in labels]
     if missing:
-        raise KeyError(f"no task label for {len(missing)} task(s); give labels for every task of the evaluation")
+        raise ValueError(f"no task label for {len(missing)} task(s); give a 'task i' label for every task of the evaluation")
     return sorted(names, key=lambda n: _label_number(labels[n]))
 
 
@@ -130,10 +134,8 @@ def _label_number(label: str) -> int:
 # -------------------------------------------------------------------------- code, docs, vars
 
 
-def code_section(n_tasks: int, protocol: Any = None) -> str:
-    """#Code: the evaluation graph in a few lines, with the lr protocol's grid (`ProtocolConfig`)."""
-    from optforge.evaluators.protocol import ProtocolConfig
-
+def code_section(n_tasks: int, protocol: ProtocolConfig | None = None) -> str:
+    """#Code: the evaluation graph in a few lines, with the lr protocol's grid and screening."""
     p = protocol or ProtocolConfig()
     parts = 1 / p.screen_fraction
     screen = "T" if not p.halving else f"T/{round(parts)}" if abs(parts - round(parts)) < 1e-6 else f"T*{p.screen_fraction:.2g}"
@@ -150,8 +152,6 @@ def documentation_section(contract: str | None = None) -> str:
 
 def variables_section(variables: Mapping[str, Any]) -> str:
     """#Variables in OptoPrime's form: `(code) rule:` and its source, `(float) BETA2=0.999`."""
-    from optforge.search.opto.variables import type_name
-
     lines = []
     for name, value in variables.items():
         kind = type_name(value)
@@ -279,19 +279,16 @@ def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source
 
 
 def render_sections(result: EvaluationResult, variables: Mapping[str, Any], *, inputs: Mapping[str, TaskInput],
-                    labels: Mapping[str, str], budgets: Any, mask: Sequence[str] = (), source: str | None = None,
-                    protocol: Any = None, contract: str | None = None) -> dict[str, str]:
+                    labels: Mapping[str, str], budgets: SectionBudgets, mask: Sequence[str] = (),
+                    source: str | None = None, protocol: ProtocolConfig | None = None, contract: str | None = None) -> dict[str, str]:
     """Every section's body by name ("Code", ..., "Feedback"), each cut to its budget
-    (`params.SectionBudgets`); a masked section's body is "" (OptoPrime keeps its title).
+    (`budgets`); a masked section's body is "" (OptoPrime keeps its title). Raises ValueError for
+    a result of a held-out stage, and for a task without a label.
 
     `result` is the oracle evaluation on the search suite; `labels` maps its task names to
     "task i"; `inputs` holds a `TaskInput` per task name; `source` (default: the "rule" variable)
     is the rule the failure lines are quoted from.
     """
-    from optforge.search.base import SEARCH_STAGES
-    from optforge.search.opto.params import SECTIONS
-    from optforge.search.opto.variables import CODE
-
     if result.stage and result.stage not in SEARCH_STAGES:
         raise ValueError(f"a {result.stage!r} result is held out from search; OPTO's oracle is a search-stage "
                          f"evaluation ({', '.join(SEARCH_STAGES)})")

@@ -123,3 +123,9 @@ def test_the_prompt_matches_its_expected_file(result, source, inputs, labels):
     at = [user.index(f"\n#{s}\n") for s in ["Instruction"] + list(SECTIONS)]
     assert at == sorted(at) and user.index("Below are some variables") > at[-1]
     assert user.endswith("Your response:\n")
+
+
+def test_a_task_without_a_label_is_refused(result, source, inputs, labels):
+    del labels["char_lm"]
+    with pytest.raises(ValueError, match="no task label for 1 task"):
+        sections(result, source, inputs, labels)
