@@ -8,6 +8,7 @@ takes both, on top of the one answer reader (`optforge.llm.parse.read_answer`: r
 moved out, text normalised, the finish reason in OpenAI's words):
 
 - JSON, bare or in a fenced block (the last parseable one), or the outermost `{...}` of the answer;
+  raw line breaks inside a string (a code value written out) are accepted;
 - XML `<variable>` entries;
 - a code variable's value may itself sit in a fenced block, which is unwrapped;
 - no suggestion but `TERMINATE` in the answer, or an empty suggestion: no change. (OptoPrime stops
@@ -106,7 +107,8 @@ def _json_suggestion(text: str) -> dict[str, Any] | None:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text)
+        # strict=False: models often write a code value with raw line breaks inside the JSON string
+        return json.loads(text, strict=False)
     except ValueError:
         return None
 

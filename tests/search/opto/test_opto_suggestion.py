@@ -37,6 +37,14 @@ def test_json_with_thinking_and_braces_in_prose(source):
     assert out.kind == UPDATE and out.values == {"BETA1": 0.8}  # drafts in the reasoning are not the answer
 
 
+def test_json_with_raw_line_breaks_in_the_code_string(source):
+    code = new_code(source)
+    text = '{"reasoning": "warm up faster",\n "suggestion": {"rule": "' + code.replace('"', '\\"') + '"}}'
+    assert "\n    m, v = state" in text  # the code's line breaks are raw, which strict JSON refuses
+    out = parse_suggestion(text, source, finish_reason="stop")
+    assert out.kind == UPDATE and out.source == code
+
+
 def test_xml_optoprime_v2_form(source):
     code = new_code(source)
     text = (f"<reasoning>warm up faster</reasoning>\n<variable>\n<name>rule</name>\n<value>\n{code}</value>\n</variable>\n"
