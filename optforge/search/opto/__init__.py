@@ -14,15 +14,15 @@ What exists (pure parts, tested in tests/search/opto/):
   with the reason;
 - `memory`: the FIFO of past (variables, feedback) pairs, rendered oldest first, exact JSON state;
 - `sections`: #Code, #Documentation, #Variables, #Inputs, #Others, #Outputs, #Feedback from an
-  `EvaluationResult`, each within its budget, masked sections empty; `prompt`: the chat messages
+  `EvaluationResult`, each within its budget, masked sections empty, tasks named only by the
+  trace's "task i" labels; `prompt`: the chat messages
   (templates in optforge/llm/prompts/opto/).
 
 What remains, once the strategy platform (issue 17) is in main: the Strategy itself (per chain:
 build the prompt, call the LLM once, parse, propose the candidate with its change record in the
 note, feed an invalid answer's reason back once as the next feedback, add (variables, feedback) to
 the memory after the prompt is built), `chains` filling the engine's slots with one RNG and memory
-each and the best chain's state for `show`, task labels from the trace
-(`optforge.evaluators.trace.anonymous_labels`) and `TaskInput`s of the search suite, the oracle
+each and the best chain's state for `show`, the `TaskInput`s of the search suite, the oracle
 request at `detail` on the search suite or a minibatch of it, state for resume, registration as
 `strategy: {name: opto}`, configs/opto.yaml and configs/opto_masked.yaml, docs/llm.md's rendered
 prompt and the README row.

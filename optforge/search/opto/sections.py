@@ -8,14 +8,17 @@ as pseudo-code lines), `#Documentation`, `#Variables` (trainable roots), `#Input
 AdamW), kept to a few lines so the prompt stays readable, and every value is a summary: raw tensors
 never enter the prompt.
 
-Nothing names a task. Tasks are "task 1".."task n" by the `labels` the caller gives (the
-evaluation trace's own labels, so #Inputs, #Others and #Outputs agree); #Inputs rounds what could
-pin a task down (parameter counts to one significant digit, steps to 50).
+Nothing names a task. Tasks are "task 1".."task n" by the evaluation trace's own labels
+(`optforge.evaluators.trace.anonymous_labels` of the rule's source), so #Inputs, #Others and
+#Outputs agree; #Inputs rounds what could pin a task down (parameter counts to one significant
+digit, steps to 50).
 
 `#Others` reads the evaluation's trace, `artifacts["trace"]` of a `detail="trace"` evaluation:
 {"tasks": [{"task": "task i", "scored": {"runs", "lr_mult", "points": [{"step", "roles": {role:
 {"grad_norm", "update_norm", "update_ratio"}}}]}, "diverged": null | {"lr_mult", "steps", "points",
-"first_nonfinite": {"step", "kind", "role", "shape"}}}]} (optforge/evaluators/trace.py).
+"first_nonfinite": {"step", "kind", "role", "shape"}}}]} (optforge/evaluators/trace.py,
+`evaluation_trace`). The trace has no optimizer state norms: they would come from the untrusted rule
+process and are not recorded.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from optforge.evaluators.protocol import ProtocolConfig
+from optforge.evaluators.trace import anonymous_labels
 from optforge.llm.prompts import load_template, render
 from optforge.roles import ROLES
 from optforge.search.base import SEARCH_STAGES
+from optforge.search.common.render import finite
 from optforge.search.opto.params import SECTIONS, SectionBudgets
 from optforge.search.opto.variables import CODE, type_name
 from optforge.types import FLOOR, EvaluationResult
@@ -163,9 +168,8 @@ def variables_section(variables: Mapping[str, Any]) -> str:
 
 
 def _num(x: Any, fmt: str = ".2e") -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return "n/a"
-    return format(x, fmt)
+    v = finite(x)
+    return "n/a" if v is None else format(v, fmt)
 
 
 def _few(points: Sequence[Mapping[str, Any]], n: int = POINTS_SHOWN) -> list:
@@ -187,7 +191,7 @@ def _role_lines(points: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _first_nonfinite(first: Mapping[str, Any] | None) -> str:
     if not first:
-        return "no non-finite value; the loss exploded"
+        return "no non-finite gradient, update or loss (the loss exploded, or an update overflowed a weight)"
     if first.get("kind") == "loss":
         return f"first non-finite value: the loss at step {first.get('step')}"
     return (f"first non-finite value: the {first.get('kind')} at step {first.get('step')}, role {first.get('role')}, "
@@ -279,21 +283,24 @@ def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source
 
 
 def render_sections(result: EvaluationResult, variables: Mapping[str, Any], *, inputs: Mapping[str, TaskInput],
-                    labels: Mapping[str, str], budgets: SectionBudgets, mask: Sequence[str] = (),
+                    budgets: SectionBudgets, labels: Mapping[str, str] | None = None, mask: Sequence[str] = (),
                     source: str | None = None, protocol: ProtocolConfig | None = None, contract: str | None = None) -> dict[str, str]:
     """Every section's body by name ("Code", ..., "Feedback"), each cut to its budget
     (`budgets`); a masked section's body is "" (OptoPrime keeps its title). Raises ValueError for
     a result of a held-out stage, and for a task without a label.
 
-    `result` is the oracle evaluation on the search suite; `labels` maps its task names to
-    "task i"; `inputs` holds a `TaskInput` per task name; `source` (default: the "rule" variable)
-    is the rule the failure lines are quoted from.
+    `result` is the oracle evaluation on the search suite; `inputs` holds a `TaskInput` per task
+    name; `source` (default: the "rule" variable) is the rule that was evaluated, whose lines a
+    failure quotes; `labels` maps task names to "task i" (default: the trace's labels,
+    `anonymous_labels(source, task names)`).
     """
     if result.stage and result.stage not in SEARCH_STAGES:
         raise ValueError(f"a {result.stage!r} result is held out from search; OPTO's oracle is a search-stage "
                          f"evaluation ({', '.join(SEARCH_STAGES)})")
     hidden = {m.lstrip("#") for m in mask}
     source = variables.get(CODE, "") if source is None else source
+    if labels is None:
+        labels = anonymous_labels(source, sorted(set(inputs) | set(result.metrics.get("tasks") or {})))
     build = {
         "Code": lambda: code_section(len(inputs), protocol),
         "Documentation": lambda: documentation_section(contract),

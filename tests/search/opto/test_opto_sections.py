@@ -25,8 +25,8 @@ CUT = {"Code": 300, "Documentation": 400, "Variables": 250, "Inputs": 200, "Othe
 
 
 def sections(result, source, inputs, labels, budgets=SectionBudgets(), mask=()):
-    return render_sections(result, variables_of(source, split_constants=True), inputs=inputs, labels=labels,
-                           budgets=budgets, mask=mask)
+    return render_sections(result, variables_of(source, split_constants=True), inputs=inputs, budgets=budgets,
+                           labels=labels, mask=mask)
 
 
 @pytest.mark.parametrize("name", SECTIONS)
@@ -129,3 +129,13 @@ def test_a_task_without_a_label_is_refused(result, source, inputs, labels):
     del labels["char_lm"]
     with pytest.raises(ValueError, match="no task label for 1 task"):
         sections(result, source, inputs, labels)
+
+
+def test_default_labels_are_the_traces_own(result, source, inputs):
+    from optforge.evaluators.trace import anonymous_labels
+
+    lab = anonymous_labels(source, sorted(inputs))
+    s = render_sections(result, variables_of(source), inputs=inputs, budgets=SectionBudgets())
+    assert f"(task) {lab['tiny_mlp']}: score +0.412" in s["Outputs"]
+    assert f"(task) {lab['small_cnn']}: family cnn" in s["Inputs"]
+    assert f"- {lab['char_lm']}: score -3.000, the floor" in s["Feedback"]
