@@ -208,8 +208,7 @@ def others_section(trace: Mapping[str, Any] | None) -> str:
     for t in trace["tasks"]:
         s, d = t.get("scored") or {}, t.get("diverged")
         if d:
-            lines.append(f"{t['task']}: a run at lr multiplier {_num(d.get('lr_mult'), '.3g')} diverged; "
-                         f"{_first_nonfinite(d.get('first_nonfinite'))}")
+            lines.append(_diverged(t))
             lines += _role_lines(d.get("points", [])[-2:])
         if s.get("points"):
             lines.append(f"{t['task']}: scored runs ({s.get('runs')}) at lr multiplier {_num(s.get('lr_mult'), '.3g')}")
@@ -250,14 +249,30 @@ def failure_line(text: str, source: str) -> str:
     return ""
 
 
+def divergence_lines(trace: Mapping[str, Any] | None) -> list[str]:
+    """One line per task whose trace has a diverged run: its lr multiplier and first non-finite value
+    (step, role, shape). In #Feedback too, so a masked #Others still says where a rule broke."""
+    if not isinstance(trace, Mapping):
+        return []
+    return [f"- {_diverged(t)}" for t in trace.get("tasks") or () if t.get("diverged")]
+
+
+def _diverged(task: Mapping[str, Any]) -> str:
+    d = task["diverged"]
+    return f"{task['task']}: a run at lr multiplier {_num(d.get('lr_mult'), '.3g')} diverged; {_first_nonfinite(d.get('first_nonfinite'))}"
+
+
 def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source: str) -> str:
     """#Feedback: for a failure, the evaluator's failure text and the rule line it points at; else
-    the fitness and which tasks lag tuned AdamW (score below 0) and by how much, the worst first."""
+    the fitness and which tasks lag tuned AdamW (score below 0) and by how much, the worst first.
+    Then, from the trace, where each diverged run first went non-finite."""
+    diverged = divergence_lines(result.artifacts.get("trace"))
+    diverged = ["Diverged runs (during the lr trials or scored):"] + diverged if diverged else []
     if not result.ok:
         text = result.feedback.strip() or f"The evaluation ended with status {result.status.value}."
         exception = str(result.artifacts.get("exception") or "")
         where = failure_line(exception + "\n" + result.feedback, source)
-        return text + (f"\nIt points at {where}" if where else "")
+        return "\n".join([text] + ([f"It points at {where}"] if where else []) + diverged)
     tasks = result.metrics.get("tasks") or {}
     scores = {labels[n]: tasks[n].get("score") for n in _by_label(tasks, labels)}
     known = {k: v for k, v in scores.items() if _num(v) != "n/a"}
@@ -276,7 +291,7 @@ def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source
     missing = [k for k in scores if k not in known]
     if missing:
         lines.append(f"No score for: {', '.join(missing)}.")
-    return "\n".join(lines)
+    return "\n".join(lines + diverged)
 
 
 # ------------------------------------------------------------------------------- all of them

@@ -139,3 +139,10 @@ def test_default_labels_are_the_traces_own(result, source, inputs):
     assert f"(task) {lab['tiny_mlp']}: score +0.412" in s["Outputs"]
     assert f"(task) {lab['small_cnn']}: family cnn" in s["Inputs"]
     assert f"- {lab['char_lm']}: score -3.000, the floor" in s["Feedback"]
+
+
+def test_where_a_run_went_non_finite_is_in_the_feedback_even_with_others_masked(result, source, inputs, labels):
+    s = sections(result, source, inputs, labels, mask=("Others",))
+    assert s["Others"] == ""
+    assert ("- task 1: a run at lr multiplier 3.16 diverged; first non-finite value: the update at step 47, "
+            "role conv, shape (16, 3, 3, 3)") in s["Feedback"].splitlines()
