@@ -1,6 +1,6 @@
 """POLCA's epsilon-net: which proposals are far enough from everything seen to be worth evaluating.
 
-`epsilon_net` is the reference's greedy farthest-first acceptance (methods.md 2.5, `AgentOpt/OpenTrace`
+`epsilon_net` is the reference's greedy farthest-first acceptance (`AgentOpt/OpenTrace`
 `polca.py::filter_candidates`): repeat { each remaining proposal's distance is the least L2 distance
 to the seen set (memory, the current exploration set, and the proposals accepted so far); those at
 distance <= epsilon are rejected; of the rest, the farthest is accepted and joins the seen set } until

@@ -2,7 +2,7 @@
 
 A rollout is one (task, seed) evaluation of a candidate: its score (the per-task score of
 `optforge.evaluators.scoring`, already clipped to [FLOOR, CEILING]; None when unknown) and the
-evaluator's feedback text. Priorities (methods.md 2.4, `AgentOpt/OpenTrace` `priority_search.py`):
+evaluator's feedback text. Priorities (`AgentOpt/OpenTrace` `priority_search.py`):
 
 - `mean`: the mean of the known scores;
 - `ucb`: clip(mean + c * sqrt(ln(iteration + 2) / n) * (CEILING - FLOOR), FLOOR, CEILING), n the

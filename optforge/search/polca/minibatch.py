@@ -1,5 +1,5 @@
 """Minibatches of (task, seed) pairs of the search suite, drawn as the reference's sampler draws
-training inputs (methods.md 2.3, step 3): every pair (each search task with each search seed) is
+training inputs (the reference implementation's step 3): every pair (each search task with each search seed) is
 used once before any is used again, in an order shuffled afresh each epoch.
 
 The order of epoch e is a pure function of (seed, e), so the state is two integers and a resumed

@@ -1,6 +1,6 @@
 """The keys of `strategy:` for `name: polca`, checked at load time (frozen dataclass).
 
-Defaults follow the POLCA experiments (methods.md section 2.7: `num_candidates 5`, `batch_size 2`,
+Defaults follow the POLCA paper's experiments (`num_candidates 5`, `batch_size 2`,
 `num_batches 1`, `num_proposals 1`, summarizer on, exploration candidates not re-validated), except
 where optimizer discovery needs its own value: the epsilon of the `behaviour` embedding (1e-3
 relative RMS of the probe updates, see `epsilon_net`) and `min_rollouts` (the reference exploits

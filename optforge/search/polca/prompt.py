@@ -1,4 +1,4 @@
-"""POLCA's proposer prompt, in OptoPrimeV2 form (methods.md 3.4, `AgentOpt/OpenTrace`
+"""POLCA's proposer prompt, in OptoPrimeV2 form (`AgentOpt/OpenTrace`
 `opto/optimizers/optoprime_v2.py`), from the templates in `optforge/llm/prompts/polca/`.
 
 The system message explains the sections and the output format; the user message is the problem

@@ -1,4 +1,4 @@
-"""POLCA's summarizer: memory turned into guidance for the proposer (methods.md 2.6, `AgentOpt/OpenTrace`
+"""POLCA's summarizer: memory turned into guidance for the proposer (`AgentOpt/OpenTrace`
 `opto/trainer/summarizer.py`).
 
 Every `summarize_every` iterations the strategy samples up to `summary_candidates` candidates with

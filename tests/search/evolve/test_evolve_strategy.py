@@ -151,12 +151,12 @@ def test_resume_mid_run_continues_with_the_same_islands_and_prompts(llm_for, evo
 
 def test_a_state_saved_with_the_removed_fingerprint_twins_still_loads(llm_for, evo):
     llm, _ = llm_for(_script(evo, 4))
-    st = from_config({"warm_start": ["adamw"], "islands": 1}, seed=3, llm=llm)
+    st = from_config({"warm_start": ["adamw"], "islands": 1}, StrategyContext.of(seed=3, llm=llm))
     evo.drive(st, 2, _fitness)
     saved = json.loads(json.dumps(st.state()))
     old = dict(saved, fingerprints={"fp-1": "abc"})  # written before functional twins were dropped
     old["population"] = dict(old["population"], programs=[dict(p, twin_of=None) for p in saved["population"]["programs"]])
-    resumed = from_config({"warm_start": ["adamw"], "islands": 1}, seed=3, llm=llm)
+    resumed = from_config({"warm_start": ["adamw"], "islands": 1}, StrategyContext.of(seed=3, llm=llm))
     resumed.load_state(old)
     assert resumed.state() == saved
 
