@@ -92,7 +92,7 @@ def test_a_diverged_role_reaches_the_next_prompt_and_a_constant_change_is_the_li
     assert bad.note["status"] == "invalid" and bad.note["reason"].startswith("no suggestion in the answer")
     assert st.done() and st.chains[0].end_reason.startswith("TERMINATE")
     calls = store.llm_calls()
-    first, third = calls[0]["prompt"], calls[2]["prompt"]
+    first, _, third = ["\n".join(m["content"] for m in json.loads(c["prompt"])) for c in calls]
     assert "step 47" in first and "role conv" in first
     # the invalid answer's reason is fed back once, with the unchanged variables' own feedback
     assert "could not be used" in third and "no suggestion in the answer" in third
