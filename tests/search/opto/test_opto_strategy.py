@@ -131,3 +131,17 @@ def test_held_out_results_never_reach_a_chain(llm_for, make_result):
     st.observe(seed, ok(make_result, stage="heldout"))
     assert st.chains[0].phase == "evaluating" and st.chains[0].oracle is None and not st.chains[0].best
     assert server.served == 0
+
+
+@pytest.mark.parametrize("name", ["opto", "opto_masked"])
+def test_shipped_configs_build_the_strategy(name, llm_for):
+    from pathlib import Path
+
+    from optforge.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[3] / "configs" / f"{name}.yaml")
+    llm, _ = llm_for([])
+    st = build_strategy(cfg.strategy_name, cfg.strategy_params, StrategyContext.of(seed=0, llm=llm))
+    assert isinstance(st, OptoStrategy) and st.config.chains == 2
+    shown = [s for s in ("Code", "Documentation", "Inputs", "Others", "Outputs") if st.config.shows(s)]
+    assert shown == (["Outputs"] if name == "opto_masked" else ["Code", "Documentation", "Inputs", "Others", "Outputs"])
