@@ -75,7 +75,8 @@ def test_a_diverged_role_reaches_the_next_prompt_and_a_constant_change_is_the_li
     ]
     store = Store(tmp_path / "run")
     llm, server = llm_for(script, recorder=store.record_llm_call)
-    st = build_strategy("opto", {"split_constants": True, "memory_size": 3}, StrategyContext.of(seed=3, llm=llm))
+    ctx = StrategyContext.of(seed=3, llm=llm)
+    st = build_strategy("opto", {"split_constants": True, "memory_size": 3}, ctx)
     results = {}
 
     def result_of(c):
@@ -101,6 +102,10 @@ def test_a_diverged_role_reaches_the_next_prompt_and_a_constant_change_is_the_li
     assert "feedbacks you received in the past" in third and '"BETA2": 0.995' in third
     state = st.state()
     assert state["best"]["candidate"] == beta.id and state["best"]["chain"] == 0
+    # `optforge show --records` lists each new best chain and why a chain ended
+    records = [(r.kind, r.candidate_id, r.data.get("reason")) for r in ctx.records.take()]
+    assert records == [("best_chain", seed.id, None), ("best_chain", beta.id, None),
+                       ("chain_ended", None, "TERMINATE: the model suggested no change")]
 
 
 def test_state_round_trips_exactly_and_the_resumed_strategy_continues_the_same(llm_for, make_result):
