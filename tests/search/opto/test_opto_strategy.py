@@ -150,3 +150,20 @@ def test_shipped_configs_build_the_strategy(name, llm_for):
     assert isinstance(st, OptoStrategy) and st.config.chains == 2
     shown = [s for s in ("Code", "Documentation", "Inputs", "Others", "Outputs") if st.config.shows(s)]
     assert shown == (["Outputs"] if name == "opto_masked" else ["Code", "Documentation", "Inputs", "Others", "Outputs"])
+
+
+def test_a_truncated_answer_is_invalid_fed_back_once_and_a_second_unusable_one_ends_the_chain(llm_for, make_result):
+    script = [{"content": suggestion({"BETA2": 0.9}), "finish_reason": "length"},
+              {"match": r"truncated answer", "content": "```json\n{\"suggestion\": {\"GAMMA\": 1}}\n```"},
+              {"content": suggestion({"BETA2": 0.95}), "repeat": True}]  # never reached: nothing loops
+    store_calls = []
+    llm, server = llm_for(script, recorder=store_calls.append, max_tokens=64)
+    st = from_config({"split_constants": True, "detail": "summary"}, StrategyContext.of(seed=1, llm=llm))
+    proposals, _ = drive(st, lambda c: ok(make_result), make_result())
+    seed, cut, unknown = proposals
+    assert cut.note["status"] == "invalid" and "llm.max_tokens=64" in cut.note["reason"]
+    assert unknown.note["status"] == "invalid" and "unknown variable(s) 'GAMMA'" in unknown.note["reason"]
+    assert server.served == 2 and st.done() and st.chains[0].end_reason == "two unusable answers in a row"
+    # the client records each call when it goes out and when it is answered: the last is the second call
+    second = "\n".join(m["content"] for m in json.loads(store_calls[-1].prompt))
+    assert second.count("truncated answer") == 1 and "(no trace: this evaluation was run at summary detail)" in second
