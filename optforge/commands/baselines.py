@@ -1,5 +1,5 @@
-"""`optforge baselines [--suite S] [--rebuild | --add-wd | --add-references SEEDS | --upgrade | --verify]`: show, rebuild,
-extend, upgrade or verify the tuned baselines."""
+"""`optforge baselines [--suite S] [--rebuild | --add-seeds [SEEDS] | --add-wd | --add-references SEEDS | --upgrade |
+--verify]`: show, rebuild, extend, upgrade or verify the tuned baselines."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
     p.add_argument("--seeds", default=None, help="seeds to run when rebuilding, e.g. 0,1,2 (default: selection + report)")
     p.add_argument("--horizons", default="2,4", help="longer AdamW horizons in units of T (default 2,4)")
+    p.add_argument(
+        "--add-seeds", metavar="SEEDS", nargs="?", const="suite", default=None,
+        help="run AdamW on more seeds (comma-separated, e.g. 5,6,7; alone: the suite's seeds the build lacks) with the "
+        "build's lr arms, horizons and weight decays, keeping every stored run; also carries the file to a suite version "
+        "whose tasks are unchanged",
+    )
     p.add_argument(
         "--add-wd", action="store_true",
         help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
@@ -197,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path} (derived from {args.derive_from})")
-    elif args.rebuild or args.add_wd or args.add_references:
+    elif args.rebuild or args.add_seeds or args.add_wd or args.add_references:
         _measure(args, suite)
     try:
         data = baselines.load(args.suite)
@@ -240,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, suite: Any) -> None:
-    """--rebuild (everything), --add-wd (AdamW's weight-decay runs) or --add-references, saved to the suite's file."""
+    """--rebuild (everything), --add-seeds (AdamW on more seeds), --add-wd (AdamW's weight-decay runs) or
+    --add-references, saved to the suite's file."""
     from optforge.cli import UserError
     from optforge.evaluators import baselines
 
@@ -262,6 +269,12 @@ def _measure(args: argparse.Namespace, suite: Any) -> None:
             what = "rebuilt"
         else:
             data = baselines.load(args.suite)
+            if args.add_seeds:
+                try:
+                    new = None if args.add_seeds == "suite" else [int(x) for x in args.add_seeds.split(",") if x.strip()]
+                except ValueError:
+                    raise UserError(f"--add-seeds {args.add_seeds!r}: give comma-separated integers, e.g. 5,6,7") from None
+                data = baselines.add_seeds(data, args.suite, new, workers=jobs, progress=bar)
             if args.add_references:
                 refs = tuple(r.strip() for r in args.add_references.split(",") if r.strip())
                 data = baselines.add_references(data, args.suite, refs, workers=jobs, progress=bar)

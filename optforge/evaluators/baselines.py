@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, TaskInfo, TaskTuning, pick, run_spec, tune
+from optforge.evaluators.tasks.base import SEED_SETS
 from optforge.evaluators.scoring import (
     CEILING, FLOOR, RHO_FLOOR, SCORE_VERSION, BaselineCurve, aggregate, half_width, mean_curve, resolution, running_min, task_score,
 )
@@ -129,9 +130,12 @@ def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
                if data.get("format") == 1 else f"rebuild: `optforge baselines --suite {suite.name} --rebuild`")
         errors.append(f"baseline format {data.get('format')!r}, this optforge reads {FORMAT}; {how}")
     if data.get("suite_version") != suite.version:
+        how = (f"its tasks and training loop are unchanged, so `optforge baselines --suite {suite.name} --add-seeds` "
+               "carries the file over, running AdamW only on the seeds it lacks"
+               if data.get("suite_digest") == suite_digest(suite) else f"rebuild: `optforge baselines --suite {suite.name} --rebuild`")
         errors.append(
             f"baselines were built for suite '{suite.name}' version {data.get('suite_version')!r}, "
-            f"the suite is now version {suite.version!r}; rebuild: `optforge baselines --suite {suite.name} --rebuild`"
+            f"the suite is now version {suite.version!r}; {how}"
         )
     missing = sorted(set(suite.task_names) - set(data.get("tasks", {})))
     if missing:
@@ -140,6 +144,12 @@ def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
         warnings.append(
             f"the tasks or training loop of suite '{suite.name}' changed since its baselines were built "
             f"(same version {suite.version!r}); bump the suite version and rebuild"
+        )
+    lacking = [s for s in suite.all_seeds if s not in {int(x) for x in data.get("seeds") or ()}]
+    if lacking and not errors:
+        warnings.append(
+            f"baselines of suite '{suite.name}' lack AdamW runs on its seeds {lacking}; scores on them fall back to "
+            f"the seeds the baselines have; add them: `optforge baselines --suite {suite.name} --add-seeds`"
         )
     if data.get("torch") != torch_version():
         warnings.append(
@@ -162,7 +172,7 @@ def payload_from(data: Mapping[str, Any]) -> dict:
             **{k: t[k] for k in ("resolution", "sigma") if k in t},
         }
     keys = ("format", "suite", "suite_version", "torch", "seeds", "weight_decays", "rho", "selection_seeds",
-            "report_seeds", "cost")
+            "report_seeds", "search_seeds", "cost")
     return {**{k: data.get(k) for k in keys}, "tasks": tasks}
 
 
@@ -592,8 +602,8 @@ def build(
 ) -> dict:
     """Measure the baselines of a suite from scratch (real CPU: minutes for `train`).
 
-    `seeds_used` defaults to every selection and report seed (full common random numbers for both
-    seed sets); fewer seeds make a cheaper build, and evaluations on seeds it lacks fall back to the
+    `seeds_used` defaults to every seed of the suite, selection, report and search (full common random
+    numbers for every seed set); fewer seeds make a cheaper build, and evaluations on seeds it lacks fall back to the
     ones it has (flagged `baseline_seeds_differ`). `horizons`: the longer AdamW horizons, in units of T.
     """
     from optforge import seeds
@@ -604,7 +614,7 @@ def build(
         raise ValueError("references must include 'adamw': every score is measured against it")
     suite = get_suite(suite_name)
     infos = [TaskInfo(t.name, t.family, int(t.steps)) for t in suite.tasks]
-    all_seeds = tuple(dict.fromkeys(tuple(suite.selection_seeds) + tuple(suite.report_seeds)))
+    all_seeds = suite.all_seeds
     if seeds_used:
         all_seeds = tuple(int(s) for s in seeds_used)
     horizons = tuple(int(h) for h in horizons)
@@ -626,8 +636,7 @@ def build(
         "torch": torch_version(),
         "seeds": list(all_seeds),
         "horizons": [1, *horizons],
-        "selection_seeds": list(suite.selection_seeds),
-        "report_seeds": list(suite.report_seeds),
+        **{f"{kind}_seeds": list(suite.seeds_of(kind)) for kind in SEED_SETS},
         "tasks": {t.name: {"T": t.steps, "family": t.family, "references": {}} for t in infos},
     }
     for ref in references:
@@ -674,10 +683,8 @@ def derive(data: Mapping[str, Any], suite: Any, source_suite: Any) -> dict:
     of `train`, so it needs no runs of its own."""
     if suite.version != data.get("suite_version") or source_suite.version != data.get("suite_version"):
         raise ValueError(f"cannot derive '{suite.name}' baselines: versions differ")
-    if tuple(suite.selection_seeds) != tuple(data["selection_seeds"]) or tuple(suite.report_seeds) != tuple(
-        data["report_seeds"]
-    ):
-        raise ValueError(f"cannot derive '{suite.name}' baselines: seeds differ")
+    if any(tuple(suite.seeds_of(kind)) != tuple(data.get(f"{kind}_seeds") or ()) for kind in SEED_SETS):
+        raise ValueError(f"cannot derive '{suite.name}' baselines: seed sets differ from '{source_suite.name}'")
     for t in suite.tasks:
         if t.name not in data["tasks"] or repr(t) != repr(source_suite.task(t.name)):
             raise ValueError(f"cannot derive '{suite.name}' baselines: task '{t.name}' differs from '{source_suite.name}'")
@@ -730,6 +737,57 @@ def add_weight_decay(
     cost = data.setdefault("cost", {})
     cost["weight_decay"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1), "runs": tally.done}
     return data
+
+
+def add_seeds(
+    data: dict, suite_name: str, seeds: Sequence[int] | None = None, *, workers: int = 2, limits: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Give an existing build AdamW's runs on more seeds, without re-running a seed it has.
+
+    Every stored AdamW arm (lr point, horizon and weight decay: the build's grid with its extensions,
+    its longer horizons and its weight-decay runs) is run on each new seed, with the very RunSpec of
+    the stored seeds, and the curves join that arm's record. `seeds` default to the suite's seeds the
+    build lacks (selection, report and search). The build may be for an older suite version when its
+    tasks and training loop are unchanged (same `suite_digest`: a version bumped for its seed sets);
+    the file then takes the suite's version and seed sets. The cost is appended to `cost["seeds"]`.
+    Raises BaselineError when the tasks or the loop changed (rebuild instead).
+    """
+    from optforge.evaluators.protocol import RunSpec
+    from optforge.evaluators.tasks import get_suite
+
+    suite = get_suite(suite_name)
+    if data.get("suite_digest") != suite_digest(suite):
+        raise BaselineError(
+            f"the tasks or training loop of suite '{suite.name}' changed since its baselines were built, so runs on "
+            f"new seeds would not match the stored ones; rebuild: `optforge baselines --suite {suite.name} --rebuild`"
+        )
+    have = {int(s) for s in data["seeds"]}
+    new = [s for s in dict.fromkeys(int(x) for x in (suite.all_seeds if seeds is None else seeds)) if s not in have]
+    specs = []
+    for task in suite.task_names:
+        for rec in data["tasks"][task]["adamw"]["runs"]:
+            steps = tuple(int(x) for x in rec["steps"])
+            specs += [RunSpec(task, int(rec.get("h", 0)), float(rec["lr"]), s, steps[-1], int(rec["horizon"]), steps,
+                              run_wd(rec)) for s in new]
+    tally = _Tally(len(specs), progress)
+    ex = _executor("adamw", suite_name, suite, limits, workers, tally)
+    t0 = time.time()
+    for r in ex(specs) if specs else []:
+        rec = next(x for x in data["tasks"][r.spec.task]["adamw"]["runs"]
+                   if int(x.get("h", 0)) == r.spec.h and int(x["horizon"]) == r.spec.horizon
+                   and run_wd(x) == r.spec.weight_decay)
+        rec["val"][str(r.spec.seed)] = [v if math.isfinite(v) else None for v in r.val]
+        rec["diverged"][str(r.spec.seed)] = r.diverged
+    if new:
+        data.setdefault("cost", {}).setdefault("seeds", []).append({
+            "seeds": new, "runs": tally.done, "cpu_seconds": round(ex.cpu_s, 1),
+            "wall_seconds": round(time.time() - t0, 1)})
+    data["seeds"] = sorted(have | set(new))
+    data["suite_version"] = suite.version
+    for kind in SEED_SETS:
+        data[f"{kind}_seeds"] = list(suite.seeds_of(kind))
+    return add_statistics(data, data.get("rho") or RHO)
 
 
 def _tuning_delta(tt: TaskTuning, n: int, rho: float = RHO) -> float:

@@ -13,6 +13,14 @@ from .base import Suite
 
 SELECTION_SEEDS = (0, 1)
 REPORT_SEEDS = (2, 3, 4)
+SEARCH_SEEDS = tuple(range(100, 116))
+"""The search suites' rollout pool: 16 seeds, far from the selection and report seeds so that either can
+grow (a new version) without meeting them."""
+TRAIN_REPORT_SEEDS = tuple(range(2, 11))
+"""Nine: what `funnel.fresh_seed_count` asks for on train_quick (train asks six and takes the first six)."""
+HELDOUT_REPORT_SEEDS = (2, 3, 4, 5, 6, 7)
+"""Six: what `funnel.fresh_seed_count` asks for 80 % power at alpha 0.01 on heldout (its tasks carry no
+sigma_task, so the conservative fallback applies)."""
 
 
 def _smoke() -> Suite:
@@ -48,8 +56,9 @@ def _train_tasks() -> tuple:
 
 def _train() -> Suite:
     return Suite(
-        "train", TRAIN_VERSION, _train_tasks(), SELECTION_SEEDS, REPORT_SEEDS,
+        "train", TRAIN_VERSION, _train_tasks(), SELECTION_SEEDS, TRAIN_REPORT_SEEDS,
         "search suite (reference C.2): quadratics, matrix problems, convex, MLP, autoencoder, CNN, byte LM",
+        SEARCH_SEEDS,
     )
 
 
@@ -57,8 +66,9 @@ def _train_quick() -> Suite:
     keep = ("quad_deepobs", "logreg", "linreg2d", "matfact", "mlp_digits")
     tasks = tuple(t for t in _train_tasks() if t.name in keep)
     return Suite(
-        "train_quick", TRAIN_VERSION, tasks, SELECTION_SEEDS, REPORT_SEEDS,
+        "train_quick", TRAIN_VERSION, tasks, SELECTION_SEEDS, TRAIN_REPORT_SEEDS,
         "a cheap subset of train for the offline quickstart: noisy quadratic, convex, two matrix tasks, an MLP",
+        SEARCH_SEEDS,
     )
 
 
@@ -87,7 +97,7 @@ def _heldout() -> Suite:
         MLPTask(name="mlp_digits_lossx100", loss_scale=100.0),
     )
     return Suite(
-        "heldout", HELDOUT_VERSION, tasks, SELECTION_SEEDS, REPORT_SEEDS,
+        "heldout", HELDOUT_VERSION, tasks, SELECTION_SEEDS, HELDOUT_REPORT_SEEDS,
         "held-out suite (reference C.3): other architectures, data, horizons, batch sizes, "
         "reparameterisations and loss scales; never seen by search",
     )
@@ -107,8 +117,8 @@ def _heldout_tiny() -> Suite:
     return Suite("heldout_tiny", "1", tasks, SELECTION_SEEDS, REPORT_SEEDS, "three tiny held-out-style tasks for tests")
 
 
-TRAIN_VERSION = "1"  # train and train_quick share tasks, so they share a version
-HELDOUT_VERSION = "1"
+TRAIN_VERSION = "2"  # train and train_quick share tasks, so they share a version; 2: search seeds, 9 report seeds
+HELDOUT_VERSION = "2"  # 2: six report seeds
 
 _BUILTIN: dict[str, Callable[[], Suite]] = {
     "smoke": _smoke,
@@ -171,6 +181,6 @@ def _load_dotted(path: str) -> Suite:
     if not isinstance(obj, Suite):
         raise ValueError(
             f"'{path}' gave a {type(obj).__name__}, not an optforge Suite; "
-            "return Suite(name, version, tasks, selection_seeds, report_seeds)"
+            "return Suite(name, version, tasks, selection_seeds, report_seeds, description, search_seeds)"
         )
     return obj
