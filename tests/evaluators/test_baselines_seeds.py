@@ -88,12 +88,15 @@ def test_add_seeds_runs_only_the_new_seeds_and_keeps_every_stored_run(seed_suite
     assert not any("lack AdamW runs" in w for w in warnings)
 
 
-def test_add_seeds_refuses_a_build_whose_tasks_changed(seed_suites):
+def test_add_seeds_refuses_changed_tasks_and_seeds_outside_the_seed_sets(seed_suites):
     from optforge.evaluators import baselines
 
     data = {"suite_digest": baselines.suite_digest(get_suite(seed_suites["small"])), "seeds": [0, 1], "tasks": {}}
     with pytest.raises(baselines.BaselineError, match="changed since its baselines were built.*--rebuild"):
         baselines.add_seeds(data, seed_suites["changed"])
+    data["suite_digest"] = baselines.suite_digest(get_suite(seed_suites["grown"]))
+    with pytest.raises(baselines.BaselineError, match=r"seeds \[3\] are in none of suite 'seedgrow' seed sets"):
+        baselines.add_seeds(data, seed_suites["grown"], [2, 3])
 
 
 def test_check_names_the_add_seeds_command_for_seeds_a_build_lacks():
