@@ -30,36 +30,20 @@ log = logging.getLogger(__name__)
 
 
 REFERENCES = ("adamw", "sgd", "lion", "muon")
-
 ADAMW_GRID = tuple(range(-2, 5))  # around LR=1e-3: 1e-4, 3.2e-4, ..., 1e-1
-
 REFERENCE_GRID = (-2, -1, 0, 1, 2)
-
 HORIZONS = (2, 4)
-
 WD_GRID = (0.01, 0.1, 1.0)  # nonzero decoupled weight decays (0 is always an arm): a decade grid, since
 # what matters is lr * wd * steps, and tuned lrs here span 1e-3..1e-1
 
 
 def _runs_record(tt: TaskTuning) -> list[dict]:
-    out = []
-    for h in sorted(tt.full):
-        runs: list[RunOutcome] = tt.full[h]
-        first = runs[0]
-        out.append(
-            {
-                "h": h,
-                "lr": first.spec.lr,
-                "horizon": tt.horizon,
-                "steps": list(first.spec.eval_steps),
-                "val": {str(r.spec.seed): [v if math.isfinite(v) else None for v in r.val] for r in runs},
-                "diverged": {str(r.spec.seed): r.diverged for r in runs},
-            }
-        )
-    return out
+    """Every full-length arm of a tuning, one record each (per seed: curve and divergence)."""
+    return [{**_outcomes_record(tt.full[h]), "h": h, "horizon": tt.horizon} for h in sorted(tt.full)]
 
 
 def _outcomes_record(runs: Sequence[RunOutcome]) -> dict:
+    """One arm's runs (same lr and horizon, one per seed) as a stored record; {} for none."""
     if not runs:
         return {}
     return {

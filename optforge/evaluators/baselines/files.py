@@ -23,9 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-
 FORMAT = 2
-
 COMMITTED_DIR = Path(__file__).parent  # the JSON files sit next to this package's modules
 
 

@@ -14,7 +14,6 @@ from typing import Any, Mapping, Sequence
 from optforge.evaluators.protocol import RunOutcome, pick
 from optforge.evaluators.scoring import RHO_FLOOR, BaselineCurve, mean_curve, resolution, running_min, task_score
 
-
 RHO = 1e-4
 """The suite-wide relative resolution of a best loss across machines and kernels: RHO_FLOOR, which the
 measured differences stay below on every task of train, heldout_tiny and smoke (largest 6.9e-5). A
