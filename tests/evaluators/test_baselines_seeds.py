@@ -59,7 +59,12 @@ def test_add_seeds_runs_only_the_new_seeds_and_keeps_every_stored_run(seed_suite
     records = [r for t in data["tasks"].values() for r in t["adamw"]["runs"]]
     assert any(baselines.run_wd(r) > 0 for r in records) and len({int(r["horizon"]) for r in records}) == 2
 
-    out = baselines.add_seeds(data, seed_suites["grown"], workers=2)
+    # through the CLI, as a user grows a build: the file of the new version's suite, then --add-seeds
+    from optforge.cli import main
+
+    baselines.save(data, baselines.baseline_path(seed_suites["grown"]))
+    assert main(["baselines", "--suite", seed_suites["grown"], "--add-seeds"]) == 0
+    out = baselines.load(seed_suites["grown"])
     added = out["cost"]["seeds"]
     assert [a["seeds"] for a in added] == [[2, 7]]
     assert added[0]["runs"] == 2 * len(records) and added[0]["cpu_seconds"] > 0
