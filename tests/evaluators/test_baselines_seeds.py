@@ -28,19 +28,18 @@ def test_the_three_seed_sets_are_disjoint_and_named():
         s.seeds_of("fresh")
 
 
-def test_shipped_suites_have_search_seeds_only_where_search_runs():
-    from optforge import funnel
-    from optforge.config import RunConfig
+def test_shipped_suites_have_search_seeds_only_where_search_runs_and_baselines_on_every_seed():
+    from optforge.evaluators import baselines
 
     for name in ("train", "train_quick"):
-        assert len(get_suite(name).search_seeds) == 16
+        assert get_suite(name).search_seeds == tuple(range(100, 108))
     for name in ("smoke", "heldout", "heldout_tiny"):
         assert get_suite(name).search_seeds == ()
-    assert get_suite("train").search_seeds == get_suite("train_quick").search_seeds
-    # heldout has as many report seeds as the power calculation asks for at the default alpha 0.01
-    cfg = RunConfig()
-    assert cfg.funnel.alpha == 0.01
-    assert funnel.fresh_seed_count("heldout", cfg) == len(get_suite("heldout").report_seeds)
+    for name in ("train", "train_quick"):  # every selection, report and search seed has AdamW's curves
+        data = baselines.load(name)
+        errors, warnings = baselines.check(data, get_suite(name))
+        assert errors == [] and not any("lack AdamW runs" in w for w in warnings), warnings
+        assert data["search_seeds"] == list(range(100, 108))
 
 
 @pytest.fixture
