@@ -10,6 +10,7 @@ import hashlib
 import math
 import re
 import time
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -70,17 +71,23 @@ def status_for_reason(reason: str) -> Status:
 # C0 and C1 control characters except tab and newline, DEL, and lone UTF-16 surrogates (which cannot be
 # encoded to UTF-8 and would crash a terminal write or a JSON/SQLite round trip)
 _UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# what else hides or reorders text: format characters (bidi overrides, zero-width, the invisible tag
+# characters U+E0000-E007F that can smuggle instructions to an LLM), line/paragraph separators, private use
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co"})
 
 
 def clean_text(text: object) -> str:
     """`text` as a string safe for a terminal, a report or an LLM prompt.
 
     Candidates control exception messages, printed output and source lines; ANSI escapes (ESC [2J),
-    NUL, carriage returns and lone surrogates are dropped from them, keeping newlines and tabs, before
+    NUL, carriage returns, lone surrogates and invisible or reordering characters (Unicode categories
+    Cf, Zl, Zp, Co: bidi overrides, zero-width spaces, tag characters) are dropped from them, keeping newlines and tabs, before
     they leave the trusted side's result records. `\r\n` becomes `\n`.
     """
-    s = text if isinstance(text, str) else str(text)
-    return _UNSAFE_TEXT.sub("", s.replace("\r\n", "\n"))
+    s = _UNSAFE_TEXT.sub("", (text if isinstance(text, str) else str(text)).replace("\r\n", "\n"))
+    if s.isascii():
+        return s
+    return "".join(c for c in s if unicodedata.category(c) not in _HIDDEN_CATEGORIES)
 
 
 def content_hash(source: str) -> str:

@@ -305,12 +305,19 @@ class RemoteRule:
                 "message": f"the rule process exited with code {code} in the middle of a run"}
 
     def close(self) -> None:
-        """Stop the rule process (it exits at once; the host reaps it) and release the memfd,
-        eventfds and pipe. A rule stuck in its own code never reads STOP: the host kills it."""
+        """Stop the rule process and release the memfd, eventfds and pipe.
+
+        STOP, then SIGKILL at once: a rule that ignores STOP (it replaced its own exit, or is stuck in
+        its code) must not live on into the next run, where it could hand over what it learned. The
+        rule process is its PID namespace's init, so killing it ends everything it started there."""
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
             _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
             os.eventfd_write(self._go, 1)
+            with contextlib.suppress(OSError, ValueError, StopIteration):
+                os.kill(self._rule_pid if self._rule_pid is not None else _child_of(child.pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
             self._host.forget(child)
         self._views.close()
         for fd in (self._memfd, self._go, self._done, self._err_r):

@@ -181,7 +181,8 @@ def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> 
         fds = [(p, ro, os.open(p, os.O_PATH)) for p, ro in back]
     except OSError:
         return done
-    size = f"size={min(max(tmpfs_bytes, 1 << 20), 64 << 20)},mode=1777"  # tmpfs is RAM: keep it small
+    # tmpfs is RAM: keep it small, in bytes and in inodes (an empty file or symlink costs no bytes, only kernel memory)
+    size = f"size={min(max(tmpfs_bytes, 1 << 20), 64 << 20)},nr_inodes=16384,mode=1777"
     ok = True
     for target in targets:
         ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, size) and ok
@@ -217,7 +218,7 @@ def expose_paths(paths: Iterable[str], uid: int) -> list[str]:
         except OSError:
             continue
         try:
-            if _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755"):
+            if _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=1024,mode=0755"):
                 for p, fd in fds:
                     if not _bind_back(fd, p, readonly=True):
                         break
@@ -250,7 +251,7 @@ def hide_run(keep: Iterable[str] = ()) -> bool:
             ok = False
             continue
         try:
-            ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") and ok
+            ok = _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") and ok
             for p, fd in fds:
                 ok = ok and _bind_back(fd, p, readonly=True)
         finally:

@@ -208,6 +208,59 @@ def test_in_the_sandbox_the_hunter_finds_nothing():
     assert "failure" not in value, value["failure"]
 
 
+LINGERER = '''
+import os, socket, time
+
+LR = 1e-3
+ADDR = "\\0optforge-test-linger"
+_served = []
+
+
+def _heard():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(ADDR)
+        return s.recv(200).decode()
+    except OSError:
+        return ""
+    finally:
+        s.close()
+
+
+def init(p, ctx):
+    heard = _heard()
+    if heard:
+        raise RuntimeError("an earlier run lives on and said: " + heard)
+    return {}
+
+
+def update(p, g, state, ctx):
+    if not _served:  # from the first step on: never exit, serve the weights instead
+        _served.append(1)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(ADDR)
+        srv.listen(8)
+        msg = "weights-sum=%.6f" % float(p.sum())
+
+        def linger(code=0):
+            while True:
+                c, _ = srv.accept()
+                c.send(msg.encode())
+                c.close()
+        os._exit = linger  # the rule process calls os._exit after STOP
+    return -ctx.lr * g
+'''
+
+
+def test_a_rule_process_that_ignores_stop_does_not_outlive_its_run():
+    """Checker off: a rule replaces its own exit and serves its weights on an abstract socket; the
+    next run's rule process must find nobody there (the trusted side kills each rule process)."""
+    value = _job(LINGERER, _runs("smoke_mix", 3))
+    assert "failure" not in value, value["failure"]
+    assert [r["steps"] for r in value["runs"]] == [[4]] * 3
+
+
 def test_a_scalar_delta_is_bad_delta(host):
     with pytest.raises(RuleProcessError) as e:
         train_rule(SMOKE["smoke_quad"], RemoteRuleSource(host, SCALAR_DELTA), lr=1e-3, seed=0, steps=2)

@@ -271,6 +271,31 @@ def test_disk_quota_alone(monkeypatch):
     assert res.status is Status.CRASHED and res.reason == "disk_quota" and "disk quota" in res.exception
 
 
+INODE_BODY = '''
+import errno, os
+
+def body(payload):
+    made, error = 0, None
+    for i in range(payload["n"]):
+        try:
+            os.symlink("x", f"/tmp/l{i}")  # no bytes, only an inode and kernel memory
+        except OSError as e:
+            error = errno.errorcode.get(e.errno, str(e.errno))
+            break
+        made += 1
+    return {"made": made, "error": error}
+'''
+
+
+def test_private_tmp_has_an_inode_limit():
+    """Empty files and symlinks cost a tmpfs no bytes: without an inode limit a job could pin
+    gigabytes of host kernel memory through its private /tmp. Every layer on, checker off."""
+    res = sandbox.run(INODE_BODY, "test_os_layers:run_body", {"n": 40000}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.ok, (res.reason, res.exception)
+    assert res.value["error"] == "ENOSPC" and res.value["made"] < 20000, res.value
+
+
 def test_require_demands_a_new_layer(monkeypatch):
     monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "disk_quota")
     res = sandbox.run("x = 1\n", "optforge.sandbox.selftest:noop", {}, sandbox.RULE_POLICY,
