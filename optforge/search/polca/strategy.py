@@ -38,6 +38,7 @@ from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
 from optforge.llm.parse import parse_response
 from optforge.search.base import Rollout, StrategyBase
+from optforge.search.common.render import mark_measured
 from optforge.search.polca import memory as mem
 from optforge.search.polca import prompt, summarizer
 from optforge.search.polca.epsilon_net import ProbeError, behaviour_embedding, epsilon_net, unit_normalise
@@ -128,7 +129,7 @@ class PolcaStrategy(StrategyBase):
             self.validate_on[c.id] = [(str(t), int(s)) for t, s in info["batch"]]
         else:  # shown to the summarizer as a failure on its minibatch; never queued (it cannot be rolled out)
             score = None if result.status is Status.LOST else FLOOR
-            c.add_rollouts(mem.Rollout(t, s, score, result.feedback) for t, s in info["batch"])
+            c.add_rollouts(mem.Rollout(t, s, score, mark_measured(result.feedback)) for t, s in info["batch"])
             self.failed.append(c)
 
     def observe_rollout(self, rollout: Rollout, result: EvaluationResult) -> None:
@@ -140,7 +141,7 @@ class PolcaStrategy(StrategyBase):
         self.pending.remove(key)
         owner = next(c for c in (self.exploring if purpose == "explore" else self.validating)
                      if c.id == rollout.candidate_id)
-        owner.add_rollouts([mem.Rollout(task, seed, _score(result, task), result.feedback)])
+        owner.add_rollouts([mem.Rollout(task, seed, _score(result, task), mark_measured(result.feedback))])
 
     # -- state ------------------------------------------------------------------------------------
 
