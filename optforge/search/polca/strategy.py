@@ -143,6 +143,10 @@ class PolcaStrategy(StrategyBase):
                      if c.id == rollout.candidate_id)
         owner.add_rollouts([mem.Rollout(task, seed, _score(result, task), mark_measured(result.feedback))])
 
+    def best(self) -> mem.Candidate | None:
+        """The exploit pick: the best mean over candidates with at least `min_rollouts` rollouts."""
+        return self.memory.best([*self.exploring, *self.validating])
+
     # -- state ------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -200,7 +204,7 @@ class PolcaStrategy(StrategyBase):
 
     def _advance(self) -> None:
         """Move to the next step; called when nothing is queued to hand out and nothing is awaited."""
-        step = {"start": self._warm_start, "warm": self._begin, "explored": self._propose_children,
+        step = {"start": self._warm_start, "ready": self._begin, "explored": self._propose_children,
                 "children": self._validate, "validated": self._finish}[self.phase]
         step()
 
@@ -208,7 +212,7 @@ class PolcaStrategy(StrategyBase):
         for name in self.config.warm_start:
             self.outbox.append({"type": "candidate", "id": self._new_id(), "source": seedlib.source(name),
                                 "parents": [], "note": {"kind": "seed", "seed": name, "warm_start": True}})
-        self.phase = "warm"
+        self.phase = "ready"  # the next iteration begins once the results awaited have come
 
     def _stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
@@ -326,7 +330,7 @@ class PolcaStrategy(StrategyBase):
         self.iteration += 1
         if self.config.uses_summarizer and self.iteration % self.config.summarize_every == 0:
             self._summarize()
-        self.phase = "warm"
+        self.phase = "ready"  # the next iteration begins once the results awaited have come
 
     def _summarize(self) -> None:
         cfg = self.config

@@ -107,6 +107,9 @@ def test_one_iteration_rolls_proposes_filters_validates_and_summarizes(llm_for):
     # pushed back: the child ranks first (higher mean), both with their 2 rollouts
     top = st.memory.ranked(st.iteration)
     assert [c.id for c in top] == [children[0].id, seed.id] and [c.n for c in top] == [2, 2]
+    assert st.best() is None  # the exploit pick needs min_rollouts (4) rollouts: a mean of 2 is noise
+    st.memory.min_rollouts = 2
+    assert st.best().id == children[0].id
     summary = [r for r in records if r.kind == "summary"]
     assert len(summary) == 1 and summary[0].data["ok"] and st.context == "lower beta2 helps"
     assert server.served == 3  # 2 proposals + 1 summary
