@@ -14,9 +14,13 @@ priority search over noisy minibatch rollouts with an epsilon-net and a summariz
 - `minibatch`: (task, seed) minibatches of the search suite, each pair once per shuffled epoch;
 - `summarizer`: sampling successful and failed runs, the summarizer prompt, and its XML reader.
 
-Not built yet: the `text-local` embedding (the `optforge[embed]` extra), `text` when the LLM client
-has no embeddings endpoint (refused at build time), the show/report views of the queue, and the
-ablation benchmark.
+Strategy records (`optforge show RUN --records --kind K`): `queue` (each iteration's top entries,
+mean +- sd and n), `epsilon_rejection` (a proposal never evaluated, with its distance and nearest
+candidate), `summary`, `evicted`.
+
+Not built yet: the `text-local` embedding (the `optforge[embed]` extra); `text`, which needs an
+embeddings endpoint the LLM client does not offer yet (refused at build time); dedicated show/report
+views; the four-ablation benchmark (`benchmarks/polca_epsilon_net.py` measures the epsilon-net part).
 """
 
 from __future__ import annotations

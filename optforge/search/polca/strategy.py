@@ -16,8 +16,9 @@ priority (no rollout yet: CEILING). Then each iteration:
    never evaluated, and is kept as a strategy record `epsilon_rejection` with its distance;
 6. propose the survivors; each one observed ok at `train` is validated on its minibatch (or on a
    fresh validation minibatch with `validation_minibatch`);
-7. push the exploration set and the validated children back, with their new priorities; every
-   `summarize_every` iterations the summarizer replaces the context (record `summary`).
+7. push the exploration set and the validated children back, with their new priorities (record
+   `queue`: the top entries with mean, sd and n); every `summarize_every` iterations the summarizer
+   replaces the context (record `summary`).
 
 While it waits for results, `propose` returns nothing and `busy()` is True. An unusable answer or a
 rule the probe cannot run becomes an `invalid` candidate (stored, not evaluated). The LLM budget, or
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
 from typing import Any, Callable
 
 import numpy as np
@@ -49,6 +51,8 @@ from optforge.types import CEILING, FLOOR, Candidate, EvaluationResult, Status
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+QUEUE_SHOWN = 5
+"""Top queue entries kept in each iteration's `queue` record (`optforge show RUN --records --kind queue`)."""
 Embed = Callable[[str], list[float]]
 
 
@@ -327,6 +331,9 @@ class PolcaStrategy(StrategyBase):
             for gone in self.memory.push(c, self.iteration):
                 self.record("evicted", {"iteration": self.iteration, "mean": gone.mean, "n": gone.n}, gone.id)
         self.exploring, self.validating, self.batches, self.validate_on = [], [], [], {}
+        self.record("queue", {"iteration": self.iteration, "rejected_so_far": self.rejected,
+                              "top": [_entry(c, self.memory.priority(c, self.iteration))
+                                      for c in self.memory.ranked(self.iteration)[:QUEUE_SHOWN]]})
         self.iteration += 1
         if self.config.uses_summarizer and self.iteration % self.config.summarize_every == 0:
             self._summarize()
@@ -380,6 +387,13 @@ def _ckey(cid: str) -> str:
 
 def _rkey(cid: str, purpose: str, task: str, seed: int) -> str:
     return f"r:{purpose}:{cid}:{task}:{seed}"
+
+
+def _entry(c: mem.Candidate, priority: float) -> dict[str, Any]:
+    """A queue entry as records show it: mean +- sd over n rollouts, priority, parent."""
+    scores = c.scores
+    sd = statistics.stdev(scores) if len(scores) > 1 else None
+    return {"id": c.id, "parent": c.parent, "mean": c.mean, "sd": sd, "n": c.n, "priority": priority}
 
 
 def _score(result: EvaluationResult, task: str) -> float | None:

@@ -110,6 +110,9 @@ def test_one_iteration_rolls_proposes_filters_validates_and_summarizes(llm_for):
     assert st.best() is None  # the exploit pick needs min_rollouts (4) rollouts: a mean of 2 is noise
     st.memory.min_rollouts = 2
     assert st.best().id == children[0].id
+    queue = [r.data for r in records if r.kind == "queue"]
+    assert [[(e["id"], e["n"]) for e in q["top"]] for q in queue] == [[(children[0].id, 2), (seed.id, 2)]]
+    assert queue[0]["top"][0]["sd"] >= 0 and queue[0]["rejected_so_far"] == 1
     summary = [r for r in records if r.kind == "summary"]
     assert len(summary) == 1 and summary[0].data["ok"] and st.context == "lower beta2 helps"
     assert server.served == 3  # 2 proposals + 1 summary
