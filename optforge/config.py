@@ -94,9 +94,12 @@ class LLMConfig:
     input_cost_per_token: float | None = None  # dollars per prompt token, when litellm does not know the model
     output_cost_per_token: float | None = None  # dollars per completion token, when litellm does not know the model
     extra: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of litellm.completion
+    embedding_model: str | None = None  # litellm embedding model for strategies that embed text; null: none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extra", dict(self.extra))
+        if self.embedding_model is not None and not self.embedding_model:
+            raise ConfigError("llm.embedding_model='' must be a litellm embedding model string, or null")
         if self.model is not None and not self.model:
             raise ConfigError("llm.model='' must be a litellm model string like 'openai/gpt-4o-mini', or null")
         if self.api_key_env is not None and not self.api_key_env:

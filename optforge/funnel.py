@@ -105,8 +105,9 @@ def fresh_seed_count(suite: str, config: RunConfig) -> int | None:
 @functools.lru_cache(maxsize=None)
 def _warn_underpowered(suite: str, want: int, have: int, achieved: float) -> None:
     log.warning("suite '%s' has %d report seeds; 80 %% power for a +%.2f effect needs %d, so promotion on it has "
-                "%.0f %% power. Give the suite more report seeds (a new version) and rebuild its baselines.",
-                suite, have, EFFECT, want, 100 * achieved)
+                "%.0f %% power. Give the suite more report seeds (a new version), then add AdamW's runs on them: "
+                "`optforge baselines --suite %s --add-seeds`.",
+                suite, have, EFFECT, want, 100 * achieved, suite)
 
 
 def resolve_stage(stage: StageConfig, config: RunConfig) -> tuple[str, str, bool]:

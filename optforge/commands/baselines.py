@@ -1,5 +1,5 @@
-"""`optforge baselines [--suite S] [--rebuild | --add-wd | --add-references SEEDS | --upgrade | --verify]`: show, rebuild,
-extend, upgrade or verify the tuned baselines."""
+"""`optforge baselines [--suite S] [--rebuild | --add-seeds [SEEDS] | --add-wd | --add-references SEEDS | --upgrade |
+--verify]`: show, rebuild, extend, upgrade or verify the tuned baselines."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--references", default="adamw,sgd,lion,muon", help="seeds to tune (adamw is required)")
     p.add_argument("--seeds", default=None, help="seeds to run when rebuilding, e.g. 0,1,2 (default: selection + report)")
     p.add_argument("--horizons", default="2,4", help="longer AdamW horizons in units of T (default 2,4)")
+    p.add_argument(
+        "--add-seeds", metavar="SEEDS", nargs="?", const="suite", default=None,
+        help="run AdamW on more seeds (comma-separated, e.g. 5,6,7; alone: the suite's seeds the build lacks) with the "
+        "build's lr arms, horizons and weight decays, keeping every stored run; also carries the file to a suite version "
+        "whose tasks are unchanged",
+    )
     p.add_argument(
         "--add-wd", action="store_true",
         help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
@@ -54,16 +60,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def markdown(data: dict) -> str:
     """The reference table as Markdown: per-task scores, chosen lrs and best val losses, then aggregates."""
+    from optforge.evaluators.baselines.files import cost_parts, cost_text, seed_text
     from optforge.evaluators.scoring import format_score
 
     table = data.get("table") or {}
     refs = list(table)
     lines = [
         f"Suite `{data['suite']}` version {data['suite_version']}, torch {data['torch']}; lr picked on seeds "
-        f"{data['selection_seeds']}, scored on seeds {data['report_seeds']}. Cell: score ± 95 % interval (log2 "
+        f"{seed_text(data['selection_seeds'])}, scored on seeds "
+        f"{seed_text((table.get('adamw') or {}).get('seeds') or data['report_seeds'])}. Cell: score ± 95 % interval (log2 "
         "AdamW-equivalent speedup, clipped to [-3, 2]; docs/suites.md \"The score\") / chosen lr.",
         "",
-        f"AdamW curves: seeds {data.get('seeds')}, horizons {data.get('horizons', [1, 2, 4])} x T"
+        f"AdamW curves: seeds {seed_text(data.get('seeds') or [])}"
+        + (f" (search seeds {seed_text(data['search_seeds'])})" if data.get("search_seeds") else "")
+        + f", horizons {data.get('horizons', [1, 2, 4])} x T"
         + (f"; weight decays {', '.join(f'{w:g}' for w in data['weight_decays'])} at each horizon's chosen lr "
            "(for stages that tune weight decay)." if len(data.get("weight_decays") or []) > 1 else "."),
         "",
@@ -81,22 +91,10 @@ def markdown(data: dict) -> str:
     for key in ("fitness", "robust", "median", "worst"):
         lines.append(f"| **{key}** | | | " + " | ".join(f"{table[r][key]:+.2f}" for r in refs) + " |")
     lines.append("| **wins** (interval above 0) | | | " + " | ".join(str(table[r]["wins"]) for r in refs) + " |")
-    cost = data.get("cost", {})
+    parts = cost_parts(data)
     lines.append("")
-    lines.append(
-        f"Build cost: {cost.get('runs')} training runs, {cost.get('cpu_seconds')} s CPU in the sandboxed jobs, "
-        f"{cost.get('wall_seconds')} s wall with 2 jobs at once (shared 2-core machine)."
-        + (
-            f" References added later: {cost['references']['runs']} runs, {cost['references']['cpu_seconds']} s CPU, "
-            f"{cost['references']['wall_seconds']} s wall."
-            if isinstance(cost.get("references"), dict) else ""
-        )
-        + (
-            f" Weight-decay runs added later: {cost['weight_decay']['runs']} runs, {cost['weight_decay']['cpu_seconds']} s CPU, "
-            f"{cost['weight_decay']['wall_seconds']} s wall."
-            if isinstance(cost.get("weight_decay"), dict) else ""
-        )
-    )
+    lines.append(f"Build cost: {cost_text(parts[0][1])} in the sandboxed jobs, 2 jobs at once (shared 2-core machine)."
+                 + "".join(f" {what[0].upper() + what[1:]} later: {cost_text(c)}." for what, c in parts[1:]))
     return "\n".join(lines)
 
 
@@ -120,12 +118,15 @@ class _Bar:
 
 
 def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
+    from optforge.evaluators.baselines.files import cost_parts, cost_text, seed_text
+
     errors, warnings = problems
-    cost = data.get("cost", {})
     lines = [
         f"suite {data['suite']} version {data['suite_version']}, torch {data['torch']}, built {data.get('created', '?')}",
-        f"cost: {cost.get('runs', '?')} runs, {cost.get('cpu_seconds', '?')} s CPU, {cost.get('wall_seconds', '?')} s wall",
-        f"seeds: selection {data['selection_seeds']}, report {data['report_seeds']}",
+        "cost: " + "; ".join(("" if what == "build" else f"+ {what}: ") + cost_text(c) for what, c in cost_parts(data)),
+        "seeds: " + ", ".join(f"{kind} {seed_text(data.get(f'{kind}_seeds') or []) or 'none'}"
+                              for kind in ("selection", "report", "search"))
+        + f"; AdamW runs on {seed_text(data.get('seeds') or [])}",
         "weight decays for AdamW: " + (", ".join(f"{w:g}" for w in data["weight_decays"]) if data.get("weight_decays")
                                        else "none (stages that tune weight decay cannot use these; --add-wd adds them)"),
     ]
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
         print(f"wrote {path} (derived from {args.derive_from})")
-    elif args.rebuild or args.add_wd or args.add_references:
+    elif args.rebuild or args.add_seeds or args.add_wd or args.add_references:
         _measure(args, suite)
     try:
         data = baselines.load(args.suite)
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, suite: Any) -> None:
-    """--rebuild (everything), --add-wd (AdamW's weight-decay runs) or --add-references, saved to the suite's file."""
+    """--rebuild (everything), --add-seeds (AdamW on more seeds), --add-wd (AdamW's weight-decay runs) or
+    --add-references, saved to the suite's file."""
     from optforge.cli import UserError
     from optforge.evaluators import baselines
 
@@ -262,6 +264,12 @@ def _measure(args: argparse.Namespace, suite: Any) -> None:
             what = "rebuilt"
         else:
             data = baselines.load(args.suite)
+            if args.add_seeds:
+                try:
+                    new = None if args.add_seeds == "suite" else [int(x) for x in args.add_seeds.split(",") if x.strip()]
+                except ValueError:
+                    raise UserError(f"--add-seeds {args.add_seeds!r}: give comma-separated integers, e.g. 5,6,7") from None
+                data = baselines.add_seeds(data, args.suite, new, workers=jobs, progress=bar)
             if args.add_references:
                 refs = tuple(r.strip() for r in args.add_references.split(",") if r.strip())
                 data = baselines.add_references(data, args.suite, refs, workers=jobs, progress=bar)

@@ -9,6 +9,7 @@ count. With `replay: RUN_DIR` calls are answered from that run's records.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import threading
@@ -184,7 +185,39 @@ class LLMClient:
         temperature = s.temperature if temperature is None else float(temperature)
         text = prompt_text(messages)
         phash = replay_key(keyed)
-        reservation = self.budget.reserve(self.worst_case_dollars(messages, model, max_tokens))
+        kwargs = {**s.extra, **self._transport(), "model": model, "messages": messages, "temperature": temperature,
+                  "max_tokens": max_tokens}
+        call = self._call(model, text, phash, self.worst_case_dollars(messages, model, max_tokens),
+                          lambda lt: _unpack(lt.completion(**kwargs)))
+        return LLMResponse(call.response, call.model, call)
+
+    def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
+        """Embedding vectors of `texts` (one list of floats each, in order) from `llm.embedding_model`
+        through litellm's `embedding` (an OpenAI-compatible `/v1/embeddings` at `llm.api_base` works).
+
+        Counted, recorded and replayed like a chat call: one request per call, its prompt tokens
+        charged at the model's input price. Raises LLMConfigError when no embedding model is set,
+        BudgetExhausted, LLMError or ReplayError as `complete` does.
+        """
+        texts = [str(t) for t in texts]
+        model = model or self.settings.embedding_model
+        if not model:
+            raise LLMConfigError("text embeddings need llm.embedding_model (a litellm embedding model such as "
+                                 "openai/text-embedding-3-small, or the name a local server serves)")
+        keyed = [{"role": "embed", "content": t} for t in texts]
+        text = prompt_text(keyed)
+        worst = self.price(model).cost(estimate_prompt_tokens(model, keyed), 0)
+
+        def send(lt: Any) -> _Completion:
+            return _unpack_embedding(lt.embedding(model=model, input=texts, **self._transport()), len(texts))
+
+        call = self._call(model, text, replay_key(keyed), worst, send)
+        return [[float(x) for x in v] for v in json.loads(call.response)]
+
+    def _call(self, model: str, text: str, phash: str, worst_dollars: float,
+              send: Callable[[Any], "_Completion"]) -> LLMCall:
+        """One budgeted, recorded call (or its replay); raises what `complete` documents."""
+        reservation = self.budget.reserve(worst_dollars)
         start = time.monotonic()
         dollars = 0.0
         try:
@@ -197,8 +230,7 @@ class LLMClient:
                 # the recorded retries were requests too: charge them, so the replay stops where the run did
                 refused = self._charge_retries(reservation, rec.attempts - 1)
             else:
-                call, refused = self._call_live(messages, text, phash, model, temperature, max_tokens, start,
-                                                reservation)
+                call, refused = self._call_live(send, text, phash, model, start, reservation)
                 dollars = call.dollars
         finally:
             self.budget.settle(reservation, dollars)
@@ -210,7 +242,19 @@ class LLMClient:
             raise refused
         if call.error:
             raise LLMError(f"LLM call to {model} failed after {call.attempts} attempt(s): {call.error}")
-        return LLMResponse(call.response, call.model, call)
+        return call
+
+    def _transport(self) -> dict[str, Any]:
+        """Where and how litellm sends a request: api_base, key, timeout, no retries of its own."""
+        s = self.settings
+        kwargs: dict[str, Any] = {"timeout": s.timeout_s, "num_retries": 0, "max_retries": 0}
+        if s.api_base:
+            kwargs["api_base"] = s.api_base
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key
+        elif s.api_base:
+            kwargs["api_key"] = "no-key"  # OpenAI-compatible local servers ignore it; the SDK wants one
+        return kwargs
 
     def _charge_retries(self, reservation: Reservation, n: int) -> BudgetExhausted | None:
         """Count `n` more requests of one call; the refusal, if the budget has no request left."""
@@ -266,21 +310,12 @@ class LLMClient:
             raise diverged[0]
         return [r if r is not None else LLMError("the call produced no result") for r in results]
 
-    def _call_live(self, messages: list[dict], text: str, phash: str, model: str, temperature: float,
-                   max_tokens: int, start: float, reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
+    def _call_live(self, send: Callable[[Any], "_Completion"], text: str, phash: str, model: str, start: float,
+                   reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
         """(the call, the budget's refusal of a retry or None). Every HTTP request, retries included,
         is counted by the budget before it is sent."""
         s = self.settings
         lt = litellm()
-        kwargs: dict[str, Any] = dict(s.extra)
-        kwargs.update(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                      timeout=s.timeout_s, num_retries=0, max_retries=0)
-        if s.api_base:
-            kwargs["api_base"] = s.api_base
-        if self._api_key is not None:
-            kwargs["api_key"] = self._api_key
-        elif s.api_base:
-            kwargs["api_key"] = "no-key"  # OpenAI-compatible local servers ignore it; the SDK wants one
         error = ""
         attempts = 0
         refused: BudgetExhausted | None = None
@@ -297,8 +332,7 @@ class LLMClient:
                                  IN_FLIGHT, attempts, call_id=call_id))
             try:
                 with self._slots:
-                    resp = lt.completion(**kwargs)
-                out = _unpack(resp)
+                    out = send(lt)
             except Exception as e:  # noqa: BLE001 - classified below
                 error = f"{type(e).__name__}: {str(e)[:500]}"
                 if not (_retryable(e) or isinstance(e, _BadResponse)):
@@ -358,6 +392,20 @@ def _unpack(resp: Any) -> _Completion:
         raise _BadResponse(f"malformed completion response: {e}") from e
     return _Completion(str(content), pt, ct, normalise_finish_reason(getattr(choice, "finish_reason", None)),
                        reasoning if isinstance(reasoning, str) else "")
+
+
+def _unpack_embedding(resp: Any, n: int) -> _Completion:
+    """An embedding response as a recorded call: the vectors as JSON text (what replay returns)."""
+    try:
+        data = sorted(resp.data, key=lambda d: d["index"] if isinstance(d, Mapping) else d.index)
+        vectors = [list(d["embedding"] if isinstance(d, Mapping) else d.embedding) for d in data]
+        usage = getattr(resp, "usage", None)
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    except (AttributeError, KeyError, IndexError, TypeError) as e:
+        raise _BadResponse(f"malformed embedding response: {e}") from e
+    if len(vectors) != n or not all(vectors):
+        raise _BadResponse(f"embedding response has {len(vectors)} vectors for {n} texts")
+    return _Completion(json.dumps(vectors), pt, 0, "stop", "")
 
 
 def _split_config(config: Any) -> tuple[Any, Any]:

@@ -19,6 +19,7 @@ STRATEGIES: dict[str, str] = {
     "seeds": "optforge.search.seedlist:from_config",
     "symbolic": "optforge.search.symbolic:from_config",
     "evolve": "optforge.search.evolve:from_config",
+    "opto": "optforge.search.opto:from_config",
     "polca": "optforge.search.polca:from_config",
 }
 

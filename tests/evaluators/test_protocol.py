@@ -356,8 +356,10 @@ def test_baseline_checks_and_derivation():
 
     suite = get_suite("smoke")
     data = baselines.load("smoke")
-    errors, _ = baselines.check(dict(data, suite_version="0-old"), suite)
-    assert errors and "rebuild" in errors[0]
+    errors, _ = baselines.check(dict(data, suite_version="0-old"), suite)  # same tasks: carried over, new seeds only
+    assert errors and "--add-seeds" in errors[0]
+    errors, _ = baselines.check(dict(data, suite_version="0-old", suite_digest="0" * 16), suite)
+    assert errors and "--rebuild" in errors[0]
     _, warnings = baselines.check(dict(data, torch="1.0"), suite)
     assert any("torch 1.0" in w for w in warnings)
     _, warnings = baselines.check(dict(data, suite_digest="0" * 16), suite)

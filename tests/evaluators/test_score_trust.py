@@ -140,7 +140,7 @@ def test_the_start_of_run_check_refuses_warns_or_is_off(monkeypatch, tmp_path):
         for r in t["adamw"]["runs"]:
             r["val"] = {s: [None if v is None else v * 1.5 for v in vals] for s, vals in r["val"].items()}
     baselines.save(data, tmp_path / "smoke.json")
-    monkeypatch.setattr(baselines, "COMMITTED_DIR", tmp_path)
+    monkeypatch.setattr(baselines.files, "COMMITTED_DIR", tmp_path)  # where baseline_path reads it
     with pytest.raises(baselines.BaselineError, match="--suite smoke --rebuild"):
         baselines.verify_for_run(["smoke"], "refuse")
     assert "--rebuild" in baselines.verify_for_run(["smoke"], "warn")[0]

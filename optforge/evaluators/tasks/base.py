@@ -115,9 +115,21 @@ class Task(Protocol):
     def build(self, seed: int, *, validation: bool) -> Problem: ...
 
 
+SEED_SETS = ("selection", "report", "search")
+"""The three seed sets of a suite, by the names used everywhere (config, baselines, docs)."""
+
+
 @dataclass(frozen=True)
 class Suite:
-    """A versioned set of tasks with its seeds. Scores compare only within one (name, version)."""
+    """A versioned set of tasks with its three seed sets. Scores compare only within one (name, version).
+
+    - `selection_seeds` pick the lr (and weight decay) of every rule, AdamW's included;
+    - `report_seeds` are the fresh seeds of promotion (the t-test), never used by search;
+    - `search_seeds` are a pool a search strategy may request rollouts on (search suites only;
+      held-out suites and gates have none).
+
+    The three sets are disjoint; every seed of them has AdamW baselines.
+    """
 
     name: str
     version: str
@@ -125,6 +137,7 @@ class Suite:
     selection_seeds: tuple[int, ...] = (0, 1)
     report_seeds: tuple[int, ...] = (2, 3, 4)
     description: str = ""
+    search_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.version:
@@ -143,8 +156,31 @@ class Suite:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"suite '{self.name}' has duplicate task names {dupes}; task names must be unique")
-        object.__setattr__(self, "selection_seeds", tuple(int(s) for s in self.selection_seeds))
-        object.__setattr__(self, "report_seeds", tuple(int(s) for s in self.report_seeds))
+        for kind in SEED_SETS:
+            object.__setattr__(self, f"{kind}_seeds", tuple(int(s) for s in getattr(self, f"{kind}_seeds")))
+        if not self.selection_seeds:
+            raise ValueError(f"suite '{self.name}' has no selection seeds; give at least one")
+        seen: dict[int, str] = {}
+        for kind in SEED_SETS:
+            for s in getattr(self, f"{kind}_seeds"):
+                if s in seen:
+                    where = "twice in" if seen[s] == kind else f"in both {seen[s]} and"
+                    raise ValueError(
+                        f"suite '{self.name}': seed {s} is {where} {kind} seeds; the selection, report and "
+                        "search seed sets must be disjoint and without repeats"
+                    )
+                seen[s] = kind
+
+    def seeds_of(self, kind: str) -> tuple[int, ...]:
+        """The seed set called `kind` (one of SEED_SETS)."""
+        if kind not in SEED_SETS:
+            raise ValueError(f"unknown seed set {kind!r}; use one of {', '.join(SEED_SETS)}")
+        return getattr(self, f"{kind}_seeds")
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """Every seed of the suite: selection, then report, then search (the seeds its baselines hold)."""
+        return self.selection_seeds + self.report_seeds + self.search_seeds
 
     def task(self, name: str):
         """The task called `name` in this suite."""

@@ -18,12 +18,26 @@ What exists (pure parts, tested in tests/search/opto/):
   trace's "task i" labels; `prompt`: the chat messages
   (templates in optforge/llm/prompts/opto/).
 
-What remains, once the strategy platform (issue 17) is in main: the Strategy itself (per chain:
-build the prompt, call the LLM once, parse, propose the candidate with its change record in the
-note, feed an invalid answer's reason back once as the next feedback, add (variables, feedback) to
-the memory after the prompt is built), `chains` filling the engine's slots with one RNG and memory
-each and the best chain's state for `show`, the `TaskInput`s of the search suite, the oracle
-request at `detail` on the search suite or a minibatch of it, state for resume, registration as
-`strategy: {name: opto}`, configs/opto.yaml and configs/opto_masked.yaml, docs/llm.md's rendered
-prompt and the README row.
+- `strategy.OptoStrategy`: the chains (see its docstring); registered as `strategy: {name: opto}`
+  (configs/opto.yaml, and configs/opto_masked.yaml for the OPRO-like ablation).
 """
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from optforge.search.context import StrategyContext, needs
+from optforge.search.opto.params import OptoConfig
+from optforge.search.opto.strategy import OptoStrategy
+
+__all__ = ["OptoConfig", "OptoStrategy", "from_config"]
+
+
+@needs("llm")
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> OptoStrategy:
+    """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's LLM client."""
+    config = OptoConfig.from_params(params)
+    if ctx.llm_client is None:
+        raise ValueError("strategy 'opto' needs an LLM: configure the llm section (model, api_key_env, or "
+                         "replay: RUN_DIR to run offline)")
+    return OptoStrategy(config, ctx.llm, ctx.seed, ctx.record)

@@ -49,6 +49,8 @@ class SectionBudgets:
 class OptoConfig:
     """Keys of `strategy:` for `name: opto`; one documented line per field."""
 
+    start: str = "adamw"  # the seed rule (optforge/seeds) every chain starts from
+    max_steps: int | None = None  # OptoPrime steps (LLM calls) per chain; null: until a budget stops the run
     memory_size: int = 5  # past (variables, feedback) pairs shown, oldest first; 0: no memory
     split_constants: bool = False  # each UPPER_CASE numeric constant is its own variable besides the code
     chains: int = 1  # parallel OptoPrime chains, each with its own variables, memory and RNG
@@ -59,6 +61,8 @@ class OptoConfig:
     def __post_init__(self) -> None:
         if self.memory_size < 0:
             raise ValueError(f"strategy.memory_size={self.memory_size!r} must be >= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"strategy.max_steps={self.max_steps!r} must be >= 1 or null")
         if self.chains < 1:
             raise ValueError(f"strategy.chains={self.chains!r} must be >= 1")
         if self.detail not in DETAILS:

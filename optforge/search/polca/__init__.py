@@ -18,8 +18,9 @@ Strategy records (`optforge show RUN --records --kind K`): `queue` (each iterati
 mean +- sd and n), `epsilon_rejection` (a proposal never evaluated, with its distance and nearest
 candidate), `summary`, `evicted`.
 
-Not built yet: the `text-local` embedding (the `optforge[embed]` extra); `text`, which needs an
-embeddings endpoint the LLM client does not offer yet (refused at build time); dedicated show/report
+Embeddings: `behaviour` (default, the sandbox probe) or `text` (`LLMClient.embed` with
+`llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one).
+Not built yet: the `text-local` embedding (the `optforge[embed]` extra); dedicated show/report
 views; the four-ablation benchmark (`benchmarks/polca_epsilon_net.py` measures the epsilon-net part).
 """
 
@@ -50,6 +51,9 @@ def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> PolcaStrateg
             embed = text_embedder(ctx.embedder)
         except ServiceUnavailable as e:
             raise ValueError(f"strategy.embedding=text: {e}; or use embedding: behaviour (needs no model)") from e
+        if not getattr(getattr(ctx.llm_client, "settings", None), "embedding_model", None):
+            raise ValueError("strategy.embedding=text needs llm.embedding_model (a litellm embedding model); "
+                             "or use embedding: behaviour (needs no model)")
     else:
         embed = behaviour_embedder(ctx.rule_probe)
     return PolcaStrategy(config, ctx.llm, ctx.rng, embed, ctx.record)

@@ -39,6 +39,7 @@ from optforge import seeds as seedlib
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
 from optforge.llm.parse import parse_response
+from optforge.llm.replay import ReplayError
 from optforge.search.base import Rollout, StrategyBase
 from optforge.search.common.render import mark_measured
 from optforge.search.polca import memory as mem
@@ -274,6 +275,11 @@ class PolcaStrategy(StrategyBase):
             if not reason and cfg.uses_epsilon_net:
                 try:
                     child["embedding"] = [float(x) for x in self.embed(child["source"])]
+                except BudgetExhausted as e:  # a text embedding is an LLM call: the budget ends the search
+                    self.stop_reason = self.stop_reason or f"LLM budget exhausted: {e}"
+                    continue
+                except ReplayError:
+                    raise
                 except (ValueError, RuntimeError) as e:
                     reason = f"no {cfg.embedding} embedding: {e}"
             if reason:
@@ -313,7 +319,9 @@ class PolcaStrategy(StrategyBase):
         if c.embedding is None:
             try:
                 c.embedding = [float(x) for x in self.embed(c.source)]
-            except (ValueError, RuntimeError) as e:
+            except ReplayError:
+                raise
+            except (ValueError, RuntimeError) as e:  # BudgetExhausted too: the net then ignores this point
                 log.warning("polca: candidate %s has no embedding (%s); the epsilon-net ignores it", c.id, e)
         return c.embedding
 

@@ -118,3 +118,9 @@ def crashed():
 @pytest.fixture
 def summary_result():
     return make_result(trace=False)
+
+
+@pytest.fixture(name="make_result")
+def _make_result_fixture():
+    """`make_result(trace=True)`: the fixed ok result, for tests that need several."""
+    return make_result
