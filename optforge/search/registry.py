@@ -20,6 +20,7 @@ STRATEGIES: dict[str, str] = {
     "symbolic": "optforge.search.symbolic:from_config",
     "evolve": "optforge.search.evolve:from_config",
     "opto": "optforge.search.opto:from_config",
+    "polca": "optforge.search.polca:from_config",
 }
 
 

@@ -1,7 +1,8 @@
 """`polca`: POLCA (Ren, Nie, Xie, Cheng, "Stochastic Generative Optimization with LLM", arXiv 2603.14769),
 priority search over noisy minibatch rollouts with an epsilon-net and a summarizer.
 
-What exists (pure parts, tested in tests/search/polca/):
+- `strategy.PolcaStrategy`: the iteration (pop, minibatch rollouts, proposals, epsilon-net,
+  validation, push back; the summarizer on schedule), `busy()` while it waits, state for resume;
 - `params.PolcaConfig`: the `strategy:` keys, through `optforge.config.build_strategy_params`;
 - `memory`: the bounded priority queue of candidates with their (task, seed) rollouts, `mean` or
   `ucb` priority over [FLOOR, CEILING], ties to the newer candidate, the exploit pick with
@@ -10,14 +11,49 @@ What exists (pure parts, tested in tests/search/polca/):
   units of the step size: epsilon 1e-3 is 1e-3 relative RMS) and unit-normalised text embeddings;
 - `prompt`: the OptoPrimeV2-form proposer prompt (`optforge/llm/prompts/polca/`), answered with a
   ```python block that `optforge.llm.parse` reads;
-- `minibatch`: (task, seed) minibatches of the search suite, each pair once per shuffled epoch,
-  with a two-integer state for exact resume;
-- `summarizer`: sampling successful and failed runs, the summarizer prompt, and its XML reader
-  (a failed summary keeps the old context).
+- `minibatch`: (task, seed) minibatches of the search suite, each pair once per shuffled epoch;
+- `summarizer`: sampling successful and failed runs, the summarizer prompt, and its XML reader.
 
-What remains, once the strategy platform (issue 17) is in main: the Strategy itself (one iteration:
-pop, minibatch rollouts, proposals, epsilon-net, validation, push back; `busy()` while waiting),
-its state with the RNG for resume, the `text` / `text-local` embedders and the `rule_probe` call,
-strategy records (summaries, rejected proposals with their distance), registration as
-`strategy: {name: polca}`, the four ablation configs, show/report, and the ablation benchmark.
+Strategy records (`optforge show RUN --records --kind K`): `queue` (each iteration's top entries,
+mean +- sd and n), `epsilon_rejection` (a proposal never evaluated, with its distance and nearest
+candidate), `summary`, `evicted`.
+
+Embeddings: `behaviour` (default, the sandbox probe) or `text` (`LLMClient.embed` with
+`llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one).
+Not built yet: the `text-local` embedding (the `optforge[embed]` extra); dedicated show/report
+views; the four-ablation benchmark (`benchmarks/polca_epsilon_net.py` measures the epsilon-net part).
 """
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from optforge.search.context import ServiceUnavailable, StrategyContext, needs
+from optforge.search.polca.params import PolcaConfig
+from optforge.search.polca.strategy import PolcaStrategy, behaviour_embedder, text_embedder
+
+__all__ = ["PolcaConfig", "PolcaStrategy", "from_config"]
+
+
+@needs("llm", "rule_probe", "embedder")
+def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> PolcaStrategy:
+    """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's services:
+    the LLM client, and `rule_probe` (embedding `behaviour`) or the embedder (embedding `text`)."""
+    config = PolcaConfig.from_params(params)
+    if ctx.llm_client is None:
+        raise ValueError("strategy 'polca' needs an LLM: configure the llm section (model, api_key_env, or "
+                         "replay: RUN_DIR to run offline)")
+    if config.embedding == "text-local":
+        raise ValueError("strategy.embedding=text-local is not available in this optforge (the optforge[embed] "
+                         "extra is not built yet); use embedding: behaviour")
+    if config.embedding == "text" and config.uses_epsilon_net:
+        try:
+            embed = text_embedder(ctx.embedder)
+        except ServiceUnavailable as e:
+            raise ValueError(f"strategy.embedding=text: {e}; or use embedding: behaviour (needs no model)") from e
+        if not getattr(getattr(ctx.llm_client, "settings", None), "embedding_model", None):
+            raise ValueError("strategy.embedding=text needs llm.embedding_model (a litellm embedding model); "
+                             "or use embedding: behaviour (needs no model)")
+    else:
+        embed = behaviour_embedder(ctx.rule_probe)
+    return PolcaStrategy(config, ctx.llm, ctx.rng, embed, ctx.record)

@@ -42,8 +42,18 @@ class PolcaConfig:
     memory_size: int | None = None  # most candidates the queue keeps (the lowest priorities leave); null: no limit
     validation_minibatch: bool = False  # validate proposals on a fresh minibatch, not on the one they came from
     detail: str = "summary"  # feedback detail of the exploration rollouts: "summary" or "trace"
+    max_iterations: int | None = None  # stop after this many iterations; null: until a budget stops the run
+    search_seeds: tuple[int, ...] | None = None  # minibatch seeds; null: the search suite's Suite.search_seeds
 
     def __post_init__(self) -> None:
+        if self.search_seeds is not None:
+            pool = tuple(int(x) for x in self.search_seeds)
+            if not pool or len(set(pool)) != len(pool):
+                raise ValueError(f"strategy.search_seeds={list(pool)!r} must be distinct seeds, or null for the "
+                                 "search suite's search seeds")
+            object.__setattr__(self, "search_seeds", pool)
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError(f"strategy.max_iterations={self.max_iterations!r} must be >= 1 or null")
         ws = (self.warm_start,) if isinstance(self.warm_start, str) else tuple(self.warm_start)
         object.__setattr__(self, "warm_start", ws)
         from optforge import seeds
