@@ -23,7 +23,8 @@ from typing import Any, Mapping, Sequence
 from optforge.llm.measured import clip, measured, unmeasured
 from optforge.types import EvaluationResult
 
-__all__ = ["FEEDBACK_BUDGET", "format_summary", "mark_measured", "render_result", "summarise", "trace_text"]
+__all__ = ["FEEDBACK_BUDGET", "finite", "format_summary", "mark_measured", "nonfinite_text", "render_result", "spread",
+           "summarise", "trace_text"]
 
 FEEDBACK_BUDGET = 600  # characters of evaluator feedback (and of an exception) a summary keeps
 TRACE_BUDGET = 1200  # characters of trace text a summary keeps
@@ -112,14 +113,15 @@ def _norms(roles: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def _few(points: Sequence[Mapping[str, Any]], n: int = 3) -> list:
+def spread(points: Sequence[Mapping[str, Any]], n: int = 3) -> list:
     """Up to `n` points spread from the first to the last."""
     if len(points) <= n:
         return list(points)
     return [points[round(i * (len(points) - 1) / (n - 1))] for i in range(n)]
 
 
-def _nonfinite(first: Mapping[str, Any] | None) -> str:
+def nonfinite_text(first: Mapping[str, Any] | None) -> str:
+    """A trace's first non-finite value (step, kind, role, shape) as one phrase; never a parameter name."""
     if not first:
         return "no non-finite gradient, update or loss (the loss exploded, or an update overflowed a weight)"
     if first.get("kind") == "loss":
@@ -136,12 +138,12 @@ def trace_text(trace: Mapping[str, Any], budget: int = TRACE_BUDGET) -> str:
         d = t.get("diverged")
         if d:
             diverged.append(f"{t['task']}: a run at lr multiplier {_num(d.get('lr_mult'), 'g')} diverged; "
-                            f"{_nonfinite(d.get('first_nonfinite'))}")
+                            f"{nonfinite_text(d.get('first_nonfinite'))}")
             diverged += [f"  step {p['step']}: {_norms(p['roles'])}" for p in d.get("points", [])[-2:]]
         s = t.get("scored") or {}
         if s.get("points"):
             scored.append(f"{t['task']}: scored runs ({s.get('runs')}) at lr multiplier {_num(s.get('lr_mult'), 'g')}")
-            scored += [f"  step {p['step']}: {_norms(p['roles'])}" for p in _few(s["points"])]
+            scored += [f"  step {p['step']}: {_norms(p['roles'])}" for p in spread(s["points"])]
     return _fit([head] + diverged + scored, budget) if diverged or scored else ""
 
 

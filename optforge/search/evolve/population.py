@@ -8,7 +8,6 @@ Every number needed to resume lives in `Program` records and island lists (JSON-
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -164,10 +163,3 @@ class Population:
         pop.islands = [list(i) for i in state["islands"]]
         return pop
 
-
-def finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None

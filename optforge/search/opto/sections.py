@@ -33,7 +33,7 @@ from optforge.evaluators.trace import anonymous_labels
 from optforge.llm.prompts import load_template, render
 from optforge.roles import ROLES
 from optforge.search.base import SEARCH_STAGES
-from optforge.search.common.render import finite
+from optforge.search.common.render import finite, nonfinite_text, spread
 from optforge.search.opto.params import SECTIONS, SectionBudgets
 from optforge.search.opto.variables import CODE, type_name
 from optforge.types import FLOOR, EvaluationResult
@@ -172,13 +172,6 @@ def _num(x: Any, fmt: str = ".2e") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
-def _few(points: Sequence[Mapping[str, Any]], n: int = POINTS_SHOWN) -> list:
-    """Up to `n` points spread from the first to the last."""
-    if len(points) <= n:
-        return list(points)
-    return [points[round(i * (len(points) - 1) / (n - 1))] for i in range(n)]
-
-
 def _role_lines(points: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for role in ROLES:
@@ -187,15 +180,6 @@ def _role_lines(points: Sequence[Mapping[str, Any]]) -> list[str]:
         if at:
             lines.append(f"  {role}: " + "; ".join(at))
     return lines
-
-
-def _first_nonfinite(first: Mapping[str, Any] | None) -> str:
-    if not first:
-        return "no non-finite gradient, update or loss (the loss exploded, or an update overflowed a weight)"
-    if first.get("kind") == "loss":
-        return f"first non-finite value: the loss at step {first.get('step')}"
-    return (f"first non-finite value: the {first.get('kind')} at step {first.get('step')}, role {first.get('role')}, "
-            f"shape {tuple(first.get('shape') or ())}")
 
 
 def others_section(trace: Mapping[str, Any] | None) -> str:
@@ -212,7 +196,7 @@ def others_section(trace: Mapping[str, Any] | None) -> str:
             lines += _role_lines(d.get("points", [])[-2:])
         if s.get("points"):
             lines.append(f"{t['task']}: scored runs ({s.get('runs')}) at lr multiplier {_num(s.get('lr_mult'), '.3g')}")
-            lines += _role_lines(_few(s["points"]))
+            lines += _role_lines(spread(s["points"], POINTS_SHOWN))
         elif not d:
             lines.append(f"{t['task']}: no eval points recorded")
     return "\n".join(lines)
@@ -259,7 +243,7 @@ def divergence_lines(trace: Mapping[str, Any] | None) -> list[str]:
 
 def _diverged(task: Mapping[str, Any]) -> str:
     d = task["diverged"]
-    return f"{task['task']}: a run at lr multiplier {_num(d.get('lr_mult'), '.3g')} diverged; {_first_nonfinite(d.get('first_nonfinite'))}"
+    return f"{task['task']}: a run at lr multiplier {_num(d.get('lr_mult'), '.3g')} diverged; {nonfinite_text(d.get('first_nonfinite'))}"
 
 
 def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source: str) -> str:
