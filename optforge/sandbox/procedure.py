@@ -16,8 +16,9 @@ pair. This side validates every line (size, JSON, order, one call out at a time)
 
 - cpu_s: the procedure's own CPU seconds (RLIMIT_CPU in the kernel, and a watchdog here that reads
   its CPU time from /proc);
-- wall_s: wall-clock seconds, EXCLUDING the time while a call is out (from the moment poll()
-  returns a call until answer() or refuse());
+- wall_s: wall-clock seconds from the moment its sandbox is ready (START_GRACE_S bounds getting
+  there), EXCLUDING the time while a call is out (from the moment poll() returns a call until
+  answer() or refuse());
 - max_calls: requests on the channel (a prompt_batch is one); the call past the limit is not
   handed to the broker, the run ends with `call_limit`;
 - memory_mb: address space (RLIMIT_AS);
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optforge.sandbox.policy import Violation
+from optforge.sandbox.procedure_host import EXIT_CPU_LIMIT
 from optforge.sandbox.procedure_policy import check_procedure
 from optforge.sandbox.transport import worker_env
 from optforge.types import clean_text
@@ -61,10 +63,13 @@ FAILURE_WORDS = (
     "memory",  # it ran out of its address space
 )
 CALL_KINDS = ("llm", "llm_batch", "utility")
+HOST_MODULE = "optforge.sandbox.procedure_host"
+START_GRACE_S = 60.0  # from launch to "ready": a fresh interpreter on a loaded machine; not the procedure's time
 _STATUS_GRACE_S = 5.0  # how long the host may take to report the procedure's exit after its channel closed
 _WRITE_STALL_S = 30.0  # a procedure that leaves an answer unread this long has broken the channel
 _CPU_SLACK_S = 3.0  # the watchdog acts this long after the kernel's limit should have (RLIMIT_CPU hard = soft + 2)
 _TAIL_BYTES = 4096
+_WATCH_S = 0.5  # how often a waiting poll() looks at the CPU watchdog and the start grace
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ class ProcedureRun:
         self._closed_at: float | None = None
         self._write_since: float | None = None
         self._wall_used = 0.0
-        self._running_since: float | None = time.monotonic()
+        self._running_since: float | None = None  # the wall clock runs from "ready" while no call is out
+        self._launched_at = time.monotonic()
         self._cpu_seen = 0.0
 
     # ------------------------------------------------------------------------------ broker API
@@ -164,9 +170,9 @@ class ProcedureRun:
             now = time.monotonic()
             if now >= deadline:
                 return None
-            wait = deadline - now
+            wait = min(deadline - now, _WATCH_S)
             if self._running_since is not None:
-                wait = min(wait, max(0.0, self.limits.wall_s - self._wall()) + 0.01, 0.5)  # 0.5: the CPU watchdog
+                wait = min(wait, max(0.0, self.limits.wall_s - self._wall()) + 0.01)
             self._wait(wait)
         return self._end
 
@@ -195,13 +201,14 @@ class ProcedureRun:
         return self._end
 
     # ------------------------------------------------------------------------------ internals
-    def _launch(self, start: dict[str, Any]) -> None:
+    def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
+        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB`) and queue the start message."""
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "optforge.sandbox.procedure_host", str(to_r), str(from_w), str(status_host.fileno()),
+                [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
                  repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb))],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 pass_fds=(to_r, from_w, status_host.fileno()), env=worker_env(), cwd="/",
@@ -250,6 +257,8 @@ class ProcedureRun:
             if self._exit is not None or (self._closed_at is not None and time.monotonic() - self._closed_at > _STATUS_GRACE_S):
                 return self._finish("failed", self._death_reason(), None)
             return None
+        if not self._ready and time.monotonic() - self._launched_at > START_GRACE_S:
+            return self.kill(f"died: the procedure's sandbox was not ready within {START_GRACE_S:g} s")
         if self._running_since is not None and self._wall() > self.limits.wall_s:
             return self.kill(f"wall_time: the procedure ran for more than its {self.limits.wall_s:g} s of wall-clock "
                              "time (time while a call was out not counted) and was killed")
@@ -279,6 +288,7 @@ class ProcedureRun:
         kind = msg.get("kind")
         if kind == "ready" and not self._ready:
             self._ready = True
+            self._running_since = time.monotonic()
             layers = msg.get("layers")
             self.layers = {str(k): bool(v) for k, v in layers.items()} if isinstance(layers, dict) else {}
             return None
@@ -455,7 +465,7 @@ class ProcedureRun:
         ex = self._exit or {}
         sig, code, cpu = ex.get("signal"), ex.get("exit"), float(ex.get("cpu_s") or self._cpu_seen)
         limit = self.limits.cpu_s
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= math.ceil(limit) - 0.05):
+        if sig == signal.SIGXCPU or code == EXIT_CPU_LIMIT or (sig == signal.SIGKILL and cpu >= math.ceil(limit) - 0.05):
             return f"cpu_time: the procedure used its {limit:g} s of CPU time and was killed by the kernel"
         if sig in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT) and float(ex.get("peak_mb") or 0) >= 0.9 * self.limits.memory_mb:
             return f"memory: the procedure died by signal {sig} at its {self.limits.memory_mb} MiB memory limit"

@@ -48,6 +48,7 @@ _FILE_BYTES = 1 << 20
 _TMPFS_BYTES = 1 << 20
 EXIT_BROKER_GONE = 75  # the procedure process ends with this when the trusted side went away mid-call
 EXIT_SETUP = 70
+EXIT_CPU_LIMIT = 128 + signal.SIGXCPU  # as if SIGXCPU had killed it (see isolate_process)
 
 
 class CallRefused(Exception):
@@ -224,10 +225,7 @@ def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: i
             os.dup2(devnull, fd)
         _close_fds_except({0, 1, 2, in_fd, out_fd})
         channel = _Channel(in_fd, out_fd)
-        layers = _isolate(ns, host_pid)
-        # CPU seconds (SIGXCPU, SIGKILL 2 s later), address space, file size, open files, and one
-        # process: fork fails (RLIMIT_NPROC binds any uid but the host's root, which we leave above)
-        layers["rlimits"] = L.set_rlimits(cpu_s, memory_mb, _FILE_BYTES, _OPEN_FILES, 1)
+        layers = isolate_process(ns, host_pid, cpu_s, memory_mb)
         channel.send({"kind": "ready", "layers": layers})
         start = channel.receive()
         if start.get("kind") != "start":
@@ -247,8 +245,9 @@ def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: i
         os._exit(code)
 
 
-def _isolate(ns: dict[str, bool], host_pid: int) -> dict[str, bool]:
-    """Every layer after the namespaces, best effort; returns which held."""
+def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int) -> dict[str, bool]:
+    """Every layer after the namespaces (`ns`: what `layers.unshare_namespaces` gave the host), in the
+    process about to run a procedure; best effort. Returns which layers held."""
     keep = L.import_locations()
     mounts = L.private_mounts(None, _TMPFS_BYTES, keep) if ns.get("mnt") else {}
     private = bool(mounts.get("tmp"))
@@ -272,7 +271,17 @@ def _isolate(ns: dict[str, bool], host_pid: int) -> dict[str, bool]:
     layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
     layers["no_capabilities"] = L.drop_capabilities() if uid is None else unprivileged
     layers["no_new_privs"] = _no_new_privs()
+    # CPU seconds (SIGXCPU, SIGKILL 2 s later), address space, file size, open files, and one process:
+    # fork fails (RLIMIT_NPROC binds every uid but the host's root, which the uid switch above leaves).
+    # As PID 1 of its namespace the process never gets a signal it has no handler for (SIGKILL from
+    # the kernel aside), so SIGXCPU gets one; a C call that holds the interpreter meets the hard limit.
+    signal.signal(signal.SIGXCPU, _on_cpu_limit)
+    layers["rlimits"] = L.set_rlimits(cpu_s, memory_mb, _FILE_BYTES, _OPEN_FILES, 1)
     return layers
+
+
+def _on_cpu_limit(signum: int, frame: Any) -> None:
+    os._exit(EXIT_CPU_LIMIT)
 
 
 def _no_new_privs() -> bool:

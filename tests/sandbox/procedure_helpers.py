@@ -45,3 +45,26 @@ def drive(run: ProcedureRun, answer: Answer = default_answer, *, on_call: Callab
             else:
                 run.answer(event, answer(event))
     return run.kill("died: the test gave up waiting"), calls
+
+
+def alive(pid: int | None) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its reaper counts as gone)."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def wait_gone(*pids: int | None, within_s: float = 30.0) -> bool:
+    """True once none of `pids` is alive; False if one still is after `within_s` (a hang guard, not a speed test)."""
+    import time
+
+    give_up = time.monotonic() + within_s
+    while any(alive(p) for p in pids):
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.05)
+    return True
