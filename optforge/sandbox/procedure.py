@@ -211,7 +211,8 @@ class ProcedureRun:
                 [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
                  repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb))],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=(to_r, from_w, status_host.fileno()), env=worker_env(), cwd="/",
+                # string hashing fixed: a procedure iterating over a set of strings replays in the same order
+                pass_fds=(to_r, from_w, status_host.fileno()), env={**worker_env(), "PYTHONHASHSEED": "0"}, cwd="/",
                 start_new_session=True, close_fds=True,
             )
         except OSError:
