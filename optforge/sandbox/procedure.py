@@ -106,9 +106,9 @@ class ProcedureCall:
 @dataclass(frozen=True)
 class ProcedureEnd:
     """How a run ended. status "ok": value is {"source": str, "idea": str}; status "failed": reason is
-    "word: text" (word in FAILURE_WORDS) and value None. calls: requests made (the one refused at the call
-    limit included); cpu_s: the procedure's CPU
-    seconds; wall_s: its wall-clock seconds without calls out; layers: the isolation layers that held."""
+    "word: text" (word in FAILURE_WORDS) and value None. calls: requests made (the one refused at the
+    call limit included); cpu_s: the procedure's CPU seconds; wall_s: its wall-clock seconds without
+    calls out; layers: the isolation layers that held."""
 
     run_id: str
     status: str
