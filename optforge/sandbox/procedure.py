@@ -69,6 +69,7 @@ _STATUS_GRACE_S = 5.0  # how long the host may take to report the procedure's ex
 _WRITE_STALL_S = 30.0  # a procedure that leaves an answer unread this long has broken the channel
 _CPU_SLACK_S = 3.0  # the watchdog acts this long after the kernel's limit should have (RLIMIT_CPU hard = soft + 2)
 _TAIL_BYTES = 4096
+_REASON_CHARS = 4000  # of a failure text the procedure wrote (its exception message, the policy's findings)
 _WATCH_S = 0.5  # how often a waiting poll() looks at the CPU watchdog and the start grace
 
 
@@ -341,7 +342,7 @@ class ProcedureRun:
             text = f"{err.get('type', 'Error')}: {err.get('message', '')}"
             if isinstance(err.get("line"), int):
                 text += f" (procedure line {err['line']}" + (f": {err['line_text']}" if err.get("line_text") else "") + ")"
-        return self._finish("failed", f"{word}: {clean_text(text)}", None)
+        return self._finish("failed", f"{word}: {clean_text(text)[:_REASON_CHARS]}", None)
 
     def _reply(self, call: ProcedureCall, message: dict[str, Any]) -> None:
         if self._end is not None:

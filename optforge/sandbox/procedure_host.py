@@ -121,7 +121,8 @@ class LLM:
 
 class Utility:
     """The procedure's `utility(source, subtask) -> float`: the fitness of a rule on a subtask, HIGHER
-    IS BETTER (optforge fitness). Evaluated by the trusted broker; raises CallRefused when refused."""
+    IS BETTER (optforge fitness). Evaluated by the trusted broker; an answer that is not a number (None:
+    the rule failed) reads as -inf; raises CallRefused when refused."""
 
     def __init__(self, channel: _Channel):
         self._channel = channel
