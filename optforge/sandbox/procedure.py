@@ -204,14 +204,14 @@ class ProcedureRun:
 
     # ------------------------------------------------------------------------------ internals
     def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
-        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB`) and queue the start message."""
+        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED`) and queue the start message."""
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
-                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb))],
+                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(_disabled()) or "-"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # string hashing fixed: a procedure iterating over a set of strings replays in the same order
                 pass_fds=(to_r, from_w, status_host.fileno()), env={**worker_env(), "PYTHONHASHSEED": "0"}, cwd="/",
@@ -544,6 +544,13 @@ def _bad_args(kind: str, args: dict[str, Any]) -> str | None:
         if not isinstance(args[k], str):
             return f"has a {k} that is not a string"
     return None
+
+
+def _disabled() -> list[str]:
+    """The layers OPTFORGE_SANDBOX_DISABLE switches off on purpose (as for sandbox jobs), to see and test
+    how a machine without them behaves: "namespaces" and "privileges" (the uid switch)."""
+    named = {x.strip() for x in os.environ.get("OPTFORGE_SANDBOX_DISABLE", "").split(",")}
+    return sorted(named & {"namespaces", "privileges"})
 
 
 def _preview(line: bytes) -> str:
