@@ -50,6 +50,13 @@ def test_each_escape_is_refused_by_the_checker_at_its_line(src, line):
     assert line in {v.line for v in check_procedure(src)}, check_procedure(src)
 
 
+@pytest.mark.parametrize("expr", ["random.SystemRandom().random()", "id(llm)", "hash(population)"])
+def test_sources_of_nondeterminism_are_refused(expr):
+    """A run must replay from its seed (resume answers its calls from the store, in order)."""
+    src = f"import random\ndef improve(population, utility, llm, task):\n    return str({expr})\n"
+    assert 3 in {v.line for v in check_procedure(src)}
+
+
 def test_a_refused_procedure_ends_at_once_with_policy_and_starts_nothing():
     box = ProcedureSandbox(QUICK)
     run = box.start(ESCAPES[0][1], population=[], task="t", seed=0)
