@@ -208,3 +208,22 @@ def test_a_writer_that_speaks_before_ready_or_never_reads_is_stopped():
         if end is not None:
             break
     assert isinstance(end, ProcedureEnd) and end.failure == "wall_time" and wait_gone(big.pid)
+
+
+def test_runs_leave_no_descriptors_or_processes_behind():
+    src = "def improve(population, utility, llm, task):\n    return llm.prompt('s', task)\n"
+    before = set(os.listdir("/proc/self/fd"))
+    pids = []
+    for i in range(3):
+        run = BOX.start(src, population=[], task="t", seed=i)
+        end, _ = drive(run)
+        assert end.ok
+        pids += [run.pid, run.child_pid]
+    dropped = BOX.start(src, population=[], task="t", seed=9)
+    assert isinstance(dropped.poll(timeout=60), ProcedureCall)
+    pids += [dropped.pid, dropped.child_pid]
+    del dropped  # a broker that drops a run mid-call: it is killed when collected
+    import gc
+
+    gc.collect()
+    assert wait_gone(*pids) and set(os.listdir("/proc/self/fd")) <= before
