@@ -118,7 +118,7 @@ class _Bar:
 
 
 def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
-    from optforge.evaluators.baselines.files import cost_parts, cost_text, seed_text
+    from optforge.evaluators.baselines.files import cost_parts, cost_text, provenance_lines, seed_text
 
     errors, warnings = problems
     lines = [
@@ -130,9 +130,7 @@ def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
         "weight decays for AdamW: " + (", ".join(f"{w:g}" for w in data["weight_decays"]) if data.get("weight_decays")
                                        else "none (stages that tune weight decay cannot use these; --add-wd adds them)"),
     ]
-    machine = data.get("machine") or {}
-    if machine:
-        lines.append("built on: " + (", ".join(f"{k} {v}" for k, v in machine.items()) if "cpu" in machine else machine.get("note", "?")))
+    lines += provenance_lines(data)
     if data.get("rho") is not None:
         lines.append(f"rho (relative loss resolution across machines and kernels): {data['rho']:.2g}")
     for e in errors:
@@ -211,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(e)) from None
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
-        print(f"wrote {path} (format {data['format']}, from the stored curves)")
+        print(f"wrote {path} (format {data['format']}, statistics from the stored curves)")
     if args.measure_rho:
         try:
             measured = baselines.measure_rho(args.suite)

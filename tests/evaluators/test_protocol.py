@@ -398,14 +398,15 @@ def test_add_weight_decay_runs_adamw_at_each_horizons_chosen_lr_on_every_seed():
     data = copy.deepcopy(baselines.load("smoke"))
     before = {t: len(v["adamw"]["runs"]) for t, v in data["tasks"].items()}
     out = baselines.add_weight_decay(data, "smoke", (0.1,), workers=1)
-    assert out["weight_decays"] == [0.0, 0.1] and out["cost"]["weight_decay"]["runs"] > 0
+    assert out["weight_decays"] == [0.0, 0.1] and out["cost"]["weight_decay"][-1]["runs"] > 0
     for name, t in out["tasks"].items():
         added = [r for r in t["adamw"]["runs"] if baselines.run_wd(r) > 0]
         assert len(t["adamw"]["runs"]) == before[name] + len(t["adamw"]["chosen"])
         assert {(str(r["horizon"]), r["h"]) for r in added} == set(t["adamw"]["chosen"].items())
         assert all(sorted(map(int, r["val"])) == data["seeds"] for r in added)
-    again = baselines.add_weight_decay(out, "smoke", (0.1,), workers=1)  # replaces, never duplicates
+    again = baselines.add_weight_decay(out, "smoke", (0.1,), workers=1)  # runs only what is missing: nothing
     assert all(len(t["adamw"]["runs"]) == before[n] + len(t["adamw"]["chosen"]) for n, t in again["tasks"].items())
+    assert len(again["cost"]["weight_decay"]) == 1
 
 
 def test_tuning_weight_decay_needs_adamw_weight_decay_runs(smoke_payload):
