@@ -75,10 +75,6 @@ def runs_at(task_rec: Mapping[str, Any], horizon: int) -> list[dict]:
     return [r for r in task_rec["adamw"]["runs"] if int(r["horizon"]) == int(horizon) and run_wd(r) == 0]
 
 
-def seeds_of(rec: Mapping[str, Any]) -> list[int]:
-    return sorted(int(s) for s in rec["val"])
-
-
 def pick_seeds(selection: Sequence[int] | None, runs: Sequence[Mapping[str, Any]]) -> list[int]:
     """The seeds AdamW's arms are picked on and delta is measured on: the `selection` seeds the stored
     `runs` have, or every seed they have when they hold none (a custom build without them)."""
