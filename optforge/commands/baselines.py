@@ -34,8 +34,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--add-wd", action="store_true",
-        help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
-        "stages that tune weight decay (heldout by default) need them",
+        help="add AdamW's weight-decay runs (at its chosen lr of every horizon, on every stored seed) that the "
+        "baselines lack; stages that tune weight decay (heldout by default) need them",
     )
     p.add_argument(
         "--add-references", metavar="SEEDS", default=None,
@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
     )
     p.add_argument("--upgrade", action="store_true",
-                   help="turn a format-1 file into format 2 (resolution delta and sigma per task) from its stored curves, no reruns")
+                   help="turn a format-1 file into format 2 (resolution delta and sigma per task), or recompute a format-2 "
+                   "file's statistics with this optforge, from its stored curves, no reruns")
     p.add_argument("--verify", action="store_true",
                    help="re-run tuned AdamW at its chosen lr on one seed per task here and compare with the stored curves (within delta)")
     p.add_argument("--measure-rho", action="store_true",
