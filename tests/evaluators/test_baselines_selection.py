@@ -86,13 +86,14 @@ def test_weight_decay_runs_missing_at_the_selection_pick_are_named_and_only_they
 
 
 def test_the_committed_files_hold_the_statistics_this_code_derives_from_their_curves():
-    for suite in ("smoke", "heldout_tiny", "train", "train_quick"):
+    for suite in ("smoke", "heldout_tiny", "train", "train_quick", "heldout"):
         data = baselines.load(suite)
         again = baselines.add_statistics(copy.deepcopy(data), data["rho"])
         for name, t in data["tasks"].items():
             assert t["adamw"]["chosen"] == again["tasks"][name]["adamw"]["chosen"], (suite, name)
             assert t["resolution"] == again["tasks"][name]["resolution"], (suite, name)
         assert data["table"] == again["table"], suite
+        assert not baselines.missing_wd_arms(data), suite  # every chosen lr has its weight-decay runs
 
 
 def test_baselines_show_says_which_format_and_machine_and_not_format_1_beside_format_2():
