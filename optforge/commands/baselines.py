@@ -34,8 +34,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--add-wd", action="store_true",
-        help="add AdamW's weight-decay runs (at its chosen lr of every horizon) to the existing baselines; "
-        "stages that tune weight decay (heldout by default) need them",
+        help="add AdamW's weight-decay runs (at its chosen lr of every horizon, on every stored seed) that the "
+        "baselines lack; stages that tune weight decay (heldout by default) need them",
     )
     p.add_argument(
         "--add-references", metavar="SEEDS", default=None,
@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="cut the baselines from those of SUITE instead of measuring (its tasks must include this suite's, unchanged)",
     )
     p.add_argument("--upgrade", action="store_true",
-                   help="turn a format-1 file into format 2 (resolution delta and sigma per task) from its stored curves, no reruns")
+                   help="turn a format-1 file into format 2 (resolution delta and sigma per task), or recompute a format-2 "
+                   "file's statistics with this optforge, from its stored curves, no reruns")
     p.add_argument("--verify", action="store_true",
                    help="re-run tuned AdamW at its chosen lr on one seed per task here and compare with the stored curves (within delta)")
     p.add_argument("--measure-rho", action="store_true",
@@ -118,7 +119,7 @@ class _Bar:
 
 
 def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
-    from optforge.evaluators.baselines.files import cost_parts, cost_text, seed_text
+    from optforge.evaluators.baselines.files import cost_parts, cost_text, provenance_lines, seed_text
 
     errors, warnings = problems
     lines = [
@@ -130,9 +131,7 @@ def render(data: dict, problems: tuple[list[str], list[str]]) -> str:
         "weight decays for AdamW: " + (", ".join(f"{w:g}" for w in data["weight_decays"]) if data.get("weight_decays")
                                        else "none (stages that tune weight decay cannot use these; --add-wd adds them)"),
     ]
-    machine = data.get("machine") or {}
-    if machine:
-        lines.append("built on: " + (", ".join(f"{k} {v}" for k, v in machine.items()) if "cpu" in machine else machine.get("note", "?")))
+    lines += provenance_lines(data)
     if data.get("rho") is not None:
         lines.append(f"rho (relative loss resolution across machines and kernels): {data['rho']:.2g}")
     for e in errors:
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(e)) from None
         path = baselines.baseline_path(args.suite)
         baselines.save(data, path)
-        print(f"wrote {path} (format {data['format']}, from the stored curves)")
+        print(f"wrote {path} (format {data['format']}, statistics from the stored curves)")
     if args.measure_rho:
         try:
             measured = baselines.measure_rho(args.suite)

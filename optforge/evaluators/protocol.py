@@ -11,10 +11,14 @@
   and data order for a seed.
 - Successive halving: every multiplier trains a ~T/3-step run on the first seed; the best `keep` then
   train the full T on every seed; the best mean curve wins. If that winner sits at the edge of the
-  full-length runs, its screened neighbour runs at full length too (at most `climb` times), so the
-  pick is made by the criterion the baselines use: full-length runs. (Short screens favour large lrs
-  where validation loss turns up late: on tiny_diabetes_mlp they kept 3.2e-2 and 1e-1 and dropped
-  AdamW's full-length best, 1e-2.) The screen runs a complete schedule of
+  full-length runs, its neighbour runs at full length too (at most `climb` times, within the grid's
+  reach; screened or not), so the pick is made by the criterion the baselines use: full-length runs.
+  (Short screens favour large lrs where validation loss turns up late: on tiny_diabetes_mlp they kept
+  3.2e-2 and 1e-1 and dropped AdamW's full-length best, 1e-2. They can also rank a larger lr below a
+  smaller one that full length prefers: AdamW on logreg, linreg2d and quad_illcond, where the winner
+  was then the largest lr tried and flagged `lr_edge_high` although the next lr up is worse.) So
+  `at_edge` means the chosen lr is the largest (smallest) one run and the climb could not go further:
+  the grid's reach, or the climb budget. The screen runs a complete schedule of
   T/3 steps (warmup, cosine, annealed), not a prefix of the T schedule: a prefix is still at peak lr
   and ranks large lrs last (measured: it dropped tuned AdamW's best lr on linreg2d and matfact).
 - Fresh seeds: the multiplier is picked on the selection seeds, then re-run on fresh seeds, which
@@ -187,15 +191,17 @@ def _full_best(tt: TaskTuning) -> int | None:
     return pick(tt.full, tt.delta)
 
 
-def _climb_step(tt: TaskTuning) -> int | None:
-    """The screened neighbour to run at full length when the full-length best is an edge of the
-    full-length runs (towards the outside), or None."""
+def _climb_step(tt: TaskTuning, lo: int, hi: int) -> int | None:
+    """The neighbour to run at full length when the full-length best is an edge of the full-length
+    runs (towards the outside), or None. The neighbour may be unscreened (the screen stopped extending
+    because its own best lay inside): a chosen lr at the edge of every lr tried is then measured, not
+    assumed, up to the grid's reach [lo, hi]. A neighbour whose screen diverged is not run."""
     best = _full_best(tt)
     if best is None or not math.isfinite(_mean_best(tt.full[best])):
         return None
     run = sorted(tt.full)
     for h, edge in ((best - 1, run[0]), (best + 1, run[-1])):
-        if best == edge and h not in tt.full and math.isfinite(tt.screen.get(h, math.inf)):
+        if best == edge and h not in tt.full and lo <= h <= hi and math.isfinite(tt.screen.get(h, 0.0)):
             return h
     return None
 
@@ -302,7 +308,8 @@ def tune(
         for _ in range(config.climb):
             specs = []
             for t in tasks:
-                h = _climb_step(out[t.name])
+                reach = (min(base[t.name]) - config.max_extensions, max(base[t.name]) + config.max_extensions)
+                h = _climb_step(out[t.name], *reach)
                 if h is not None:
                     specs += [run_spec(t, h, lr0, s, out[t.name].horizon, out[t.name].horizon, eval_points) for s in seeds]
             if not specs:

@@ -111,6 +111,28 @@ def test_full_length_climb_recovers_the_lr_that_short_screens_drop():
     assert no_climb.chosen != 1
 
 
+def test_a_chosen_lr_at_the_top_of_the_lrs_run_is_measured_one_step_further_before_it_is_an_edge():
+    """The screen ranks a larger lr below a smaller one that full length prefers (AdamW on logreg): the
+    full-length best is then the largest lr run, and the next one up, never screened, runs at full
+    length before the pick is called an edge. It is worse here, so the pick is interior: no flag."""
+
+    def execute(specs):
+        out = []
+        for sp in specs:
+            best_h = 1 if sp.steps <= 100 else 2  # the screen prefers h=1, full length h=2
+            val = [1.0 + 0.1 * abs(sp.h - best_h) - s / (10.0 * sp.steps) for s in sp.eval_steps]
+            out.append(RunOutcome(sp, list(sp.eval_steps), val, [], None))
+        return out
+
+    tt = tune([TaskInfo("t", "convex", 300)], 1e-3, (0, 1), execute, points)["t"]
+    assert max(tt.screen) == 2 and tt.chosen == 2
+    assert 3 in tt.full and 3 not in tt.screen  # measured at full length, unscreened
+    assert tt.at_edge is None
+    # a real edge stays one: the grid's reach ends where the full-length best lies
+    tt = tune([TaskInfo("t", "convex", 300)], 1e-3, (0, 1), execute, points, ProtocolConfig(max_extensions=1))["t"]
+    assert tt.chosen == 2 and 3 not in tt.full and tt.at_edge == "high"
+
+
 def test_weight_decay_is_tried_at_the_chosen_lr_and_carried_to_the_fresh_seeds():
     """With a wd grid, each weight decay runs at the chosen multiplier on the selection seeds; the best
     arm (0 included) is the one re-run on the fresh seeds."""
@@ -398,14 +420,15 @@ def test_add_weight_decay_runs_adamw_at_each_horizons_chosen_lr_on_every_seed():
     data = copy.deepcopy(baselines.load("smoke"))
     before = {t: len(v["adamw"]["runs"]) for t, v in data["tasks"].items()}
     out = baselines.add_weight_decay(data, "smoke", (0.1,), workers=1)
-    assert out["weight_decays"] == [0.0, 0.1] and out["cost"]["weight_decay"]["runs"] > 0
+    assert out["weight_decays"] == [0.0, 0.1] and out["cost"]["weight_decay"][-1]["runs"] > 0
     for name, t in out["tasks"].items():
         added = [r for r in t["adamw"]["runs"] if baselines.run_wd(r) > 0]
         assert len(t["adamw"]["runs"]) == before[name] + len(t["adamw"]["chosen"])
         assert {(str(r["horizon"]), r["h"]) for r in added} == set(t["adamw"]["chosen"].items())
         assert all(sorted(map(int, r["val"])) == data["seeds"] for r in added)
-    again = baselines.add_weight_decay(out, "smoke", (0.1,), workers=1)  # replaces, never duplicates
+    again = baselines.add_weight_decay(out, "smoke", (0.1,), workers=1)  # runs only what is missing: nothing
     assert all(len(t["adamw"]["runs"]) == before[n] + len(t["adamw"]["chosen"]) for n, t in again["tasks"].items())
+    assert len(again["cost"]["weight_decay"]) == 1
 
 
 def test_tuning_weight_decay_needs_adamw_weight_decay_runs(smoke_payload):

@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from optforge.evaluators.baselines.files import FORMAT, machine_info, payload_from, suite_digest, torch_version
 from optforge.evaluators.baselines.lookup import RHO, run_wd, task_delta
-from optforge.evaluators.baselines.statistics import add_statistics
-from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, TaskInfo, TaskTuning, pick, run_spec, tune
+from optforge.evaluators.baselines.statistics import add_statistics, rechoose
+from optforge.evaluators.protocol import ProtocolConfig, RunOutcome, RunSpec, TaskInfo, pick, run_spec, tune
 from optforge.evaluators.scoring import mean_curve, resolution, running_min
 from optforge.evaluators.tasks.base import SEED_SETS
 
@@ -140,10 +140,12 @@ def build(
         ex = sandbox_executor(ref, suite_name, suite, limits, workers, tally)
         if ref == "adamw":
             tunings = [tune(infos, lr0, all_seeds, ex, eval_points, ProtocolConfig(grid=ADAMW_GRID, halving=False, max_extensions=2))]
-            for tt in tunings[0].values():  # the delta rule needs AdamW's own seed spread: pick again
-                tt.delta = _tuning_delta(tt, len(all_seeds))
-                tt.chosen = pick(tt.full, tt.delta)
-                deltas[tt.task.name] = _tuning_delta(tt, n_sel)
+            sel = [s for s in suite.selection_seeds if s in all_seeds] or list(all_seeds)
+            for tt in tunings[0].values():  # AdamW's arm and delta on the selection seeds only (lookup.chosen_run)
+                on_sel = {h: [r for r in runs if r.spec.seed in sel] for h, runs in tt.full.items()}
+                tt.delta = _tuning_delta(on_sel, len(sel))
+                tt.chosen = pick(on_sel, tt.delta)
+                deltas[tt.task.name] = tt.delta
             for factor in horizons:
                 grids = {k: (tt.chosen - 1, tt.chosen, tt.chosen + 1) for k, tt in tunings[-1].items()}
                 cfg = ProtocolConfig(grid=(0,), halving=False, horizon_factor=factor, max_extensions=2)
@@ -160,7 +162,8 @@ def build(
                     "state_bytes_per_param": max(r.state_bytes for r in runs) / n_params,
                 }
                 rec["cost_per_step"] = _mean([r.run_seconds / max(1, r.spec.steps) for r in runs])
-            add_wd_runs(result, infos, lr0, all_seeds, weight_decays, ex)
+            rechoose(result)  # every horizon's lr on the selection seeds, before weight decay runs at it
+            add_wd_runs(result, wd_specs(result, infos, lr0, all_seeds, weight_decays), ex)
         else:
             tune_reference(result, suite, infos, ref, lr0, ex, deltas)
         cpu += ex.cpu_s
@@ -192,34 +195,43 @@ def derive(data: Mapping[str, Any], suite: Any, source_suite: Any) -> dict:
     return add_statistics(out, data.get("rho") or RHO)
 
 
-def add_wd_runs(
-    data: dict, infos: Sequence[TaskInfo], lr0: float, seeds_used: Sequence[int], weight_decays: Sequence[float], ex: Any
-) -> None:
-    """AdamW at its chosen lr of every horizon, with each nonzero weight decay, on every seed."""
+def wd_specs(data: dict, infos: Sequence[TaskInfo], lr0: float, seeds_used: Sequence[int],
+             weight_decays: Sequence[float]) -> list[RunSpec]:
+    """The weight-decay runs a build lacks: AdamW at its chosen lr of every horizon, with each nonzero
+    weight decay, on every seed, less the (horizon, lr, weight decay) arms stored already. Drops stored
+    weight-decay runs of a weight decay outside the grid; those at other lrs (chosen on more seeds by an
+    older build) stay as curves of AdamW."""
     from optforge.evaluators.train import eval_points
 
     wds = sorted({float(w) for w in weight_decays if float(w) > 0})
     specs = []
     for t in infos:
         rec = data["tasks"][t.name]["adamw"]
-        rec["runs"] = [r for r in rec["runs"] if run_wd(r) == 0]
+        rec["runs"] = [r for r in rec["runs"] if run_wd(r) == 0 or run_wd(r) in wds]
+        have = {(int(r["horizon"]), r.get("h"), run_wd(r)) for r in rec["runs"] if run_wd(r) > 0}
         for horizon, h in rec["chosen"].items():
             if h is None:
                 continue
             n = int(horizon)
-            specs += [run_spec(t, int(h), lr0, s, n, n, eval_points, wd) for wd in wds for s in seeds_used]
-    by_run: dict[tuple[str, int, float], list[RunOutcome]] = {}
-    for r in ex(specs) if specs else []:
-        by_run.setdefault((r.spec.task, r.spec.horizon, r.spec.weight_decay), []).append(r)
-    for (task, _, wd), runs in sorted(by_run.items()):
-        data["tasks"][task]["adamw"]["runs"].append({**_outcomes_record(runs), "wd": wd})
+            specs += [run_spec(t, int(h), lr0, s, n, n, eval_points, wd) for wd in wds for s in seeds_used
+                      if (n, int(h), wd) not in have]
     data["weight_decays"] = [0.0, *wds]
+    return specs
 
 
-def _tuning_delta(tt: TaskTuning, n: int, rho: float = RHO) -> float:
-    """delta of a task from AdamW's full-length runs in a tuning (the arm with the best mean loss)."""
-    h = pick(tt.full, 0.0)
-    runs = [r for r in tt.full.get(h, []) if not r.diverged]
+def add_wd_runs(data: dict, specs: Sequence[RunSpec], ex: Any) -> None:
+    """Run `wd_specs` and store each (task, horizon, lr, weight decay) arm as one record."""
+    by_run: dict[tuple[str, int, int, float], list[RunOutcome]] = {}
+    for r in ex(list(specs)) if specs else []:
+        by_run.setdefault((r.spec.task, r.spec.horizon, r.spec.h, r.spec.weight_decay), []).append(r)
+    for (task, _, _, wd), runs in sorted(by_run.items()):
+        data["tasks"][task]["adamw"]["runs"].append({**_outcomes_record(runs), "wd": wd})
+
+
+def _tuning_delta(arms: Mapping[int, Sequence[RunOutcome]], n: int, rho: float = RHO) -> float:
+    """delta of a task from AdamW's full-length runs (the arm with the best mean loss), for n seeds."""
+    h = pick(arms, 0.0)
+    runs = [r for r in arms.get(h, []) if not r.diverged]
     if not runs:
         return 0.0
     best = min(running_min(mean_curve([r.val for r in runs])))

@@ -9,8 +9,10 @@ import math
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from optforge.evaluators.baselines.building import REFERENCE_GRID, WD_GRID, Tally, add_wd_runs, sandbox_executor, tune_reference
-from optforge.evaluators.baselines.files import BaselineError, suite_digest
+from optforge.evaluators.baselines.building import (
+    REFERENCE_GRID, WD_GRID, Tally, add_wd_runs, sandbox_executor, tune_reference, wd_specs,
+)
+from optforge.evaluators.baselines.files import BaselineError, machine_info, suite_digest
 from optforge.evaluators.baselines.lookup import RHO, run_wd
 from optforge.evaluators.baselines.statistics import add_statistics
 from optforge.evaluators.protocol import TaskInfo
@@ -76,7 +78,7 @@ def add_seeds(
     if new:
         data.setdefault("cost", {}).setdefault("seeds", []).append({
             "seeds": new, "runs": tally.done, "cpu_seconds": round(ex.cpu_s, 1),
-            "wall_seconds": round(time.time() - t0, 1)})
+            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info()})
     data["seeds"] = sorted(have | set(new))
     data["suite_version"] = suite.version
     for kind in SEED_SETS:
@@ -88,19 +90,27 @@ def add_weight_decay(
     data: dict, suite_name: str, weight_decays: Sequence[float] = WD_GRID, *, workers: int = 2, limits: Any = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Give existing baselines (same suite version) AdamW's weight-decay runs, replacing any before."""
+    """Give existing baselines (same suite version) AdamW's weight-decay runs at the chosen lr of every
+    horizon, on every stored seed: only the arms the file lacks run (`building.wd_specs`)."""
     from optforge import seeds
 
     suite, infos = _same_version(data, suite_name)
-    seeds_used = [int(s) for s in data["seeds"]]
-    horizons = sum(len(data["tasks"][t.name]["adamw"]["chosen"]) for t in infos)
-    tally = Tally(horizons * len(seeds_used) * len([w for w in weight_decays if w > 0]), progress)
+    specs = wd_specs(data, infos, seeds.load("adamw").lr, [int(s) for s in data["seeds"]], weight_decays)
+    tally = Tally(len(specs), progress)
     ex = sandbox_executor("adamw", suite_name, suite, limits, workers, tally)
     t0 = time.time()
-    add_wd_runs(data, infos, seeds.load("adamw").lr, seeds_used, weight_decays, ex)
+    add_wd_runs(data, specs, ex)
+    if specs:
+        _add_cost(data, "weight_decay", {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1),
+                                         "runs": tally.done, "machine": machine_info()})
+    return add_statistics(data, data.get("rho") or RHO)
+
+
+def _add_cost(data: dict, key: str, part: dict) -> None:
+    """Append a measured addition to `cost[key]` (a list; a single earlier record becomes its first item)."""
     cost = data.setdefault("cost", {})
-    cost["weight_decay"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1), "runs": tally.done}
-    return data
+    before = cost.get(key)
+    cost[key] = ([before] if isinstance(before, dict) else list(before or [])) + [part]
 
 
 def add_references(
@@ -118,6 +128,6 @@ def add_references(
         ex = sandbox_executor(ref, suite_name, suite, limits, workers, tally)
         tune_reference(data, suite, infos, ref, seeds.load(ref).lr, ex)
         cpu += ex.cpu_s
-    cost = data.setdefault("cost", {})
-    cost["references"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": tally.done}
+    _add_cost(data, "references", {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1),
+                                   "runs": tally.done, "machine": machine_info()})
     return add_statistics(data, data.get("rho") or RHO)

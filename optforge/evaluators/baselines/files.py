@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from optforge.evaluators.baselines.lookup import missing_wd_arms
+
 FORMAT = 2
 COMMITTED_DIR = Path(__file__).parent  # the JSON files sit next to this package's modules
 
@@ -113,6 +115,14 @@ def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
             f"baselines of suite '{suite.name}' lack AdamW runs on its seeds {lacking}; scores on them fall back to "
             f"the seeds the baselines have; add them: `optforge baselines --suite {suite.name} --add-seeds`"
         )
+    missing = missing_wd_arms(data)
+    if missing and not errors:
+        where = ", ".join(f"{task} at {', '.join(f'{h} steps' for h in hs)}" for task, hs in sorted(missing.items()))
+        warnings.append(
+            f"AdamW's weight-decay runs of suite '{suite.name}' were measured at another lr than the one its selection "
+            f"seeds pick ({where}), so stages that tune weight decay give AdamW no weight decay there; add them: "
+            f"`optforge baselines --suite {suite.name} --add-wd`"
+        )
     if data.get("torch") != torch_version():
         warnings.append(
             f"baselines were measured with torch {data.get('torch')}, this is torch {torch_version()}; "
@@ -176,12 +186,41 @@ def cost_parts(data: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     cost = data.get("cost") or {}
     parts: list[tuple[str, Mapping[str, Any]]] = [("build", cost)]
     for key, what in (("references", "references added"), ("weight_decay", "weight-decay runs added")):
-        if isinstance(cost.get(key), dict):
-            parts.append((what, cost[key]))
+        added = cost.get(key)  # one record, or a list of them (each later addition appends one)
+        parts += [(what, c) for c in ([added] if isinstance(added, dict) else added or [])]
     for c in cost.get("seeds") or []:
-        parts.append((f"AdamW on seeds {seed_text(c['seeds'])} added", c))
+        parts.append((f"AdamW on seed{'s' if len(c['seeds']) > 1 else ''} {seed_text(c['seeds'])} added", c))
     return parts
 
 
 def cost_text(part: Mapping[str, Any]) -> str:
     return f"{part.get('runs', '?')} runs, {part.get('cpu_seconds', '?')} s CPU, {part.get('wall_seconds', '?')} s wall"
+
+
+def machine_text(machine: Mapping[str, Any] | None) -> str | None:
+    """`machine_info` as one line, or None when it was not recorded."""
+    if not machine or "cpu" not in machine:
+        return None
+    return (f"{machine['cpu']}, torch {machine.get('torch', '?')}, BLAS {machine.get('blas', '?')}, "
+            f"kernels {machine.get('cpu_capability', '?')}, {machine.get('threads', '?')} thread(s)")
+
+
+def provenance_lines(data: Mapping[str, Any]) -> list[str]:
+    """What a file says of where it came from: its format (and the upgrade that made it), the machine
+    of the build and of each later addition that recorded one, and where rho was measured."""
+    up = data.get("upgraded")
+    if isinstance(up, str):  # files upgraded before the record said from which format (all were format 1)
+        up = {"from_format": 1, "at": up}
+    lines = [f"baselines format {data.get('format')}"
+             + (f" (upgraded from format {up['from_format']} on {up['at']} from its stored curves, no reruns)" if up else "")]
+    built = machine_text(data.get("machine"))
+    lines.append("built on: " + (built or "not recorded" + (
+        f" (built {data.get('created', '?')} as format {up['from_format']}, which did not record the machine)" if up else "")))
+    for what, part in cost_parts(data)[1:]:
+        added = machine_text(part.get("machine"))
+        if added and added != built:
+            lines.append(f"{what} on: {added}")
+    rho_on = machine_text(data.get("rho_measured_on"))
+    if rho_on:
+        lines.append(f"rho measured on: {rho_on}")
+    return lines

@@ -4,6 +4,11 @@ seeds, the paired per-seed score against it, and each task's resolution delta an
 delta (format 2, per task `resolution`): rho, AdamW's best loss and its per-seed bests, from which
 delta follows for any number of seeds (`scoring.resolution`). sigma_task: the per-seed sd of the
 paired score of the references against AdamW (`statistics.measure_sigma`).
+
+Everything AdamW's side picks or derives (its arm at each horizon, the best loss and per-seed bests
+behind delta) is measured on the selection seeds only (`pick_seeds`): the report and search seeds
+never help choose the bar they are scored against, and adding seeds to a build (`add_seeds`) moves
+neither AdamW's chosen lrs nor delta.
 """
 
 from __future__ import annotations
@@ -66,36 +71,58 @@ def outcomes_of(rec: Mapping[str, Any], seeds: Sequence[int]) -> list[RunOutcome
 
 
 def runs_at(task_rec: Mapping[str, Any], horizon: int) -> list[dict]:
+    """AdamW's stored runs at `horizon` without weight decay (one record per lr arm)."""
     return [r for r in task_rec["adamw"]["runs"] if int(r["horizon"]) == int(horizon) and run_wd(r) == 0]
 
 
-def seeds_of(rec: Mapping[str, Any]) -> list[int]:
-    return sorted(int(s) for s in rec["val"])
+def pick_seeds(selection: Sequence[int] | None, runs: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The seeds AdamW's arms are picked on and delta is measured on: the `selection` seeds the stored
+    `runs` have, or every seed they have when they hold none (a custom build without them)."""
+    have = {int(s) for r in runs for s in r["val"]}
+    return [int(s) for s in selection or () if int(s) in have] or sorted(have)
 
 
-def task_resolution(task_rec: Mapping[str, Any], rho: float = RHO) -> dict:
-    """What delta is made of for one task: rho (the suite's, or the task's measured one if larger:
-    `measure_rho`), AdamW's best mean loss at horizon T (the arm with the lowest mean best over all
-    stored seeds) and that arm's per-seed best losses."""
-    rho = max(float(rho), float(task_rec.get("rho_measured") or 0.0))
-    runs = [r for r in runs_at(task_rec, task_rec["T"]) if not any(r["diverged"].values())]
+def _mean_best(rec: Mapping[str, Any], seeds: Sequence[int]) -> float:
+    return min(running_min(mean_curve([[math.inf if v is None else v for v in rec["val"][str(s)]] for s in seeds])))
+
+
+def task_resolution(task_rec: Mapping[str, Any], rho: float = RHO, selection: Sequence[int] | None = None) -> dict:
+    """What delta is made of for one task, measured on the selection seeds (`pick_seeds`): rho (the
+    suite's, or the task's measured one if larger: `measure_rho`), AdamW's best mean loss at horizon T
+    (the arm with the lowest mean best over those seeds) and that arm's per-seed best losses there."""
+    rho = max(float(rho), float(task_rec.get("rho_measured") or 0.0), RHO_FLOOR)
+    seeds = pick_seeds(selection, runs_at(task_rec, task_rec["T"]))
+    runs = [r for r in runs_at(task_rec, task_rec["T"])
+            if all(str(s) in r["val"] and not r["diverged"].get(str(s)) for s in seeds)]
     if not runs:
-        return {"rho": max(rho, RHO_FLOOR), "best_loss": None, "seed_bests": []}
-    seeds = seeds_of(runs[0])
-    best = min(runs, key=lambda r: min(running_min(mean_curve([r["val"][str(s)] for s in seeds]))))
+        return {"rho": rho, "best_loss": None, "seed_bests": [], "seeds": seeds}
+    best = min(runs, key=lambda r: _mean_best(r, seeds))
     return {
-        "rho": max(float(rho), RHO_FLOOR),
-        "best_loss": min(running_min(mean_curve([best["val"][str(s)] for s in seeds]))),
-        "seed_bests": [min(running_min(best["val"][str(s)])) for s in seeds],
+        "rho": rho,
+        "best_loss": _mean_best(best, seeds),
+        "seed_bests": [_mean_best(best, [s]) for s in seeds],
+        "seeds": seeds,
     }
 
 
 def task_delta(payload: Mapping[str, Any], task: str, n: int) -> float:
     """delta of `task` for a score on n seeds (`scoring.resolution`); 0 with no stored resolution."""
-    res = payload["tasks"][task].get("resolution") or task_resolution(payload["tasks"][task], payload.get("rho") or RHO)
+    res = payload["tasks"][task].get("resolution") or task_resolution(
+        payload["tasks"][task], payload.get("rho") or RHO, payload.get("selection_seeds"))
     if res.get("best_loss") is None:
         return 0.0
     return resolution(res["best_loss"], res["seed_bests"], res["rho"], n)
+
+
+def chosen_run(payload: Mapping[str, Any], task: str, horizon: int) -> dict | None:
+    """AdamW's arm (lr) at `horizon`, weight decay 0, as the protocol picks it (`protocol.pick`, delta
+    for the mean of the selection seeds) on the selection seeds only; None if no arm has them all."""
+    t = payload["tasks"][task]
+    seeds = pick_seeds(payload.get("selection_seeds"), t["adamw"]["runs"])
+    plain = [r for r in runs_at(t, horizon) if all(str(s) in r["val"] for s in seeds)]
+    if not plain:
+        return None
+    return plain[pick({i: outcomes_of(r, seeds) for i, r in enumerate(plain)}, task_delta(payload, task, len(seeds)))]
 
 
 def task_sigma(payload: Mapping[str, Any], task: str) -> float | None:
@@ -104,21 +131,36 @@ def task_sigma(payload: Mapping[str, Any], task: str) -> float | None:
     return None if sigma is None else float(sigma)
 
 
+def missing_wd_arms(data: Mapping[str, Any]) -> dict[str, list[int]]:
+    """{task: horizons} where the build has weight-decay runs, but none at that horizon's chosen lr."""
+    out: dict[str, list[int]] = {}
+    if len(data.get("weight_decays") or []) < 2:
+        return out
+    for name, t in data["tasks"].items():
+        runs = t["adamw"]["runs"]
+        for horizon, h in (t["adamw"].get("chosen") or {}).items():
+            if h is not None and not any(run_wd(r) > 0 and int(r["horizon"]) == int(horizon) and r.get("h") == h
+                                         for r in runs):
+                out.setdefault(name, []).append(int(horizon))
+    for hs in out.values():
+        hs.sort()
+    return out
+
+
 def selected_runs(payload: Mapping[str, Any], task: str, *, weight_decay: bool = False) -> list[dict]:
-    """AdamW's runs as a candidate would have them: at each horizon the lr (and, with `weight_decay`,
-    the weight decay) picked by `protocol.pick` on the selection seeds only, so that no report seed
-    helps choose AdamW's arm. Falls back to every stored seed if none is a selection seed."""
+    """AdamW's runs as a candidate would have them: at each horizon the lr (`chosen_run`) and, with
+    `weight_decay`, the weight decay at that lr, both picked by `protocol.pick` on the selection seeds
+    only, so that no report seed helps choose AdamW's arm. Falls back to every stored seed if none is
+    a selection seed."""
     t = payload["tasks"][task]
     runs = t["adamw"]["runs"]
-    have = {int(s) for r in runs for s in r["val"]}
-    sel = [int(s) for s in payload.get("selection_seeds") or () if int(s) in have] or sorted(have)
+    sel = pick_seeds(payload.get("selection_seeds"), runs)
     delta = task_delta(payload, task, len(sel))
     out = []
     for horizon in sorted({int(r["horizon"]) for r in runs}):
-        plain = [r for r in runs_at(t, horizon) if all(str(s) in r["val"] for s in sel)]
-        if not plain:
+        best = chosen_run(payload, task, horizon)
+        if best is None:
             continue
-        best = plain[pick({i: outcomes_of(r, sel) for i, r in enumerate(plain)}, delta)]
         arms = [best]
         if weight_decay:
             arms += [r for r in runs if int(r["horizon"]) == horizon and run_wd(r) > 0 and r.get("h") == best.get("h")

@@ -12,10 +12,9 @@ from typing import Any, Mapping
 
 from optforge.evaluators.baselines.files import FORMAT, BaselineError, payload_from
 from optforge.evaluators.baselines.lookup import (
-    RHO, adamw_curves, outcomes_of, paired_seed_scores, run_wd, runs_at, seeds_of, task_delta, task_resolution, task_sigma,
+    RHO, adamw_curves, chosen_run, paired_seed_scores, pick_seeds, task_delta, task_resolution, task_sigma,
 )
-from optforge.evaluators.protocol import pick
-from optforge.evaluators.scoring import CEILING, FLOOR, SCORE_VERSION, RHO_FLOOR, aggregate, half_width, mean_curve, resolution, task_score
+from optforge.evaluators.scoring import CEILING, FLOOR, SCORE_VERSION, RHO_FLOOR, aggregate, half_width, mean_curve, task_score
 
 
 def measure_sigma(data: Mapping[str, Any], task: str) -> float | None:
@@ -38,28 +37,27 @@ def measure_sigma(data: Mapping[str, Any], task: str) -> float | None:
     return math.sqrt(sum(use) / len(use)) if use else None
 
 
-def rechoose(data: dict, rho: float = RHO) -> None:
-    """Re-pick AdamW's `chosen` lr of every stored horizon with `protocol.pick` at the task's delta
-    (a horizon with weight-decay runs keeps the lr they were measured at)."""
-    for t in data["tasks"].values():
-        res = task_resolution(t, rho)
+def rechoose(data: dict) -> None:
+    """Re-pick AdamW's `chosen` lr of every stored horizon on the selection seeds (`lookup.chosen_run`).
+
+    A horizon whose weight-decay runs were measured at another lr (a build that picked on more seeds)
+    keeps those runs; `files.check` names the horizons and `--add-wd` measures the missing ones."""
+    for name, t in data["tasks"].items():
         chosen = t["adamw"].setdefault("chosen", {})
         for horizon in sorted({int(r["horizon"]) for r in t["adamw"]["runs"]}):
-            runs = [r for r in runs_at(t, horizon)]
-            if not runs or any(run_wd(r) > 0 and int(r["horizon"]) == horizon for r in t["adamw"]["runs"]):
-                continue  # weight-decay runs were measured at this horizon's chosen lr: it stays
-            seeds = seeds_of(runs[0])
-            delta = resolution(res["best_loss"], res["seed_bests"], res["rho"], len(seeds)) if res["best_loss"] is not None else 0.0
-            chosen[str(horizon)] = pick({int(r["h"]): outcomes_of(r, seeds) for r in runs if "h" in r}, delta)
+            run = chosen_run(data, name, horizon)
+            if run is not None:
+                chosen[str(horizon)] = int(run["h"])
 
 
 def add_statistics(data: dict, rho: float = RHO) -> dict:
-    """Format 2: resolution and sigma per task, AdamW's chosen lrs by the delta rule, the table."""
+    """Format 2: resolution and sigma per task, AdamW's chosen lrs by the delta rule, the table; all of
+    AdamW's side on the selection seeds (`lookup.pick_seeds`)."""
     data["rho"] = max(float(rho), RHO_FLOOR)
-    rechoose(data, rho)
     for name, t in data["tasks"].items():
-        t["resolution"] = task_resolution(t, rho)
+        t["resolution"] = task_resolution(t, rho, data.get("selection_seeds"))
         t["resolution"]["delta"] = task_delta(data, name, len(data.get("report_seeds") or [1]))
+    rechoose(data)
     for name, t in data["tasks"].items():
         t["sigma"] = measure_sigma(data, name)
     data["format"] = FORMAT
@@ -69,33 +67,28 @@ def add_statistics(data: dict, rho: float = RHO) -> dict:
 
 
 def upgrade(data: Mapping[str, Any], rho: float = RHO) -> dict:
-    """A format-1 file as format 2, from its stored per-seed curves (no training runs)."""
+    """A format-1 file as format 2, or a format-2 file with its statistics recomputed by this optforge,
+    from its stored per-seed curves (no training runs)."""
     if data.get("format") not in (1, FORMAT):
         raise BaselineError(f"cannot upgrade baseline format {data.get('format')!r}; rebuild them")
     out = json.loads(json.dumps(data))
-    out.setdefault("machine", {"note": "built before the machine was recorded (format 1)"})
-    out["upgraded"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if data.get("format") == 1:  # the build's machine stays unrecorded: format 1 did not record it
+        out["upgraded"] = {"from_format": 1, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     return add_statistics(out, rho)
 
 
 def _scored_run(data: Mapping[str, Any], task: str, ref: str) -> tuple[dict | None, bool]:
     """(the run record to score on the report seeds, whether selection failed)."""
     t = data["tasks"][task]
-    sel = [str(s) for s in data["selection_seeds"]]
     if ref != "adamw":
         rec = t["references"].get(ref)
         if not rec:
             return None, True
         return rec.get("reported") or None, False
-    runs = [r for r in runs_at(t, t["T"]) if all(s in r["val"] for s in sel)]
-    if not runs:
+    best = chosen_run(data, task, t["T"])
+    if best is None:
         return None, True
-    res = t.get("resolution") or task_resolution(t, data.get("rho") or RHO)
-    delta = resolution(res["best_loss"], res["seed_bests"], res["rho"], len(sel)) if res["best_loss"] is not None else 0.0
-    by_h = {i: outcomes_of(r, [int(x) for x in sel]) for i, r in enumerate(runs)}
-    best = runs[pick(by_h, delta)]
-    failed = any(best["diverged"][x] for x in sel)
-    return best, failed
+    return best, any(best["diverged"].get(str(s), True) for s in pick_seeds(data["selection_seeds"], [best]))
 
 
 def reference_table(data: Mapping[str, Any]) -> dict[str, dict]:

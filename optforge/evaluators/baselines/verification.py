@@ -12,9 +12,9 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from optforge.evaluators.baselines.files import BaselineError, cost_parts, cost_text, load, machine_info, payload_from
-from optforge.evaluators.baselines.lookup import RHO, runs_at, seeds_of, task_delta
+from optforge.evaluators.baselines.lookup import RHO, chosen_run, pick_seeds, task_delta
 from optforge.evaluators.baselines.statistics import add_statistics
-from optforge.evaluators.scoring import mean_curve, running_min
+from optforge.evaluators.scoring import running_min
 
 
 def rebuild_hint(data: Mapping[str, Any], suite: str) -> str:
@@ -26,8 +26,9 @@ def rebuild_hint(data: Mapping[str, Any], suite: str) -> str:
 
 
 def verify(data: Mapping[str, Any], suite_name: str) -> list[dict]:
-    """Re-run tuned AdamW at its chosen lr on the first stored seed of every task, here and now
-    (trusted, in-process: AdamW is our own seed), and compare its best loss with the stored one.
+    """Re-run tuned AdamW at its chosen lr (`lookup.chosen_run`: picked on the selection seeds) on the
+    first selection seed of every task, here and now (trusted, in-process: AdamW is our own seed), and
+    compare its best loss with the stored one.
 
     Returns one row per task: task, seed, lr, stored and measured best loss, their relative
     difference, delta and ok (|difference| <= delta).
@@ -43,11 +44,11 @@ def verify(data: Mapping[str, Any], suite_name: str) -> list[dict]:
     for task in suite.tasks:
         t = data["tasks"][task.name]
         T = int(t["T"])
-        h = (t["adamw"].get("chosen") or {}).get(str(T))
-        runs = runs_at(t, T)
-        run = next((r for r in runs if r.get("h") == h), None) or min(
-            runs, key=lambda r: min(running_min(mean_curve([r["val"][str(s)] for s in seeds_of(r)]))))
-        seed = seeds_of(run)[0]
+        run = chosen_run(payload, task.name, T)  # tuned AdamW: its lr picked on the selection seeds
+        if run is None:
+            raise BaselineError(f"baselines of suite '{suite_name}' hold no AdamW run of task '{task.name}' at "
+                                f"{T} steps on every selection seed; rebuild: {rebuild_hint(data, suite_name)}")
+        seed = pick_seeds(payload.get("selection_seeds"), [run])[0]
         steps = [int(x) for x in run["steps"]]
         trace = train_rule(task, rule, lr=float(run["lr"]), seed=seed, steps=T, eval_steps=steps, total_steps=T)
         curve = validation_curve(task, seed, trace.snapshots)
