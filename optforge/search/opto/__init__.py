@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from optforge.search.common.factory import llm_strategy_config
 from optforge.search.context import StrategyContext, needs
 from optforge.search.opto.params import OptoConfig
 from optforge.search.opto.strategy import OptoStrategy
@@ -36,8 +37,5 @@ __all__ = ["OptoConfig", "OptoStrategy", "from_config"]
 @needs("llm")
 def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> OptoStrategy:
     """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's LLM client."""
-    config = OptoConfig.from_params(params)
-    if ctx.llm_client is None:
-        raise ValueError("strategy 'opto' needs an LLM: configure the llm section (model, api_key_env, or "
-                         "replay: RUN_DIR to run offline)")
+    config = llm_strategy_config("opto", OptoConfig, params, ctx)
     return OptoStrategy(config, ctx.llm, ctx.seed, ctx.record)
