@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from optforge import seeds as seedlib
+from optforge.evaluators.trace import anonymous_labels
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
 from optforge.search.base import SEARCH_STAGES, Rollout, StrategyBase
@@ -217,20 +218,24 @@ class OptoStrategy(StrategyBase):
 
     def _steps(self, chains: list[Chain]) -> list[Candidate]:
         prompts = [self._prompt(c) for c in chains]
-        responses = self.llm.complete_many([{"messages": messages} for messages, _ in prompts])
+        responses = self.llm.complete_many([{"messages": messages} for messages, _, _ in prompts])
         out = []
-        for chain, (_, feedback), resp in zip(chains, prompts, responses):
-            cand = self._take(chain, feedback, resp)
+        for chain, (_, feedback, labels), resp in zip(chains, prompts, responses):
+            cand = self._take(chain, feedback, labels, resp)
             if cand is not None:
                 out.append(cand)
         return out
 
-    def _prompt(self, chain: Chain) -> tuple[list[dict[str, str]], str]:
-        """The step's messages and the feedback they show; (variables, feedback) then joins the memory."""
+    def _prompt(self, chain: Chain) -> tuple[list[dict[str, str]], str, dict[str, str]]:
+        """The step's messages, the feedback they show and the task labels they use ("task i" -> task
+        name, for the `step` record only: prompts never name a task); (variables, feedback) then joins
+        the memory."""
         cfg = self.config
         variables = variables_of(chain.source, cfg.split_constants)
         result = chain.oracle
-        sections = render_sections(result, variables, inputs=self._task_inputs(result), budgets=cfg.budgets,
+        inputs = self._task_inputs(result)
+        labels = anonymous_labels(chain.source, sorted(set(inputs) | set(result.metrics.get("tasks") or {})))
+        sections = render_sections(result, variables, inputs=inputs, budgets=cfg.budgets, labels=labels,
                                    mask=cfg.mask, source=chain.source)
         if chain.trace_failure:
             sections["Feedback"] = fit(f"{chain.trace_failure}\n{sections['Feedback']}", cfg.budgets.feedback)
@@ -240,7 +245,7 @@ class OptoStrategy(StrategyBase):
                                        f"{sections['Feedback']}", cfg.budgets.feedback)
         messages = build_messages(sections, chain.memory.render(cfg.budgets.memory))
         chain.memory.add(variables, sections["Feedback"])
-        return messages, sections["Feedback"]
+        return messages, sections["Feedback"], {label: name for name, label in labels.items()}
 
     def _task_inputs(self, result: EvaluationResult) -> dict[str, TaskInput]:
         names = list((result.metrics.get("tasks") or {}))
@@ -249,7 +254,7 @@ class OptoStrategy(StrategyBase):
             self._inputs.update(_find_task_inputs(missing))
         return {n: self._inputs[n] for n in names if n in self._inputs}
 
-    def _take(self, chain: Chain, feedback: str, resp: Any) -> Candidate | None:
+    def _take(self, chain: Chain, feedback: str, labels: dict[str, str], resp: Any) -> Candidate | None:
         if isinstance(resp, BudgetExhausted):
             self.stop_reason = f"LLM budget exhausted: {resp}"
             log.info("opto stops proposing: %s", resp)
@@ -269,21 +274,27 @@ class OptoStrategy(StrategyBase):
                                 "model": resp.model, "finish_reason": resp.finish_reason,
                                 "prompt_hash": resp.call.prompt_hash, "dollars": resp.call.dollars}
         at_cap = self.config.max_steps is not None and chain.steps >= self.config.max_steps
+        step = {"chain": chain.index, "step": chain.steps, "parent": chain.cid, "outcome": outcome.kind,
+                "feedback": feedback, "tasks": labels}
         if outcome.kind == NO_CHANGE:
+            self.record("step", {**step, "change": "TERMINATE: no change"})
             self._end(chain, "TERMINATE: the model suggested no change")
             return None
         if outcome.kind == INVALID:
             again = bool(chain.invalid_reason)
             chain.invalid_reason = outcome.reason
+            note.update(status="invalid", reason=outcome.reason)
+            cand = Candidate.new(outcome.source or resp.text, parents=(chain.cid,), strategy=self.name, note=note,
+                                 id=chain.rng.bytes(6).hex())
+            self.record("step", {**step, "change": f"invalid: {outcome.reason}"}, cand.id)
             if again or at_cap:
                 self._end(chain, "two unusable answers in a row" if again else f"max_steps={self.config.max_steps}")
-            note.update(status="invalid", reason=outcome.reason)
-            return Candidate.new(outcome.source or resp.text, parents=(chain.cid,), strategy=self.name, note=note,
-                                 id=chain.rng.bytes(6).hex())
+            return cand
         applied = outcome.applied
         note.update(change=applied.record(), lineage=applied.describe())
         cand = Candidate.new(applied.source, parents=(chain.cid,), strategy=self.name, note=note,
                              id=chain.rng.bytes(6).hex())
+        self.record("step", {**step, "change": applied.describe()}, cand.id)
         chain.cid, chain.source, chain.oracle, chain.invalid_reason = cand.id, applied.source, None, ""
         chain.trace_failure = ""
         chain.phase = EVALUATING

@@ -103,9 +103,18 @@ def test_a_diverged_role_reaches_the_next_prompt_and_a_constant_change_is_the_li
     state = st.state()
     assert state["best"]["candidate"] == beta.id and state["best"]["chain"] == 0
     # `optforge show --records` lists each new best chain and why a chain ended
-    records = [(r.kind, r.candidate_id, r.data.get("reason")) for r in ctx.records.take()]
+    kept = ctx.records.take()
+    records = [(r.kind, r.candidate_id, r.data.get("reason")) for r in kept if r.kind != "step"]
     assert records == [("best_chain", seed.id, None), ("best_chain", beta.id, None),
                        ("chain_ended", None, "TERMINATE: the model suggested no change")]
+    # a `step` record per answer: what changed, and the feedback it answered with the tasks' real names
+    steps = [(r.candidate_id, r.data["step"], r.data["outcome"], r.data["change"]) for r in kept if r.kind == "step"]
+    assert steps == [(beta.id, 1, "update", "constant BETA2 0.999 \u2192 0.995"),
+                     (bad.id, 2, "invalid", "invalid: " + bad.note["reason"]), (None, 3, "no_change", "TERMINATE: no change")]
+    first = next(r.data for r in kept if r.kind == "step")
+    assert first["parent"] == seed.id and "step 47" in first["feedback"]
+    assert sorted(first["tasks"].values()) == ["char_lm", "small_cnn", "tiny_mlp"]
+    assert sorted(first["tasks"]) == ["task 1", "task 2", "task 3"]
 
 
 def test_state_round_trips_exactly_and_the_resumed_strategy_continues_the_same(llm_for, make_result):
