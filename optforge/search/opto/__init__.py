@@ -4,7 +4,7 @@ NeurIPS 2024, arXiv 2406.16218): the rule source is the trainable parameter, one
 
 What exists (pure parts, tested in tests/search/opto/):
 - `params.OptoConfig`: the `strategy:` keys (memory_size, split_constants, chains, mask, detail,
-  per-section character budgets), through `optforge.config.build_strategy_params`;
+  minibatch, per-section character budgets), through `optforge.config.build_strategy_params`;
 - `variables`: the rule as the code variable `rule`, with `split_constants` each numeric
   UPPER_CASE constant its own variable; the projection of a suggestion (static rule check, constants
   cast to their type and held to the hyperparameter conventions), a constant written into its
@@ -19,7 +19,9 @@ What exists (pure parts, tested in tests/search/opto/):
   (templates in optforge/llm/prompts/opto/).
 
 - `strategy.OptoStrategy`: the chains (see its docstring); registered as `strategy: {name: opto}`
-  (configs/opto.yaml, and configs/opto_masked.yaml for the OPRO-like ablation).
+  (configs/opto.yaml, and configs/opto_masked.yaml for the OPRO-like ablation). Records: `step` (each
+  answer: what changed, the feedback it answered, the task labels' names for show/report),
+  `best_chain`, `chain_ended`; `optforge show` lists the steps per chain (`optforge.strategy_views`).
 """
 
 from __future__ import annotations
