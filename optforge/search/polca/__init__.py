@@ -20,8 +20,10 @@ candidate), `summary`, `evicted`.
 
 Embeddings: `behaviour` (default, the sandbox probe) or `text` (`LLMClient.embed` with
 `llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one).
-Not built yet: the `text-local` embedding (the `optforge[embed]` extra); dedicated show/report
-views; the four-ablation benchmark (`benchmarks/polca_epsilon_net.py` measures the epsilon-net part).
+`optforge show RUN` and `optforge report` show the memory (`optforge.strategy_views.polca_memory`: the
+top candidates by mean over their rollouts, with sd, n and the exploit pick). Benchmarks:
+`benchmarks/polca_ablation.py` (the four ablations side by side), `benchmarks/polca_epsilon_net.py`
+(the epsilon-net on a known mix). Not built yet: the `text-local` embedding (the `optforge[embed]` extra).
 """
 
 from __future__ import annotations
