@@ -83,8 +83,8 @@ def opto_steps(store: Any, config: Any) -> dict[str, Any]:
         d = rec.data
         cid = rec.candidate_id
         ev = _last_result(store, cid, stage) if cid else None
-        result = None if ev is None else {"stage": ev.stage, "status": ev.status.value,
-                                          "fitness": ev.fitness if ev.ok else None}
+        result = None if ev is None else {"stage": ev.stage, "status": ev.status.value,  # smoke is a gate: no fitness
+                                          "fitness": ev.fitness if ev.ok and ev.stage != "smoke" else None}
         feedback = name_tasks(name_labels(str(d.get("feedback", "")), d.get("tasks") or {}), tasks)
         rows.append({"chain": d.get("chain"), "step": d.get("step"), "parent": d.get("parent"), "candidate": cid,
                      "outcome": d.get("outcome"), "change": d.get("change", ""), "result": result,
