@@ -70,18 +70,30 @@ def test_a_polca_run_on_smoke_and_its_replay(live, tmp_path):
     assert _outcome(replayed) == _outcome(store)
 
 
-def test_a_polca_run_killed_mid_iteration_resumes_to_the_same_run_without_asking_again(live, tmp_path):
-    """SIGKILL (the driver and its Ray) once the first child has its train result, while its validation
-    rollouts and the summarizer are still to come; the resumed run ends as the uninterrupted one did,
-    and the server answers only the call the killed run never made."""
+def _train_rows(st):
+    return sum(e.stage == "train" and e.rollout_id is None for e in st.evaluations())
+
+
+def _rollout_rows(st):
+    return sum(e.rollout_id is not None for e in st.evaluations())
+
+
+@pytest.mark.parametrize("kill_when, asked", [
+    # AdamW's first exploration rollout is in: its second is still to run, and no LLM call was made
+    (lambda st: _rollout_rows(st) >= 1, 0),
+    # the first child has its train result: its validation rollouts and the summarizer are still to come
+    (lambda st: _train_rows(st) >= 2, 2),
+], ids=["exploring", "validating"])
+def test_a_polca_run_killed_mid_iteration_resumes_to_the_same_run_without_asking_again(live, tmp_path, kill_when, asked):
+    """SIGKILL (the driver and its Ray) mid-iteration; the resumed run ends as the uninterrupted one did,
+    and the server answers only the calls the killed run never made."""
     _, reference, _, served = live
     killed = tmp_path / "killed"
     with ScriptedServer(SCRIPT) as server:
         config = polca_config({"api_base": server.url})
         proc = start_killable(config, killed)
         try:
-            wait_for(proc, killed, lambda st: sum(e.stage == "train" and e.rollout_id is None
-                                                  for e in st.evaluations()) >= 2)
+            wait_for(proc, killed, kill_when)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
@@ -89,7 +101,7 @@ def test_a_polca_run_killed_mid_iteration_resumes_to_the_same_run_without_asking
                 os.killpg(proc.pid, signal.SIGKILL)
         with Store.open(killed) as st:
             assert st.meta("status") == "running" and not any(r.kind == "summary" for r in st.records())
-            assert len(st.llm_calls()) == server.served == 2  # the two proposals; the summary is still to come
+            assert len(st.llm_calls()) == server.served == asked
         store, strategy = _run(killed, {"api_base": server.url})
         assert server.served == served == 3
     assert strategy.done() and store.meta("status") == "finished"
