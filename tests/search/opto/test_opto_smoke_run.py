@@ -99,18 +99,26 @@ def test_opto_on_smoke_feeds_the_diverged_role_back_records_the_constant_and_rep
         assert [c["prompt_hash"] for c in again.llm_calls()] == [c["prompt_hash"] for c in a.llm_calls()]
 
 
-def test_an_opto_run_killed_mid_step_resumes_to_the_same_run_without_asking_again(live, tmp_path):
-    """SIGKILL (the driver and its Ray) once the first LLM-made rule has its train result, while its trace
-    rollout and the next two steps are still to come; the resumed run ends as the uninterrupted one did,
-    and the server answers only the calls the killed run never made."""
+def _train_rows(st):
+    return sum(e.stage == "train" and e.rollout_id is None for e in st.evaluations())
+
+
+@pytest.mark.parametrize("kill_when, asked", [
+    # AdamW's train result is in, its trace rollout (the first oracle) still to come: no step taken yet
+    (lambda st: _train_rows(st) >= 1, 0),
+    # the first LLM-made rule has its train result: its trace rollout and the next two steps are to come
+    (lambda st: _train_rows(st) >= 2, 1),
+], ids=["first-oracle", "second-rule"])
+def test_an_opto_run_killed_mid_step_resumes_to_the_same_run_without_asking_again(live, tmp_path, kill_when, asked):
+    """SIGKILL (the driver and its Ray) mid-run; the resumed run ends as the uninterrupted one did, and
+    the server answers only the calls the killed run never made."""
     _, reference, _, served = live
     killed = tmp_path / "killed"
     with ScriptedServer(SCRIPT) as server:
         config = opto_config({"api_base": server.url})
         proc = start_killable(config, killed)
         try:
-            wait_for(proc, killed, lambda st: sum(e.stage == "train" and e.rollout_id is None
-                                                  for e in st.evaluations()) >= 2)
+            wait_for(proc, killed, kill_when)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
@@ -118,7 +126,7 @@ def test_an_opto_run_killed_mid_step_resumes_to_the_same_run_without_asking_agai
                 os.killpg(proc.pid, signal.SIGKILL)
         with Store.open(killed) as st:
             assert st.meta("status") == "running"
-            assert len(st.llm_calls()) == server.served == 1  # the first step; two are still to come
+            assert len(st.llm_calls()) == server.served == asked
         store, strategy = run_opto(killed, {"api_base": server.url})
         assert server.served == served == 3
     assert strategy.done() and store.meta("status") == "finished"
