@@ -1,6 +1,6 @@
 """POLCA's epsilon-net with the `behaviour` embedding on a known mix of proposals (the epsilon-net part
-of issue 18's ablation benchmark; the four-ablation comparison with equal evaluation budgets is not
-built yet).
+of issue 18's ablation benchmark; benchmarks/polca_ablation.py runs the four ablations with equal
+evaluation budgets).
 
 For every bundled seed, three variants are made with `ast`: a reformatted copy (`ast.unparse`: no
 comments, normalised layout), a renamed copy (module constants other than LR, and the functions'

@@ -5,7 +5,8 @@ best-so-far line; the promotion funnel; per-task scores of the top candidates an
 heatmap, and a table for the best candidate and the references with each score's 95 % interval, best
 loss, AdamW's loss and the chosen lr); the best candidate's validation curves against tuned AdamW, its
 task-detection flags and its program (helpers folded); its lineage, with each ancestor's fitness and a
-diff of the program; failure reasons by status; and the run config.
+diff of the program; failure reasons by status; POLCA's memory or OPTO's steps (`strategy_views`); the
+strategy's records; and the run config.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from optforge.export import choose_best
 from optforge.funnel import funnel_counts
 from optforge.report_plots import Figure, best_so_far, fig_curves, fig_funnel, fig_heatmap, fig_timeline, timeline
 from optforge.report_sections import (
-    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, records_html, source_html,
-    task_detection_html, task_table,
+    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, opto_steps_html,
+    polca_memory_html, records_html, source_html, task_detection_html, task_table,
 )
 from optforge.store import EvaluationRecord, Store
+from optforge.strategy_views import strategy_view
 from optforge.types import Candidate
 
 __all__ = ["best_so_far", "build_report", "lineage", "reference_rows", "write_report"]
@@ -135,7 +137,12 @@ def build_report(run_dir: str | Path, top: int = 8) -> str:
             chain = [(c, _latest(store, c.id, rank_stage)) for c in lineage(store, best.id)]
             parts.append("<h2>Lineage of the best candidate</h2>" + lineage_html(chain))
         parts.append("<h2>Failures by status</h2>" + failures_html(failure_rows(store)))
-        parts.append("<h2>Strategy records</h2>" + records_html(record_rows(store)))
+        view = strategy_view(store, config)
+        if view is not None and view["kind"] == "polca_memory":
+            parts.append("<h2>POLCA memory</h2>" + polca_memory_html(view))
+        elif view is not None:
+            parts.append("<h2>OPTO steps</h2>" + opto_steps_html(view))
+        parts.append("<h2>Strategy records</h2>" + records_html(record_rows(store), suite=str(config.suite)))
         parts.append("<h2>Run config</h2>" + config_html(store.config()))
     return _PAGE.format(body="\n".join(parts))
 

@@ -129,17 +129,67 @@ def failures_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def records_html(rows: Sequence[Mapping[str, Any]], per_kind: int = 20) -> str:
-    """The strategy's records (rows of `show.record_rows`), grouped by kind, the last `per_kind` of each."""
+def records_html(rows: Sequence[Mapping[str, Any]], per_kind: int = 20, suite: str = "") -> str:
+    """The strategy's records (rows of `show.record_rows`), grouped by kind, the last `per_kind` of each;
+    their texts' tasks named (`strategy_views.readable` over the run's `suite`)."""
+    from optforge.strategy_views import readable
+
     if not rows:
         return "<p>the strategy kept no records</p>"
     out = []
     for kind in sorted({r["kind"] for r in rows}):
         group = [r for r in rows if r["kind"] == kind]
         items = [f"<li>{'<code>' + esc(r['candidate']) + '</code> ' if r['candidate'] else ''}"
-                 f"<code>{esc(json.dumps(r['data'], sort_keys=True)[:600])}</code></li>" for r in group[-per_kind:]]
+                 f"<code>{esc(json.dumps(readable(r['data'], suite) if suite else r['data'], sort_keys=True, ensure_ascii=False)[:600])}</code></li>"
+                 for r in group[-per_kind:]]
         more = f" (the last {per_kind} shown)" if len(group) > per_kind else ""
         out.append(f"<h3>{esc(kind)} ({len(group)}){more}</h3><ul>{''.join(items)}</ul>")
+    return "".join(out)
+
+
+def _score(v: Any) -> str:
+    return "-" if v is None else f"{float(v):+.3f}"
+
+
+def polca_memory_html(view: Mapping[str, Any]) -> str:
+    """POLCA's memory (`strategy_views.polca_memory`): the top candidates by mean over their rollouts."""
+    rows = view["rows"]
+    intro = (f"<p>After {view['iteration'] or 0} iteration(s): the top {len(rows)} of {view['size']} candidates by mean "
+             f"score over their rollouts (one per task and search seed). &#9733; marks the exploit pick, the best mean "
+             f"with at least {view['min_rollouts']} scores; <i>lost</i> counts rollouts without a score.</p>")
+    if not rows:
+        return intro + "<p>the memory is empty</p>"
+    head = ("<tr><th></th><th>candidate</th><th>mean</th><th>sd</th><th>n</th><th>lost</th><th>tasks</th>"
+            "<th>where</th><th>parent</th></tr>")
+    body = "".join(
+        f"<tr><td>{'&#9733;' if r['best'] else ''}</td><td><code>{esc(r['id'])}</code> {esc(r['label'])}</td>"
+        f"<td class=\"num\">{_score(r['mean'])}</td><td class=\"num\">{_num(r['sd'], '.3f')}</td>"
+        f"<td class=\"num\">{r['n']}</td><td class=\"num\">{r['lost']}</td>"
+        f"<td>{esc(', '.join(r['tasks']))}</td><td>{esc(r['place'])}</td>"
+        f"<td><code>{esc(r['parent'] or '-')}</code></td></tr>" for r in rows)
+    context = (f"<p><b>summarizer context:</b> {esc(view['context'])}</p>" if view.get("context") else "")
+    return intro + f"<table class=\"polca-memory\">{head}{body}</table>" + context
+
+
+def opto_steps_html(view: Mapping[str, Any]) -> str:
+    """OPTO's steps (`strategy_views.opto_steps`), by chain: the change, its result, the feedback answered."""
+    if not view["rows"]:
+        return "<p>no OptoPrime step was taken</p>"
+    best = view.get("best")
+    out = [f"<p>best chain {esc(str(best['chain']))}: <code>{esc(str(best['candidate']))}</code> at "
+           f"{_score(best['fitness'])} after {esc(str(best['steps']))} step(s)</p>" if best else ""]
+    for chain in sorted({r["chain"] for r in view["rows"]}, key=lambda c: -1 if c is None else c):
+        ended = view["ended"].get(str(chain))
+        out.append(f"<h3>chain {esc(str(chain))}" + (f" <span class=\"fit\">ended: {esc(ended)}</span>" if ended else "")
+                   + "</h3><ol class=\"opto-steps\">")
+        for r in (r for r in view["rows"] if r["chain"] == chain):
+            res = r["result"]
+            got = ("" if res is None else f" &rarr; {esc(res['status'])}"
+                   + ("" if res["fitness"] is None else f" {_score(res['fitness'])}") + f" at {esc(res['stage'])}")
+            out.append(f"<li value=\"{int(r['step'] or 0)}\"><code>{esc(str(r['parent']))}</code> &rarr; "
+                       f"<code>{esc(r['candidate'] or '(no candidate)')}</code>: {esc(r['change'])}{got}"
+                       f"<details><summary>feedback it answered</summary><pre>{esc(r['feedback'])}</pre></details></li>")
+        out.append("</ol>")
     return "".join(out)
 
 

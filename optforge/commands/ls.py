@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
+from optforge.commands.table import format_table
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs under {root}")
         return 0
-    print(f"{'run':<40} {'strategy':<10} {'status':<12} {'cands':>6} {'evals':>6} {'best':>8}  created")
+    rows = []
     for path in runs:
         with Store.open(path) as store:
             cfg = store.config()
@@ -41,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
             stage = RunConfig.from_dict(cfg).search_stages()[-1].name if cfg else "train"
             best = store.best(stage)
             created = store.meta("created")
-            print(f"{str(path):<40} {strategy:<10} {store.meta('status', '?'):<12} "
-                  f"{len(store.candidates(include_reference=False)):>6} {len(store.evaluations()):>6} "
-                  f"{'-' if best is None else f'{best.evaluation.fitness:+.3f}':>8}  "
-                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(created)) if created else '-'}")
+            rows.append([str(path), strategy, store.meta("status", "?"), len(store.candidates(include_reference=False)),
+                         len(store.evaluations()), "-" if best is None else f"{best.evaluation.fitness:+.3f}",
+                         time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-"])
+    for line in format_table(["run", "strategy", "status", "cands", "evals", "best", "created"], rows, right=(3, 4, 5)):
+        print(line)
     return 0

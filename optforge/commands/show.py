@@ -1,7 +1,10 @@
 """`optforge show RUN_DIR [--json] [--top N] [--records [--kind K]]`: leaderboard, funnel counts,
 meta-overfitting check and the best candidate's source. Promoted candidates are marked with `*`. A
 candidate evaluated more than once at the last search stage (rollouts, repeats) ranks by the mean over
-its rows, shown with their sd and n. `--records` lists the strategy's records instead.
+its rows, shown with their sd and n. A POLCA run also shows its memory (the top candidates by mean
+over their rollouts), an OPTO run its steps (each chain's variable changes and the feedback they
+answered). `--records` lists the strategy's records instead. Feedback printed here names its tasks;
+the prompts that carried it did not.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind and not args.records:
         raise UserError("--kind selects strategy records: use it with --records")
     if args.records:
-        return print_records(store, args.kind, as_json=args.json)
+        return print_records(store, args.kind, as_json=args.json, suite=config.suite)
     if args.json:
         print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
         return 0
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print_leaderboard(store, config, top=args.top)
     print_failures(s["failures"])
+    print_strategy_view(s["strategy_view"], store.run_dir)
     if s["promoted"]:
         print(f"promoted: {', '.join(s['promoted'])} (export one with: optforge export {store.run_dir} ID -o opt.py)")
     best = _best(store, config)
@@ -193,7 +197,10 @@ def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
             for r in store.records(kind)]
 
 
-def print_records(store: Any, kind: str | None, *, as_json: bool = False) -> int:
+def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite: str = "") -> int:
+    """The records, one line each (their texts' tasks named for reading), or as stored with `as_json`."""
+    from optforge.strategy_views import readable
+
     rows = record_rows(store, kind)
     if as_json:
         print(json.dumps(rows, indent=2, sort_keys=True))
@@ -205,7 +212,8 @@ def print_records(store: Any, kind: str | None, *, as_json: bool = False) -> int
         return 0
     for r in rows:
         about = f" [{r['candidate']}]" if r["candidate"] else ""
-        print(f"#{r['id']} {r['kind']}{about}: {json.dumps(r['data'], sort_keys=True)[:300]}")
+        data = readable(r["data"], suite) if suite else r["data"]
+        print(f"#{r['id']} {r['kind']}{about}: {json.dumps(data, sort_keys=True, ensure_ascii=False)[:300]}")
     return 0
 
 
@@ -237,10 +245,60 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{float(v):+.3f}"
 
 
+FEEDBACK_LINES = 8  # lines of each OPTO step's feedback printed (--json has all of it)
+
+
+def print_strategy_view(view: dict[str, Any] | None, run_dir: Any) -> None:
+    """POLCA's memory or OPTO's steps (`optforge.strategy_views`), if the run has one."""
+    from optforge.commands.table import format_table
+
+    if not view:
+        return
+    if view["kind"] == "polca_memory":
+        rows = view["rows"]
+        print(f"\nPOLCA memory after {view['iteration'] or 0} iteration(s): the top {len(rows)} of {view['size']} "
+              f"candidates by mean score over their rollouts (* the exploit pick: the best mean with at least "
+              f"{view['min_rollouts']} scores)")
+        if not rows:
+            print("  (empty: no warm start was queued)")
+        table = [["*" if r["best"] else "", (r["id"] + (f" {r['label']}" if r["label"] else "")), _num(r["mean"]),
+                  "-" if r["sd"] is None else f"{r['sd']:.3f}", r["n"], r["lost"], len(r["tasks"]), r["place"],
+                  r["parent"] or "-"] for r in rows]
+        if rows:
+            for line in format_table(["", "id", "mean", "sd", "n", "lost", "tasks", "where", "parent"], table,
+                                     right=(2, 3, 4, 5, 6)):
+                print("  " + line)
+            print("  n: known scores (one per task and search seed rolled out); lost: rollouts without a score")
+        if view["context"]:
+            print(f"summarizer context: {view['context']}")
+        return
+    best = view.get("best")
+    print("\nOPTO steps" + (f" (best chain {best['chain']}: {best['candidate']} at {_num(best['fitness'])})" if best else "")
+          + ":")
+    if not view["rows"]:
+        print("  (no step taken yet)")
+    chain = None
+    for r in view["rows"]:
+        if r["chain"] != chain:
+            chain = r["chain"]
+            ended = view["ended"].get(str(chain))
+            print(f"chain {chain}" + (f" (ended: {ended})" if ended else ""))
+        res = r["result"]
+        got = ("" if res is None else f" -> {res['status']}" + ("" if res["fitness"] is None else f" {_num(res['fitness'])}")
+               + f" at {res['stage']}")
+        print(f"  step {r['step']}: {r['parent']} -> {r['candidate'] or '(no candidate)'}: {r['change']}{got}")
+        lines = r["feedback"].splitlines()
+        for i, line in enumerate(lines[:FEEDBACK_LINES]):
+            print(("    feedback: " if i == 0 else "              ") + line)
+        if len(lines) > FEEDBACK_LINES:
+            print(f"              ({len(lines) - FEEDBACK_LINES} more lines: optforge show {run_dir} --json)")
+
+
 def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
     from optforge.rule_flags import task_detection_flags
+    from optforge.strategy_views import strategy_view
 
     dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)
     best = _best(store, config)
@@ -263,6 +321,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
         "failure": store.meta("failure", ""),
         "failures": failure_rows(store),
         "records": {k: n for k, n in _record_counts(store).items()},
+        "strategy_view": strategy_view(store, config),
     }
 
 

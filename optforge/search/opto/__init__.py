@@ -4,7 +4,7 @@ NeurIPS 2024, arXiv 2406.16218): the rule source is the trainable parameter, one
 
 What exists (pure parts, tested in tests/search/opto/):
 - `params.OptoConfig`: the `strategy:` keys (memory_size, split_constants, chains, mask, detail,
-  per-section character budgets), through `optforge.config.build_strategy_params`;
+  minibatch, per-section character budgets), through `optforge.config.build_strategy_params`;
 - `variables`: the rule as the code variable `rule`, with `split_constants` each numeric
   UPPER_CASE constant its own variable; the projection of a suggestion (static rule check, constants
   cast to their type and held to the hyperparameter conventions), a constant written into its
@@ -19,13 +19,16 @@ What exists (pure parts, tested in tests/search/opto/):
   (templates in optforge/llm/prompts/opto/).
 
 - `strategy.OptoStrategy`: the chains (see its docstring); registered as `strategy: {name: opto}`
-  (configs/opto.yaml, and configs/opto_masked.yaml for the OPRO-like ablation).
+  (configs/opto.yaml, and configs/opto_masked.yaml for the OPRO-like ablation). Records: `step` (each
+  answer: what changed, the feedback it answered, the task labels' names for show/report),
+  `best_chain`, `chain_ended`; `optforge show` lists the steps per chain (`optforge.strategy_views`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from optforge.search.common.factory import llm_strategy_config
 from optforge.search.context import StrategyContext, needs
 from optforge.search.opto.params import OptoConfig
 from optforge.search.opto.strategy import OptoStrategy
@@ -36,8 +39,5 @@ __all__ = ["OptoConfig", "OptoStrategy", "from_config"]
 @needs("llm")
 def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> OptoStrategy:
     """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's LLM client."""
-    config = OptoConfig.from_params(params)
-    if ctx.llm_client is None:
-        raise ValueError("strategy 'opto' needs an LLM: configure the llm section (model, api_key_env, or "
-                         "replay: RUN_DIR to run offline)")
+    config = llm_strategy_config("opto", OptoConfig, params, ctx)
     return OptoStrategy(config, ctx.llm, ctx.seed, ctx.record)

@@ -64,12 +64,16 @@ class Memory:
         return fit(head + note + "\n".join(kept), budget)
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-able state; `from_state(json.loads(json.dumps(m.to_state())))` is an equal memory."""
-        return {"size": self.size, "entries": [e.to_dict() for e in self._entries]}
+        """JSON-able state; `from_state(json.loads(json.dumps(m.to_state(), sort_keys=True)))` is an equal
+        memory that renders the same. The variables are [name, value] pairs: the store writes JSON with
+        sorted keys, and a mapping would come back in another order, and so render another prompt."""
+        return {"size": self.size, "entries": [{"variables": [[k, v] for k, v in e.variables.items()],
+                                                "feedback": e.feedback} for e in self._entries]}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "Memory":
         m = cls(int(state["size"]))
         for e in state.get("entries", ()):
-            m.add(e["variables"], e["feedback"])
+            variables = e["variables"]  # a mapping in a state saved before the pairs
+            m.add(dict(variables.items() if isinstance(variables, Mapping) else map(tuple, variables)), e["feedback"])
         return m

@@ -56,6 +56,7 @@ class OptoConfig:
     chains: int = 1  # parallel OptoPrime chains, each with its own variables, memory and RNG
     mask: tuple[str, ...] = ()  # sections hidden from the prompt, e.g. [Others, Code]
     detail: str = "trace"  # detail of the oracle evaluation: "trace" (per-role norms) or "summary"
+    minibatch: int | None = None  # tasks of the search suite per oracle rollout, drawn by the chain; null: all
     budgets: SectionBudgets = field(default_factory=SectionBudgets)  # characters per section
 
     def __post_init__(self) -> None:
@@ -65,6 +66,8 @@ class OptoConfig:
             raise ValueError(f"strategy.max_steps={self.max_steps!r} must be >= 1 or null")
         if self.chains < 1:
             raise ValueError(f"strategy.chains={self.chains!r} must be >= 1")
+        if self.minibatch is not None and self.minibatch < 1:
+            raise ValueError(f"strategy.minibatch={self.minibatch!r} must be >= 1 (tasks per oracle evaluation) or null")
         if self.detail not in DETAILS:
             raise ValueError(f"strategy.detail={self.detail!r} must be one of {', '.join(DETAILS)}")
         mask = (self.mask,) if isinstance(self.mask, str) else tuple(self.mask)
@@ -74,6 +77,11 @@ class OptoConfig:
                 why = " (OptoPrime optimizes with it)" if name in SECTIONS else ""
                 raise ValueError(f"strategy.mask: '{m}' cannot be masked{why}; maskable sections: {', '.join(MASKABLE)}")
         object.__setattr__(self, "mask", tuple(dict.fromkeys(names)))
+
+    @property
+    def rolls_out(self) -> bool:
+        """Whether the oracle is a rollout (trace detail, or a minibatch), not the candidate's own result."""
+        return self.detail == "trace" or self.minibatch is not None
 
     def shows(self, section: str) -> bool:
         """Whether `section` ("Others", "#Others") is in the prompt."""

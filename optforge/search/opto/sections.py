@@ -271,7 +271,8 @@ def feedback_section(result: EvaluationResult, labels: Mapping[str, str], source
             lines.append(f"- {k}: score {v:+.3f}, {how}")
     elif known:
         v, k = min((v, k) for k, v in known.items())
-        lines.append(f"Every task beats tuned AdamW; the weakest is {k} at {v:+.3f}.")
+        lines.append(f"Every task beats tuned AdamW; the weakest is {k} at {v:+.3f}." if v > 0 else
+                     f"No task lags tuned AdamW, but {k} only ties it ({v:+.3f}).")
     missing = [k for k in scores if k not in known]
     if missing:
         lines.append(f"No score for: {', '.join(missing)}.")

@@ -3,10 +3,13 @@
 A chain (Cheng, Nie, Swaminathan, NeurIPS 2024, arXiv 2406.16218; `opto/optimizers/optoprime.py`):
 
 1. its variables (`variables.variables_of` of its current rule) are evaluated by the engine: the
-   candidate's own search stages, then, with `detail: trace`, the *oracle*: a rollout of the same
-   candidate at trace detail (`Rollout.repeat(cid, 1, detail="trace")`, the lr tuned again so the
-   diverged lr trials are traced). The platform records trace detail only on rollouts, so this is
-   the route; a failed candidate cannot be rolled out, and its own failed result is its oracle;
+   candidate's own search stages, then, with `detail: trace` or a `minibatch`, the *oracle*: a
+   rollout of the same candidate on one fresh search seed (`Rollout.repeat(cid, 1, detail=...)`, the
+   lr tuned again so the diverged lr trials are traced), on all the search suite's tasks or on
+   `minibatch` of them drawn by the chain's RNG. The platform records trace detail only on rollouts,
+   so this is the route; a failed candidate cannot be rolled out, and its own failed result is its
+   oracle. A rollout that fails (lost, crashed, timed out...) is feedback too: its failure text opens
+   #Feedback, above the sections of the candidate's own result; the step goes on;
 2. the prompt is built from the oracle (`sections.render_sections`, `mask` applied) and the chain's
    memory; then (variables, feedback) joins the memory (FIFO, `memory_size`);
 3. one LLM call; the answer is parsed and projected (`suggestion.parse_suggestion`):
@@ -34,6 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from optforge import seeds as seedlib
+from optforge.evaluators.trace import anonymous_labels
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
 from optforge.search.base import SEARCH_STAGES, Rollout, StrategyBase
@@ -72,13 +76,15 @@ class Chain:
     steps: int = 0
     best: dict[str, Any] = field(default_factory=dict)  # {"candidate", "fitness"}
     end_reason: str = ""
+    oracle_tasks: list[str] | None = None  # the minibatch of the rollout awaited (None: every task)
+    trace_failure: str = ""  # why the current variables' oracle rollout gave no result, in #Feedback
 
     def state(self) -> dict[str, Any]:
         return {"index": self.index, "rng": self.rng.bit_generator.state, "memory": self.memory.to_state(),
                 "cid": self.cid, "source": self.source, "phase": self.phase,
                 "oracle": self.oracle.to_dict() if self.oracle is not None else None,
                 "invalid_reason": self.invalid_reason, "steps": self.steps, "best": dict(self.best),
-                "end_reason": self.end_reason}
+                "end_reason": self.end_reason, "oracle_tasks": self.oracle_tasks, "trace_failure": self.trace_failure}
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> "Chain":
@@ -86,7 +92,8 @@ class Chain:
         rng.bit_generator.state = s["rng"]
         return cls(int(s["index"]), rng, Memory.from_state(s["memory"]), s["cid"], s["source"], s["phase"],
                    EvaluationResult.from_dict(s["oracle"]) if s["oracle"] is not None else None,
-                   s["invalid_reason"], int(s["steps"]), dict(s["best"]), s["end_reason"])
+                   s["invalid_reason"], int(s["steps"]), dict(s["best"]), s["end_reason"],
+                   s.get("oracle_tasks"), s.get("trace_failure", ""))
 
 
 class OptoStrategy(StrategyBase):
@@ -113,7 +120,9 @@ class OptoStrategy(StrategyBase):
             out.append(self._start_candidate())
         while self.rollouts and len(out) < n:
             cid = self.rollouts.pop(0)
-            out.append(Rollout.repeat(cid, 1, detail="trace", note={"opto": "oracle"}))
+            tasks = next((c.oracle_tasks for c in self._waiting(cid, TRACING)), None)
+            out.append(Rollout.repeat(cid, 1, detail=self.config.detail, tasks=tuple(tasks) if tasks else None,
+                                      note={"opto": "oracle"}))
         ready = [c for c in self.chains if c.phase == READY][: max(n - len(out), 0)]
         if ready and not self.done():
             out.extend(self._steps(ready))
@@ -125,7 +134,7 @@ class OptoStrategy(StrategyBase):
     def observe(self, candidate: Candidate, result: EvaluationResult) -> None:
         if result.stage and result.stage not in SEARCH_STAGES:
             return  # held-out results never reach a chain
-        trace = False
+        trace, tasks = False, None
         for chain in self._waiting(candidate.id, EVALUATING):
             fitness = result.fitness if result.ok else None
             if fitness is not None and (not chain.best or fitness > chain.best["fitness"]):
@@ -134,8 +143,10 @@ class OptoStrategy(StrategyBase):
                     self.record("best_chain", {"chain": chain.index, **chain.best}, candidate.id)
             if chain.end_reason:
                 self._end(chain, chain.end_reason)
-            elif result.ok and self.config.detail == "trace":
-                chain.phase, trace = TRACING, True
+            elif result.ok and self.config.rolls_out:
+                # the candidate's own result stays, for a rollout that fails; chains sharing it share the minibatch
+                tasks = tasks or self._draw_tasks(chain, result)
+                chain.oracle, chain.oracle_tasks, chain.phase, trace = result, tasks, TRACING, True
             else:
                 chain.oracle, chain.phase = result, READY
         if trace and candidate.id not in self.rollouts:
@@ -143,7 +154,14 @@ class OptoStrategy(StrategyBase):
 
     def observe_rollout(self, rollout: Rollout, result: EvaluationResult) -> None:
         for chain in self._waiting(rollout.candidate_id, TRACING):
-            chain.oracle, chain.phase = result, READY
+            chain.phase, chain.oracle_tasks = READY, None
+            if result.ok or chain.oracle is None:  # None: a state saved before the own result was kept
+                chain.oracle = result
+            else:  # feedback too: the failure text, above the candidate's own result (kept in chain.oracle)
+                text = result.feedback.strip() or f"The evaluation ended with status {result.status.value}."
+                chain.trace_failure = (f"The oracle evaluation of these variables (a {self.config.detail}-detail rollout "
+                                       f"on a fresh seed) ended with status {result.status.value}: {text}\n"
+                                       f"The sections show their own {chain.oracle.stage} evaluation instead.")
 
     def done(self) -> bool:
         if self.stop_reason is None and getattr(self.llm, "exhausted", False):
@@ -200,28 +218,34 @@ class OptoStrategy(StrategyBase):
 
     def _steps(self, chains: list[Chain]) -> list[Candidate]:
         prompts = [self._prompt(c) for c in chains]
-        responses = self.llm.complete_many([{"messages": messages} for messages, _ in prompts])
+        responses = self.llm.complete_many([{"messages": messages} for messages, _, _ in prompts])
         out = []
-        for chain, (_, feedback), resp in zip(chains, prompts, responses):
-            cand = self._take(chain, feedback, resp)
+        for chain, (_, feedback, labels), resp in zip(chains, prompts, responses):
+            cand = self._take(chain, feedback, labels, resp)
             if cand is not None:
                 out.append(cand)
         return out
 
-    def _prompt(self, chain: Chain) -> tuple[list[dict[str, str]], str]:
-        """The step's messages and the feedback they show; (variables, feedback) then joins the memory."""
+    def _prompt(self, chain: Chain) -> tuple[list[dict[str, str]], str, dict[str, str]]:
+        """The step's messages, the feedback they show and the task labels they use ("task i" -> task
+        name, for the `step` record only: prompts never name a task); (variables, feedback) then joins
+        the memory."""
         cfg = self.config
         variables = variables_of(chain.source, cfg.split_constants)
         result = chain.oracle
-        sections = render_sections(result, variables, inputs=self._task_inputs(result), budgets=cfg.budgets,
+        inputs = self._task_inputs(result)
+        labels = anonymous_labels(chain.source, sorted(set(inputs) | set(result.metrics.get("tasks") or {})))
+        sections = render_sections(result, variables, inputs=inputs, budgets=cfg.budgets, labels=labels,
                                    mask=cfg.mask, source=chain.source)
+        if chain.trace_failure:
+            sections["Feedback"] = fit(f"{chain.trace_failure}\n{sections['Feedback']}", cfg.budgets.feedback)
         if chain.invalid_reason:
             sections["Feedback"] = fit(f"Your last answer could not be used, and the variables are unchanged: "
                                        f"{chain.invalid_reason}\nThe feedback of the variables' evaluation:\n"
                                        f"{sections['Feedback']}", cfg.budgets.feedback)
         messages = build_messages(sections, chain.memory.render(cfg.budgets.memory))
         chain.memory.add(variables, sections["Feedback"])
-        return messages, sections["Feedback"]
+        return messages, sections["Feedback"], {label: name for name, label in labels.items()}
 
     def _task_inputs(self, result: EvaluationResult) -> dict[str, TaskInput]:
         names = list((result.metrics.get("tasks") or {}))
@@ -230,7 +254,7 @@ class OptoStrategy(StrategyBase):
             self._inputs.update(_find_task_inputs(missing))
         return {n: self._inputs[n] for n in names if n in self._inputs}
 
-    def _take(self, chain: Chain, feedback: str, resp: Any) -> Candidate | None:
+    def _take(self, chain: Chain, feedback: str, labels: dict[str, str], resp: Any) -> Candidate | None:
         if isinstance(resp, BudgetExhausted):
             self.stop_reason = f"LLM budget exhausted: {resp}"
             log.info("opto stops proposing: %s", resp)
@@ -250,26 +274,42 @@ class OptoStrategy(StrategyBase):
                                 "model": resp.model, "finish_reason": resp.finish_reason,
                                 "prompt_hash": resp.call.prompt_hash, "dollars": resp.call.dollars}
         at_cap = self.config.max_steps is not None and chain.steps >= self.config.max_steps
+        step = {"chain": chain.index, "step": chain.steps, "parent": chain.cid, "outcome": outcome.kind,
+                "feedback": feedback, "tasks": labels}
         if outcome.kind == NO_CHANGE:
+            self.record("step", {**step, "change": "TERMINATE: no change"})
             self._end(chain, "TERMINATE: the model suggested no change")
             return None
         if outcome.kind == INVALID:
             again = bool(chain.invalid_reason)
             chain.invalid_reason = outcome.reason
+            note.update(status="invalid", reason=outcome.reason)
+            cand = Candidate.new(outcome.source or resp.text, parents=(chain.cid,), strategy=self.name, note=note,
+                                 id=chain.rng.bytes(6).hex())
+            self.record("step", {**step, "change": f"invalid: {outcome.reason}"}, cand.id)
             if again or at_cap:
                 self._end(chain, "two unusable answers in a row" if again else f"max_steps={self.config.max_steps}")
-            note.update(status="invalid", reason=outcome.reason)
-            return Candidate.new(outcome.source or resp.text, parents=(chain.cid,), strategy=self.name, note=note,
-                                 id=chain.rng.bytes(6).hex())
+            return cand
         applied = outcome.applied
         note.update(change=applied.record(), lineage=applied.describe())
         cand = Candidate.new(applied.source, parents=(chain.cid,), strategy=self.name, note=note,
                              id=chain.rng.bytes(6).hex())
+        self.record("step", {**step, "change": applied.describe()}, cand.id)
         chain.cid, chain.source, chain.oracle, chain.invalid_reason = cand.id, applied.source, None, ""
+        chain.trace_failure = ""
         chain.phase = EVALUATING
         if at_cap:
             chain.end_reason = f"max_steps={self.config.max_steps}"
         return cand
+
+    def _draw_tasks(self, chain: Chain, result: EvaluationResult) -> list[str] | None:
+        """`minibatch` of the result's tasks (the search suite's), drawn by `chain`'s RNG, in name order;
+        None (every task) without a minibatch or when it covers them all."""
+        names = sorted(result.metrics.get("tasks") or {})
+        k = self.config.minibatch
+        if k is None or k >= len(names):
+            return None
+        return sorted(names[i] for i in chain.rng.choice(len(names), size=k, replace=False))
 
     def _end(self, chain: Chain, reason: str) -> None:
         chain.phase, chain.end_reason = ENDED, reason

@@ -20,14 +20,17 @@ candidate), `summary`, `evicted`.
 
 Embeddings: `behaviour` (default, the sandbox probe) or `text` (`LLMClient.embed` with
 `llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one).
-Not built yet: the `text-local` embedding (the `optforge[embed]` extra); dedicated show/report
-views; the four-ablation benchmark (`benchmarks/polca_epsilon_net.py` measures the epsilon-net part).
+`optforge show RUN` and `optforge report` show the memory (`optforge.strategy_views.polca_memory`: the
+top candidates by mean over their rollouts, with sd, n and the exploit pick). Benchmarks:
+`benchmarks/polca_ablation.py` (the four ablations side by side), `benchmarks/polca_epsilon_net.py`
+(the epsilon-net on a known mix). Not built yet: the `text-local` embedding (the `optforge[embed]` extra).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from optforge.search.common.factory import llm_strategy_config
 from optforge.search.context import ServiceUnavailable, StrategyContext, needs
 from optforge.search.polca.params import PolcaConfig
 from optforge.search.polca.strategy import PolcaStrategy, behaviour_embedder, text_embedder
@@ -39,10 +42,7 @@ __all__ = ["PolcaConfig", "PolcaStrategy", "from_config"]
 def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> PolcaStrategy:
     """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's services:
     the LLM client, and `rule_probe` (embedding `behaviour`) or the embedder (embedding `text`)."""
-    config = PolcaConfig.from_params(params)
-    if ctx.llm_client is None:
-        raise ValueError("strategy 'polca' needs an LLM: configure the llm section (model, api_key_env, or "
-                         "replay: RUN_DIR to run offline)")
+    config = llm_strategy_config("polca", PolcaConfig, params, ctx)
     if config.embedding == "text-local":
         raise ValueError("strategy.embedding=text-local is not available in this optforge (the optforge[embed] "
                          "extra is not built yet); use embedding: behaviour")

@@ -48,6 +48,20 @@ def test_state_round_trips_exactly():
     assert back.size == 5 and back.to_state() == m.to_state() and back.render(3000) == m.render(3000)
 
 
+def test_a_state_stored_with_sorted_keys_renders_the_same_prompt():
+    """The run store writes JSON with sorted keys: the variables keep their order all the same, or a
+    resumed run would ask the model another prompt than the uninterrupted run."""
+    m = filled()
+    back = Memory.from_state(json.loads(json.dumps(m.to_state(), sort_keys=True)))
+    assert back.render(10_000) == m.render(10_000) and '"rule"' in m.render(10_000)
+    assert [list(e.variables) for e in back] == [["rule", "BETA2"]] * 5
+
+
+def test_a_state_saved_with_mapping_variables_still_loads():
+    old = {"size": 2, "entries": [{"variables": {"rule": "LR = 1\n", "BETA2": 0.9}, "feedback": "f"}]}
+    assert [dict(e.variables) for e in Memory.from_state(old)] == [{"rule": "LR = 1\n", "BETA2": 0.9}]
+
+
 @pytest.mark.parametrize("size", [-1, 2.0, True])
 def test_bad_sizes(size):
     with pytest.raises(ValueError, match="memory size must be an int >= 0"):

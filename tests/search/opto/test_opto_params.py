@@ -42,6 +42,7 @@ def test_wrong_types_and_unknown_keys_name_the_key(params, key):
 @pytest.mark.parametrize("params, message", [
     ({"memory_size": -1}, r"strategy\.memory_size=-1 must be >= 0"),
     ({"chains": 0}, r"strategy\.chains=0 must be >= 1"),
+    ({"minibatch": 0}, r"strategy\.minibatch=0 must be >= 1 \(tasks per oracle evaluation\) or null"),
     ({"detail": "full"}, r"strategy\.detail='full' must be one of summary, trace"),
     ({"mask": ["Feedback"]}, r"strategy\.mask: 'Feedback' cannot be masked \(OptoPrime optimizes with it\)"),
     ({"mask": ["Trace"]}, r"strategy\.mask: 'Trace' cannot be masked; maskable sections: Code, Documentation"),

@@ -113,6 +113,17 @@ def test_lagging_tasks_worst_first(result, labels):
     assert text.index("- task 3:") < text.index("- task 1:") and "task 2" not in text
 
 
+@pytest.mark.parametrize("scores, said", [
+    ((0.4, 0.1, 0.2), "Every task beats tuned AdamW; the weakest is task 2 at +0.100."),
+    ((0.4, 0.0, 0.2), "No task lags tuned AdamW, but task 2 only ties it (+0.000)."),  # a tie does not beat it
+])
+def test_no_lagging_task_is_said_as_it_is(result, labels, scores, said):
+    tasks = {name: {**row, "score": s, "flags": []} for (name, row), s in zip(sorted(result.metrics["tasks"].items(),
+                                                                                   key=lambda kv: labels[kv[0]]), scores)}
+    ok = EvaluationResult(Status.OK, stage="train", metrics={"fitness": sum(scores) / 3, "tasks": tasks})
+    assert said in feedback_section(ok, labels, "")
+
+
 def test_the_prompt_matches_its_expected_file(result, source, inputs, labels):
     memory = Memory(5)
     memory.add({"rule": source.replace("0.999", "0.99")}, "Fitness -2.000 over 3 task(s).")

@@ -1,26 +1,20 @@
 """An OPTO run through the real engine, evaluator and sandbox on `smoke`, against the scripted LLM server
 (match-keyed entries: an answer is given only to the prompt that shows what the test expects).
 
-The smoke suite has no search-seed pool, so the engine is given one (its selection seeds), as in
-tests/engine/test_rollouts_real.py: OPTO's trace oracle is a rollout, and rollouts draw from the pool.
-Slow (a minute or more): run with `-m slow`."""
+OPTO's trace oracle is a rollout, and rollouts draw from the search-seed pool that tests/search/real_engine.py
+gives the smoke suite. Slow (a minute or more): run with `-m slow`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import signal
 
 import pytest
+from real_engine import run_on_smoke, smoke_config, start_killable, wait_for
 
 from optforge import seeds
-from optforge.config import config_from_dict
-from optforge.engine import Engine
-from optforge.llm import LLMClient
 from optforge.llm.scripted import ScriptedServer
-from optforge.rollouts import SearchSuite
-from optforge.search.context import StrategyContext
-from optforge.search.registry import build_strategy
 from optforge.store import Store
 
 pytestmark = pytest.mark.slow
@@ -50,48 +44,35 @@ SCRIPT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    if started:
-        ray.shutdown()
+def opto_config(llm_settings):
+    return smoke_config({"name": "opto", "split_constants": True, "max_steps": 3, "memory_size": 2}, llm_settings,
+                        {"max_llm_calls": 5})
 
 
 def run_opto(run_dir, llm_settings):
-    from optforge.commands.run import _request_factory, _suite_version
-    from optforge.evaluators import evaluate
-    from optforge.evaluators.tasks import get_suite
-
-    cfg = config_from_dict({"strategy": {"name": "opto", "split_constants": True, "max_steps": 3, "memory_size": 2},
-                            "suite": "smoke", "stages": ["smoke", "train"], "slots": 1, "deterministic": True,
-                            "seed": 0, "eval_timeout_s": 600, "baselines_check": "off",
-                            "budget": {"max_llm_calls": 5},
-                            "llm": {"model": "openai/scripted", "api_key_env": None, "backoff_s": 0.0,
-                                    "concurrency": 1, "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
-                                    **llm_settings}})
-    smoke = get_suite("smoke")
-    suite = SearchSuite("smoke", tuple(t.name for t in smoke.tasks), tuple(smoke.selection_seeds),
-                        tuple(smoke.report_seeds))
-    store = Store(run_dir)
-    llm = LLMClient(cfg, recorder=store.record_llm_call)
-    ctx = StrategyContext(seed=cfg.seed, llm_client=llm)
-    strategy = build_strategy("opto", cfg.strategy_params, ctx)
-    Engine(cfg, strategy, store, evaluate, make_request=_request_factory(cfg), suite_version=_suite_version,
-           records=ctx.records, search_suite=lambda: suite).run()
-    return store, strategy
+    return run_on_smoke(run_dir, opto_config(llm_settings))
 
 
-def test_opto_on_smoke_feeds_the_diverged_role_back_records_the_constant_and_replays(ray_local, tmp_path):
-    with contextlib.ExitStack() as stack:
-        server = stack.enter_context(ScriptedServer(SCRIPT))
-        store, strategy = run_opto(tmp_path / "a", {"api_base": server.url})
-        assert server.served == 3, store.meta("failure")
+@pytest.fixture(scope="module")
+def live(ray_local, tmp_path_factory):
+    """The uninterrupted run: (run_dir, store, strategy, LLM calls the server served)."""
+    run_dir = tmp_path_factory.mktemp("opto") / "a"
+    with ScriptedServer(SCRIPT) as server:
+        store, strategy = run_opto(run_dir, {"api_base": server.url})
+        return run_dir, store, strategy, server.served
+
+
+def _outcome(store):
+    cands = [(c.id, c.source, c.parents, c.note.get("lineage")) for c in store.candidates(include_reference=False)]
+    rollouts = [(r.candidate_id, r.tasks, r.seeds, r.detail) for r in store.rollouts()]
+    rows = [(e.candidate_id, e.stage, e.status.value, e.seeds, e.metrics.get("fitness")) for e in store.evaluations()]
+    records = [(r.kind, r.candidate_id, r.data) for r in store.records()]
+    return cands, rollouts, rows, records, [c["prompt_hash"] for c in store.llm_calls()]
+
+
+def test_opto_on_smoke_feeds_the_diverged_role_back_records_the_constant_and_replays(live, tmp_path):
+    run_dir, store, strategy, served = live
+    assert served == 3, store.meta("failure")
     cands = store.candidates()
     seed, nan_rule, beta = cands
     assert seed.source == ADAMW and nan_rule.source == NAN_ON_VECTOR and nan_rule.parents == (seed.id,)
@@ -110,10 +91,43 @@ def test_opto_on_smoke_feeds_the_diverged_role_back_records_the_constant_and_rep
     assert beta.note["lineage"] == "constant BETA2 0.999 \u2192 0.995"
     assert strategy.done() and strategy.chains[0].end_reason.startswith("TERMINATE")
     assert store.rollouts() and all(r.detail == "trace" for r in store.rollouts())
-    store.close()
     # offline replay of the recorded run (the server is stopped): the same candidates, bit for bit
-    again, _ = run_opto(tmp_path / "b", {"replay": str(tmp_path / "a"), "api_base": "http://127.0.0.1:9/v1"})
-    with Store.open(tmp_path / "a") as a:
+    again, _ = run_opto(tmp_path / "b", {"replay": str(run_dir), "api_base": "http://127.0.0.1:9/v1"})
+    with Store.open(run_dir) as a:
         assert [(c.id, c.source, c.parents) for c in again.candidates()] == [(c.id, c.source, c.parents)
                                                                               for c in a.candidates()]
         assert [c["prompt_hash"] for c in again.llm_calls()] == [c["prompt_hash"] for c in a.llm_calls()]
+
+
+def _train_rows(st):
+    return sum(e.stage == "train" and e.rollout_id is None for e in st.evaluations())
+
+
+@pytest.mark.parametrize("kill_when, asked", [
+    # AdamW's train result is in, its trace rollout (the first oracle) still to come: no step taken yet
+    (lambda st: _train_rows(st) >= 1, 0),
+    # the first LLM-made rule has its train result: its trace rollout and the next two steps are to come
+    (lambda st: _train_rows(st) >= 2, 1),
+], ids=["first-oracle", "second-rule"])
+def test_an_opto_run_killed_mid_step_resumes_to_the_same_run_without_asking_again(live, tmp_path, kill_when, asked):
+    """SIGKILL (the driver and its Ray) mid-run; the resumed run ends as the uninterrupted one did, and
+    the server answers only the calls the killed run never made."""
+    _, reference, _, served = live
+    killed = tmp_path / "killed"
+    with ScriptedServer(SCRIPT) as server:
+        config = opto_config({"api_base": server.url})
+        proc = start_killable(config, killed)
+        try:
+            wait_for(proc, killed, kill_when)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        with Store.open(killed) as st:
+            assert st.meta("status") == "running"
+            assert len(st.llm_calls()) == server.served == asked
+        store, strategy = run_opto(killed, {"api_base": server.url})
+        assert server.served == served == 3
+    assert strategy.done() and store.meta("status") == "finished"
+    assert _outcome(store) == _outcome(reference)

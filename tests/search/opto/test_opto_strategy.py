@@ -103,9 +103,18 @@ def test_a_diverged_role_reaches_the_next_prompt_and_a_constant_change_is_the_li
     state = st.state()
     assert state["best"]["candidate"] == beta.id and state["best"]["chain"] == 0
     # `optforge show --records` lists each new best chain and why a chain ended
-    records = [(r.kind, r.candidate_id, r.data.get("reason")) for r in ctx.records.take()]
+    kept = ctx.records.take()
+    records = [(r.kind, r.candidate_id, r.data.get("reason")) for r in kept if r.kind != "step"]
     assert records == [("best_chain", seed.id, None), ("best_chain", beta.id, None),
                        ("chain_ended", None, "TERMINATE: the model suggested no change")]
+    # a `step` record per answer: what changed, and the feedback it answered with the tasks' real names
+    steps = [(r.candidate_id, r.data["step"], r.data["outcome"], r.data["change"]) for r in kept if r.kind == "step"]
+    assert steps == [(beta.id, 1, "update", "constant BETA2 0.999 \u2192 0.995"),
+                     (bad.id, 2, "invalid", "invalid: " + bad.note["reason"]), (None, 3, "no_change", "TERMINATE: no change")]
+    first = next(r.data for r in kept if r.kind == "step")
+    assert first["parent"] == seed.id and "step 47" in first["feedback"]
+    assert sorted(first["tasks"].values()) == ["char_lm", "small_cnn", "tiny_mlp"]
+    assert sorted(first["tasks"]) == ["task 1", "task 2", "task 3"]
 
 
 def test_state_round_trips_exactly_and_the_resumed_strategy_continues_the_same(llm_for, make_result):
@@ -167,3 +176,75 @@ def test_a_truncated_answer_is_invalid_fed_back_once_and_a_second_unusable_one_e
     # the client records each call when it goes out and when it is answered: the last is the second call
     second = "\n".join(m["content"] for m in json.loads(store_calls[-1].prompt))
     assert second.count("truncated answer") == 1 and "(no trace: this evaluation was run at summary detail)" in second
+
+
+def _prompt_of(call) -> str:
+    return "\n".join(m["content"] for m in json.loads(call.prompt))
+
+
+def _feedback(prompt: str) -> str:
+    return prompt.rsplit("#Feedback", 1)[1]  # the last one: the system message names the sections too
+
+
+def test_a_lost_oracle_rollout_is_feedback_and_the_step_goes_on(llm_for, make_result):
+    """A rollout that gives no result (lost here; crashed or timed out alike) is neither dropped nor the
+    end of the step: its failure text opens #Feedback, above the candidate's own result."""
+    calls = []
+    llm, server = llm_for([{"match": r"status lost: The evaluation was lost", "content": suggestion({"BETA2": 0.99})}],
+                          recorder=calls.append)
+    st = from_config({"split_constants": True, "max_steps": 1}, StrategyContext.of(seed=2, llm=llm))
+    (seed,) = st.propose(1)
+    st.observe(seed, ok(make_result, fitness=-0.3))
+    (roll,) = st.propose(1)
+    assert isinstance(roll, Rollout) and roll.detail == "trace" and st.busy()
+    lost = EvaluationResult.failure(Status.LOST, "The evaluation was lost to an infrastructure failure (not the "
+                                    "rule's fault) (reason: worker died).", stage="train")
+    st.observe_rollout(roll, lost)
+    (child,) = st.propose(1)
+    assert server.served == 1 and child.parents == (seed.id,) and "status" not in child.note
+    feedback = _feedback(_prompt_of(calls[-1]))
+    assert feedback.index("status lost: The evaluation was lost") < feedback.index("Fitness -0.300 over 3 task(s)")
+    assert "The sections show their own train evaluation instead." in feedback
+    # the failure belongs to those variables only: the child's own oracle starts clean
+    st.observe(child, ok(make_result, fitness=-0.1))
+    assert st.chains[0].trace_failure == "" and st.chains[0].phase == "ended"
+
+
+def test_a_crashed_candidate_is_its_own_oracle_and_its_failure_text_the_next_feedback(llm_for, make_result, crashed):
+    calls = []
+    script = [{"match": r"Fitness -1\.113", "content": suggestion({"BETA2": 0.9})},
+              {"match": r"The rule raised an error.*RuntimeError: The size of tensor a", "content": "TERMINATE"}]
+    llm, server = llm_for(script, recorder=calls.append)
+    st = from_config({"split_constants": True}, StrategyContext.of(seed=4, llm=llm))
+    proposals, _ = drive(st, lambda c: ok(make_result, fitness=-0.3) if not c.parents else crashed, make_result())
+    seed, roll, child = proposals
+    assert isinstance(roll, Rollout) and roll.candidate_id == seed.id  # a crashed candidate is never rolled out
+    assert server.served == 2 and st.chains[0].end_reason.startswith("TERMINATE")
+    assert "RuntimeError: The size of tensor a (3)" in _feedback(_prompt_of(calls[-1]))
+
+
+def test_a_minibatch_oracle_rolls_out_on_tasks_drawn_by_the_chain(llm_for, make_result):
+    calls = []
+    llm, server = llm_for([suggestion({"BETA2": 0.99})], recorder=calls.append)
+
+    def first_rollout(params, seed=7):
+        st = from_config(params, StrategyContext.of(seed=seed, llm=llm))
+        (cand,) = st.propose(1)
+        st.observe(cand, ok(make_result))
+        (roll,) = st.propose(1)
+        return st, roll
+
+    st, roll = first_rollout({"minibatch": 2})
+    assert roll.detail == "trace" and roll.new_seeds == 1 and len(roll.tasks) == 2
+    assert set(roll.tasks) < {"tiny_mlp", "small_cnn", "char_lm"} and list(roll.tasks) == sorted(roll.tasks)
+    assert first_rollout({"minibatch": 2})[1].tasks == roll.tasks  # the chain's RNG: the same draw again
+    assert first_rollout({"minibatch": 3})[1].tasks is None  # all of them: no subset
+    assert first_rollout({"minibatch": 1, "detail": "summary"})[1].detail == "summary"
+    # the oracle is the rollout's result: #Outputs shows the minibatch's tasks only
+    full = make_result()
+    mini = EvaluationResult(Status.OK, stage="train", metrics={"fitness": -0.2, "tasks": {
+        t: full.metrics["tasks"][t] for t in roll.tasks}}, feedback="Status ok.")
+    st.observe_rollout(roll, mini)
+    st.propose(1)
+    outputs = _prompt_of(calls[-1]).rsplit("#Outputs", 1)[1].split("#Feedback", 1)[0]
+    assert outputs.count("(task) task") == 2 and "over 2 task(s)" in _feedback(_prompt_of(calls[-1]))

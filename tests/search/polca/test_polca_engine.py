@@ -1,20 +1,17 @@
 """A deterministic POLCA run through the real engine, evaluator, sandbox, store and Ray, against the
-scripted LLM server on the `smoke` suite; then its replay, offline, reproduces it. Slow (minutes)."""
+scripted LLM server on the `smoke` suite; then its replay, offline, reproduces it, and the same run
+killed with SIGKILL mid-iteration and resumed ends the same. Slow (minutes)."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+from real_engine import run_on_smoke, smoke_config, smoke_pool, start_killable, wait_for
 
 from optforge import seeds
-from optforge.config import config_from_dict
-from optforge.engine import Engine
-from optforge.llm import LLMClient
 from optforge.llm.scripted import ScriptedServer
-from optforge.rollouts import SearchSuite
-from optforge.search.context import StrategyContext
-from optforge.search.registry import build_strategy
 from optforge.store import Store
 
 pytestmark = pytest.mark.slow
@@ -22,46 +19,18 @@ pytestmark = pytest.mark.slow
 ADAMW = seeds.source("adamw")
 GOOD = ADAMW.replace("BETA2 = 0.999", "BETA2 = 0.95")
 RENAMED = ADAMW.replace("BETA2", "SECOND_MOMENT_DECAY")  # the same updates: the epsilon-net rejects it
-COSTS = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
 SCRIPT = [f"```python\n{GOOD}```", f"```python\n{RENAMED}```",
           {"match": "^Analyse", "content": "<reasoning>r</reasoning>\n<summary>beta2 0.95 helps</summary>"}]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    if started:
-        ray.shutdown()
+def polca_config(llm_settings):
+    params = {"warm_start": ["adamw"], "num_candidates": 1, "num_proposals": 2, "batch_size": 2,
+              "max_iterations": 1, "search_seeds": list(smoke_pool())}
+    return smoke_config({"name": "polca", **params}, llm_settings, {"max_llm_calls": 3})
 
 
 def _run(run_dir, llm_settings):
-    from optforge.commands.run import _request_factory, _suite_version
-    from optforge.evaluators import evaluate
-    from optforge.evaluators.tasks import get_suite
-
-    smoke = get_suite("smoke")
-    # the smoke suite has no search-seed pool: its selection seeds stand in, for the engine and the strategy
-    pool = tuple(smoke.selection_seeds)
-    params = {"warm_start": ["adamw"], "num_candidates": 1, "num_proposals": 2, "batch_size": 2,
-              "max_iterations": 1, "search_seeds": list(pool)}
-    cfg = config_from_dict({"strategy": {"name": "polca", **params}, "suite": "smoke", "stages": ["smoke", "train"],
-                            "slots": 1, "deterministic": True, "eval_timeout_s": 600, "baselines_check": "off",
-                            "budget": {"max_llm_calls": 3}})
-    store = Store(run_dir)
-    llm = LLMClient({"llm": {"model": "openai/scripted", "api_key_env": None, "concurrency": 1, **COSTS, **llm_settings},
-                     "budget": {"max_llm_calls": 3}}, recorder=store.record_llm_call)
-    ctx = StrategyContext(seed=0, llm_client=llm)
-    strategy = build_strategy("polca", params, ctx)
-    suite = SearchSuite("smoke", tuple(t.name for t in smoke.tasks), pool, tuple(smoke.report_seeds))
-    Engine(cfg, strategy, store, evaluate, make_request=_request_factory(cfg), suite_version=_suite_version,
-           search_suite=lambda: suite, records=ctx.records).run()
-    return store, strategy
+    return run_on_smoke(run_dir, polca_config(llm_settings))
 
 
 def _outcome(store):
@@ -72,10 +41,17 @@ def _outcome(store):
     return cands, rollouts, rows, records
 
 
-def test_a_polca_run_on_smoke_and_its_replay(ray_local, tmp_path):
+@pytest.fixture(scope="module")
+def live(ray_local, tmp_path_factory):
+    """The uninterrupted run: (run_dir, store, strategy, LLM calls the server served)."""
+    run_dir = tmp_path_factory.mktemp("polca") / "live"
     with ScriptedServer(SCRIPT) as server:
-        store, strategy = _run(tmp_path / "live", {"api_base": server.url})
-        served = server.served
+        store, strategy = _run(run_dir, {"api_base": server.url})
+        return run_dir, store, strategy, server.served
+
+
+def test_a_polca_run_on_smoke_and_its_replay(live, tmp_path):
+    run_dir, store, strategy, served = live
     assert served == 3 and len(store.llm_calls()) == 3  # 2 proposals, 1 summary: each one recorded
     cands, rollouts, rows, records = _outcome(store)
     adamw, good = cands[0][0], next(c for c in cands if c[1] == GOOD)[0]
@@ -90,5 +66,44 @@ def test_a_polca_run_on_smoke_and_its_replay(ray_local, tmp_path):
     assert strategy.done() and strategy.context == "beta2 0.95 helps"
 
     # replay: no server (a closed port), the recorded answers, the same run
-    replayed, _ = _run(tmp_path / "replay", {"replay": str(tmp_path / "live"), "api_base": "http://127.0.0.1:9/v1"})
+    replayed, _ = _run(tmp_path / "replay", {"replay": str(run_dir), "api_base": "http://127.0.0.1:9/v1"})
     assert _outcome(replayed) == _outcome(store)
+
+
+def _train_rows(st):
+    return sum(e.stage == "train" and e.rollout_id is None for e in st.evaluations())
+
+
+def _rollout_rows(st):
+    return sum(e.rollout_id is not None for e in st.evaluations())
+
+
+@pytest.mark.parametrize("kill_when, asked", [
+    # AdamW's first exploration rollout is in: its second is still to run, and no LLM call was made
+    (lambda st: _rollout_rows(st) >= 1, 0),
+    # the first child has its train result: its validation rollouts and the summarizer are still to come
+    (lambda st: _train_rows(st) >= 2, 2),
+], ids=["exploring", "validating"])
+def test_a_polca_run_killed_mid_iteration_resumes_to_the_same_run_without_asking_again(live, tmp_path, kill_when, asked):
+    """SIGKILL (the driver and its Ray) mid-iteration; the resumed run ends as the uninterrupted one did,
+    and the server answers only the calls the killed run never made."""
+    _, reference, _, served = live
+    killed = tmp_path / "killed"
+    with ScriptedServer(SCRIPT) as server:
+        config = polca_config({"api_base": server.url})
+        proc = start_killable(config, killed)
+        try:
+            wait_for(proc, killed, kill_when)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        with Store.open(killed) as st:
+            assert st.meta("status") == "running" and not any(r.kind == "summary" for r in st.records())
+            assert len(st.llm_calls()) == server.served == asked
+        store, strategy = _run(killed, {"api_base": server.url})
+        assert server.served == served == 3
+    assert strategy.done() and store.meta("status") == "finished"
+    assert len(store.llm_calls()) == 3
+    assert _outcome(store) == _outcome(reference)

@@ -1,0 +1,19 @@
+"""Plain-text tables for the CLI: each column as wide as its widest cell, so long ids and names never
+push a row out of line."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[int] = (),
+                 gap: str = "  ") -> list[str]:
+    """The lines of a table: `header`, then `rows` (cells shown with str()); columns whose index is in
+    `right` are right-aligned (numbers), the others left-aligned. Trailing spaces are dropped."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for r in cells:
+        parts = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(header))]
+        lines.append(gap.join(parts).rstrip())
+    return lines
