@@ -46,3 +46,15 @@ def test_a_procedure_file_can_seed(tmp_path):
     path = tmp_path / "best.py"
     path.write_text('"""Mine."""\n\ndef improve(population, utility, llm, task):\n    return population.get(0)\n')
     assert MohConfig.from_params({"seed_procedures": [str(path)], "meta_procedure": str(path)}).meta_procedure == str(path)
+
+
+def test_the_shipped_configs_build():
+    from pathlib import Path
+
+    from optforge.config import load_config
+
+    root = Path(__file__).resolve().parents[3]
+    for name in ("moh.yaml", "moh_smoke.yaml"):
+        cfg = load_config(root / "configs" / name)
+        assert cfg.strategy_name == "moh"
+        MohConfig.from_params(cfg.strategy_params)

@@ -41,18 +41,19 @@ def improve(population, utility, llm, task):
         context = task + "\n\n" + shown(parent, "The parent") + "".join(
             shown(o, "An inspiration") for o in others)
         ask = context + "\nPropose %d totally different ideas that could beat the parent. Answer with a JSON list of %d one-sentence strings." % (N_IDEAS, N_IDEAS)
-        ideas = ideas_of(llm.prompt(SYSTEM, ask, 1.0), N_IDEAS)
-        if not ideas:
-            continue
-        messages = [context + "\nWrite a new solution built on this idea: " + idea for idea in ideas]
-        answers = llm.prompt_batch(SYSTEM, messages, 1.0)
+        try:  # a call past a limit raises: keep what was found
+            ideas = ideas_of(llm.prompt(SYSTEM, ask, 1.0), N_IDEAS)
+            messages = [context + "\nWrite a new solution built on this idea: " + idea for idea in ideas]
+            answers = llm.prompt_batch(SYSTEM, messages, 1.0) if ideas else []
+        except Exception:
+            break
         for idea, answer in zip(ideas, answers):
             source = code_of(answer)
             if not source:
                 continue
             try:
                 fitness = utility(source, task)
-            except Exception:  # a limit was reached: keep what was found
+            except Exception:
                 return {"source": best_source, "idea": best_idea}
             if fitness > best_fitness:
                 best_source, best_idea, best_fitness = source, idea, fitness

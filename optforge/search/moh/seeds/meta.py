@@ -32,18 +32,19 @@ def improve(population, utility, llm, task):
     context = "%s\n\nA current solution (fitness %.4f; idea: %s):\n```python\n%s```\n" % (
         task, parent["fitness"], parent["idea"] or "-", parent["source"])
     ask = context + "\nPropose %d totally different ideas for a better solution. Answer with a JSON list of %d one-sentence strings." % (N_IDEAS, N_IDEAS)
-    ideas = ideas_of(llm.prompt(SYSTEM, ask, 1.0), N_IDEAS)
-    if not ideas:
+    try:  # a call past a limit raises: keep what was found
+        ideas = ideas_of(llm.prompt(SYSTEM, ask, 1.0), N_IDEAS)
+        answers = llm.prompt_batch(SYSTEM, [context + "\nWrite the complete new solution for this idea: " + idea
+                                            for idea in ideas], 1.0) if ideas else []
+    except Exception:
         return {"source": best_source, "idea": best_idea}
-    answers = llm.prompt_batch(SYSTEM, [context + "\nWrite the complete new solution for this idea: " + idea
-                                        for idea in ideas], 1.0)
     for idea, answer in zip(ideas, answers):
         source = code_of(answer)
         if not source:
             continue
         try:
             fitness = utility(source, task)
-        except Exception:  # a limit was reached: keep what was found
+        except Exception:
             break
         if fitness > best_fitness:
             best_source, best_idea, best_fitness = source, idea, fitness

@@ -28,7 +28,10 @@ def improve(population, utility, llm, task):
         message = (task + "\n\nThe current solution (fitness %.4f; idea: %s):\n```python\n%s```\n"
                    "Improve it: change what most limits its fitness, and say the idea in one sentence "
                    "before the code." % (-top[0], top[3] or "-", top[2]))
-        answers = llm.prompt_batch(SYSTEM, [message] * REPEATS, 0.8)
+        try:  # a call past a limit raises: keep what was found
+            answers = llm.prompt_batch(SYSTEM, [message] * REPEATS, 0.8)
+        except Exception:
+            break
         heapq.heappush(queue, top)  # the parent stays, so it may be expanded again
         for answer in answers:
             source = code_of(answer)
@@ -38,7 +41,7 @@ def improve(population, utility, llm, task):
             idea = idea[0] if idea else ""
             try:
                 fitness = utility(source, task)
-            except Exception:  # a limit was reached: keep what was found
+            except Exception:
                 return {"source": best["source"], "idea": best["idea"]}
             heapq.heappush(queue, (-fitness, order, source, idea))
             order += 1
