@@ -206,16 +206,17 @@ class MohStrategy(StrategyBase):
         self.phase = "seeding"
 
     def _resolve_suite(self, result: EvaluationResult) -> None:
-        """The subtasks and rollout seeds from the search suite of the first ok result; then every seed
-        rule is asked on every subtask."""
+        """The subtasks and rollout seeds from the first ok result (its tasks are the search suite's);
+        then every seed rule is asked on every subtask."""
         from optforge.evaluators.tasks import get_suite
 
         cfg = self.config
-        suite = get_suite(result.suite)
-        self.subtasks = resolve_subtasks(suite.tasks, cfg.subtasks, cfg.group_by, cfg.weights)
-        pool = cfg.search_seeds or tuple(getattr(suite, "search_seeds", ()) or ())
+        names = list(result.metrics.get("tasks") or ()) or [t.name for t in get_suite(result.suite).tasks]
+        self.subtasks = resolve_subtasks(names, lambda: get_suite(result.suite).tasks, cfg.subtasks, cfg.group_by,
+                                         cfg.weights)
+        pool = cfg.search_seeds or tuple(getattr(get_suite(result.suite), "search_seeds", ()) or ())
         if len(pool) < cfg.rollout_seeds:
-            raise ValueError(f"moh: suite '{suite.name}' has {len(pool)} search seeds (Suite.search_seeds), and each "
+            raise ValueError(f"moh: suite '{result.suite}' has {len(pool)} search seeds (Suite.search_seeds), and each "
                              f"subtask evaluation needs rollout_seeds={cfg.rollout_seeds}; set strategy.search_seeds, "
                              "or search a suite with a search-seed pool")
         self.seeds = tuple(pool[:cfg.rollout_seeds])

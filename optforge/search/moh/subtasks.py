@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from optforge.types import FLOOR
 
@@ -42,27 +42,38 @@ def group_tasks(tasks: Iterable[Any], by: str) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in groups.items()}
 
 
-def resolve_subtasks(suite_tasks: Iterable[Any], subtasks: Mapping[str, Iterable[str]] | None, group_by: str,
-                     weights: str | Mapping[str, float]) -> tuple[Subtask, ...]:
-    """The run's subtasks: `subtasks` ({name: task names}) or the suite's tasks grouped by `group_by`,
-    each with its weight (`"cost"`, `"equal"` or an explicit mapping). Raises ValueError for a task not
-    in the search suite (held-out tasks can never be a subtask) or a weight without a subtask."""
-    by_name = {t.name: t for t in suite_tasks}
-    groups = dict(subtasks) if subtasks is not None else group_tasks(by_name.values(), group_by)
+def resolve_subtasks(names: Sequence[str], tasks: Callable[[], Iterable[Any]], subtasks: Mapping[str, Iterable[str]] | None,
+                     group_by: str, weights: str | Mapping[str, float]) -> tuple[Subtask, ...]:
+    """The run's subtasks over the search suite's task `names`: `subtasks` ({name: task names}) or
+    the tasks grouped by `group_by`, each with its weight (`"cost"`, `"equal"` or an explicit mapping).
+    `tasks()` gives the suite's Task objects (family, steps, batch size), asked only when grouping or
+    cost weights need them. Raises ValueError for a task not in the search suite (held-out tasks can
+    never be a subtask) or a weight without a subtask."""
+    known: dict[str, Any] = {}
+
+    def task(name: str) -> Any:
+        if not known:
+            known.update({t.name: t for t in tasks()})
+        if name not in known:
+            raise ValueError(f"moh: task '{name}' of the search suite has no family or size known here; give "
+                             "strategy.subtasks and explicit strategy.weights")
+        return known[name]
+
+    groups = dict(subtasks) if subtasks is not None else group_tasks([task(n) for n in names], group_by)
     out = []
-    for name, tasks in groups.items():
-        tasks = tuple(tasks)
-        unknown = [t for t in tasks if t not in by_name]
+    for name, members in groups.items():
+        members = tuple(members)
+        unknown = [t for t in members if t not in names]
         if unknown:
             raise ValueError(f"strategy.subtasks.{name}: task(s) {', '.join(unknown)} are not in the search suite "
-                             f"({', '.join(by_name)}); a subtask is a subset of the search suite")
+                             f"({', '.join(names)}); a subtask is a subset of the search suite")
         if isinstance(weights, str):
-            weight = 1.0 if weights == "equal" else sum(task_cost(by_name[t]) for t in tasks)
+            weight = 1.0 if weights == "equal" else sum(task_cost(task(t)) for t in members)
         else:
             if name not in weights:
                 raise ValueError(f"strategy.weights has no weight for subtask '{name}' (subtasks: {', '.join(groups)})")
             weight = float(weights[name])
-        out.append(Subtask(name, tasks, weight))
+        out.append(Subtask(name, members, weight))
     if not isinstance(weights, str):
         extra = sorted(set(weights) - set(groups))
         if extra:
