@@ -498,6 +498,7 @@ class MohStrategy(StrategyBase):
                "seed": spec.seed, "status": status, "reason": why, "calls": len(spec.log),
                "llm_calls": spec.llm_calls, "utility_calls": spec.utility_calls,
                "cpu_s": float(getattr(end, "cpu_s", 0.0) or 0.0), "best": dict(spec.best), "asked": list(spec.asked),
+               "refused": [e["refused"] for e in spec.log if "refused" in e],
                "returned_idea": value.get("idea") if isinstance(value, dict) else None}
         if spec.level == INNER:
             self._inner_ended(spec, run, returned)
