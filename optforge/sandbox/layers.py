@@ -161,10 +161,10 @@ def _package_locations(name: str) -> list[str]:
     return [p for p in paths if isinstance(p, str)]
 
 
-def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> dict[str, bool]:
+def private_mounts(workdir: str | None, tmpfs_bytes: int, keep: Iterable[str] = ()) -> dict[str, bool]:
     """In a fresh mount namespace: a /proc for the new PID namespace, and empty private tmpfs on
-    /tmp, /var/tmp and /dev/shm. The workdir (writable) and the `keep` paths (import locations,
-    read-only) that live under them are bound back in at the same place."""
+    /tmp, /var/tmp and /dev/shm. The workdir (writable; None for a process that has none) and the
+    `keep` paths (import locations, read-only) that live under them are bound back in at the same place."""
     done = {"proc": False, "tmp": False}
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
@@ -172,9 +172,10 @@ def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> 
     targets = [t for t in PRIVATE_TMP if os.path.isdir(t)]
     roots = [os.path.realpath(t) for t in targets]
     under = lambda p: any(p.startswith(r + "/") for r in roots)  # noqa: E731 - the root itself stays private
-    work = os.path.realpath(workdir)
-    inside_work = lambda p: p == work or p.startswith(work + "/")  # noqa: E731 - the job's own, writable
-    back = [(work, False)] + [(p, True) for p in _cover(q for q in _real(keep) if under(q) and not inside_work(q))]
+    work = os.path.realpath(workdir) if workdir is not None else None
+    inside_work = lambda p: work is not None and (p == work or p.startswith(work + "/"))  # noqa: E731 - the job's own, writable
+    back = [(work, False)] if work is not None else []
+    back += [(p, True) for p in _cover(q for q in _real(keep) if under(q) and not inside_work(q))]
     back = [(p, ro) for p, ro in back if under(p)]
     back.sort(key=lambda b: len(b[0]))  # an enclosing bind first, so a nested one lands on top of it
     try:
@@ -196,7 +197,7 @@ def private_mounts(workdir: str, tmpfs_bytes: int, keep: Iterable[str] = ()) -> 
             lib.umount2(target.encode(), MNT_DETACH)  # type: ignore[union-attr]
     for _, _, fd in fds:
         os.close(fd)
-    done["tmp"] = ok and os.path.isdir(workdir)
+    done["tmp"] = ok and (workdir is None or os.path.isdir(workdir))
     return done
 
 

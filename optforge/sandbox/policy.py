@@ -93,6 +93,7 @@ class Policy:
     open_modules: modules whose every public (non-underscore) attribute is allowed ("math").
     attributes: attribute names allowed on non-module values (tensor methods, dict methods, ctx fields).
     builtins: builtin names the source may call or read.
+    attribute_hint: what to do instead, appended to the refusal of an attribute not on the list.
     """
 
     allowed_imports: tuple[str, ...] = ()
@@ -102,6 +103,7 @@ class Policy:
     builtins: frozenset[str] = field(default_factory=frozenset)
     node_types: frozenset[str] = CORE_NODES
     name: str = "custom"
+    attribute_hint: str = "use another tensor method or a torch function"
 
     def __post_init__(self) -> None:
         unknown = sorted(n for n in self.node_types if not isinstance(getattr(ast, n, None), type))
@@ -343,7 +345,7 @@ class _Checker:
         if attr.startswith("_"):
             self.add(line, f"attribute '.{attr}' is not allowed: private and dunder attributes reach interpreter internals")
         elif attr not in self.policy.attributes:
-            self.add(line, f"{where} '.{attr}' is not on the allow-list; use another tensor method or a torch function")
+            self.add(line, f"{where} '.{attr}' is not on the allow-list; {self.policy.attribute_hint}")
 
     def _check_name(self, node: ast.Name, scope: _Scope, line: int) -> None:
         name = node.id

@@ -15,8 +15,9 @@ Services:
   transaction as the strategy state that follows them, and listed by `optforge show --records`;
 - rule_probe: `rule_probe(source) -> Probe`, the rule's updates on a fixed probe, computed in the
   sandbox (`optforge.search.probe`; raises ProbeFailed with the reason);
-- procedure_sandbox: not available yet (it comes with the MoH strategy); asking for it raises
-  ServiceUnavailable with that reason.
+- procedure_sandbox: `procedure_sandbox(limits=None) -> ProcedureSandbox`, a factory: each call
+  gives a sandbox for untrusted search procedures (`optforge.sandbox.procedure`; MoH) under those
+  `ProcedureLimits` (the defaults when None), so a strategy can take the limits from its params.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from optforge.store.rows import StrategyRecord
 
 SERVICES = ("llm", "embedder", "rule_probe", "procedure_sandbox")
 """Services a factory may declare with `@needs` (rng and records are always there)."""
-
-_LATER = "is not available until the MoH strategy (issue 17's follow-up); no strategy can use it yet"
 
 
 class ServiceUnavailable(RuntimeError):
@@ -140,9 +139,15 @@ class StrategyContext:
         return rule_probe
 
     @property
-    def procedure_sandbox(self) -> Any:
+    def procedure_sandbox(self) -> Callable[..., Any]:
+        """`factory(limits: ProcedureLimits | None = None) -> ProcedureSandbox` (defaults when None)."""
         self._declared("procedure_sandbox")
-        raise ServiceUnavailable(f"ctx.procedure_sandbox {_LATER}")
+        from optforge.sandbox.procedure import ProcedureLimits, ProcedureSandbox
+
+        def factory(limits: ProcedureLimits | None = None) -> ProcedureSandbox:
+            return ProcedureSandbox(limits if limits is not None else ProcedureLimits())
+
+        return factory
 
 
 def call_factory(factory: Callable, params: dict, ctx: StrategyContext, *, name: str) -> Any:

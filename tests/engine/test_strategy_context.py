@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from optforge.sandbox.procedure import ProcedureLimits, ProcedureSandbox
 from optforge.search.context import ServiceUnavailable, StrategyContext, needed, needs
 from optforge.search.registry import build_strategy, needs_of
 
@@ -36,14 +37,15 @@ def test_an_old_signature_factory_still_works_with_a_deprecation_warning(monkeyp
     assert "FITNESS = 0.2" in strategy.sources[0]
 
 
-def test_a_service_must_be_declared_and_later_ones_say_so():
+def test_a_service_must_be_declared_and_missing_ones_say_so():
     ctx = StrategyContext(seed=0, llm_client=object())
     with pytest.raises(ServiceUnavailable, match="@needs\\('llm'\\)"):
         ctx.llm
     ctx.declared = frozenset({"llm", "rule_probe", "procedure_sandbox", "embedder"})
     assert ctx.llm is ctx.llm_client
-    with pytest.raises(ServiceUnavailable, match="not available until the MoH strategy"):
-        ctx.procedure_sandbox
+    box = ctx.procedure_sandbox(ProcedureLimits(max_calls=3))
+    assert isinstance(box, ProcedureSandbox) and box.limits.max_calls == 3
+    assert ctx.procedure_sandbox().limits == ProcedureLimits()
     with pytest.raises(ServiceUnavailable, match="embeddings"):
         ctx.embedder
     with pytest.raises(ValueError, match="unknown strategy service"):
