@@ -42,6 +42,7 @@ import numpy as np
 from optforge import seeds as seedlib
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
+from optforge.sandbox.procedure import ProcedureCall, ProcedureEnd
 from optforge.search.base import SEARCH_STAGES, Rollout, StrategyBase
 from optforge.search.moh import prompt
 from optforge.search.moh.evals import Evaluations
@@ -302,14 +303,14 @@ class MohStrategy(StrategyBase):
             self._answer(meta, p["utility"])
 
     def _push_inner_run(self, p: dict[str, Any], subtask: Subtask) -> None:
-        population = [{"source": e["source"], "idea": e["idea"], "fitness": e["fitness"]}
+        population = [{"source": e["source"], "idea": e["idea"], "utility": e["fitness"]}
                       for e in self.rules[subtask.name][:self.config.pop_size]]
         self._push(INNER, p["id"], subtask.name, prompt.rule_task(subtask), population)
 
     def _push_meta_run(self) -> None:
         cfg = self.config
         scored = sorted((p for p in self.procedures if p["utility"] is not None), key=lambda p: -p["utility"])
-        population = [{"source": p["source"], "idea": p["idea"], "fitness": p["utility"]} for p in scored[:cfg.pop_size]]
+        population = [{"source": p["source"], "idea": p["idea"], "utility": p["utility"]} for p in scored[:cfg.pop_size]]
         task = prompt.procedure_task(self.subtasks, cpu_s=cfg.cpu_s, max_calls=cfg.max_calls,
                                      llm_calls=cfg.llm_calls_per_run, evals=cfg.max_evals_per_subtask)
         self._push(META, self.meta_optimizer, prompt.META_TASK, task, population)
@@ -348,8 +349,8 @@ class MohStrategy(StrategyBase):
                 return
             self._on_event(spec, event)
 
-    def _on_event(self, spec: RunSpec, event: Any) -> None:
-        if hasattr(event, "status"):  # a ProcedureEnd
+    def _on_event(self, spec: RunSpec, event: ProcedureCall | ProcedureEnd) -> None:
+        if isinstance(event, ProcedureEnd):
             self._ended(spec, event)
             return
         key = call_key(event.kind, event.args)

@@ -43,7 +43,7 @@ def improve(population, utility, llm, task):
     if not found:
         return best
     fitness = utility(found[0], task)
-    if fitness > best["fitness"]:
+    if fitness > best["utility"]:
         return {"source": found[0], "idea": "one shot"}
     return best
 '''

@@ -28,13 +28,13 @@ def ideas_of(text, n):
 
 
 def shown(entry, label):
-    return "%s (fitness %.4f; idea: %s):\n```python\n%s```\n" % (
-        label, entry["fitness"], entry["idea"] or "-", entry["source"])
+    return "%s (score %.4f; idea: %s):\n```python\n%s```\n" % (
+        label, entry["utility"], entry["idea"] or "-", entry["source"])
 
 
 def improve(population, utility, llm, task):
     best = population.get(0)
-    best_source, best_idea, best_fitness = best["source"], best["idea"], best["fitness"]
+    best_source, best_idea, best_fitness = best["source"], best["idea"], best["utility"]
     for _ in range(ROUNDS):
         parent = population.sample()
         others = [population.sample() for _ in range(N_INSPIRATIONS)]

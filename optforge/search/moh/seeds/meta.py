@@ -27,10 +27,10 @@ def ideas_of(text, n):
 
 def improve(population, utility, llm, task):
     best = population.get(0)
-    best_source, best_idea, best_fitness = best["source"], best["idea"], best["fitness"]
+    best_source, best_idea, best_fitness = best["source"], best["idea"], best["utility"]
     parent = population.sample()
-    context = "%s\n\nA current solution (fitness %.4f; idea: %s):\n```python\n%s```\n" % (
-        task, parent["fitness"], parent["idea"] or "-", parent["source"])
+    context = "%s\n\nA current solution (score %.4f; idea: %s):\n```python\n%s```\n" % (
+        task, parent["utility"], parent["idea"] or "-", parent["source"])
     ask = context + "\nPropose %d totally different ideas for a better solution. Answer with a JSON list of %d one-sentence strings." % (N_IDEAS, N_IDEAS)
     try:  # a call past a limit raises: keep what was found
         ideas = ideas_of(llm.prompt(SYSTEM, ask, 1.0), N_IDEAS)

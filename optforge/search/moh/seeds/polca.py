@@ -16,17 +16,17 @@ def code_of(text):
 
 
 def improve(population, utility, llm, task):
-    queue = []  # (-fitness, order, source, idea): the best first, ties to the older entry
+    queue = []  # (-utility, order, source, idea): the best first, ties to the older entry
     order = 0
     for i in range(min(QUEUE_SIZE, population.size())):
         entry = population.get(i)
-        heapq.heappush(queue, (-entry["fitness"], order, entry["source"], entry["idea"]))
+        heapq.heappush(queue, (-entry["utility"], order, entry["source"], entry["idea"]))
         order += 1
-    best = {"fitness": -queue[0][0], "source": queue[0][2], "idea": queue[0][3]}
+    best = {"utility": -queue[0][0], "source": queue[0][2], "idea": queue[0][3]}
     for _ in range(STEPS):
         top = heapq.heappop(queue)
-        message = (task + "\n\nThe current solution (fitness %.4f; idea: %s):\n```python\n%s```\n"
-                   "Improve it: change what most limits its fitness, and say the idea in one sentence "
+        message = (task + "\n\nThe current solution (score %.4f; idea: %s):\n```python\n%s```\n"
+                   "Improve it: change what most limits its score, and say the idea in one sentence "
                    "before the code." % (-top[0], top[3] or "-", top[2]))
         try:  # a call past a limit raises: keep what was found
             answers = llm.prompt_batch(SYSTEM, [message] * REPEATS, 0.8)
@@ -45,8 +45,8 @@ def improve(population, utility, llm, task):
                 return {"source": best["source"], "idea": best["idea"]}
             heapq.heappush(queue, (-fitness, order, source, idea))
             order += 1
-            if fitness > best["fitness"]:
-                best = {"fitness": fitness, "source": source, "idea": idea}
+            if fitness > best["utility"]:
+                best = {"utility": fitness, "source": source, "idea": idea}
         queue = heapq.nsmallest(QUEUE_SIZE, queue)
         heapq.heapify(queue)
     return {"source": best["source"], "idea": best["idea"]}
