@@ -49,22 +49,25 @@ def improve(population, utility, llm, task):
 '''
 
 
-def script(slow: str = "") -> list[dict[str, Any]]:
+def script(slow: str = "", rules: dict[float, str] | None = None, subtasks: str = "[ab]") -> list[dict[str, Any]]:
     """Answers keyed by what the prompt shows; `repeat` entries are never used up. `slow`: a marker
-    line the fake evaluator sleeps on, added to the rules written at the rule level."""
+    line the fake evaluator sleeps on, added to the rules written at the rule level. `rules`: the
+    rule written for each fake fitness (0.2, 0.3, 0.5, 0.9), for a real evaluator; `subtasks`: a
+    regex of the subtask names."""
     extra = (slow,) if slow else ()
-    rule_level = r"^subtask: [ab]\n[\s\S]*"
+    make = rules.__getitem__ if rules is not None else rule
+    rule_level = rf"^subtask: {subtasks}\n[\s\S]*"
     meta_level = r"^subtask: procedures\n[\s\S]*"
     return [  # each pattern ends where the seed procedure's message ends (\Z): a prompt quoting code quotes more
         {"match": meta_level + r"this idea: [^\n]*\Z", "content": fence(NEW_PROCEDURE), "repeat": True},
         {"match": meta_level + r"ONE-SHOT\Z", "content": fence(NEW_PROCEDURE), "repeat": True},
         {"match": r"one-sentence strings\.\Z", "content": '["scale the step by the gradient noise", "add momentum"]',
          "repeat": True},
-        {"match": rule_level + r"gradient noise\Z", "content": fence(rule(0.3, *extra)), "repeat": True},
-        {"match": rule_level + r"add momentum\Z", "content": fence(rule(0.2, *extra)), "repeat": True},
-        {"match": rule_level + r"before the code\.\Z", "content": "Use a larger step.\n" + fence(rule(0.5, *extra)),
+        {"match": rule_level + r"gradient noise\Z", "content": fence(make(0.3, *extra)), "repeat": True},
+        {"match": rule_level + r"add momentum\Z", "content": fence(make(0.2, *extra)), "repeat": True},
+        {"match": rule_level + r"before the code\.\Z", "content": "Use a larger step.\n" + fence(make(0.5, *extra)),
          "repeat": True},
-        {"match": rule_level + r"ONE-SHOT\Z", "content": fence(rule(0.9, *extra)), "repeat": True},
+        {"match": rule_level + r"ONE-SHOT\Z", "content": fence(make(0.9, *extra)), "repeat": True},
     ]
 
 
@@ -75,9 +78,14 @@ def config(params: dict[str, Any] | None = None, **extra: Any):
     return config_from_dict(data)
 
 
-def run_moh(run_dir, llm_settings: dict[str, Any], params: dict[str, Any] | None = None, *, budget: dict | None = None):
-    """Run (or resume) MoH in `run_dir`; returns (store, strategy)."""
-    cfg = config(params, **({"budget": budget} if budget else {}))
+def run_moh(run_dir, llm_settings: dict[str, Any], params: dict[str, Any] | None = None, *, budget: dict | None = None,
+            smoke: bool = False):
+    """Run (or resume) MoH in `run_dir`; returns (store, strategy). `smoke`: the real evaluator on the
+    `smoke` suite (its selection seeds stand in for the search-seed pool it lacks), else the fake one."""
+    extra: dict[str, Any] = {"budget": budget} if budget else {}
+    if smoke:
+        extra.update(suite="smoke", baselines_check="off")
+    cfg = config(params, **extra)
     store = Store(run_dir)
     dollars, calls = store.llm_spend()
     from optforge.llm.budget import Budget
@@ -88,10 +96,27 @@ def run_moh(run_dir, llm_settings: dict[str, Any], params: dict[str, Any] | None
     ctx = StrategyContext(seed=0, llm_client=llm)
     strategy = build_strategy("moh", cfg.strategy_params, ctx)
     try:
-        fake_eval.make_minibatch_engine(cfg, strategy, store, records=ctx.records).run()
+        if smoke:
+            _smoke_engine(cfg, strategy, store, ctx.records).run()
+        else:
+            fake_eval.make_minibatch_engine(cfg, strategy, store, records=ctx.records).run()
     finally:
         strategy.close()
     return store, strategy
+
+
+def _smoke_engine(cfg, strategy, store, records):
+    from optforge.commands.run import _request_factory, _suite_version
+    from optforge.engine import Engine
+    from optforge.evaluators import evaluate
+    from optforge.evaluators.tasks import get_suite
+    from optforge.rollouts import SearchSuite
+
+    smoke = get_suite("smoke")
+    suite = SearchSuite("smoke", tuple(t.name for t in smoke.tasks), tuple(smoke.selection_seeds),
+                        tuple(smoke.report_seeds))
+    return Engine(cfg, strategy, store, evaluate, make_request=_request_factory(cfg), suite_version=_suite_version,
+                  search_suite=lambda: suite, records=records)
 
 
 def outcome(store: Store) -> dict[str, Any]:
