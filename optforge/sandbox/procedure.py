@@ -69,6 +69,7 @@ _STATUS_GRACE_S = 5.0  # how long the host may take to report the procedure's ex
 _WRITE_STALL_S = 30.0  # a procedure that leaves an answer unread this long has broken the channel
 _CPU_SLACK_S = 3.0  # the watchdog acts this long after the kernel's limit should have (RLIMIT_CPU hard = soft + 2)
 _TAIL_BYTES = 4096
+_REASON_CHARS = 4000  # of a failure text the procedure wrote (its exception message, the policy's findings)
 _WATCH_S = 0.5  # how often a waiting poll() looks at the CPU watchdog and the start grace
 
 
@@ -106,8 +107,9 @@ class ProcedureCall:
 @dataclass(frozen=True)
 class ProcedureEnd:
     """How a run ended. status "ok": value is {"source": str, "idea": str}; status "failed": reason is
-    "word: text" (word in FAILURE_WORDS) and value None. calls: requests made; cpu_s: the procedure's CPU
-    seconds; wall_s: its wall-clock seconds without calls out; layers: the isolation layers that held."""
+    "word: text" (word in FAILURE_WORDS) and value None. calls: requests made (the one refused at the
+    call limit included); cpu_s: the procedure's CPU seconds; wall_s: its wall-clock seconds without
+    calls out; layers: the isolation layers that held."""
 
     run_id: str
     status: str
@@ -202,16 +204,17 @@ class ProcedureRun:
 
     # ------------------------------------------------------------------------------ internals
     def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
-        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB`) and queue the start message."""
+        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED`) and queue the start message."""
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
-                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb))],
+                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(_disabled()) or "-"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=(to_r, from_w, status_host.fileno()), env=worker_env(), cwd="/",
+                # string hashing fixed: a procedure iterating over a set of strings replays in the same order
+                pass_fds=(to_r, from_w, status_host.fileno()), env={**worker_env(), "PYTHONHASHSEED": "0"}, cwd="/",
                 start_new_session=True, close_fds=True,
             )
         except OSError:
@@ -339,7 +342,7 @@ class ProcedureRun:
             text = f"{err.get('type', 'Error')}: {err.get('message', '')}"
             if isinstance(err.get("line"), int):
                 text += f" (procedure line {err['line']}" + (f": {err['line_text']}" if err.get("line_text") else "") + ")"
-        return self._finish("failed", f"{word}: {clean_text(text)}", None)
+        return self._finish("failed", f"{word}: {clean_text(text)[:_REASON_CHARS]}", None)
 
     def _reply(self, call: ProcedureCall, message: dict[str, Any]) -> None:
         if self._end is not None:
@@ -541,6 +544,13 @@ def _bad_args(kind: str, args: dict[str, Any]) -> str | None:
         if not isinstance(args[k], str):
             return f"has a {k} that is not a string"
     return None
+
+
+def _disabled() -> list[str]:
+    """The layers OPTFORGE_SANDBOX_DISABLE switches off on purpose (as for sandbox jobs), to see and test
+    how a machine without them behaves: "namespaces" and "privileges" (the uid switch)."""
+    named = {x.strip() for x in os.environ.get("OPTFORGE_SANDBOX_DISABLE", "").split(",")}
+    return sorted(named & {"namespaces", "privileges"})
 
 
 def _preview(line: bytes) -> str:

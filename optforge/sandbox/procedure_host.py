@@ -1,4 +1,7 @@
-"""The untrusted side of a procedure run: `python -m optforge.sandbox.procedure_host IN OUT STATUS CPU_S MEMORY_MB`.
+"""The untrusted side of a procedure run: `python -m optforge.sandbox.procedure_host IN OUT STATUS CPU_S MEMORY_MB DISABLED`.
+
+DISABLED is "-" or a comma list of layers switched off on purpose (OPTFORGE_SANDBOX_DISABLE on the
+trusted side): "namespaces", "privileges" (the uid switch).
 
 Two processes (the trusted side is `optforge.sandbox.procedure`):
 
@@ -121,7 +124,8 @@ class LLM:
 
 class Utility:
     """The procedure's `utility(source, subtask) -> float`: the fitness of a rule on a subtask, HIGHER
-    IS BETTER (optforge fitness). Evaluated by the trusted broker; raises CallRefused when refused."""
+    IS BETTER (optforge fitness). Evaluated by the trusted broker; an answer that is not a number (None:
+    the rule failed) reads as -inf; raises CallRefused when refused."""
 
     def __init__(self, channel: _Channel):
         self._channel = channel
@@ -168,14 +172,15 @@ class Population:
 def main(argv: list[str]) -> None:
     in_fd, out_fd, status_fd = (int(a) for a in argv[:3])
     cpu_s, memory_mb = max(1, math.ceil(float(argv[3]))), int(argv[4])
+    disabled = set(argv[5].split(",")) if len(argv) > 5 else set()
     status = socket.socket(fileno=status_fd)
     # the host holds nothing of the procedure's; it must not outlive the trusted side (status EOF)
-    ns = L.unshare_namespaces(_NS_FLAGS)
+    ns = L.unshare_namespaces(_NS_FLAGS) if "namespaces" not in disabled else {}
     host_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         status.close()
-        _procedure_process(in_fd, out_fd, ns, host_pid, cpu_s, memory_mb)  # never returns
+        _procedure_process(in_fd, out_fd, ns, host_pid, cpu_s, memory_mb, "privileges" not in disabled)  # never returns
     os.close(in_fd)
     os.close(out_fd)
     _send_status(status, {"child": pid})
@@ -213,7 +218,8 @@ def _send_status(sock: socket.socket, message: dict[str, Any]) -> None:
 # the procedure process
 
 
-def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int) -> None:
+def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int,
+                       switch_uid: bool) -> None:
     code = EXIT_SETUP
     channel: _Channel | None = None
     try:
@@ -225,7 +231,7 @@ def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: i
             os.dup2(devnull, fd)
         _close_fds_except({0, 1, 2, in_fd, out_fd})
         channel = _Channel(in_fd, out_fd)
-        layers = isolate_process(ns, host_pid, cpu_s, memory_mb)
+        layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
         channel.send({"kind": "ready", "layers": layers})
         start = channel.receive()
         if start.get("kind") != "start":
@@ -245,9 +251,10 @@ def _procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: i
         os._exit(code)
 
 
-def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int) -> dict[str, bool]:
+def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int, *, switch_uid: bool = True) -> dict[str, bool]:
     """Every layer after the namespaces (`ns`: what `layers.unshare_namespaces` gave the host), in the
-    process about to run a procedure; best effort. Returns which layers held."""
+    process about to run a procedure; best effort. `switch_uid`: as root, become a fresh uid. Returns
+    which layers held."""
     keep = L.import_locations()
     mounts = L.private_mounts(None, _TMPFS_BYTES, keep) if ns.get("mnt") else {}
     private = bool(mounts.get("tmp"))
@@ -258,7 +265,7 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
         "private_tmp": private,
         "run_hidden": private and L.hide_run(keep),
     }
-    uid = L.UID_BASE + host_pid if os.geteuid() == 0 else None
+    uid = L.UID_BASE + host_pid if os.geteuid() == 0 and switch_uid else None
     if uid is not None and (L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)):
         uid = None  # the uid could not read our own code: stay root of this process, without capabilities
     layers["read_only_root"] = private and L.read_only_root([t for t in L.PRIVATE_TMP if os.path.isdir(t)])

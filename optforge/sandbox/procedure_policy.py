@@ -8,11 +8,13 @@ as for rules (`optforge.sandbox.policy`) holds it to an allow-list of:
 - syntax: functions, lambdas, loops (`while` too), `try`/`except`/`raise`, comprehensions,
   f-strings; no classes, generators, `global`/`nonlocal`, walrus, `with`, `match` or async;
 - module names: the public, non-module names of the six modules (`json.decoder`, a module, is not
-  one; nor are `json.load`/`json.dump`, which need a file);
+  one; nor are `json.load`/`json.dump`, which need a file, or `random.SystemRandom`, which is not
+  replayable);
 - attribute names: the methods of the handed objects, of strings, lists, dicts, sets, regex matches
   and `random.Random`, never a dunder or private name, and never `str.format`/`format_map` (their
   format strings read attributes, `"{0.__class__}"`, out of the checker's sight);
-- builtins: pure functions and exception classes; no I/O, `type`, `getattr` or `object`.
+- builtins: pure functions and exception classes; no I/O, `type`, `getattr` or `object`, and no
+  `id`/`hash` (object addresses change between runs: a run must replay from its seed).
 
 `check_procedure(source)` adds the one structural rule: `improve` must be defined at module level
 with at least four parameters.
@@ -42,8 +44,9 @@ _PROCEDURE_NODES = CORE_NODES | frozenset(
     Starred AnnAssign Delete JoinedStr FormattedValue""".split()
 )
 
-# file-based json functions: a procedure has no file to give them
-_NOT_OFFERED = frozenset({"json.load", "json.dump"})
+# file-based json functions: a procedure has no file to give them; and the OS's entropy, which would
+# make a procedure's run impossible to replay from its seed
+_NOT_OFFERED = frozenset({"json.load", "json.dump", "random.SystemRandom"})
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
@@ -74,7 +77,8 @@ _OTHER = """group groups groupdict start end span match search fullmatch findall
 pattern flags string lastindex lastgroup expand random uniform randint randrange choice choices shuffle
 gauss seed getrandbits is_integer as_integer_ratio real imag conjugate bit_length hex args"""
 
-_BUILTINS = """abs all any ascii bin bool chr dict divmod enumerate filter float frozenset hash hex id int
+# no id() or hash(): object addresses differ from run to run, and a replay must take the same path
+_BUILTINS = """abs all any ascii bin bool chr dict divmod enumerate filter float frozenset hex int
 isinstance iter len list map max min next oct ord pow print range repr reversed round set slice sorted
 str sum tuple zip True False None
 Exception ArithmeticError AssertionError IndexError KeyError LookupError OverflowError RuntimeError

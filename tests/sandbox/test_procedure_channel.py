@@ -61,19 +61,33 @@ def test_a_refused_call_raises_in_the_procedure_which_may_go_on():
     assert end.ok and end.value["source"] == "refused: over the LLM sub-budget" and len(calls) == 1
 
 
-def test_random_is_seeded_by_the_caller_and_sample_is_rank_weighted():
+def test_random_and_string_hashing_are_fixed_by_the_caller_and_sample_is_rank_weighted():
     src = source('''
         import random
 
         def improve(population, utility, llm, task):
             picks = [population.sample()["idea"] for _ in range(400)]
-            return {"source": str(random.random()), "idea": "".join(picks)}
+            words = {"lion", "adam", "sgd", "muon", "sophia", "shampoo"}
+            return {"source": str(random.random()) + " ".join(words), "idea": "".join(picks)}
     ''')
     ends = [drive(BOX.start(src, population=POPULATION, task="t", seed=s))[0] for s in (7, 7, 8)]
     assert ends[0].value == ends[1].value != ends[2].value
     picks = ends[0].value["idea"]
     # P(rank r) ~ 1 / (r + 3/2): 0.49, 0.29, 0.21 for a, b, c
     assert picks.count("a") > picks.count("b") > picks.count("c") > 0
+
+
+def test_a_large_population_and_large_answers_go_through():
+    """Megabytes each way: the start message and the answers are written as the procedure reads them."""
+    population = [{"idea": f"i{i}", "source": f"# rule {i}\n" + "x" * 20_000, "utility": float(i)} for i in range(100)]
+    src = source('''
+        def improve(population, utility, llm, task):
+            worst = population.get(population.size() - 1)
+            text = llm.prompt("s", worst["source"][:10])
+            return {"source": worst["source"][:8] + str(len(text)), "idea": population.get(0)["idea"]}
+    ''')
+    end, calls = drive(BOX.start(src, population=population, task="t", seed=0), lambda c: "y" * 3_000_000)
+    assert end.ok and end.value == {"source": "# rule 03000000", "idea": "i99"}, end
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,3 +208,22 @@ def test_a_writer_that_speaks_before_ready_or_never_reads_is_stopped():
         if end is not None:
             break
     assert isinstance(end, ProcedureEnd) and end.failure == "wall_time" and wait_gone(big.pid)
+
+
+def test_runs_leave_no_descriptors_or_processes_behind():
+    src = "def improve(population, utility, llm, task):\n    return llm.prompt('s', task)\n"
+    before = set(os.listdir("/proc/self/fd"))
+    pids = []
+    for i in range(3):
+        run = BOX.start(src, population=[], task="t", seed=i)
+        end, _ = drive(run)
+        assert end.ok
+        pids += [run.pid, run.child_pid]
+    dropped = BOX.start(src, population=[], task="t", seed=9)
+    assert isinstance(dropped.poll(timeout=60), ProcedureCall)
+    pids += [dropped.pid, dropped.child_pid]
+    del dropped  # a broker that drops a run mid-call: it is killed when collected
+    import gc
+
+    gc.collect()
+    assert wait_gone(*pids) and set(os.listdir("/proc/self/fd")) <= before

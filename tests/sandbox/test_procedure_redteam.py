@@ -5,12 +5,14 @@ so that each case ends in seconds."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 from procedure_helpers import drive, source, wait_gone
+from test_os_layers import _world_writable_dirs
 
 from optforge.sandbox.procedure import ProcedureEnd, ProcedureLimits, ProcedureSandbox
 from optforge.sandbox.procedure_policy import PROCEDURE_POLICY, check_procedure
@@ -46,6 +48,13 @@ ESCAPES = [
 @pytest.mark.parametrize("src,line", [pytest.param(s, n, id=i) for i, s, n in ESCAPES])
 def test_each_escape_is_refused_by_the_checker_at_its_line(src, line):
     assert line in {v.line for v in check_procedure(src)}, check_procedure(src)
+
+
+@pytest.mark.parametrize("expr", ["random.SystemRandom().random()", "id(llm)", "hash(population)"])
+def test_sources_of_nondeterminism_are_refused(expr):
+    """A run must replay from its seed (resume answers its calls from the store, in order)."""
+    src = f"import random\ndef improve(population, utility, llm, task):\n    return str({expr})\n"
+    assert 3 in {v.line for v in check_procedure(src)}
 
 
 def test_a_refused_procedure_ends_at_once_with_policy_and_starts_nothing():
@@ -192,35 +201,84 @@ def test_a_procedure_that_raises_or_returns_nothing_useful_says_so(body, word, t
     assert "Traceback" not in end.reason and "procedure_host" not in end.reason  # never a trusted-side traceback
 
 
-def test_fork_is_refused_by_the_process_limit_too():
-    """The policy leaves no way to fork; should one be found, RLIMIT_NPROC of the procedure process
-    refuses it. Run the same isolation in a real process and try."""
-    script = source('''
-        import json, os, sys
-        from optforge.sandbox import layers as L
-        from optforge.sandbox import procedure_host as H
-        ns = L.unshare_namespaces(H._NS_FLAGS)
-        host = os.getpid()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            layers = H.isolate_process(ns, host, 5, 1024)
+LAYER_PROBE = source('''
+    import json, os, socket, sys
+    from optforge.sandbox import layers as L
+    from optforge.sandbox import procedure_host as H
+    ns = L.unshare_namespaces(H._NS_FLAGS)
+    host = os.getpid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        layers = H.isolate_process(ns, host, 5, 1024)
+        seen = {"layers": layers, "euid": os.geteuid()}
+        try:
+            if os.fork() == 0:
+                os._exit(0)
+            seen["fork"] = "forked"
+        except OSError as e:
+            seen["fork"] = "refused: " + os.strerror(e.errno)
+        try:
+            socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5).close()
+            seen["connect"] = "connected"
+        except OSError as e:
+            seen["connect"] = "failed: " + str(e)
+        seen["write"] = {}
+        for d in json.loads(sys.argv[2]):
             try:
-                if os.fork() == 0:
-                    os._exit(0)
-                forked = "forked"
+                open(os.path.join(d, "written-by-a-procedure"), "w").close()
+                seen["write"][d] = "written"
             except OSError as e:
-                forked = "refused: " + os.strerror(e.errno)
-            os.write(w, json.dumps({"layers": layers, "fork": forked, "euid": os.geteuid()}).encode())
-            os._exit(0)
-        os.close(w)
-        os.waitpid(pid, 0)
-        sys.stdout.write(os.read(r, 1 << 16).decode())
-    ''')
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd="/")
-    report = json.loads(out.stdout)
-    if not report["layers"]["rlimits"]:
-        pytest.skip(f"rlimits not settable here: {report}")
-    if report["euid"] == 0 and not report["layers"]["pid_namespace"]:
-        pytest.skip("the procedure stays root of the host here, which RLIMIT_NPROC does not bind")
-    assert report["fork"].startswith("refused"), report
+                seen["write"][d] = os.strerror(e.errno)
+        seen["tmp"] = sorted(os.listdir("/tmp"))
+        seen["run"] = sorted(os.listdir("/run")) if os.path.isdir("/run") else []
+        seen["pids"] = [p for p in os.listdir("/proc") if p.isdigit()]
+        seen["env"] = sorted(os.environ)
+        os.write(w, json.dumps(seen).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    sys.stdout.write(os.read(r, 1 << 16).decode())
+''')
+
+
+def test_the_os_layers_hold_in_a_procedure_process(tmp_path):
+    """The policy leaves a procedure no way to fork, connect, write or read the environment; should one
+    be found, the process's own layers stop it. The same isolation as a procedure's, in a real process
+    that tries (each check where this machine reports the layer active)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    marker = tmp_path / "host-marker"
+    marker.write_text("host")
+    writable = _world_writable_dirs()  # outside the private tmpfs: only read_only_root keeps a procedure out
+    env = {**os.environ, "OPTFORGE_TEST_API_KEY": "sk-secret"}
+    try:
+        out = subprocess.run([sys.executable, "-c", LAYER_PROBE, str(listener.getsockname()[1]), json.dumps(writable)],
+                             capture_output=True, text=True, timeout=120, cwd="/", env=env)
+    finally:
+        listener.close()
+        leaked = [d for d in writable if os.path.exists(os.path.join(d, "written-by-a-procedure"))]
+        for d in writable:
+            if d in leaked:
+                os.remove(os.path.join(d, "written-by-a-procedure"))
+            if os.path.basename(d).startswith(".optforge-ww-"):
+                os.rmdir(d)
+    seen = json.loads(out.stdout)
+    assert not leaked or not seen["layers"]["read_only_root"], seen
+    layers = seen["layers"]
+    assert "OPTFORGE_TEST_API_KEY" not in seen["env"] and layers["no_secrets"]
+    if layers["rlimits"] and (seen["euid"] != 0 or layers["pid_namespace"]):
+        assert seen["fork"].startswith("refused"), seen
+    if layers["network"]:
+        assert seen["connect"].startswith("failed"), seen
+    if layers["read_only_root"]:
+        # /run/lock is also hidden (run_hidden): not there at all, rather than read-only
+        hidden = {d for d in writable if layers["run_hidden"] and d.startswith(("/run/", "/var/run/"))}
+        assert seen["write"] == {d: "No such file or directory" if d in hidden else "Read-only file system" for d in writable}
+    if layers["private_tmp"]:
+        assert marker.name not in str(seen["tmp"]) and not str(tmp_path).startswith(tuple("/" + t for t in seen["tmp"] if t))
+    if layers["run_hidden"]:
+        assert seen["run"] == [], seen
+    if layers["pid_namespace"]:
+        assert seen["pids"] == ["1"], seen
