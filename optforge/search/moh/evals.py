@@ -92,12 +92,6 @@ class Evaluations:
         self.fitness.setdefault(rollout.candidate_id, {})[name] = float(value)
         return self._resolve(rollout.candidate_id, name)
 
-    def seeds_known(self, subtasks: dict[str, Subtask], seeds: tuple[int, ...]) -> None:
-        """The pool became known: roll out what waits on candidates already observed ok."""
-        for cid, name in self.waiting:
-            if self.cands[cid]["state"] == OK:
-                self._rollout(cid, subtasks[name], seeds)
-
     def _resolve(self, cid: str, subtask: str | None) -> list[tuple[str, str]]:
         done = [(c, s) for c, s in self.waiting if c == cid and (subtask is None or s == subtask)]
         self.waiting = [w for w in self.waiting if (w[0], w[1]) not in done]

@@ -31,8 +31,3 @@ def procedure_task(subtasks: Iterable[Subtask], *, cpu_s: float, max_calls: int,
                   weights=", ".join(f"{s.weight:g}" for s in subtasks), cpu_s=f"{cpu_s:g}", max_calls=max_calls,
                   llm_calls=llm_calls, evals=evals).strip() + "\n"
 
-
-def task_name(text: str) -> str:
-    """The subtask a task text names on its first line (`subtask: NAME`); "" if none."""
-    first = text.split("\n", 1)[0]
-    return first[len("subtask:"):].strip() if first.startswith("subtask:") else ""
