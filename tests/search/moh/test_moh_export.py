@@ -1,7 +1,5 @@
 """`optforge export-procedure`: the best scored procedure of a run, as a file a later run seeds from."""
 
-import pytest
-
 from optforge.cli import main
 from optforge.search.context import RecordSink
 from optforge.search.moh.params import MohConfig
