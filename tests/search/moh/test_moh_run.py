@@ -132,3 +132,14 @@ def test_refused_calls_and_failed_procedures_end_with_a_reason_and_the_run_goes_
     assert "boom in the procedure" in procs[f"seed {files['raises']}"]["reason"]
     [it] = _records(store, "meta_iteration")  # the run went on to its outer iteration
     assert it["run_status"] == "ok"
+
+
+def test_the_runs_llm_budget_is_never_exceeded(ray_local, tmp_path):
+    with ScriptedServer(script()) as server:
+        store, strategy = run_moh(tmp_path / "run", {"api_base": server.url}, budget={"max_llm_calls": 5})
+        served = server.served
+    assert store.meta("status") == "finished", store.meta("failure")
+    assert served == len(store.llm_calls()) == 5  # the budget was reached, and not passed
+    assert store.meta("stop_reason") in ("max_llm_calls", "strategy done"), store.meta("stop_reason")
+    refused = [x for r in store.records("procedure_run") for x in r.data["refused"]]
+    assert all("LLM sub-budget" in x or "LLM budget is exhausted" in x or "evaluation budget" in x for x in refused)
