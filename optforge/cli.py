@@ -11,7 +11,7 @@ import sys
 
 from optforge import __version__
 
-COMMANDS = ("run", "ls", "show", "eval", "baselines", "seeds", "export", "report", "doctor")
+COMMANDS = ("run", "ls", "show", "eval", "baselines", "seeds", "export", "export_procedure", "report", "doctor")
 
 
 class UserError(Exception):

@@ -21,6 +21,7 @@ STRATEGIES: dict[str, str] = {
     "evolve": "optforge.search.evolve:from_config",
     "opto": "optforge.search.opto:from_config",
     "polca": "optforge.search.polca:from_config",
+    "moh": "optforge.search.moh:from_config",
 }
 
 
