@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, Collection
 
 from optforge.store.rows import (
     Aggregate, EvaluationRecord, Promotion, Ranked, RequestKey, RolloutRecord, StrategyRecord, candidate_from,
@@ -101,18 +101,27 @@ class Reads:
                           " ORDER BY (status = ?) , id DESC LIMIT 1", (candidate_id, stage, Status.LOST.value))
         return evaluation_from(rows[0]) if rows else None
 
-    def evaluation_count(self, *, include_reference: bool = False) -> int:
-        """Stored evaluation rows (what budget.max_evaluations counts: references excluded)."""
-        sql = "SELECT COUNT(*) FROM evaluations"
+    def evaluation_count(self, *, include_reference: bool = False, stages: Collection[str] | None = None) -> int:
+        """Stored evaluation rows (references excluded unless asked), of `stages` when given
+        (budget.max_evaluations counts the strategy's rows at the search stages)."""
+        sql, args = "SELECT COUNT(*) FROM evaluations WHERE 1=1", []
         if not include_reference:
-            sql += " WHERE candidate_id IN (SELECT id FROM candidates WHERE pseq IS NOT NULL)"
-        return int(self._rows(sql)[0][0])
+            sql += " AND candidate_id IN (SELECT id FROM candidates WHERE pseq IS NOT NULL)"
+        if stages is not None:
+            sql += f" AND stage IN ({', '.join('?' for _ in stages)})"
+            args += list(stages)
+        return int(self._rows(sql, args)[0][0])
 
-    def train_cpu_seconds(self) -> float:
-        """CPU seconds of the strategy's evaluations (metrics.cpu_seconds; rows without it count 0)."""
+    def train_cpu_seconds(self, *, stages: Collection[str] | None = None) -> float:
+        """CPU seconds of the strategy's evaluations, of `stages` when given (metrics.cpu_seconds of rows
+        not lent from an identical request; rows without it count 0)."""
+        sql, args = ("SELECT metrics FROM evaluations WHERE cached_from IS NULL AND candidate_id IN"
+                     " (SELECT id FROM candidates WHERE pseq IS NOT NULL)"), []
+        if stages is not None:
+            sql += f" AND stage IN ({', '.join('?' for _ in stages)})"
+            args += list(stages)
         total = 0.0
-        for r in self._rows("SELECT metrics FROM evaluations WHERE cached_from IS NULL AND candidate_id IN"
-                            " (SELECT id FROM candidates WHERE pseq IS NOT NULL)"):
+        for r in self._rows(sql, args):
             value = json.loads(r["metrics"]).get("cpu_seconds")
             total += float(value) if isinstance(value, (int, float)) else 0.0
         return total
