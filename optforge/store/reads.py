@@ -127,12 +127,12 @@ class Reads:
         return total
 
     def cached(self, key: RequestKey) -> EvaluationRecord | None:
-        """An earlier non-`lost` result of the identical request, or None. An unknown (NULL) column of a
-        version-1 row matches: that run's rows share one score version and one stage configuration."""
+        """An earlier non-`lost` result of the identical request, or None. A column a version-1 row left
+        unknown (NULL: detail, tune_wd, reuse_lr, score_version) matches no request, since every request
+        names them; such a row still answers its own candidate's resume (`evaluation`)."""
         sql = ("SELECT * FROM evaluations WHERE content_hash = ? AND stage = ? AND suite = ? AND suite_version = ?"
-               " AND seeds_spec = ? AND tasks IS ? AND COALESCE(detail, 'summary') = ? AND status != ?"
-               " AND (tune_wd IS NULL OR tune_wd = ?) AND (reuse_lr IS NULL OR reuse_lr = ?)"
-               " AND (score_version IS NULL OR score_version = ?) ORDER BY id LIMIT 1")
+               " AND seeds_spec = ? AND tasks IS ? AND detail = ? AND status != ?"
+               " AND tune_wd = ? AND reuse_lr = ? AND score_version = ? ORDER BY id LIMIT 1")
         tasks = None if key.tasks is None else json.dumps(list(key.tasks), sort_keys=True)
         rows = self._rows(sql, (key.content_hash, key.stage, key.suite, key.suite_version, key.seeds_spec, tasks,
                                 key.detail, Status.LOST.value, int(key.tune_wd), int(key.reuse_lr), key.score_version))

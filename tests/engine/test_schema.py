@@ -3,6 +3,7 @@ after a migration that keeps `run.db.v0`; NULLs of old rows stay unknown; non-fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -96,3 +97,22 @@ def test_nan_and_infinities_are_kept_distinct(tmp_path):
                       key=RequestKey(cand.content_hash, "train", "train", "1", "selection"))
     got = Store.open(tmp_path / "r").evaluation("a", "train").metrics
     assert math.isnan(got["nan"]) and got["inf"] == math.inf and got["ninf"] == -math.inf and got["none"] is None
+
+
+def test_unknown_columns_of_a_version_1_row_match_no_cache_lookup(tmp_path):
+    from optforge.store import RequestKey
+    from optforge.types import content_hash
+
+    run, sources = _v1(tmp_path)
+    store = Store.resume(run)
+    old = store.evaluation("c0", "train")
+    assert old.ok and old.detail is None and old.tune_wd is None and old.reuse_lr is None and old.score_version is None
+    asked = RequestKey(content_hash(sources[0]), "train", "train", "fake-1", "selection", None, "summary", False, False, 2)
+    assert store.cached(asked) is None  # not served for a request that names what the row left unknown
+    twin = Candidate.new(sources[0], id="twin")
+    store.add_proposals([twin], None)
+    store.add_evaluation(twin, old.result, key=asked)  # the same request with every column known
+    assert store.cached(asked).candidate_id == "twin"
+    assert store.cached(dataclasses.replace(asked, tune_wd=True)) is None
+    assert store.cached(dataclasses.replace(asked, score_version=1)) is None
+    store.close()
