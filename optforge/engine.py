@@ -18,9 +18,11 @@
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); past
   `config.timeout_per_eval` -> `timeout`; a raising evaluator -> `crashed`. Ctrl-C leaves a
   resumable store. A warm start that fails at the first stage, or a funnel reference at any stage,
-  stops the run (`run_outcome.start_failure`). Any other error that ends the run (the strategy
-  raised or asked for a refused rollout) leaves status `failed` with the reason in meta `failure`,
-  and is raised as `RunError`.
+  stops the run (`run_outcome.start_failure`). A rollout the engine refuses (a held-out task, a
+  report seed, an unknown candidate...) is stored with the reason and handed back to the strategy
+  as an `invalid` result (`rollouts.refusal`); the run goes on. Any other error that ends the run
+  (the strategy raised) leaves status `failed` with the reason in meta `failure`, and is raised as
+  `RunError`.
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ class Engine:
                 if p.id not in observed:
                     self._start_candidate(seq, p)
             elif not p.observed:
-                self._push(jobs.rollout_job(cfg, self.cache, st, seq, p, self._suite().tasks))
+                self._start_rollout(seq, p)
         prop.start()
         finished, stop = "", ""
         while True:
@@ -205,22 +207,43 @@ class Engine:
         rollouts: list[RolloutRecord] = []
         for seq, item in enumerate(items, first):
             if isinstance(item, Rollout):
-                reserved = [s for r in rollouts if r.candidate_id == item.candidate_id for s in r.seeds]
-                rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage.name, store=self.store,
-                                                    suite=self._suite(), reserved=reserved, tunes_wd=tunes_wd))
+                reserved = [s for r in rollouts if r.candidate_id == item.candidate_id and r.refused is None
+                            for s in r.seeds]
+                try:
+                    rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage.name, store=self.store,
+                                                        suite=self._suite(), reserved=reserved, tunes_wd=tunes_wd))
+                except rollout_lib.RolloutRefused as e:
+                    log.warning("refused a rollout (handed back to the strategy): %s", e)
+                    rollouts.append(rollout_lib.refused_record(item, pseq=seq, stage=stage.name, reason=str(e)))
             elif not isinstance(item, Candidate):
                 raise TypeError(f"the strategy proposed a {type(item).__name__}; propose() returns Candidates "
                                 "and Rollouts (optforge.search.base)")
         cands = [c for c in items if isinstance(c, Candidate)]
         self.store.add_proposals(cands, state, rollouts=rollouts, records=records)
-        stored = {r.pseq: r for r in self.store.rollouts()} if rollouts else {}
+        stored = {r.pseq: r for r in self.store.rollouts(refused=True)} if rollouts else {}
         self._n.proposed += len(items)
         for seq, item in enumerate(items, first):
             if isinstance(item, Candidate):
                 self.cache.index(item)
                 self._start_candidate(seq, item)
             else:
-                self._push(jobs.rollout_job(self.config, self.cache, self.store, seq, stored[seq], self._suite().tasks))
+                if stored[seq].refused is not None:
+                    self.store.add_event("rollout_refused", candidate=item.candidate_id, pseq=seq,
+                                         reason=stored[seq].refused)
+                self._start_rollout(seq, stored[seq])
+
+    def _start_rollout(self, seq: int, r: RolloutRecord) -> None:
+        """Queue a stored rollout's evaluation, or hand a refused one back to the strategy at its place."""
+        if r.refused is None:
+            self._push(jobs.rollout_job(self.config, self.cache, self.store, seq, r, self._suite().tasks))
+            return
+        try:
+            cand = self.store.candidate(r.candidate_id)
+        except KeyError:
+            cand = None
+        if cand is None or cand.id != r.candidate_id:  # a rollout of a candidate that does not exist
+            cand = Candidate(id=r.candidate_id, source="", strategy=getattr(self.strategy, "name", ""))
+        self._proposer.deliver(seq, cand, rollout_lib.refusal(r), rollout=rollout_lib.as_rollout(r))
 
     def _start_candidate(self, seq: int, cand: Candidate) -> None:
         first = self.config.search_stages()[0]

@@ -79,10 +79,14 @@ class Reads:
         rolls = [(r["pseq"], rollout_from(r)) for r in self._rows("SELECT * FROM rollouts")]
         return [p for _, p in sorted(cands + rolls, key=lambda x: x[0])]
 
-    def rollouts(self, candidate_id: str | None = None) -> list[RolloutRecord]:
-        sql, args = "SELECT * FROM rollouts", []
+    def rollouts(self, candidate_id: str | None = None, *, refused: bool = False) -> list[RolloutRecord]:
+        """The strategy's rollouts in proposal order, of one candidate when given; those the engine
+        refused (never evaluated) only with `refused=True`."""
+        sql, args = "SELECT * FROM rollouts WHERE 1=1", []
         if candidate_id is not None:
-            sql, args = sql + " WHERE candidate_id = ?", [candidate_id]
+            sql, args = sql + " AND candidate_id = ?", [candidate_id]
+        if not refused:
+            sql += " AND refused IS NULL"
         return [rollout_from(r) for r in self._rows(sql + " ORDER BY pseq", args)]
 
     def evaluations(self, candidate_id: str | None = None, stage: str | None = None, *,

@@ -116,3 +116,23 @@ def test_unknown_columns_of_a_version_1_row_match_no_cache_lookup(tmp_path):
     assert store.cached(dataclasses.replace(asked, tune_wd=True)) is None
     assert store.cached(dataclasses.replace(asked, score_version=1)) is None
     store.close()
+
+
+def test_a_version_2_run_gains_the_refused_column_of_rollouts(tmp_path):
+    import sqlite3
+
+    from optforge.store import RolloutRecord
+
+    st = Store(tmp_path / "r")
+    cand = Candidate.new("LR = 1\n", id="a")
+    st.add_proposals([cand], None, rollouts=[RolloutRecord(0, 1, "a", "train", None, (100,), False, "summary", False)])
+    st.close()
+    with sqlite3.connect(str(tmp_path / "r" / "run.db")) as db:  # back to version 2, which had no such column
+        db.execute("ALTER TABLE rollouts DROP COLUMN refused")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Store.open(tmp_path / "r") as ro:
+        assert ro.schema_version() == SCHEMA_VERSION and ro.rollouts()[0].refused is None
+    with Store.resume(tmp_path / "r") as rw:
+        [r] = rw.rollouts(refused=True)
+        assert r.seeds == (100,) and r.refused is None and rw.strategy_proposal_count() == 2
+    assert (tmp_path / "r" / "run.db.v0").is_file()
