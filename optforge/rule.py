@@ -1,6 +1,6 @@
 """The update-rule contract: check and load rule sources, and run them as a torch.optim.Optimizer.
 
-A rule is a small Python module (DESIGN section 3):
+A rule is a small Python module (README.md, "The rule contract"):
 
     LR = 1e-3                                  # base learning rate (required)
     def init(p, ctx) -> dict                   # state for one tensor
