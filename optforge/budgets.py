@@ -20,6 +20,10 @@ from typing import Mapping
 
 from optforge.config import BudgetConfig
 
+EVALUATION_BUDGETS = ("max_evaluations", "max_train_cpu_s", "max_seconds")
+"""Budgets that also stop queued evaluations (the others, candidates and LLM spend, only stop proposals:
+what was proposed is paid for and still evaluated)."""
+
 WAIT = "wait"
 """`admit`'s answer for an evaluation of unknown cost while others run: start it later."""
 

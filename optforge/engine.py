@@ -12,9 +12,10 @@
   strategy candidates), max_train_cpu_s (their CPU seconds; cache hits are free), max_seconds,
   max_dollars, max_llm_calls. An evaluation starts only if the row and CPU budgets have room for it
   counting those in flight, so stored rows never exceed max_evaluations and CPU seconds exceed
-  max_train_cpu_s by at most an estimate's error. A reached budget stops new proposals and drops the
-  queued search evaluations (their candidates stay unobserved: a resume with more budget runs them);
-  what runs finishes, except at max_seconds, where it is cut too. `RunSummary` says how many.
+  max_train_cpu_s by at most an estimate's error. A reached budget stops new proposals; the rows, CPU
+  and time budgets also drop the queued search evaluations (their candidates stay unobserved: a
+  resume with more budget runs them), and what runs finishes, except at max_seconds, where it is cut
+  too. `RunSummary` says how many.
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); past
   `config.timeout_per_eval` -> `timeout`; a raising evaluator -> `crashed`. Ctrl-C leaves a
   resumable store. A warm start that fails at the first stage, or a funnel reference at any stage,
@@ -190,13 +191,16 @@ class Engine:
                     finished = args[0]
                 elif kind == "error":
                     raise args[0]  # the strategy's own exception (a ReplayError, say), with its traceback
-            if not stop:  # once the strategy is done only the time still stops what is queued and running
-                stop = self._stop or (self._budget_reason() if not finished else self._deadline())
+            if not stop and not finished:
+                stop = self._stop or self._budget_reason()  # _stop: an evaluation the budgets refused to start
                 if stop:
                     prop.stop_proposing(stop)
-                    self._stop_search(stop)
+            if not self._stop:  # an evaluation budget also stops what is queued; the time, at any point
+                spent = stop if stop in budgets.EVALUATION_BUDGETS else self._deadline()
+                if spent:
+                    self._stop_search(spent)
             if finished and not len(self.scheduler) and not self._ready and prop.settled():
-                return stop or self._stop or finished
+                return self._stop or stop or finished
             self._step()
 
     def _on_proposals(self, items: list, state: dict, records: list) -> None:
@@ -297,7 +301,7 @@ class Engine:
         heapq.heapify(self._ready)
         cut = []
         if reason == "max_seconds":
-            cut = [job for job in self.scheduler.cancel_all() if job.search]
+            cut = [job for job in self.scheduler.cancel_all(force=True) if job.search]  # the time is up now
             for job in cut:
                 for waiter in self.cache.release(job.key):
                     self._spend.end(id(waiter))

@@ -133,14 +133,16 @@ class RayScheduler:
                 out.append((job, now - started))
         return out
 
-    def cancel_all(self) -> list[Any]:
-        """Cancel everything in flight (gently: the worker stays for a resume in this process; when the
-        driver exits, Ray kills whatever of its job still runs). Returns the cancelled jobs."""
+    def cancel_all(self, *, force: bool = False) -> list[Any]:
+        """Cancel everything in flight and return the cancelled jobs. Gently by default: the worker stays
+        for a resume in this process, and when the driver exits Ray kills whatever of its job still
+        runs; a task busy in a C call or a sleep may run on for a while. `force` kills the workers at
+        once (Ray starts new ones), as the timeout does."""
         import ray
 
         jobs = []
         for ref, (job, _) in self._inflight.items():
-            ray.cancel(ref, force=False)
+            ray.cancel(ref, force=force)
             jobs.append(job)
         self._inflight.clear()
         return jobs
