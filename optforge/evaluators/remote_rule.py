@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from optforge.roles import default_role
-from optforge.rule import Ctx, RuleError, _bad_delta, literal_constants, load_rule
+from optforge.rule import Ctx, RuleError, literal_constants, load_rule
+from optforge.rule_optimizer import _bad_delta
 from optforge.sandbox.rule_host import Child, RuleHost
 from optforge.sandbox.worker import _describe  # the sandbox's own exception record, for the same fields
 
