@@ -40,7 +40,7 @@ from optforge.roles import default_role
 from optforge.rule import Ctx, RuleError, literal_constants, load_rule
 from optforge.rule_optimizer import _bad_delta
 from optforge.sandbox.rule_host import Child, RuleHost
-from optforge.sandbox.worker import _describe  # the sandbox's own exception record, for the same fields
+from optforge.sandbox.job_process import describe  # the sandbox's own exception record, for the same fields
 
 OP_INIT, OP_UPDATE, OP_EVAL_POINT, OP_STOP = 1, 2, 3, 4
 REPLY_NEED_NORM = 2
@@ -415,7 +415,7 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     views = _Views(memfd, layout, rule_side=True)
 
     def fail(e: BaseException, reason: str) -> None:
-        rec = _describe(e, reason)
+        rec = describe(e, reason)
         text = json.dumps(rec, default=str)
         if len(text) > _RECORD_BYTES:
             rec["traceback"] = str(rec.get("traceback", ""))[-2000:]
