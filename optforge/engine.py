@@ -94,6 +94,7 @@ class Engine:
         self._spend = budgets.SearchSpend()  # rows and CPU of the search, with what is in flight
         self._cpu = budgets.CpuEstimates()
         self._stop = ""  # the budget that stopped the search, once one has
+        self._timed_out = False  # budget.max_seconds passed: what ran then was cut, nothing more starts
         self._last_saved = 0.0
         self._phase = "search"
         self._last_progress = 0.0
@@ -195,10 +196,10 @@ class Engine:
                 stop = self._stop or self._budget_reason()  # _stop: an evaluation the budgets refused to start
                 if stop:
                     prop.stop_proposing(stop)
-            if not self._stop:  # an evaluation budget also stops what is queued; the time, at any point
-                spent = stop if stop in budgets.EVALUATION_BUDGETS else self._deadline()
-                if spent:
-                    self._stop_search(spent)
+            if not self._stop and stop in budgets.EVALUATION_BUDGETS:  # these also stop what is queued
+                self._stop_search(stop)
+            if not self._timed_out and self._deadline():  # whatever stopped the proposals, the time cuts
+                self._stop_search("max_seconds")
             if finished and not len(self.scheduler) and not self._ready and prop.settled():
                 return self._stop or stop or finished
             self._step()
@@ -291,16 +292,18 @@ class Engine:
 
     def _stop_search(self, reason: str) -> None:
         """A budget stopped the search: drop the queued search evaluations, and at max_seconds cut the
-        running ones (their candidates stay unobserved, so a resume with more budget runs them)."""
-        if self._stop:
+        running ones (their candidates stay unobserved, so a resume with more budget runs them). The
+        first budget is the stop reason; the time still cuts after another one stopped the search."""
+        if self._stop and reason != "max_seconds":
             return
-        self._stop = reason
+        self._stop = self._stop or reason
         kept = [entry for entry in self._ready if not entry[2].search]
         dropped = len(self._ready) - len(kept)
         self._ready = kept
         heapq.heapify(self._ready)
         cut = []
         if reason == "max_seconds":
+            self._timed_out = True
             cut = [job for job in self.scheduler.cancel_all(force=True) if job.search]  # the time is up now
             for job in cut:
                 for waiter in self.cache.release(job.key):
@@ -352,7 +355,7 @@ class Engine:
         while self._ready and len(self.scheduler) < self.config.slots:
             entry = heapq.heappop(self._ready)
             job = entry[2]
-            if job.search and self._stop and (self._stop == "max_seconds" or not job.attempts):
+            if job.search and self._stop and (self._timed_out or not job.attempts):
                 self._n.not_started += 1  # a budget stopped the search (a lost one in flight is retried)
                 continue
             own = jobs.own_row(self.store, job)

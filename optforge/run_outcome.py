@@ -45,10 +45,10 @@ class RunSummary:
         """What the budget that stopped the search left undone, for the terminal ("" when nothing)."""
         if not (self.not_started or self.cut):
             return ""
-        parts = ([f"{self.cut} running evaluation(s) cut"] if self.cut else []) + (
+        parts = ([f"{self.cut} running evaluation(s) cut at budget.max_seconds"] if self.cut else []) + (
             [f"{self.not_started} queued evaluation(s) not started"] if self.not_started else [])
-        return (f"{self.stop_reason} reached: {' and '.join(parts)}; their candidates stay unobserved, and a resume "
-                f"with a larger budget.{self.stop_reason} runs them")
+        return (f"{' and '.join(parts)}; their candidates stay unobserved, and a resume with a larger budget "
+                "runs them")
 
 
 class RunFailed(RuntimeError):

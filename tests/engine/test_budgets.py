@@ -19,7 +19,7 @@ def test_max_evaluations_is_never_exceeded_with_two_slots(ray_local, tmp_path):
     assert summary.stop_reason == "max_evaluations"
     assert store.evaluation_count(stages=["smoke", "train"]) == 8
     assert summary.not_started >= 1 and summary.cut == 0
-    assert "max_evaluations reached" in summary.budget_note()
+    assert f"{summary.not_started} queued evaluation(s) not started" in summary.budget_note()
 
 
 def test_max_train_cpu_s_is_never_exceeded(ray_local, tmp_path):
@@ -45,7 +45,7 @@ def test_at_max_seconds_queued_evaluations_never_start_and_running_ones_are_cut(
     stopped = store.events("search_stopped")
     assert len(stopped) == 1 and stopped[0]["reason"] == "max_seconds"
     assert {c["candidate"] for c in stopped[0]["cut"]} == {"c0", "c1"}
-    assert "2 running evaluation(s) cut" in summary.budget_note()
+    assert "2 running evaluation(s) cut at budget.max_seconds" in summary.budget_note()
 
 
 def test_admit_counts_rows_and_cpu_in_flight():
@@ -87,3 +87,29 @@ def test_eta_is_the_first_budget_to_run_out_at_the_run_rate():
     assert budgets.eta_s(b, elapsed_s=990.0, used={"max_candidates": 99}) == pytest.approx(10.0)
     assert budgets.eta_s(BudgetConfig(), elapsed_s=5.0, used={}) is None
     assert budgets.eta_s(BudgetConfig(max_evaluations=4), elapsed_s=5.0, used={"max_evaluations": 0}) is None
+
+
+def test_the_time_still_cuts_after_another_budget_stopped_the_search(ray_local, tmp_path):
+    # max_evaluations 2 is reached as the first two (slow) smoke evaluations start; the run's clock then
+    # jumps past max_seconds (at the second progress report that shows them running), and those two are cut
+    from fake_eval import fake_evaluate
+
+    from optforge.engine import Engine
+    from optforge.evaluators import EvalRequest
+
+    now, seen = [0.0], []
+
+    def progress(p):  # called at most every 0.5 s, after the loop has checked the budgets again
+        seen.append(p.in_flight == 2)
+        if seen.count(True) == 2:
+            now[0] = 1000.0
+
+    cfg = config_from_dict({"strategy": {"name": "list"}, "slots": 2, "deterministic": True,
+                            "stages": ["smoke", "train"], "eval_timeout_s": 3600,
+                            "budget": {"max_seconds": 100.0, "max_evaluations": 2}})
+    # 8 sources: the strategy is not done when the budgets stop it (a done strategy's queue waits for a slot)
+    strategy, store = ListStrategy([fake_source(0.1 * i, "# SLOW 60") for i in range(8)]), Store(tmp_path / "run")
+    summary = Engine(cfg, strategy, store, fake_evaluate, make_request=EvalRequest, suite_version=lambda s: "fake-1",
+                     progress=progress, clock=lambda: now[0]).run()
+    assert summary.stop_reason == "max_evaluations" and summary.cut == 2 and store.evaluations() == []
+    assert [e["reason"] for e in store.events("search_stopped")] == ["max_evaluations", "max_seconds"]
