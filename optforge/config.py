@@ -6,32 +6,31 @@ overrides go through the same checks (`load_config(path, overrides=[...])`).
 
 The `strategy` section is a mapping with `name` plus strategy-specific keys. Each strategy declares
 its keys as a frozen dataclass and builds it with `build_strategy_params`, which applies the same
-type checks and names `strategy.<key>` in its errors. The `llm` section (`LLMConfig`) is the one
+type checks (`optforge.config_builder`) and names `strategy.<key>` in its errors. The `llm` section (`LLMConfig`) is the one
 config of the LLM client.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from optforge.config_builder import ConfigError, build, deep_copy, jsonable
+
+__all__ = ["DEFAULT_STAGES", "FUNNEL_STAGES", "REMOVED_KEYS", "SEARCH_STAGES", "STAGE_NAMES", "BudgetConfig",
+           "ConfigError", "FunnelConfig", "LLMConfig", "ModelWeight", "RayConfig", "RunConfig", "SandboxConfig",
+           "StageConfig", "apply_override", "build_strategy_params", "config_from_dict", "load_config", "read_yaml"]
 
 SEARCH_STAGES = ("smoke", "train")
 FUNNEL_STAGES = ("train_fresh_seeds", "heldout")
 STAGE_NAMES = SEARCH_STAGES + FUNNEL_STAGES
 DEFAULT_STAGES = STAGE_NAMES
-
-
-class ConfigError(ValueError):
-    """A config key is unknown, mistyped or out of range. The message names the dotted key."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +140,7 @@ class LLMConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "LLMConfig":
         """The `llm` section from a plain mapping, with the run config's checks (ConfigError naming `llm.<key>`)."""
-        return _build(cls, data or {}, "llm.")
+        return build(cls, data or {}, "llm.")
 
 
 @dataclass(frozen=True)
@@ -188,6 +187,11 @@ class StageConfig:
     seeds: str = ""  # "selection" or "fresh" ("" = stage default)
     top_k: int | None = None  # train_fresh_seeds: how many of the best `train` candidates enter
     tune_wd: bool | None = None  # tune weight decay for candidate and AdamW alike (default: heldout only)
+
+    @classmethod
+    def from_name(cls, name: str) -> "StageConfig":
+        """A stage written in YAML as its name: its defaults."""
+        return cls(name)
 
     def __post_init__(self) -> None:
         if self.name not in STAGE_NAMES:
@@ -297,11 +301,11 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["strategy"] = dict(self.strategy)
         d["stages"] = [{k: v for k, v in dataclasses.asdict(s).items() if v not in (None, "")} for s in self.stages]
-        return _jsonable(d)
+        return jsonable(d)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
-        return _build(cls, data, "")
+        return build(cls, data, "", REMOVED_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,12 +337,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def config_from_dict(data: Mapping[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Build a checked RunConfig from a mapping plus `section.key=value` overrides."""
-    merged = _deep_copy(dict(data))
+    merged = deep_copy(dict(data))
     if overrides and "strategy" not in merged:
         merged["strategy"] = {"name": "seeds"}  # the default, so `--set strategy.seeds=[...]` extends it
     for item in overrides:
         apply_override(merged, item)
-    return _build(RunConfig, merged, "")
+    return build(RunConfig, merged, "", REMOVED_KEYS)
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
@@ -369,90 +373,4 @@ def build_strategy_params(cls: type, params: Mapping[str, Any]) -> Any:
     """A strategy's own frozen dataclass from the config's `strategy` mapping (minus `name`), with the
     run config's checks: unknown keys, and types from the field annotations (an island count of 2.5
     is refused). Raises ConfigError (a ValueError) naming `strategy.<key>`."""
-    return _build(cls, params, "strategy.")
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "the config"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if f"{prefix}{key}" in REMOVED_KEYS:
-            raise ConfigError(f"'{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
-        if key not in fields:
-            known = ", ".join(fields)
-            raise ConfigError(f"unknown key '{prefix}{key}'; known keys in {where}: {known}")
-    kwargs = {key: _convert(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {e}") from e
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch per supported type
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        errors = []
-        for a in inner:
-            try:
-                return _convert(a, value, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}={value!r} has the wrong type ({tp})")
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if tp is StageConfig and isinstance(value, str):
-            return StageConfig(value)
-        if isinstance(value, tp):
-            return value
-        return _build(tp, value, f"{key}.")
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list")
-        item_tp = args[0] if args else Any
-        return tuple(_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (collections.abc.Mapping, dict) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}={value!r} must be a mapping")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            hint = " (YAML 1.2 reads only true/false as booleans)" if isinstance(value, str) else ""
-            raise ConfigError(f"{key}={value!r} must be true or false{hint}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}={value!r} must be an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}={value!r} must be a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}={value!r} must be a string")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a bug in this module
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
+    return build(cls, params, "strategy.")

@@ -8,15 +8,22 @@
   the strategy's inputs never depend on completion order (see `proposer`).
 - **Evaluations.** `config.slots` run at once as Ray tasks (`optforge.scheduler`, the only Ray
   import); `optforge.result_cache` evaluates an identical request once.
-- **Budgets.** max_candidates, max_evaluations (evaluation rows of strategy candidates),
-  max_train_cpu_s (their CPU seconds; cache hits are free), max_seconds, max_dollars, max_llm_calls.
-  A budget stops new proposals; what is in flight finishes.
+- **Budgets** (`optforge.budgets`). max_candidates, max_evaluations (search-stage evaluation rows of
+  strategy candidates), max_train_cpu_s (their CPU seconds; cache hits are free), max_seconds,
+  max_dollars, max_llm_calls. An evaluation starts only if the row and CPU budgets have room for it
+  counting those in flight, so stored rows never exceed max_evaluations and CPU seconds exceed
+  max_train_cpu_s by at most an estimate's error. A reached budget stops new proposals; the rows, CPU
+  and time budgets also drop the queued search evaluations (their candidates stay unobserved: a
+  resume with more budget runs them), and what runs finishes, except at max_seconds, where it is cut
+  too. `RunSummary` says how many.
 - **Failures.** Worker/node loss -> `lost` (retried `config.retries` times); past
   `config.timeout_per_eval` -> `timeout`; a raising evaluator -> `crashed`. Ctrl-C leaves a
   resumable store. A warm start that fails at the first stage, or a funnel reference at any stage,
-  stops the run (`run_outcome.start_failure`). Any other error that ends the run (the strategy
-  raised or asked for a refused rollout) leaves status `failed` with the reason in meta `failure`,
-  and is raised as `RunError`.
+  stops the run (`run_outcome.start_failure`). A rollout the engine refuses (a held-out task, a
+  report seed, an unknown candidate...) is stored with the reason and handed back to the strategy
+  as an `invalid` result (`rollouts.refusal`); the run goes on. Any other error that ends the run
+  (the strategy raised) leaves status `failed` with the reason in meta `failure`, and is raised as
+  `RunError`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from optforge import budgets
 from optforge import funnel as funnel_lib
 from optforge import jobs
 from optforge import rollouts as rollout_lib
@@ -55,9 +63,10 @@ RequestFactory = Callable[..., Any]
 class _Counters:
     proposed: int = 0  # strategy proposals (candidates and rollouts)
     observed: int = 0
+    candidates_observed: int = 0  # what budget.max_candidates's ETA counts
     done: int = 0  # evaluations finished this session (all stages)
-    rows: int = 0  # evaluation rows of strategy candidates (budget.max_evaluations)
-    cpu_s: float = 0.0  # their CPU seconds (budget.max_train_cpu_s)
+    not_started: int = 0  # queued search evaluations dropped when a budget stopped the search
+    cut: int = 0  # running search evaluations cancelled at budget.max_seconds
     nodes: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     best: tuple[str, float] | None = None
@@ -82,6 +91,11 @@ class Engine:
         self._order = itertools.count()
         self._proposer: Proposer | None = None
         self._n = _Counters()
+        self._spend = budgets.SearchSpend()  # rows and CPU of the search, with what is in flight
+        self._cpu = budgets.CpuEstimates()
+        self._stop = ""  # the budget that stopped the search, once one has
+        self._timed_out = False  # budget.max_seconds passed: what ran then was cut, nothing more starts
+        self._last_saved = 0.0
         self._phase = "search"
         self._last_progress = 0.0
         self._t0, self._elapsed0 = clock(), 0.0
@@ -98,7 +112,12 @@ class Engine:
         top = st.best(self.config.search_stages()[-1].name)
         self._n.best = (top.candidate.id, top.evaluation.aggregate.mean) if top else None
         self._n.failures = {k: v for k, v in st.status_counts().items() if k != Status.OK.value}
-        self._n.rows, self._n.cpu_s = st.evaluation_count(), st.train_cpu_seconds()
+        search = [s.name for s in self.config.search_stages()]
+        self._spend = budgets.SearchSpend(st.evaluation_count(stages=search), st.train_cpu_seconds(stages=search))
+        for ev in st.evaluations():
+            if ev.stage in search and ev.cached_from is None:
+                cpu = ev.metrics.get("cpu_seconds")
+                self._cpu.add(jobs.row_cost_class(ev), float(cpu) if isinstance(cpu, (int, float)) else 0.0)
         st.set_meta(status="running")
         st.add_event("start", resumed=st.proposal_count() > 0)
         reason, interrupted, failure = st.meta("stop_reason", ""), False, ""
@@ -150,13 +169,14 @@ class Engine:
             lag=int(st.meta("lag", 2 * cfg.slots)), next_seq=len(proposals), n_observed=n_observed, cap=cap,
             records=self.records)
         self._n.proposed, self._n.observed = len(proposals), n_observed
+        self._n.candidates_observed = sum(isinstance(p, Candidate) and p.id in observed for p in proposals)
         for seq, p in enumerate(proposals):  # resume: finish what the store says is unfinished
             if isinstance(p, Candidate):
                 self.cache.index(p)
                 if p.id not in observed:
                     self._start_candidate(seq, p)
             elif not p.observed:
-                self._push(jobs.rollout_job(cfg, self.cache, st, seq, p, self._suite().tasks))
+                self._start_rollout(seq, p)
         prop.start()
         finished, stop = "", ""
         while True:
@@ -167,16 +187,21 @@ class Engine:
                     cid, rollout_id, state, records = args
                     st.mark_observed(cid, state, rollout_id=rollout_id, records=records)
                     self._n.observed += 1
+                    self._n.candidates_observed += rollout_id is None
                 elif kind == "finished":
                     finished = args[0]
                 elif kind == "error":
                     raise args[0]  # the strategy's own exception (a ReplayError, say), with its traceback
             if not stop and not finished:
-                stop = self._budget_reason()
+                stop = self._stop or self._budget_reason()  # _stop: an evaluation the budgets refused to start
                 if stop:
                     prop.stop_proposing(stop)
-            if finished and not len(self.scheduler) and not self._ready and self._n.observed >= self._n.proposed:
-                return stop or finished
+            if not self._stop and stop in budgets.EVALUATION_BUDGETS:  # these also stop what is queued
+                self._stop_search(stop)
+            if not self._timed_out and self._deadline():  # whatever stopped the proposals, the time cuts
+                self._stop_search("max_seconds")
+            if finished and not len(self.scheduler) and not self._ready and prop.settled():
+                return self._stop or stop or finished
             self._step()
 
     def _on_proposals(self, items: list, state: dict, records: list) -> None:
@@ -187,28 +212,51 @@ class Engine:
         rollouts: list[RolloutRecord] = []
         for seq, item in enumerate(items, first):
             if isinstance(item, Rollout):
-                reserved = [s for r in rollouts if r.candidate_id == item.candidate_id for s in r.seeds]
-                rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage.name, store=self.store,
-                                                    suite=self._suite(), reserved=reserved, tunes_wd=tunes_wd))
+                reserved = [s for r in rollouts if r.candidate_id == item.candidate_id and r.refused is None
+                            for s in r.seeds]
+                try:
+                    rollouts.append(rollout_lib.resolve(item, pseq=seq, stage=stage.name, store=self.store,
+                                                        suite=self._suite(), reserved=reserved, tunes_wd=tunes_wd))
+                except rollout_lib.RolloutRefused as e:
+                    log.warning("refused a rollout (handed back to the strategy): %s", e)
+                    rollouts.append(rollout_lib.refused_record(item, pseq=seq, stage=stage.name, reason=str(e)))
             elif not isinstance(item, Candidate):
                 raise TypeError(f"the strategy proposed a {type(item).__name__}; propose() returns Candidates "
                                 "and Rollouts (optforge.search.base)")
         cands = [c for c in items if isinstance(c, Candidate)]
         self.store.add_proposals(cands, state, rollouts=rollouts, records=records)
-        stored = {r.pseq: r for r in self.store.rollouts()} if rollouts else {}
+        stored = {r.pseq: r for r in self.store.rollouts(refused=True)} if rollouts else {}
         self._n.proposed += len(items)
         for seq, item in enumerate(items, first):
             if isinstance(item, Candidate):
                 self.cache.index(item)
                 self._start_candidate(seq, item)
             else:
-                self._push(jobs.rollout_job(self.config, self.cache, self.store, seq, stored[seq], self._suite().tasks))
+                if stored[seq].refused is not None:
+                    self.store.add_event("rollout_refused", candidate=item.candidate_id, pseq=seq,
+                                         reason=stored[seq].refused)
+                self._start_rollout(seq, stored[seq])
+
+    def _start_rollout(self, seq: int, r: RolloutRecord) -> None:
+        """Queue a stored rollout's evaluation, or hand a refused one back to the strategy at its place."""
+        if r.refused is None:
+            self._push(jobs.rollout_job(self.config, self.cache, self.store, seq, r, self._suite().tasks))
+            return
+        try:
+            cand = self.store.candidate(r.candidate_id)
+        except KeyError:
+            cand = None
+        if cand is None or cand.id != r.candidate_id:  # a rollout of a candidate that does not exist
+            cand = Candidate(id=r.candidate_id, source="", strategy=getattr(self.strategy, "name", ""))
+        self._proposer.deliver(seq, cand, rollout_lib.refusal(r), rollout=rollout_lib.as_rollout(r))
 
     def _start_candidate(self, seq: int, cand: Candidate) -> None:
         first = self.config.search_stages()[0]
         job = self._stage_job(seq, cand, first, search=True)
         if cand.note.get("status") == "invalid":
             existing = self.store.evaluation(cand.id, first.name)
+            if existing is None and not self._admit_free_row(job):
+                return
             result = existing.result if existing else EvaluationResult.failure(
                 Status.INVALID, str(cand.note.get("reason", "rejected by the strategy")), stage=first.name)
             self._complete(job, result, stored=existing is not None)
@@ -223,14 +271,17 @@ class Engine:
             self._search_suite = self._search_suite_fn()
         return self._search_suite
 
+    def _deadline(self) -> str:
+        limit = self.config.budget.max_seconds
+        return "max_seconds" if limit is not None and self._elapsed() >= limit else ""
+
     def _budget_reason(self) -> str:
         b = self.config.budget
-        if b.max_seconds is not None and self._elapsed() >= b.max_seconds:
+        if self._deadline():
             return "max_seconds"
-        if b.max_evaluations is not None and self._n.rows >= b.max_evaluations:
-            return "max_evaluations"
-        if b.max_train_cpu_s is not None and self._n.cpu_s >= b.max_train_cpu_s:
-            return "max_train_cpu_s"
+        reached = budgets.reached(b, self._spend)
+        if reached:
+            return reached
         if b.max_dollars is not None or b.max_llm_calls is not None:
             dollars, calls = self.store.llm_spend()
             if b.max_dollars is not None and dollars >= b.max_dollars:
@@ -238,6 +289,47 @@ class Engine:
             if b.max_llm_calls is not None and calls >= b.max_llm_calls:
                 return "max_llm_calls"
         return ""
+
+    def _stop_search(self, reason: str) -> None:
+        """A budget stopped the search: drop the queued search evaluations, and at max_seconds cut the
+        running ones (their candidates stay unobserved, so a resume with more budget runs them). The
+        first budget is the stop reason; the time still cuts after another one stopped the search."""
+        if self._stop and reason != "max_seconds":
+            return
+        self._stop = self._stop or reason
+        kept = [entry for entry in self._ready if not entry[2].search]
+        dropped = len(self._ready) - len(kept)
+        self._ready = kept
+        heapq.heapify(self._ready)
+        cut = []
+        if reason == "max_seconds":
+            self._timed_out = True
+            cut = [job for job in self.scheduler.cancel_all(force=True) if job.search]  # the time is up now
+            for job in cut:
+                for waiter in self.cache.release(job.key):
+                    self._spend.end(id(waiter))
+                    dropped += 1
+                self._spend.end(id(job))
+        self._n.not_started += dropped
+        self._n.cut += len(cut)
+        self.store.add_event("search_stopped", reason=reason, not_started=dropped,
+                             cut=[{"candidate": j.candidate.id, "stage": j.stage.name} for j in cut])
+
+    def _admit(self, job: Job, *, free: bool) -> str:
+        """budgets.admit for a search job ("" for any other): free for a cache hit or a twin's wait."""
+        if not job.search:
+            return ""
+        return budgets.admit(self.config.budget, self._spend, 0.0 if free else self._cpu.of(jobs.job_cost_class(job)))
+
+    def _admit_free_row(self, job: Job) -> bool:
+        """Whether a row that costs no evaluation (a failed check, a twin's result) may be stored now;
+        if not, the search stops there (its candidate stays unobserved)."""
+        verdict = "" if not job.search else (self._stop or self._admit(job, free=True))
+        if verdict and verdict != budgets.WAIT:
+            self._stop_search(verdict)
+            self._n.not_started += 1
+            return False
+        return True
 
     # ------------------------------------------------------------------------------ scheduling
 
@@ -259,17 +351,37 @@ class Engine:
         self._report()
 
     def _fill_slots(self) -> None:
+        held = []  # search jobs of unknown CPU cost, started when nothing else of the search runs
         while self._ready and len(self.scheduler) < self.config.slots:
-            _, _, job = heapq.heappop(self._ready)
-            own = jobs.own_row(self.store, job)
-            hit = own or self.cache.stored(job.key)
-            if hit is not None:
-                self._complete(job, hit.result, stored=own is not None, cached_from=None if own else hit.candidate_id)
+            entry = heapq.heappop(self._ready)
+            job = entry[2]
+            if job.search and self._stop and (self._timed_out or not job.attempts):
+                self._n.not_started += 1  # a budget stopped the search (a lost one in flight is retried)
                 continue
+            own = jobs.own_row(self.store, job)
+            if own is not None:
+                self._complete(job, own.result, stored=True)
+                continue
+            hit = self.cache.stored(job.key)
+            verdict = self._admit(job, free=hit is not None or self.cache.running(job.key))
+            if verdict == budgets.WAIT:
+                held.append(entry)
+                continue
+            if verdict:
+                self._stop_search(verdict)
+                self._n.not_started += 1
+                continue
+            if hit is not None:
+                self._complete(job, hit.result, cached_from=hit.candidate_id)
+                continue
+            if job.search:
+                self._spend.start(id(job), 0.0 if self.cache.running(job.key) else self._cpu.of(jobs.job_cost_class(job)))
             if not self.cache.claim(job.key, job):
                 continue
             job.attempts += 1
             self.scheduler.submit(job, self.make_request(**job.request), self.clock())
+        for entry in held:
+            heapq.heappush(self._ready, entry)
 
     def _poll(self, timeout: float) -> None:
         if not len(self.scheduler):
@@ -295,7 +407,9 @@ class Engine:
             self.store.add_event("lost", candidate=job.candidate.id, stage=job.stage.name, error=name,
                                  attempt=job.attempts)
             for waiter in self.cache.release(job.key):
+                self._spend.end(id(waiter))
                 self._push(waiter)
+            self._spend.end(id(job))
             self._push(job)
             return
         text = str(e)[-2000:]
@@ -314,6 +428,7 @@ class Engine:
             if result.status.cacheable:
                 self._complete(waiter, result, cached_from=job.candidate.id)
             else:
+                self._spend.end(id(waiter))
                 self._push(waiter)
 
     def _complete(self, job: Job, result: EvaluationResult, *, stored: bool = False, wall_s: float = 0.0,
@@ -324,9 +439,12 @@ class Engine:
                                       cached_from=cached_from, rollout_id=job.rollout_id)
             self.store.set_meta(elapsed_s=self._elapsed())
             if job.search:
-                self._n.rows += 1
+                self._spend.end(id(job))
                 cpu = result.metrics.get("cpu_seconds")
-                self._n.cpu_s += float(cpu) if cached_from is None and isinstance(cpu, (int, float)) else 0.0
+                spent = float(cpu) if cached_from is None and isinstance(cpu, (int, float)) else 0.0
+                self._spend.add_row(spent)
+                if cached_from is None:  # the estimate is the mean of what the budget counts (no CPU recorded: 0)
+                    self._cpu.add(jobs.job_cost_class(job), spent)
         stages = self.config.search_stages()
         failure = start_failure(job.candidate, result, job.stage.name, stages[0].name)
         if failure:
@@ -346,10 +464,10 @@ class Engine:
         self._proposer.deliver_partial(job.seq, job.candidate, result)
         nxt = self._stage_job(job.seq, job.candidate, stages[i + 1], search=True)
         twin = self.cache.twin(job.candidate, nxt.stage.name, nxt.key)
-        if twin is not None:
-            self._complete(nxt, twin[1], cached_from=twin[0])
-        else:
+        if twin is None:
             self._push(nxt)
+        elif self._admit_free_row(nxt):
+            self._complete(nxt, twin[1], cached_from=twin[0])
 
     def _track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
         if not result.ok:  # running best and failure counts for the progress display (no store scans)
@@ -372,15 +490,18 @@ class Engine:
 
     def _report(self) -> None:
         now = time.monotonic()
+        if now - self._last_saved >= 5.0:  # a killed run loses at most 5 s of its elapsed time
+            self._last_saved = now
+            self.store.set_meta(elapsed_s=self._elapsed())
         if self.progress is None or now - self._last_progress < 0.5:
             return
         self._last_progress = now
-        elapsed, b, n = self._elapsed(), self.config.budget, self._n
-        eta = None
-        if b.max_candidates and n.observed:
-            eta = elapsed / n.observed * max(0, b.max_candidates - n.observed)
-        if b.max_seconds is not None:
-            eta = min(eta if eta is not None else float("inf"), max(0.0, b.max_seconds - elapsed))
+        elapsed, n = self._elapsed(), self._n
+        eta = None  # the funnel's and a stopped search's remaining time are not estimated
+        if self._phase == "search" and not self._stop:
+            eta = budgets.eta_s(self.config.budget, elapsed_s=elapsed, used={
+                "max_candidates": n.candidates_observed, "max_evaluations": self._spend.rows,
+                "max_train_cpu_s": self._spend.cpu_s})
         self.progress(Progress(
             phase=self._phase, proposed=n.proposed, done=n.done, in_flight=len(self.scheduler), queued=len(self._ready),
             best_fitness=n.best[1] if n.best else None, best_id=n.best[0] if n.best else None,
@@ -394,5 +515,5 @@ class Engine:
             proposed=len(st.candidates(include_reference=False)), evaluations=len(st.evaluations()),
             statuses=st.status_counts(), best=(best.candidate.id, best.evaluation.fitness) if best else None,
             promoted=[p.candidate_id for p in st.promotions("promoted") if p.passed], nodes=dict(self._n.nodes),
-            failure=failure)
+            failure=failure, not_started=self._n.not_started, cut=self._n.cut)
 

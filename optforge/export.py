@@ -23,29 +23,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optforge import roles as roles_mod
-from optforge import rule as rule_mod
+from optforge import rule_hparams, rule_optimizer
 from optforge.evaluators.scoring import format_score
 from optforge.rule import RuleError, check_rule, literal_constants
 from optforge.rule_flags import Flag, task_detection_flags
 
 _RUNTIME = (
-    rule_mod.RuleError,
-    rule_mod._StepShared,
-    rule_mod.Ctx,
+    RuleError,
+    rule_optimizer._StepShared,
+    rule_optimizer.Ctx,
     roles_mod.default_role,
-    rule_mod.RuleOptimizer,
-    rule_mod._real,
-    rule_mod.check_lr,
-    rule_mod._as_tuple,
-    rule_mod._momentum_mirror,
-    rule_mod._check_mirror,
-    rule_mod._bad_delta,
+    rule_optimizer.RuleOptimizer,
+    rule_optimizer._real,
+    rule_optimizer.check_lr,
+    rule_optimizer._as_tuple,
+    rule_optimizer._momentum_mirror,
+    rule_optimizer._check_mirror,
+    rule_optimizer._bad_delta,
     roles_mod._named_like_head,
     roles_mod._in_repeated_block,
     roles_mod.infer_roles,
     roles_mod.param_groups,
-    rule_mod.hparam_kind,
-    rule_mod.hparam_problem,
+    rule_hparams.hparam_kind,
+    rule_hparams.hparam_problem,
 )
 
 

@@ -1,4 +1,4 @@
-"""The promotion funnel (issue 9): which candidates enter each stage and which pass its bar.
+"""The promotion funnel: which candidates enter each stage and which pass its bar.
 
 Stages, in order (each configurable in `stages`):
 - `smoke`: the bar is status `ok` (the engine only sends `ok` smoke results on to `train`);

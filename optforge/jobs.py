@@ -57,6 +57,26 @@ def rollout_job(config: RunConfig, cache: ResultCache, store: Store, seq: int, r
     return Job(seq, cand, stage, True, key, request, rollout=r)
 
 
+def cost_class(stage: str, *, rollout: bool, tasks: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (),
+               reuse_lr: bool | None = False) -> tuple:
+    """What an evaluation's CPU cost is estimated from (`budgets.CpuEstimates`): its stage, and for a
+    rollout its shape (how many tasks, all of them when None; how many seeds; the lr reused or tuned)."""
+    if not rollout:
+        return (stage,)
+    return (stage, None if tasks is None else len(tasks), len(seeds), bool(reuse_lr))
+
+
+def job_cost_class(job: Job) -> tuple:
+    r = job.rollout
+    if r is None:
+        return cost_class(job.stage.name, rollout=False)
+    return cost_class(job.stage.name, rollout=True, tasks=r.tasks, seeds=r.seeds, reuse_lr=r.reuse_lr)
+
+
+def row_cost_class(ev: EvaluationRecord) -> tuple:
+    return cost_class(ev.stage, rollout=ev.rollout_id is not None, tasks=ev.tasks, seeds=ev.seeds, reuse_lr=ev.reuse_lr)
+
+
 def own_row(store: Store, job: Job) -> EvaluationRecord | None:
     """The job's result already stored (a resumed run), if any: its rollout's row, or the stage evaluation."""
     if job.rollout is not None:

@@ -51,6 +51,7 @@ class Proposer(threading.Thread):
         self._starved = False  # the last propose() returned nothing: wait for an observation first
         self._busy = False  # ... and the strategy said busy(): ask again after BUSY_RETRY_S
         self._shutdown = False
+        self._acting = False  # an action taken under the lock is running outside it
 
     def deliver(self, seq: int, cand: Candidate, result: EvaluationResult, rollout: Rollout | None = None) -> None:
         with self._cond:
@@ -77,6 +78,17 @@ class Proposer(threading.Thread):
         if self.is_alive():
             self.join(timeout=30)
 
+    def settled(self) -> bool:
+        """Whether everything it can still observe is observed and handed to `drain()`. Once the search
+        has finished, a result it can never observe (in deterministic mode, one after a proposal whose
+        evaluation a budget stopped) does not count: a resume observes it."""
+        with self._cond:
+            if self._acting or not self._out.empty():
+                return False
+            if self.deterministic:
+                return self.n_observed not in self._results
+            return not self._results and not self._partials
+
     def drain(self) -> list[tuple]:
         items = []
         while True:
@@ -97,7 +109,12 @@ class Proposer(threading.Thread):
                         action = self._next_action()
                     if self._shutdown:
                         return
-                self._act(*action)
+                    self._acting = True
+                try:
+                    self._act(*action)
+                finally:
+                    with self._cond:
+                        self._acting = False
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
             self._out.put(("error", e))
 

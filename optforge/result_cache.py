@@ -46,6 +46,10 @@ class ResultCache:
     def stored(self, key: RequestKey) -> EvaluationRecord | None:
         return self.store.cached(key)
 
+    def running(self, key: RequestKey) -> bool:
+        """Whether an evaluation of `key` is in flight (a job asking for it would wait, at no cost)."""
+        return key in self._by_key
+
     def claim(self, key: RequestKey, job: Any) -> bool:
         """True: `job` evaluates `key`. False: a twin is in flight and `job` now waits for it."""
         if key in self._by_key:

@@ -53,10 +53,11 @@ class Restored:
     @classmethod
     def from_store(cls, store: Any, config: RunConfig) -> "Restored":
         dollars, requests = store.llm_spend()
+        search = [s.name for s in config.search_stages()]
         return cls(
             candidates=len(store.candidates(include_reference=False)), observed=len(store.observed_ids()),
-            evaluations=len(store.evaluations()), strategy_rows=store.evaluation_count(),
-            train_cpu_s=store.train_cpu_seconds(), strategy=config.strategy_name,
+            evaluations=len(store.evaluations()), strategy_rows=store.evaluation_count(stages=search),
+            train_cpu_s=store.train_cpu_seconds(stages=search), strategy=config.strategy_name,
             state_saved=store.strategy_state() is not None, elapsed_s=float(store.meta("elapsed_s", 0.0)),
             dollars=dollars, llm_requests=requests, status=str(store.meta("status", "unknown")),
             stop_reason=str(store.meta("stop_reason", "") or ""), search_done=bool(store.meta("search_done", False)))

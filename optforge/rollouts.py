@@ -2,8 +2,10 @@
 
 A rollout runs on the search suite only: a subset of its tasks, and seeds from its search-seed pool
 (`Suite.search_seeds`). Held-out tasks and report seeds can never be requested; the refusal says
-which one was asked for. A repeat's new seeds are picked here (the lowest search seeds the candidate
-has not used), so the stored request is exact and a resume runs the same seeds.
+which one was asked for. A refused rollout is stored as asked with the reason (`refused_record`)
+and handed back to the strategy as an `invalid` result (`refusal`); the run goes on. A repeat's new
+seeds are picked here (the lowest search seeds the candidate has not used), so the stored request
+is exact and a resume runs the same seeds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Collection, Mapping
 
 from optforge.search.base import DETAILS, Rollout
 from optforge.store import RolloutRecord, Store
+from optforge.types import EvaluationResult, Status
 
 
 class RolloutRefused(ValueError):
@@ -121,6 +124,21 @@ def _seeds(rollout: Rollout, store: Store, suite: SearchSuite, reserved: Collect
     if len(set(seeds)) != len(seeds):
         raise RolloutRefused(f"rollout of '{cid}': seeds {list(seeds)} repeat a seed")
     return seeds
+
+
+def refused_record(rollout: Rollout, *, pseq: int, stage: str, reason: str) -> RolloutRecord:
+    """The stored form of a refused request: what was asked (a repeat's seeds were never picked) and why."""
+    return RolloutRecord(id=0, pseq=pseq, candidate_id=rollout.candidate_id, stage=stage,
+                         tasks=None if rollout.tasks is None else tuple(rollout.tasks),
+                         seeds=tuple(int(s) for s in rollout.seeds), reuse_lr=bool(rollout.reuse_lr),
+                         detail=str(rollout.detail), repeat=rollout.is_repeat, note=dict(rollout.note), refused=reason)
+
+
+def refusal(r: RolloutRecord) -> EvaluationResult:
+    """What the strategy gets back for a refused rollout: status `invalid` ("failed a check"), the reason
+    as its feedback and in `artifacts["refused"]`. Nothing was evaluated and no row is stored."""
+    return EvaluationResult.failure(Status.INVALID, f"rollout refused: {r.refused}", stage=r.stage,
+                                    refused=r.refused)
 
 
 def as_rollout(r: RolloutRecord) -> Rollout:

@@ -38,6 +38,17 @@ class RunSummary:
     promoted: list[str] = field(default_factory=list)
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> evaluations run there
     failure: str = ""  # why a failed start stopped the run (empty otherwise)
+    not_started: int = 0  # queued search evaluations a budget stopped before they started
+    cut: int = 0  # running search evaluations cancelled at budget.max_seconds
+
+    def budget_note(self) -> str:
+        """What the budget that stopped the search left undone, for the terminal ("" when nothing)."""
+        if not (self.not_started or self.cut):
+            return ""
+        parts = ([f"{self.cut} running evaluation(s) cut at budget.max_seconds"] if self.cut else []) + (
+            [f"{self.not_started} queued evaluation(s) not started"] if self.not_started else [])
+        return (f"{' and '.join(parts)}; their candidates stay unobserved, and a resume with a larger budget "
+                "runs them")
 
 
 class RunFailed(RuntimeError):

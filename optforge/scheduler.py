@@ -10,6 +10,7 @@ death, object loss, cancellation) is `lost`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,14 +23,22 @@ _LOST_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "Owner
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None) -> bool:
-    """Start Ray in-process (usage stats off, no dashboard) or join `address`; False if already up."""
+    """Start Ray in-process (usage stats off, no dashboard) or join `address`; False if already up.
+
+    An in-process cluster uses token authentication, Ray's default for local clusters since 2.59, set
+    explicitly (`RAY_AUTH_MODE=token`, unless the user set it) so that Ray does not print its notice
+    about that default at every run. Ray reads the variable when it is imported, so this holds when
+    `ray` is imported here first (as in `optforge run`). Joining a cluster leaves the mode to the user
+    (docs/cluster.md)."""
+    address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster
+    if address == "local" and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": never join a stray cluster
     if address == "local":
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus or None, include_dashboard=False, **kwargs)
     else:
@@ -124,14 +133,16 @@ class RayScheduler:
                 out.append((job, now - started))
         return out
 
-    def cancel_all(self) -> list[Any]:
-        """Cancel everything in flight (gently: the worker stays for a resume in this process; when the
-        driver exits, Ray kills whatever of its job still runs). Returns the cancelled jobs."""
+    def cancel_all(self, *, force: bool = False) -> list[Any]:
+        """Cancel everything in flight and return the cancelled jobs. Gently by default: the worker stays
+        for a resume in this process, and when the driver exits Ray kills whatever of its job still
+        runs; a task busy in a C call or a sleep may run on for a while. `force` kills the workers at
+        once (Ray starts new ones), as the timeout does."""
         import ray
 
         jobs = []
         for ref, (job, _) in self._inflight.items():
-            ray.cancel(ref, force=False)
+            ray.cancel(ref, force=force)
             jobs.append(job)
         self._inflight.clear()
         return jobs

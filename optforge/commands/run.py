@@ -259,7 +259,8 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
     if summary.interrupted:
         print(f"interrupted; continue with: optforge run --resume {store.run_dir}", file=sys.stderr)
         return 130
-    print(f"stopped: {summary.stop_reason}. Details: optforge show {store.run_dir}")
+    note = summary.budget_note()
+    print(f"stopped: {summary.stop_reason}{f' ({note})' if note else ''}. Details: optforge show {store.run_dir}")
     return 0
 
 

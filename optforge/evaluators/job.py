@@ -1,6 +1,6 @@
 """The trusted job that runs INSIDE the sandbox: train a (possibly untrusted) rule on suite tasks.
 
-Split training job (DESIGN section 6): this process is the trusted trainer and never loads the
+Split training job (docs/security.md, "The split training job"): this process is the trusted trainer and never loads the
 candidate. Before it builds any task it forks a rule host (optforge.sandbox.rule_host), a clean
 copy of itself holding no model and no data; per (task, lr, seed) run the host forks one isolated
 rule process that loads the candidate, serves every tensor of that run through a memfd and two

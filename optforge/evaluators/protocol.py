@@ -1,9 +1,10 @@
-"""The lr protocol every rule goes through, baselines included (reference C.4, DESIGN section 5).
+"""The lr protocol every rule goes through, baselines included (docs/suites.md: "What every task
+shares" and "Measured table of the four references").
 
 - The only tuned hyperparameter is a multiplier on the rule's `LR`, on a half-decade grid: index `h`
   means `LR * 10**(h/2)`. The default grid is h in {-1, 0, 1}; a best value on an edge extends the
   grid one step that way, at most `max_extensions` times (all-diverged extends downwards).
-  Deviation from reference C.4 (at most twice): candidates get 3 extensions, so the reachable range
+  Candidates get 3 extensions, so the reachable range
   LR * 10**[-2, +2] covers the tuned AdamW baseline grid (1e-4..1e-1 around the AdamW seed's 1e-3);
   with 2 the AdamW seed could not reach AdamW's own best lr on tasks that want 1e-1. An extension
   costs only a screening round on the tasks that need it; baselines still get more trials.
@@ -29,7 +30,7 @@
 - Divergence stops a run at once (inside the training loop); a diverged run ranks last.
 - Reused lr (rollouts with reuse_lr): a task given a fixed multiplier is not tuned; it runs at that
   multiplier, full length, on the scored seeds only.
-- Weight decay (held-out stage only, reference C.4): with a `wd_grid`, each nonzero decoupled weight
+- Weight decay (held-out stage only): with a `wd_grid`, each nonzero decoupled weight
   decay is tried at the chosen lr on the selection seeds, full length; the best mean curve (wd 0
   included) is the one re-run on the fresh seeds. The baselines give AdamW the same grid.
 

@@ -17,36 +17,32 @@ Transport (both made by the trainer, inherited by the rule process, nothing name
 What the rule process returns is checked there against the tensor it belongs to: a delta or
 eval_point of the wrong type, shape, dtype or device ends the run with reason `bad_delta`; the
 trainer only ever reads `out` as a tensor of the parameter's own shape and dtype.
+
+This module is the trainer's half; the rule process's half is `optforge.evaluators.rule_process`, and
+the memfd layout they share is `optforge.evaluators.rule_memfd`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import mmap
 import os
 import select
 import signal
 import struct
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import numpy as np
-import torch
-
+from optforge.evaluators.rule_memfd import (
+    _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, REPLY_NEED_NORM, Layout, Views, _body,
+)
+from optforge.evaluators.rule_process import serve  # noqa: F401 - in sys.modules before the rule host forks
 from optforge.roles import default_role
-from optforge.rule import Ctx, RuleError, _bad_delta, literal_constants, load_rule
+from optforge.rule import literal_constants
 from optforge.sandbox.rule_host import Child, RuleHost
-from optforge.sandbox.worker import _describe  # the sandbox's own exception record, for the same fields
 
-OP_INIT, OP_UPDATE, OP_EVAL_POINT, OP_STOP = 1, 2, 3, 4
-REPLY_NEED_NORM = 2
-_OPS = {"init": OP_INIT, "update": OP_UPDATE, "eval_point": OP_EVAL_POINT}
-_ALIGN = 64
-_RECORD_BYTES = 32 * 1024  # under a pipe's buffer: the rule process never blocks writing it
-SERVE = "optforge.evaluators.remote_rule:serve"
+SERVE = "optforge.evaluators.rule_process:serve"
+"""The rule process's entry; its module is imported above so the rule host's fork already holds it."""
 
 
 class RuleProcessError(Exception):
@@ -59,123 +55,6 @@ class RuleProcessError(Exception):
     @property
     def reason(self) -> str:
         return str(self.record.get("reason", "exception"))
-
-
-def _up(n: int, a: int = _ALIGN) -> int:
-    return (n + a - 1) // a * a
-
-
-# the request header, written with one struct call a step (not one numpy write per field):
-# int64 op, n, T (-1: None), float64 grad_norm, then for the n tensors of this request
-# int64 idx[n], int64 t[n], float64 lr[n]
-_HEAD = struct.Struct("<qqqd")
-_NORM_OFFSET = 24
-_BODIES: dict[int, struct.Struct] = {}
-
-
-def _body(n: int) -> struct.Struct:
-    fmt = _BODIES.get(n)
-    if fmt is None:
-        fmt = _BODIES[n] = struct.Struct(f"<{2 * n}q{n}d")
-    return fmt
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where everything lives in the memfd. Offsets of `ro` are from 0; of `rw` from `ro_bytes`."""
-
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[str, ...]
-    roles: tuple[str, ...]
-    where: tuple[tuple[int, int], ...]  # (group index, param index) of each tensor, for messages
-    source_bytes: int
-
-    @property
-    def n(self) -> int:
-        return len(self.shapes)
-
-    def nbytes(self, k: int) -> int:
-        return math.prod(self.shapes[k]) * torch.empty((), dtype=getattr(torch, self.dtypes[k])).element_size()
-
-    @property
-    def header_bytes(self) -> int:
-        return _up(_HEAD.size + _body(self.n).size)
-
-    @property
-    def source_offset(self) -> int:
-        return self.header_bytes
-
-    def p_offsets(self) -> list[int]:
-        off, out = _up(self.source_offset + self.source_bytes), []
-        for k in range(self.n):
-            out.append(off)
-            off = _up(off + self.nbytes(k))
-        return out
-
-    @property
-    def ro_bytes(self) -> int:
-        offs = self.p_offsets()
-        end = offs[-1] + self.nbytes(self.n - 1) if self.n else self.source_offset + self.source_bytes
-        return _up(end, mmap.PAGESIZE)
-
-    def rw_offsets(self) -> tuple[list[int], list[int]]:
-        """(g offsets, out offsets) within the writable part; it starts with an int64 reply word."""
-        off, g, out = _ALIGN, [], []
-        for k in range(self.n):
-            g.append(off)
-            off = _up(off + self.nbytes(k))
-        for k in range(self.n):
-            out.append(off)
-            off = _up(off + self.nbytes(k))
-        return g, out
-
-    @property
-    def rw_bytes(self) -> int:
-        _, out = self.rw_offsets()
-        end = out[-1] + self.nbytes(self.n - 1) if self.n else _ALIGN
-        return _up(end, mmap.PAGESIZE)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"shapes": [list(s) for s in self.shapes], "dtypes": list(self.dtypes), "roles": list(self.roles),
-                "where": [list(w) for w in self.where], "source_bytes": self.source_bytes}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Layout":
-        return cls(tuple(tuple(int(x) for x in s) for s in d["shapes"]), tuple(str(x) for x in d["dtypes"]),
-                   tuple(str(x) for x in d["roles"]), tuple((int(a), int(b)) for a, b in d["where"]),
-                   int(d["source_bytes"]))
-
-
-class _Views:
-    """Tensor and header views of one memfd, the same on both sides (the rule side maps p read-only)."""
-
-    def __init__(self, fd: int, layout: Layout, rule_side: bool):
-        self.layout = layout
-        ro_prot = mmap.PROT_READ if rule_side else mmap.PROT_READ | mmap.PROT_WRITE
-        self.ro = mmap.mmap(fd, layout.ro_bytes, mmap.MAP_SHARED, ro_prot)
-        self.rw = mmap.mmap(fd, layout.rw_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=layout.ro_bytes)
-        self.reply = np.frombuffer(self.rw, dtype=np.int64, count=1)
-        g_offs, out_offs = layout.rw_offsets()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch warns about the read-only p mapping
-            self.p = [self._view(self.ro, off, k) for k, off in enumerate(layout.p_offsets())]
-        self.g = [self._view(self.rw, off, k) for k, off in enumerate(g_offs)]
-        self.out = [self._view(self.rw, off, k) for k, off in enumerate(out_offs)]
-
-    def _view(self, buf: mmap.mmap, off: int, k: int) -> torch.Tensor:
-        shape, dtype = self.layout.shapes[k], getattr(torch, self.layout.dtypes[k])
-        return torch.frombuffer(buf, dtype=dtype, count=math.prod(shape), offset=off).view(shape)
-
-    def source(self) -> str:
-        lay = self.layout
-        return bytes(self.ro[lay.source_offset: lay.source_offset + lay.source_bytes]).decode("utf-8")
-
-    def close(self) -> None:
-        self.p = self.g = self.out = []  # drop the exports before unmapping
-        del self.reply
-        for m in (self.ro, self.rw):
-            with contextlib.suppress(BufferError):
-                m.close()
 
 
 class RemoteRule:
@@ -199,7 +78,7 @@ class RemoteRule:
         self._host = host
         self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC)
         os.ftruncate(self._memfd, self.layout.ro_bytes + self.layout.rw_bytes)
-        self._views = _Views(self._memfd, self.layout, rule_side=False)
+        self._views = Views(self._memfd, self.layout, rule_side=False)
         off = self.layout.source_offset
         self._views.ro[off: off + len(encoded)] = encoded
         self._go = os.eventfd(0, os.EFD_CLOEXEC)
@@ -371,117 +250,3 @@ class RemoteRuleSource:
             rule.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# the rule process
-
-
-class _Norm:
-    """Stands in for the trainer's per-step shared values in a rule-side Ctx: the global grad norm,
-    asked of the trainer on first use in a step (as RuleOptimizer computes it on first use)."""
-
-    __slots__ = ("views", "go", "done", "value")
-
-    def __init__(self, views: "_Views", go: int, done: int):
-        self.views, self.go, self.done, self.value = views, go, done, None
-
-    def grad_norm(self) -> float:
-        if self.value is None:
-            self.views.reply[0] = REPLY_NEED_NORM
-            os.eventfd_write(self.done, 1)
-            os.eventfd_read(self.go)
-            self.value = struct.unpack_from("<d", self.views.ro, _NORM_OFFSET)[0]
-        return self.value
-
-
-class _Zero:
-    __slots__ = ()
-
-    def grad_norm(self) -> float:
-        return 0.0
-
-
-_ZERO_NORM = _Zero()
-
-
-def serve(args: dict[str, Any], fds: list[int]) -> None:
-    """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
-    memfd, go, done, err_w = fds
-    torch.set_num_threads(1)
-    if args.get("exact_rss"):
-        _return_freed_memory()
-    layout = Layout.from_json(args["layout"])
-    name = str(args.get("name", "candidate"))
-    views = _Views(memfd, layout, rule_side=True)
-
-    def fail(e: BaseException, reason: str) -> None:
-        rec = _describe(e, reason)
-        text = json.dumps(rec, default=str)
-        if len(text) > _RECORD_BYTES:
-            rec["traceback"] = str(rec.get("traceback", ""))[-2000:]
-            rec["message"] = str(rec.get("message", ""))[:2000]
-            text = json.dumps(rec, default=str)[:_RECORD_BYTES]
-        os.write(err_w, text.encode("utf-8", "replace"))
-        os._exit(1)
-
-    try:
-        # the sandbox applied the caller's policy before the job started (or was told not to)
-        rule = load_rule(views.source(), name=name, policy=None)
-    except RuleError as e:
-        fail(e, "load_error")
-    views.reply[0] = 1 if rule.eval_point is not None else 0
-    os.eventfd_write(done, 1)
-    states: dict[int, dict] = {}
-    # per tensor, what does not change between steps: its views, role, shape and dtype
-    tensors = [(views.p[k], views.g[k], views.out[k], layout.roles[k], layout.shapes[k], views.p[k].dtype)
-               for k in range(layout.n)]
-    ro = views.ro
-    while True:
-        os.eventfd_read(go)
-        op, n, T, _ = _HEAD.unpack_from(ro, 0)
-        if op == OP_STOP:
-            return
-        norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
-        fields = _body(n).unpack_from(ro, _HEAD.size)
-        T = None if T < 0 else T
-        try:
-            for k, t, lr in zip(fields[:n], fields[n: 2 * n], fields[2 * n:]):
-                p, g, out_view, role, shape, dtype = tensors[k]
-                ctx = Ctx(lr, t, T, role, shape, norm)
-                if op == OP_INIT:
-                    init = rule.init(p, ctx)
-                    if not isinstance(init, dict):
-                        gi, pi = layout.where[k]
-                        raise RuleError(
-                            f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
-                            f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
-                        )
-                    states[k] = init
-                    continue
-                out = rule.update(p, g, states[k], ctx) if op == OP_UPDATE else rule.eval_point(p, states[k], ctx)
-                # a 0-d or broadcastable tensor would fill `out` through copy_: the exact shape, dtype, device
-                if type(out) is not torch.Tensor or out.shape != shape or out.dtype != dtype or not out.is_cpu:
-                    gi, pi = layout.where[k]
-                    fn = "update" if op == OP_UPDATE else "eval_point"
-                    fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
-                out_view.copy_(out)
-        except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
-            fail(e, "memory" if isinstance(e, MemoryError) else "exception")
-        os.eventfd_write(done, 1)
-
-
-def _return_freed_memory() -> None:
-    """glibc: serve every allocation of 64 KiB or more by mmap and unmap it on free (a fixed threshold,
-    not the adaptive one), so resident memory follows the live tensors: what the state probe reads."""
-    import ctypes
-
-    from optforge.sandbox.layers import libc
-
-    lib = libc()
-    if lib is not None:
-        lib.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-        lib.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-        lib.malloc_trim(ctypes.c_size_t(0))
-
-
-class BadDelta(Exception):
-    """A rule returned a delta or eval_point that is not a tensor of its parameter's shape, dtype and device."""

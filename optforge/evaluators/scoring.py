@@ -1,6 +1,6 @@
 """Per-task scores against tuned AdamW, their intervals and aggregates. Pure functions on curves.
 
-Why steps-to-match (reference C.5, AlgoPerf's time-to-target): raw losses are not comparable across
+Why steps-to-match (AlgoPerf's time-to-target): raw losses are not comparable across
 tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached" is, on every task,
 a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
 

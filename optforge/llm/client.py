@@ -3,12 +3,12 @@
 Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
 the store's llm_calls table). Before each HTTP request the call is also handed over `in_flight`
 (same `call_id`, replaced by the final record), so requests a killed run was waiting on still
-count. With `replay: RUN_DIR` calls are answered from that run's records.
+count. With `replay: RUN_DIR` calls are answered from that run's records. What a response holds
+and which failures are retried: `optforge.llm.wire`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
@@ -21,10 +21,10 @@ from typing import Any, Callable, Mapping, Sequence
 from optforge.config import ConfigError, LLMConfig
 from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_limits
 from optforge.llm.errors import LLMConfigError, LLMError
-from optforge.llm.parse import normalise_finish_reason
 from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
 from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
 from optforge.llm.replay import Replayer, ReplayError
+from optforge.llm.wire import BadResponse, Completion, retry_after, retryable, unpack_completion, unpack_embedding
 
 log = logging.getLogger(__name__)
 
@@ -44,41 +44,6 @@ class LLMResponse:
     @property
     def reasoning(self) -> str:
         return self.call.reasoning
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header on a litellm/openai error, if there is one."""
-    for headers in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
-        if not headers:
-            continue
-        try:
-            value = headers.get("retry-after") or headers.get("Retry-After")
-        except AttributeError:
-            continue
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    return None
-
-
-def _retryable(exc: BaseException) -> bool:
-    lt = litellm()
-    retry_types = tuple(
-        t for t in (
-            getattr(lt, "RateLimitError", None), getattr(lt, "Timeout", None),
-            getattr(lt, "InternalServerError", None), getattr(lt, "ServiceUnavailableError", None),
-            getattr(lt, "BadGatewayError", None), getattr(lt, "APIConnectionError", None),
-        ) if isinstance(t, type)
-    )
-    if isinstance(exc, retry_types):
-        return True
-    status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status == 429 or status >= 500 or status == 408)
 
 
 class LLMClient:
@@ -188,7 +153,7 @@ class LLMClient:
         kwargs = {**s.extra, **self._transport(), "model": model, "messages": messages, "temperature": temperature,
                   "max_tokens": max_tokens}
         call = self._call(model, text, phash, self.worst_case_dollars(messages, model, max_tokens),
-                          lambda lt: _unpack(lt.completion(**kwargs)))
+                          lambda lt: unpack_completion(lt.completion(**kwargs)))
         return LLMResponse(call.response, call.model, call)
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
@@ -208,14 +173,14 @@ class LLMClient:
         text = prompt_text(keyed)
         worst = self.price(model).cost(estimate_prompt_tokens(model, keyed), 0)
 
-        def send(lt: Any) -> _Completion:
-            return _unpack_embedding(lt.embedding(model=model, input=texts, **self._transport()), len(texts))
+        def send(lt: Any) -> Completion:
+            return unpack_embedding(lt.embedding(model=model, input=texts, **self._transport()), len(texts))
 
         call = self._call(model, text, replay_key(keyed), worst, send)
         return [[float(x) for x in v] for v in json.loads(call.response)]
 
     def _call(self, model: str, text: str, phash: str, worst_dollars: float,
-              send: Callable[[Any], "_Completion"]) -> LLMCall:
+              send: Callable[[Any], Completion]) -> LLMCall:
         """One budgeted, recorded call (or its replay); raises what `complete` documents."""
         reservation = self.budget.reserve(worst_dollars)
         start = time.monotonic()
@@ -310,7 +275,7 @@ class LLMClient:
             raise diverged[0]
         return [r if r is not None else LLMError("the call produced no result") for r in results]
 
-    def _call_live(self, send: Callable[[Any], "_Completion"], text: str, phash: str, model: str, start: float,
+    def _call_live(self, send: Callable[[Any], Completion], text: str, phash: str, model: str, start: float,
                    reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
         """(the call, the budget's refusal of a retry or None). Every HTTP request, retries included,
         is counted by the budget before it is sent."""
@@ -335,11 +300,11 @@ class LLMClient:
                     out = send(lt)
             except Exception as e:  # noqa: BLE001 - classified below
                 error = f"{type(e).__name__}: {str(e)[:500]}"
-                if not (_retryable(e) or isinstance(e, _BadResponse)):
+                if not (retryable(e) or isinstance(e, BadResponse)):
                     break
                 if attempt == s.max_retries:
                     break
-                wait = _retry_after(e)
+                wait = retry_after(e)
                 if wait is None:
                     wait = s.backoff_s * (2 ** attempt)
                 wait = min(wait, s.max_backoff_s)
@@ -359,53 +324,6 @@ class LLMClient:
             return
         with self._record_lock:
             self.recorder(call)
-
-
-class _BadResponse(ValueError):
-    """The provider answered 200 with something that is not a chat completion."""
-
-
-@dataclass(frozen=True)
-class _Completion:
-    content: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    reasoning: str
-
-
-def _unpack(resp: Any) -> _Completion:
-    """The parts of a litellm ModelResponse we keep. A reply given as a tool call (some servers answer
-    a "return JSON" request that way) is kept as its arguments, the JSON text `parse` reads."""
-    try:
-        choice = resp.choices[0]
-        message = choice.message
-        content = message.content or ""
-        if not content:
-            calls = getattr(message, "tool_calls", None) or []
-            content = "\n".join(str(c.function.arguments or "") for c in calls)
-        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None) or ""
-        usage = getattr(resp, "usage", None)
-        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        ct = int(getattr(usage, "completion_tokens", 0) or 0)
-    except (AttributeError, IndexError, TypeError) as e:
-        raise _BadResponse(f"malformed completion response: {e}") from e
-    return _Completion(str(content), pt, ct, normalise_finish_reason(getattr(choice, "finish_reason", None)),
-                       reasoning if isinstance(reasoning, str) else "")
-
-
-def _unpack_embedding(resp: Any, n: int) -> _Completion:
-    """An embedding response as a recorded call: the vectors as JSON text (what replay returns)."""
-    try:
-        data = sorted(resp.data, key=lambda d: d["index"] if isinstance(d, Mapping) else d.index)
-        vectors = [list(d["embedding"] if isinstance(d, Mapping) else d.embedding) for d in data]
-        usage = getattr(resp, "usage", None)
-        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    except (AttributeError, KeyError, IndexError, TypeError) as e:
-        raise _BadResponse(f"malformed embedding response: {e}") from e
-    if len(vectors) != n or not all(vectors):
-        raise _BadResponse(f"embedding response has {len(vectors)} vectors for {n} texts")
-    return _Completion(json.dumps(vectors), pt, 0, "stop", "")
 
 
 def _split_config(config: Any) -> tuple[Any, Any]:

@@ -1,4 +1,4 @@
-"""The sandbox: run a trusted job function on untrusted source, within limits (DESIGN section 6).
+"""The sandbox: run a trusted job function on untrusted source, within limits.
 
     run(source, job, payload, policy, limits) -> SandboxResult
 

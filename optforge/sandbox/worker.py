@@ -2,8 +2,8 @@
 
 `supervise` (trusted: only our code runs in it) unshares namespaces, forks the job process, drains its
 stdout/stderr into bounded tails, enforces the wall-clock limit and reports how the job ended.
-`_execute` (the job process) applies every remaining layer, then imports the trusted job function and
-calls it on the untrusted source; whatever happens, it leaves `result.json` or dies trying.
+The job process it forks (`optforge.sandbox.job_process`) applies every remaining layer, then imports
+the trusted job function and calls it on the untrusted source.
 
 Run as `python -m optforge.sandbox.worker` it is the cold-spawn entry: one request on stdin, JSON
 lines on stdout. The warm template (optforge.sandbox.template) calls `supervise` after its fork.
@@ -11,9 +11,7 @@ lines on stdout. The warm template (optforge.sandbox.template) calls `supervise`
 
 from __future__ import annotations
 
-import importlib
 import json
-import linecache
 import os
 import re
 import select
@@ -22,15 +20,14 @@ import signal
 import stat
 import sys
 import time
-import traceback
 from typing import Any, BinaryIO, Callable
 
 from optforge.sandbox import layers as L
-from optforge.sandbox.protocol import send, write_error, write_result
+from optforge.sandbox.job_process import execute
+from optforge.sandbox.protocol import send
 
 _NS_FLAGS = L.CLONE_NEWPID | L.CLONE_NEWNET | L.CLONE_NEWNS
 QUOTA_POLL_S = 0.1  # how often the supervisor looks whether the job's directory is at its disk quota
-_MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
 
 
 def supervise(req: dict[str, Any], out: BinaryIO) -> None:
@@ -57,7 +54,7 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
         try:
             for fd in (out_r, err_r, ctl_r):
                 os.close(fd)
-            _execute(req, ns, uid, out_w, err_w, ctl_w)
+            execute(req, ns, uid, out_w, err_w, ctl_w)
         except BaseException as e:  # noqa: BLE001 - job errors are caught inside: this is our own setup
             try:  # the control pipe is closed before candidate code runs, so only setup can say this
                 os.write(ctl_w, json.dumps({"setup_error": f"{type(e).__name__}: {e}"}).encode())
@@ -278,147 +275,6 @@ def _read_into(fd: int, streams: dict[int, _Tail], open_fds: set[int]) -> None:
         streams[fd].add(data)
     else:
         open_fds.discard(fd)
-
-
-# ---------------------------------------------------------------------------------------------
-# the job process
-
-
-def _execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: int, err_w: int, ctl_w: int) -> None:
-    lim = req["limits"]
-    workdir = req["workdir"]
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    keep_fds = {0, 1, 2, ctl_w}
-    for fd in _open_fds():
-        if fd not in keep_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    layers: dict[str, bool] = {"process_group": True, "no_secrets": True}
-    # what the job imports: the caller's import locations and this process's own (torch, numpy and
-    # optforge as the template loaded them), bound read-only into the job's private mounts
-    keep = sorted({*req.get("import_paths", []), *req.get("sys_path", []), *L.import_locations()})
-    mounts = L.private_mounts(workdir, int(lim["max_output_bytes"]), keep) if ns.get("mnt") else {}
-    private = bool(mounts.get("tmp"))  # our own mount namespace, / made private: mounts stay in it
-    os.environ.clear()
-    os.environ.update(req["env"])
-    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-    # OPTFORGE_SANDBOX_DISABLE may name these layers, so that a test can show each one alone holds
-    on = {name: name not in req.get("disable", ()) for name in ("run_hidden", "disk_quota", "read_only_root", "ipc_namespace")}
-    layers["run_hidden"] = private and on["run_hidden"] and L.hide_run(keep)
-    layers["disk_quota"] = private and on["disk_quota"] and L.disk_quota(workdir, int(lim["max_output_bytes"]), uid)
-    if uid is not None:
-        # exposing needs the private mount namespace: without it, only check what the uid can reach
-        blocked = L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)
-        if blocked:
-            uid = None  # the job could not import its own code as another user: stay root, say so
-    writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
-    layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
-    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace()
-    unprivileged = L.drop_privileges(uid)
-    # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
-    layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
-    layers["filesystem"] = bool(uid is not None and unprivileged and mounts.get("tmp"))
-    layers["rlimits"] = L.set_rlimits(
-        int(lim["cpu_limit_s"]), lim.get("memory_mb"), int(lim["max_output_bytes"]),
-        int(lim["open_files"]), int(lim["processes"]) if uid is not None and unprivileged else None,
-    )
-    L.set_parent_death_signal(signal.SIGKILL)
-    if uid is None:
-        # a job that stays root (of a user namespace, or of the host where the uid switch was not
-        # possible) would hold every capability over its mounts: without them it cannot unmount or
-        # remount what the layers above put in place
-        L.drop_capabilities()
-    layers.update(L.optional_layers())
-    os.chdir(workdir)
-    have = {**layers, "pid_namespace": bool(ns.get("pid")), "network": bool(ns.get("net")), "static_check": True}
-    missing = [r for r in req.get("require", []) if not have.get(r)]
-    control = {**layers, "uid": os.getuid()}
-    if missing:
-        control["refused"] = f"required isolation layer(s) not available here: {', '.join(missing)}"
-    os.write(ctl_w, json.dumps(control).encode())
-    os.close(ctl_w)
-    if missing:
-        os._exit(0)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
-    for p in reversed(req.get("sys_path", [])):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    code = 0
-    try:
-        _call_job(req, workdir)
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - a closed or full pipe must not stop the exit
-            code = 0
-    os._exit(code)
-
-
-def _open_fds() -> list[int]:
-    try:
-        return [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        return list(range(3, 256))
-
-
-def _call_job(req: dict[str, Any], workdir: str) -> None:
-    from optforge.sandbox.result import JobFailure
-
-    try:
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
-        module_name, _, fn_name = req["job"].partition(":")
-        fn = getattr(importlib.import_module(module_name), fn_name)
-        out = fn(req["source"], req["payload"])
-        value, buffers = out if isinstance(out, tuple) else (out, {})
-        try:
-            write_result(workdir, value, buffers)
-        except (TypeError, ValueError) as e:
-            write_error(workdir, {"reason": "bad_output", "type": type(e).__name__,
-                                  "message": f"the job returned something that is not JSON plus numeric buffers: {e}"})
-    except JobFailure as e:
-        write_error(workdir, _describe(e, e.reason))
-    except MemoryError as e:
-        write_error(workdir, _describe(e, "memory"))
-    except SystemExit as e:
-        write_error(workdir, _describe(e, f"exit:{e.code}"))
-    except BaseException as e:  # noqa: BLE001 - anything the candidate raises is a result
-        text = str(e).lower()
-        write_error(workdir, _describe(e, "memory" if any(w in text for w in _MEMORY_WORDS) else "exception"))
-
-
-def _describe(exc: BaseException, reason: str) -> dict[str, Any]:
-    """The exception as data, with the innermost line that lies in source compiled from a string
-    (the candidate: its filename looks like '<rule x>' or '<candidate>')."""
-    line = text = None
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        for frame in traceback.extract_tb(e.__traceback__):
-            if frame.filename.startswith("<") and not frame.filename.startswith("<frozen"):
-                line = frame.lineno
-                text = linecache.getline(frame.filename, frame.lineno).strip() or None
-        if line is not None:
-            break
-        e = e.__cause__ or e.__context__
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {
-        "reason": reason,
-        "type": type(exc).__name__,
-        "message": str(exc)[:2000],
-        "line": line,
-        "line_text": text,
-        "traceback": tb[-4000:],
-    }
 
 
 def main() -> None:

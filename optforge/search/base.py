@@ -31,7 +31,9 @@ class Rollout:
     - note: the strategy's own label (stored with the rollout, shown by `optforge show`).
 
     The answer comes to `Strategy.observe_rollout(rollout, result)` (or `observe(candidate, result)`
-    when the strategy has no such hook), with `rollout.id` set to the stored rollout's id.
+    when the strategy has no such hook), with `rollout.id` set to the stored rollout's id. A request
+    the engine refuses comes back the same way, as status `invalid` with the reason in
+    `result.artifacts["refused"]`; nothing was evaluated, and the run goes on.
     """
 
     candidate_id: str
@@ -97,4 +99,6 @@ class StrategyBase:
         comes just before the candidate's `observe`; after a resume it may come again."""
 
     def observe_rollout(self, rollout: Rollout, result: EvaluationResult) -> None:
-        """The result of a rollout or repeat this strategy asked for."""
+        """The result of a rollout or repeat this strategy asked for. A refused request comes back here
+        too: status `invalid`, `result.artifacts["refused"]` says why (a held-out task, a report seed,
+        a candidate not observed ok, no search seeds left...), and no evaluation row was stored."""

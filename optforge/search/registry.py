@@ -31,22 +31,44 @@ def needs_of(name: str) -> frozenset[str]:
 
 
 def resolve(name: str) -> Callable[..., Strategy]:
-    """The `from_config` factory of strategy `name` (a registry name or "pkg.mod:function")."""
+    """The `from_config` factory of strategy `name` (a registry name or "pkg.mod:function"). Raises
+    ValueError naming `strategy.name`, what failed and what to do."""
     target = STRATEGIES.get(name)
     if target is None:
         if ":" not in name:
-            raise ValueError(f"strategy.name: unknown strategy '{name}'; known: {', '.join(STRATEGIES)}"
-                             " (or a 'package.module:from_config' path)")
+            hint = "; a factory of your own is named 'package.module:function'"
+            if "." in name:
+                module_name, _, attr = name.rpartition(".")
+                hint = f"; did you mean '{module_name}:{attr}'? (the function follows a colon)"
+            raise ValueError(f"strategy.name: unknown strategy '{name}'; known: {', '.join(STRATEGIES)}{hint}")
         target = name
     module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise ValueError(f"strategy '{name}' cannot be imported ({e}); is it installed?") from e
+    module = _import(name, module_name)
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"strategy '{name}': {module_name} has no callable '{attr}'")
+        raise ValueError(f"strategy.name '{name}': module {module_name} ({getattr(module, '__file__', '?')}) has no "
+                         f"callable '{attr}'; name a function that takes (params, ctx) and returns a strategy")
     return factory
+
+
+def _import(name: str, module_name: str) -> Any:
+    """Import the module of a strategy factory, turning each way it can fail into what to do about it."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise ValueError(
+                f"strategy.name '{name}': no module named '{missing}' on Python's path. The `optforge` command "
+                "does not search the current directory: install the package that holds it (pip install -e "
+                "PROJECT_DIR), or put the directory that contains it on PYTHONPATH (PYTHONPATH=DIR optforge run "
+                "...)") from e
+        raise ValueError(f"strategy.name '{name}': importing {module_name} failed: it imports '{missing}', which is "
+                         f"not installed ({e}); install it into this environment (pip install ...)") from e
+    except Exception as e:  # noqa: BLE001 - a broken module: say which error, where
+        where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+        raise ValueError(f"strategy.name '{name}': importing {module_name} raised {type(e).__name__}: {e}{where}; "
+                         "fix that module (python -c 'import " + module_name + "' shows the traceback)") from e
 
 
 def build_strategy(name: str, params: Mapping[str, Any], ctx: StrategyContext | None = None, *, seed: int = 0,

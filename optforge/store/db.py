@@ -197,10 +197,10 @@ class Store(Reads):
             for r in rollouts:
                 db.execute(
                     "INSERT INTO rollouts(pseq, candidate_id, stage, tasks, seeds, reuse_lr, detail, repeat, note,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created, refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (r.pseq, r.candidate_id, r.stage, None if r.tasks is None else dumps(list(r.tasks)),
                      dumps(list(r.seeds)), int(r.reuse_lr), r.detail, int(r.repeat), dumps(dict(r.note)),
-                     r.created or time.time()))
+                     r.created or time.time(), r.refused))
             self._add_records(db, records)
             if state is not None:
                 self._put_state(db, state)

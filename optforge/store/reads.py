@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, Collection
 
 from optforge.store.rows import (
     Aggregate, EvaluationRecord, Promotion, Ranked, RequestKey, RolloutRecord, StrategyRecord, candidate_from,
@@ -79,10 +79,14 @@ class Reads:
         rolls = [(r["pseq"], rollout_from(r)) for r in self._rows("SELECT * FROM rollouts")]
         return [p for _, p in sorted(cands + rolls, key=lambda x: x[0])]
 
-    def rollouts(self, candidate_id: str | None = None) -> list[RolloutRecord]:
-        sql, args = "SELECT * FROM rollouts", []
+    def rollouts(self, candidate_id: str | None = None, *, refused: bool = False) -> list[RolloutRecord]:
+        """The strategy's rollouts in proposal order, of one candidate when given; those the engine
+        refused (never evaluated) only with `refused=True`."""
+        sql, args = "SELECT * FROM rollouts WHERE 1=1", []
         if candidate_id is not None:
-            sql, args = sql + " WHERE candidate_id = ?", [candidate_id]
+            sql, args = sql + " AND candidate_id = ?", [candidate_id]
+        if not refused:
+            sql += " AND refused IS NULL"
         return [rollout_from(r) for r in self._rows(sql + " ORDER BY pseq", args)]
 
     def evaluations(self, candidate_id: str | None = None, stage: str | None = None, *,
@@ -101,29 +105,38 @@ class Reads:
                           " ORDER BY (status = ?) , id DESC LIMIT 1", (candidate_id, stage, Status.LOST.value))
         return evaluation_from(rows[0]) if rows else None
 
-    def evaluation_count(self, *, include_reference: bool = False) -> int:
-        """Stored evaluation rows (what budget.max_evaluations counts: references excluded)."""
-        sql = "SELECT COUNT(*) FROM evaluations"
+    def evaluation_count(self, *, include_reference: bool = False, stages: Collection[str] | None = None) -> int:
+        """Stored evaluation rows (references excluded unless asked), of `stages` when given
+        (budget.max_evaluations counts the strategy's rows at the search stages)."""
+        sql, args = "SELECT COUNT(*) FROM evaluations WHERE 1=1", []
         if not include_reference:
-            sql += " WHERE candidate_id IN (SELECT id FROM candidates WHERE pseq IS NOT NULL)"
-        return int(self._rows(sql)[0][0])
+            sql += " AND candidate_id IN (SELECT id FROM candidates WHERE pseq IS NOT NULL)"
+        if stages is not None:
+            sql += f" AND stage IN ({', '.join('?' for _ in stages)})"
+            args += list(stages)
+        return int(self._rows(sql, args)[0][0])
 
-    def train_cpu_seconds(self) -> float:
-        """CPU seconds of the strategy's evaluations (metrics.cpu_seconds; rows without it count 0)."""
+    def train_cpu_seconds(self, *, stages: Collection[str] | None = None) -> float:
+        """CPU seconds of the strategy's evaluations, of `stages` when given (metrics.cpu_seconds of rows
+        not lent from an identical request; rows without it count 0)."""
+        sql, args = ("SELECT metrics FROM evaluations WHERE cached_from IS NULL AND candidate_id IN"
+                     " (SELECT id FROM candidates WHERE pseq IS NOT NULL)"), []
+        if stages is not None:
+            sql += f" AND stage IN ({', '.join('?' for _ in stages)})"
+            args += list(stages)
         total = 0.0
-        for r in self._rows("SELECT metrics FROM evaluations WHERE cached_from IS NULL AND candidate_id IN"
-                            " (SELECT id FROM candidates WHERE pseq IS NOT NULL)"):
+        for r in self._rows(sql, args):
             value = json.loads(r["metrics"]).get("cpu_seconds")
             total += float(value) if isinstance(value, (int, float)) else 0.0
         return total
 
     def cached(self, key: RequestKey) -> EvaluationRecord | None:
-        """An earlier non-`lost` result of the identical request, or None. An unknown (NULL) column of a
-        version-1 row matches: that run's rows share one score version and one stage configuration."""
+        """An earlier non-`lost` result of the identical request, or None. A column a version-1 row left
+        unknown (NULL: detail, tune_wd, reuse_lr, score_version) matches no request, since every request
+        names them; such a row still answers its own candidate's resume (`evaluation`)."""
         sql = ("SELECT * FROM evaluations WHERE content_hash = ? AND stage = ? AND suite = ? AND suite_version = ?"
-               " AND seeds_spec = ? AND tasks IS ? AND COALESCE(detail, 'summary') = ? AND status != ?"
-               " AND (tune_wd IS NULL OR tune_wd = ?) AND (reuse_lr IS NULL OR reuse_lr = ?)"
-               " AND (score_version IS NULL OR score_version = ?) ORDER BY id LIMIT 1")
+               " AND seeds_spec = ? AND tasks IS ? AND detail = ? AND status != ?"
+               " AND tune_wd = ? AND reuse_lr = ? AND score_version = ? ORDER BY id LIMIT 1")
         tasks = None if key.tasks is None else json.dumps(list(key.tasks), sort_keys=True)
         rows = self._rows(sql, (key.content_hash, key.stage, key.suite, key.suite_version, key.seeds_spec, tasks,
                                 key.detail, Status.LOST.value, int(key.tune_wd), int(key.reuse_lr), key.score_version))

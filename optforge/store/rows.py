@@ -139,6 +139,7 @@ class RolloutRecord:
     note: dict[str, Any] = field(default_factory=dict)
     observed: bool = False
     created: float = 0.0
+    refused: str | None = None  # why the engine refused it (then never evaluated); None: accepted
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def rollout_from(r: sqlite3.Row) -> RolloutRecord:
                          tasks=None if r["tasks"] is None else tuple(json.loads(r["tasks"])),
                          seeds=tuple(json.loads(r["seeds"])), reuse_lr=bool(r["reuse_lr"]), detail=r["detail"],
                          repeat=bool(r["repeat"]), note=json.loads(r["note"]), observed=bool(r["observed"]),
-                         created=r["created"])
+                         created=r["created"], refused=r["refused"])
 
 
 def dumps(value: Any) -> str:

@@ -4,6 +4,8 @@ Version 1 (no `schema_version` in meta): one evaluation per (candidate, stage), 
 non-finite numbers stored as null. Version 2: evaluation rows are open-ended (a rollout or repeat
 adds a row), rollouts and strategy records have their own tables, candidates carry their place in
 the strategy's proposal order (`pseq`), and NaN, inf and -inf are kept distinct in JSON columns.
+Version 3: a rollout the engine refused is kept with the reason (`rollouts.refused`), so the
+strategy gets it back in proposal order, a resume included.
 
 A migration runs inside the caller's transaction and never invents a value: a column added to old
 rows stays NULL ("unknown"). Modelled on Optuna's versioned RDB storage.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS rollouts (
     repeat INTEGER NOT NULL,            -- 1: asked as a repeat (seeds the candidate had not used)
     note TEXT NOT NULL,                 -- JSON: the strategy's label for it
     observed INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    refused TEXT                        -- why the engine refused the request, never evaluated (NULL: accepted)
 );
 CREATE TABLE IF NOT EXISTS evaluations (
     id INTEGER PRIMARY KEY,
@@ -138,6 +141,8 @@ def migrate(db: sqlite3.Connection) -> int:
                          f"{SCHEMA_VERSION}. Upgrade optforge to open it")
     if found == 1:
         _v1_to_v2(db)
+    if found <= 2:
+        _v2_to_v3(db)
     return found
 
 
@@ -164,6 +169,12 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     if row is not None:
         upgraded = upgrade_config(json.loads(row[0]), 1)
         db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(upgraded, sort_keys=True),))
+
+
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    if "refused" not in {r[1] for r in db.execute("PRAGMA table_info(rollouts)")}:
+        db.execute("ALTER TABLE rollouts ADD COLUMN refused TEXT")
+    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
 
 
 def upgrade_config(config: dict, version: int) -> dict:

@@ -114,7 +114,8 @@ class MinibatchStrategy(StrategyBase):
     """Proposes `n_cands` candidates, then for each one it observed ok: a minibatch rollout (task "a",
     two named search seeds), a repeat on 2 new seeds, and a repeat on 2 more reusing the lr. Ranks by
     the accumulated mean of the rows it saw; busy() while its requests are out; done when all came back.
-    `bad`: one extra rollout it may not ask for (a held-out task or a report seed)."""
+    `bad`: one extra rollout it may not ask for (a held-out task or a report seed); the engine's refusal
+    comes back to `observe_rollout` and is kept in `refused`."""
 
     name = "minibatch"
 
@@ -122,6 +123,7 @@ class MinibatchStrategy(StrategyBase):
         self.ctx, self.fits, self.slow, self.bad = ctx, list(fits), slow, bad
         self.proposed, self.rolled, self.out, self.queue = 0, [], 0, []
         self.rows: dict[str, list[float]] = {}
+        self.refused: list[tuple] = []
         self.busy_calls = 0
 
     def propose(self, n: int) -> list:
@@ -160,7 +162,10 @@ class MinibatchStrategy(StrategyBase):
 
     def observe_rollout(self, rollout, result) -> None:
         self.out -= 1
-        self.rows[rollout.candidate_id].append(result.fitness)
+        if result.ok:
+            self.rows[rollout.candidate_id].append(result.fitness)
+        else:
+            self.refused.append([rollout.candidate_id, rollout.id, result.status.value, result.artifacts.get("refused")])
 
     def ranking(self) -> list[str]:
         mean = {c: sum(v) / len(v) for c, v in self.rows.items()}
@@ -172,12 +177,13 @@ class MinibatchStrategy(StrategyBase):
 
     def state(self) -> dict:
         return {"proposed": self.proposed, "rolled": list(self.rolled), "out": self.out, "rows": self.rows,
-                "queue": list(self.queue)}
+                "queue": list(self.queue), "refused": [list(r) for r in self.refused]}
 
     def load_state(self, state: dict) -> None:
         self.proposed, self.rolled, self.out = state["proposed"], list(state["rolled"]), state["out"]
         self.rows = {k: list(v) for k, v in state["rows"].items()}
         self.queue = [dict(a) for a in state["queue"]]
+        self.refused = [list(r) for r in state.get("refused", [])]
 
 
 def minibatch_config(**extra):

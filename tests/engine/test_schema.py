@@ -3,6 +3,7 @@ after a migration that keeps `run.db.v0`; NULLs of old rows stay unknown; non-fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -96,3 +97,42 @@ def test_nan_and_infinities_are_kept_distinct(tmp_path):
                       key=RequestKey(cand.content_hash, "train", "train", "1", "selection"))
     got = Store.open(tmp_path / "r").evaluation("a", "train").metrics
     assert math.isnan(got["nan"]) and got["inf"] == math.inf and got["ninf"] == -math.inf and got["none"] is None
+
+
+def test_unknown_columns_of_a_version_1_row_match_no_cache_lookup(tmp_path):
+    from optforge.store import RequestKey
+    from optforge.types import content_hash
+
+    run, sources = _v1(tmp_path)
+    store = Store.resume(run)
+    old = store.evaluation("c0", "train")
+    assert old.ok and old.detail is None and old.tune_wd is None and old.reuse_lr is None and old.score_version is None
+    asked = RequestKey(content_hash(sources[0]), "train", "train", "fake-1", "selection", None, "summary", False, False, 2)
+    assert store.cached(asked) is None  # not served for a request that names what the row left unknown
+    twin = Candidate.new(sources[0], id="twin")
+    store.add_proposals([twin], None)
+    store.add_evaluation(twin, old.result, key=asked)  # the same request with every column known
+    assert store.cached(asked).candidate_id == "twin"
+    assert store.cached(dataclasses.replace(asked, tune_wd=True)) is None
+    assert store.cached(dataclasses.replace(asked, score_version=1)) is None
+    store.close()
+
+
+def test_a_version_2_run_gains_the_refused_column_of_rollouts(tmp_path):
+    import sqlite3
+
+    from optforge.store import RolloutRecord
+
+    st = Store(tmp_path / "r")
+    cand = Candidate.new("LR = 1\n", id="a")
+    st.add_proposals([cand], None, rollouts=[RolloutRecord(0, 1, "a", "train", None, (100,), False, "summary", False)])
+    st.close()
+    with sqlite3.connect(str(tmp_path / "r" / "run.db")) as db:  # back to version 2, which had no such column
+        db.execute("ALTER TABLE rollouts DROP COLUMN refused")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Store.open(tmp_path / "r") as ro:
+        assert ro.schema_version() == SCHEMA_VERSION and ro.rollouts()[0].refused is None
+    with Store.resume(tmp_path / "r") as rw:
+        [r] = rw.rollouts(refused=True)
+        assert r.seeds == (100,) and r.refused is None and rw.strategy_proposal_count() == 2
+    assert (tmp_path / "r" / "run.db.v0").is_file()

@@ -1,4 +1,4 @@
-"""Proxy tasks and suites: the problems every rule is trained on (DESIGN section 5)."""
+"""Proxy tasks and suites: the problems every rule is trained on (docs/suites.md)."""
 
 from .base import Problem, Suite, Task, derive_seed, generator
 from .suites import get_suite, suite_names

@@ -53,7 +53,7 @@ def _train_tasks() -> tuple:
 def _train() -> Suite:
     return Suite(
         "train", TRAIN_VERSION, _train_tasks(), SELECTION_SEEDS, REPORT_SEEDS,
-        "search suite (reference C.2): quadratics, matrix problems, convex, MLP, autoencoder, CNN, byte LM",
+        "search suite: quadratics, matrix problems, convex, MLP, autoencoder, CNN, byte LM",
         SEARCH_SEEDS,
     )
 
@@ -94,7 +94,7 @@ def _heldout() -> Suite:
     )
     return Suite(
         "heldout", HELDOUT_VERSION, tasks, SELECTION_SEEDS, REPORT_SEEDS,
-        "held-out suite (reference C.3): other architectures, data, horizons, batch sizes, "
+        "held-out suite: other architectures, data, horizons, batch sizes, "
         "reparameterisations and loss scales; never seen by search",
     )
 

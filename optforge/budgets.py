@@ -1,0 +1,116 @@
+"""The search budgets: which evaluation may still start, counting those in flight, and the time left.
+
+- `budget.max_evaluations` counts search-stage evaluation rows of the strategy's candidates. A row
+  in flight (running, or waiting on an identical request) counts as spent, so the rows stored never
+  exceed the budget.
+- `budget.max_train_cpu_s` counts their CPU seconds (a cache hit is free). An evaluation in flight
+  counts as the mean CPU of the finished evaluations of its cost class (`CpuEstimates`); one that
+  would take the spent and in-flight seconds past the budget does not start. While nothing of its
+  kind has finished its cost is unknown, and such an evaluation starts only when nothing else of the
+  search runs, so the overshoot is at most the error of an estimate.
+- `budget.max_seconds`, `max_dollars` and `max_llm_calls` are checked by the engine as they are
+  spent; at `max_seconds` the engine also cuts what runs (`engine`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from optforge.config import BudgetConfig
+
+EVALUATION_BUDGETS = ("max_evaluations", "max_train_cpu_s", "max_seconds")
+"""Budgets that also stop queued evaluations (the others, candidates and LLM spend, only stop proposals:
+what was proposed is paid for and still evaluated)."""
+
+WAIT = "wait"
+"""`admit`'s answer for an evaluation of unknown cost while others run: start it later."""
+
+
+class CpuEstimates:
+    """Mean CPU seconds of finished (not cached) evaluations, per cost class (`jobs.cost_class`)."""
+
+    def __init__(self) -> None:
+        self._sum: dict[tuple, float] = {}
+        self._n: dict[tuple, int] = {}
+
+    def add(self, cost_class: tuple, cpu_s: float) -> None:
+        self._sum[cost_class] = self._sum.get(cost_class, 0.0) + float(cpu_s)
+        self._n[cost_class] = self._n.get(cost_class, 0) + 1
+
+    def of(self, cost_class: tuple) -> float | None:
+        """The mean CPU seconds of the class; for a class with nothing finished yet, the largest mean of
+        its kind (the same stage, and a rollout like it: `jobs.cost_class`); None when there is none."""
+        n = self._n.get(cost_class, 0)
+        if n:
+            return self._sum[cost_class] / n
+        alike = [self._sum[c] / self._n[c] for c in self._n if c[0] == cost_class[0] and len(c) == len(cost_class)]
+        return max(alike) if alike else None
+
+
+@dataclass
+class SearchSpend:
+    """Rows stored and CPU seconds spent by the search, and the evaluations in flight (job id -> its CPU
+    estimate in seconds, None when unknown; 0 for a row that waits on an identical request)."""
+
+    rows: int = 0
+    cpu_s: float = 0.0
+    in_flight: dict[int, float | None] = field(default_factory=dict)
+
+    def start(self, job_id: int, cpu_estimate: float | None) -> None:
+        self.in_flight[job_id] = cpu_estimate
+
+    def end(self, job_id: int) -> None:
+        self.in_flight.pop(job_id, None)
+
+    def add_row(self, cpu_s: float) -> None:
+        self.rows += 1
+        self.cpu_s += cpu_s
+
+    @property
+    def committed_rows(self) -> int:
+        return self.rows + len(self.in_flight)
+
+    @property
+    def committed_cpu_s(self) -> float:
+        return self.cpu_s + sum(e for e in self.in_flight.values() if e is not None)
+
+
+def admit(budget: BudgetConfig, spend: SearchSpend, cpu_estimate: float | None) -> str:
+    """Whether one more search row may start: "" (yes), WAIT (its CPU cost is unknown and others run),
+    or the name of the budget it would take past its limit (the search stops)."""
+    if budget.max_evaluations is not None and spend.committed_rows + 1 > budget.max_evaluations:
+        return "max_evaluations"
+    limit = budget.max_train_cpu_s
+    if limit is not None:
+        if spend.committed_cpu_s >= limit:
+            return "max_train_cpu_s"
+        if cpu_estimate is None:
+            return WAIT if spend.in_flight else ""
+        if spend.committed_cpu_s + cpu_estimate > limit:
+            return "max_train_cpu_s"
+    return ""
+
+
+def reached(budget: BudgetConfig, spend: SearchSpend) -> str:
+    """The row or CPU budget that leaves no room for another evaluation ("" when both have room)."""
+    if budget.max_evaluations is not None and spend.committed_rows >= budget.max_evaluations:
+        return "max_evaluations"
+    if budget.max_train_cpu_s is not None and spend.committed_cpu_s >= budget.max_train_cpu_s:
+        return "max_train_cpu_s"
+    return ""
+
+
+def eta_s(budget: BudgetConfig, *, elapsed_s: float, used: Mapping[str, float]) -> float | None:
+    """Seconds until the first budget runs out, each at the run's mean rate so far (all sessions: the
+    elapsed time and the use are both the whole run's). `used`: use per budget name (candidates
+    observed, rows, CPU seconds). None when no budget bounds the search or none has been used yet."""
+    left = []
+    if budget.max_seconds is not None:
+        left.append(max(0.0, budget.max_seconds - elapsed_s))
+    for name in ("max_candidates", "max_evaluations", "max_train_cpu_s"):
+        limit, spent = getattr(budget, name), float(used.get(name, 0.0))
+        if limit is not None and spent > 0 and math.isfinite(spent):
+            left.append(elapsed_s / spent * max(0.0, limit - spent))
+    return min(left) if left else None

@@ -1,0 +1,134 @@
+"""The rule process's half of a remote rule: `serve` runs in the isolated child that `RuleHost` forks
+(optforge.sandbox.rule_host). It loads the candidate and answers the trainer's requests through the
+memfd (`optforge.evaluators.rule_memfd`) until told to stop; it never sees the model, the data or the
+loss. What the rule returns is checked here against its tensor; any failure is written once, as a
+bounded JSON record, to the error pipe before the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+import torch
+
+from optforge.evaluators.rule_memfd import (
+    _HEAD, _NORM_OFFSET, _RECORD_BYTES, OP_INIT, OP_STOP, OP_UPDATE, REPLY_NEED_NORM, Layout, Views, _body,
+)
+from optforge.rule import Ctx, RuleError, load_rule
+from optforge.rule_optimizer import _bad_delta
+from optforge.sandbox.job_process import describe  # the sandbox's own exception record, for the same fields
+
+
+class _Norm:
+    """Stands in for the trainer's per-step shared values in a rule-side Ctx: the global grad norm,
+    asked of the trainer on first use in a step (as RuleOptimizer computes it on first use)."""
+
+    __slots__ = ("views", "go", "done", "value")
+
+    def __init__(self, views: Views, go: int, done: int):
+        self.views, self.go, self.done, self.value = views, go, done, None
+
+    def grad_norm(self) -> float:
+        if self.value is None:
+            self.views.reply[0] = REPLY_NEED_NORM
+            os.eventfd_write(self.done, 1)
+            os.eventfd_read(self.go)
+            self.value = struct.unpack_from("<d", self.views.ro, _NORM_OFFSET)[0]
+        return self.value
+
+
+class _Zero:
+    __slots__ = ()
+
+    def grad_norm(self) -> float:
+        return 0.0
+
+
+_ZERO_NORM = _Zero()
+
+
+def serve(args: dict[str, Any], fds: list[int]) -> None:
+    """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
+    memfd, go, done, err_w = fds
+    torch.set_num_threads(1)
+    if args.get("exact_rss"):
+        _return_freed_memory()
+    layout = Layout.from_json(args["layout"])
+    name = str(args.get("name", "candidate"))
+    views = Views(memfd, layout, rule_side=True)
+
+    def fail(e: BaseException, reason: str) -> None:
+        rec = describe(e, reason)
+        text = json.dumps(rec, default=str)
+        if len(text) > _RECORD_BYTES:
+            rec["traceback"] = str(rec.get("traceback", ""))[-2000:]
+            rec["message"] = str(rec.get("message", ""))[:2000]
+            text = json.dumps(rec, default=str)[:_RECORD_BYTES]
+        os.write(err_w, text.encode("utf-8", "replace"))
+        os._exit(1)
+
+    try:
+        # the sandbox applied the caller's policy before the job started (or was told not to)
+        rule = load_rule(views.source(), name=name, policy=None)
+    except RuleError as e:
+        fail(e, "load_error")
+    views.reply[0] = 1 if rule.eval_point is not None else 0
+    os.eventfd_write(done, 1)
+    states: dict[int, dict] = {}
+    # per tensor, what does not change between steps: its views, role, shape and dtype
+    tensors = [(views.p[k], views.g[k], views.out[k], layout.roles[k], layout.shapes[k], views.p[k].dtype)
+               for k in range(layout.n)]
+    ro = views.ro
+    while True:
+        os.eventfd_read(go)
+        op, n, T, _ = _HEAD.unpack_from(ro, 0)
+        if op == OP_STOP:
+            return
+        norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
+        fields = _body(n).unpack_from(ro, _HEAD.size)
+        T = None if T < 0 else T
+        try:
+            for k, t, lr in zip(fields[:n], fields[n: 2 * n], fields[2 * n:]):
+                p, g, out_view, role, shape, dtype = tensors[k]
+                ctx = Ctx(lr, t, T, role, shape, norm)
+                if op == OP_INIT:
+                    init = rule.init(p, ctx)
+                    if not isinstance(init, dict):
+                        gi, pi = layout.where[k]
+                        raise RuleError(
+                            f"rule '{rule.name}': init must return a dict, got {type(init).__name__} "
+                            f"(param {pi} of group {gi}, shape {tuple(p.shape)})"
+                        )
+                    states[k] = init
+                    continue
+                out = rule.update(p, g, states[k], ctx) if op == OP_UPDATE else rule.eval_point(p, states[k], ctx)
+                # a 0-d or broadcastable tensor would fill `out` through copy_: the exact shape, dtype, device
+                if type(out) is not torch.Tensor or out.shape != shape or out.dtype != dtype or not out.is_cpu:
+                    gi, pi = layout.where[k]
+                    fn = "update" if op == OP_UPDATE else "eval_point"
+                    fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
+                out_view.copy_(out)
+        except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
+            fail(e, "memory" if isinstance(e, MemoryError) else "exception")
+        os.eventfd_write(done, 1)
+
+
+def _return_freed_memory() -> None:
+    """glibc: serve every allocation of 64 KiB or more by mmap and unmap it on free (a fixed threshold,
+    not the adaptive one), so resident memory follows the live tensors: what the state probe reads."""
+    import ctypes
+
+    from optforge.sandbox.layers import libc
+
+    lib = libc()
+    if lib is not None:
+        lib.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        lib.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+        lib.malloc_trim(ctypes.c_size_t(0))
+
+
+class BadDelta(Exception):
+    """A rule returned a delta or eval_point that is not a tensor of its parameter's shape, dtype and device."""
