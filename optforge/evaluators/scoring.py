@@ -2,7 +2,7 @@
 
 Why steps-to-match (AlgoPerf's time-to-target): raw losses are not comparable across
 tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached" is, on every task,
-a ratio of budgets. The score (score_version 2, docs/suites.md "The score"):
+a ratio of budgets. The score (score_version 3, docs/suites.md "The score"):
 
     x     = L_c + delta                 (the candidate's best loss, made a tie at resolution delta)
     w     = clip((L_c - L_A*) / delta - 1, 0, 1)
@@ -39,8 +39,12 @@ from typing import Iterable, Mapping, Sequence
 
 from optforge.types import CEILING, FLOOR
 
-SCORE_VERSION = 2
-"""Bump whenever a score changes meaning; runs record it and resume refuses another (`check_score_version`)."""
+SCORE_VERSION = 3
+"""Bump whenever a score changes meaning; runs record it and resume refuses another (`check_score_version`).
+
+2: ties at delta, a continuous envelope, intervals. 3: AdamW's chosen lr and delta come from the
+selection seeds only, and the protocol measures an unscreened neighbour lr at full length before it
+calls a pick an edge (`optforge/evaluators/protocol.py`), so a candidate's chosen lr can differ from 2."""
 
 RHO_FLOOR = 1e-4
 """Least relative loss resolution: float32 training on another CPU or kernel differs by ~1e-6..1e-5."""
