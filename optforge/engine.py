@@ -99,6 +99,7 @@ class Engine:
         self._phase = "search"
         self._last_progress = 0.0
         self._t0, self._elapsed0 = clock(), 0.0
+        self._strategy_open = True
 
     # ------------------------------------------------------------------------------ entry point
 
@@ -125,6 +126,7 @@ class Engine:
             if not st.meta("search_done", False):
                 reason = self._search()
                 st.set_meta(search_done=True, stop_reason=reason)
+            self._close_strategy()
             self._phase = "funnel"
             funnel_lib.run_funnel(st, self.config, self._run_to_completion)
             st.set_meta(status="finished")
@@ -149,8 +151,19 @@ class Engine:
         finally:
             if self._proposer is not None:
                 self._proposer.shutdown()
+            self._close_strategy()
             st.set_meta(elapsed_s=self._elapsed())
         return self._summary(reason, interrupted, failure)
+
+    def _close_strategy(self) -> None:
+        """Call the strategy's optional `close()` hook once (after the search, or when the run stops)."""
+        close = getattr(self.strategy, "close", None) if self._strategy_open else None
+        self._strategy_open = False
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a strategy's cleanup must not hide how the run ended
+                log.warning("the strategy's close() failed", exc_info=True)
 
     # ------------------------------------------------------------------------------ search
 

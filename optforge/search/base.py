@@ -102,3 +102,7 @@ class StrategyBase:
         """The result of a rollout or repeat this strategy asked for. A refused request comes back here
         too: status `invalid`, `result.artifacts["refused"]` says why (a held-out task, a report seed,
         a candidate not observed ok, no search seeds left...), and no evaluation row was stored."""
+
+    def close(self) -> None:
+        """The search is over (a budget, `done()`, an interrupt or an error): release what the strategy
+        holds outside its state (processes, connections). Called once, before the promotion funnel."""

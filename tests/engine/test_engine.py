@@ -214,3 +214,21 @@ def test_deterministic_runs_are_identical(ray_local, tmp_path):
         return [(c.id, c.source) for c in store.candidates()], store.strategy_state()
 
     assert run("a") == run("b")
+
+
+def test_the_strategy_close_hook_runs_once_after_the_search_and_before_the_funnel(ray_local, tmp_path):
+    """MoH holds sandboxed procedure runs outside its state: close() is its chance to end them."""
+    store = Store(tmp_path / "run")
+
+    class Closing(ListStrategy):
+        closed: list = []
+
+        def close(self) -> None:
+            # the search rows are stored, the funnel's are not yet
+            self.closed.append(sorted({ev.stage for ev in store.evaluations()}))
+
+    strategy = Closing([fake_source(0.2), fake_source(0.5)])
+    config = _config(stages=["smoke", "train", "train_fresh_seeds"])
+    make_engine(config, strategy, store).run()
+    assert strategy.closed == [["smoke", "train"]]
+    assert "train_fresh_seeds" in {ev.stage for ev in store.evaluations()}
