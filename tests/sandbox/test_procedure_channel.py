@@ -188,7 +188,18 @@ def _hostile(payload: bytes, *, ready: bool = True, repeat: int = 1, limits: Pro
     (b"}{" * 4096, 400, "bytes"),  # megabytes of garbage without a newline
     (b'{"kind": "end", "ok": true, "value": {"source": ""}}\n', 1, "no valid result"),
     (b'{"kind": "end", "ok": false, "reason": "ok"}\n', 1, "unknown reason"),
-], ids=["text", "binary", "array", "kind", "order", "arg-type", "arg-extra", "flood", "oversize", "empty-result", "claims-ok"])
+    # the decoder recurses once per level: 20,000 levels would raise RecursionError in the broker
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\n",
+     1, "nested too deeply"),
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": NaN}\n', 1, "not a finite number"),
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": Infinity}\n', 1, "not a finite number"),
+    (b'{"id": true, "kind": "llm", "system": "s", "message": "m", "temperature": 1.0}\n', 1, "out of order"),  # true == 1
+    # "\\ud800" decodes to a lone surrogate, which the broker could not encode for an HTTP request
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "\\ud800", "temperature": 1.0}\n', 1, "valid Unicode"),
+    (b'{"id": 1, "kind": "llm_batch", "system": "s", "messages": ["a", "\\udfff"], "temperature": 1.0}\n', 1, "valid Unicode"),
+    (b'{"kind": "end", "ok": true, "value": {"source": "x\\ud800"}}\n', 1, "no valid result"),
+], ids=["text", "binary", "array", "kind", "order", "arg-type", "arg-extra", "flood", "oversize", "empty-result", "claims-ok",
+        "nested", "nan", "infinity", "bool-id", "surrogate", "surrogate-batch", "surrogate-result"])
 def test_a_hostile_writer_ends_with_bad_channel(payload, repeat, says):
     end, calls, run = _hostile(payload, repeat=repeat)
     assert end.status == "failed" and end.failure == "bad_channel" and says in end.reason, end
