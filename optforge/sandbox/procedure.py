@@ -314,7 +314,7 @@ class ProcedureRun:
             return self.kill(f"bad_channel: the procedure sent a request while call {self._out.call_id} was out "
                              f"(a flood: {_preview(line)})")
         if type(msg.get("id")) is not int or msg["id"] != self._calls + 1:  # true == 1.0 == 1 in Python
-            return self.kill(f"bad_channel: request id {msg.get('id')!r} out of order; expected {self._calls + 1}")
+            return self.kill(f"bad_channel: request id {_scalar(msg.get('id')) or 'none'} out of order; expected {self._calls + 1}")
         args = {k: v for k, v in msg.items() if k not in ("id", "kind")}
         problem = _bad_args(kind, args)
         if problem:
@@ -342,8 +342,9 @@ class ProcedureRun:
                     and _is_text(value.get("idea", ""))):
                 return self._finish("ok", None, {"source": value["source"], "idea": value.get("idea", "")})
             return self.kill("bad_channel: the procedure's end message carries no valid result")
-        err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
-        word = str(msg.get("reason"))
+        # str() of a JSON value nested hundreds deep would recurse in the broker: only scalars are shown
+        err = {k: _scalar(v) for k, v in msg["error"].items()} if isinstance(msg.get("error"), dict) else {}
+        word = _scalar(msg.get("reason"))
         if word == "setup":
             word, text = "died", f"the procedure process could not set itself up: {err.get('type')}: {err.get('message')}"
         elif word not in ("policy", "exception", "no_result", "bad_result", "memory"):
@@ -352,7 +353,7 @@ class ProcedureRun:
             text = f"the checker (procedure policy) refused the source: {err.get('message')}"
         else:
             text = f"{err.get('type', 'Error')}: {err.get('message', '')}"
-            if isinstance(err.get("line"), int):
+            if err.get("line", "").isdigit():
                 text += f" (procedure line {err['line']}" + (f": {err['line_text']}" if err.get("line_text") else "") + ")"
         return self._finish("failed", f"{word}: {clean_text(text)[:_REASON_CHARS]}", None)
 
@@ -561,6 +562,16 @@ def _bad_args(kind: str, args: dict[str, Any]) -> str | None:
         if not _is_text(args[k]):
             return f"has a {k} that is not a string (valid Unicode)"
     return None
+
+
+def _scalar(value: Any) -> str:
+    """A JSON value from the procedure as text: a string as it is, null as "", a number as JSON writes it,
+    an array or object only by its kind (never str() of it: it may be nested hundreds deep)."""
+    if isinstance(value, str) or value is None:
+        return value or ""
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return f"<a JSON {'array' if isinstance(value, list) else 'object'}>"
 
 
 def _is_text(value: Any) -> bool:

@@ -238,3 +238,18 @@ def test_runs_leave_no_descriptors_or_processes_behind():
 
     gc.collect()
     assert wait_gone(*pids) and set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.parametrize("field", ["reason", "type", "message", "line_text"])
+def test_an_end_message_nested_deeply_is_read_without_recursing(field):
+    """json.loads takes it at the reader's depth; str() of it a few frames deeper could raise RecursionError
+    out of poll() (in a window of a frame or two that depends on the broker's stack). Only the strings and
+    numbers of an end message are shown; an array, by its kind."""
+    nest = b"[" * 900 + b"]" * 900
+    error = {"type": b'"X"', "message": b'"m"', "line_text": b'"t"', "line": b"2"}
+    error[field] = nest
+    body = b", ".join(b'"%s": %s' % (k.encode(), v) for k, v in error.items())
+    reason = nest if field == "reason" else b'"exception"'
+    end, _, run = _hostile(b'{"kind": "end", "ok": false, "reason": ' + reason + b', "error": {' + body + b"}}\n")
+    assert end.status == "failed" and end.failure in ("exception", "bad_channel") and "<a JSON array>" in end.reason, end
+    assert wait_gone(run.pid)
