@@ -21,6 +21,8 @@ pair. This side validates every line (size, JSON, order, one call out at a time)
   answer() or refuse());
 - max_calls: requests on the channel (a prompt_batch is one); the call past the limit is not
   handed to the broker, the run ends with `call_limit`;
+- max_batch: messages in one prompt_batch; a larger batch is refused here (the procedure sees
+  CallRefused and may go on), never handed to the broker, and counts as a call;
 - memory_mb: address space (RLIMIT_AS);
 - max_message_bytes: one line from the procedure.
 
@@ -82,11 +84,13 @@ class ProcedureLimits:
     max_calls: int = 200
     memory_mb: int = 1024
     max_message_bytes: int = 1 << 20
+    max_batch: int = 64
 
     def __post_init__(self) -> None:
-        if not (self.cpu_s > 0 and self.wall_s > 0 and self.max_calls >= 0 and self.memory_mb >= 64 and self.max_message_bytes >= 1024):
+        if not (self.cpu_s > 0 and self.wall_s > 0 and self.max_calls >= 0 and self.memory_mb >= 64
+                and self.max_message_bytes >= 1024 and self.max_batch >= 1):
             raise ValueError(f"procedure limits out of range: {self}; need cpu_s > 0, wall_s > 0, max_calls >= 0, "
-                             "memory_mb >= 64, max_message_bytes >= 1024")
+                             "memory_mb >= 64, max_message_bytes >= 1024, max_batch >= 1")
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,8 @@ class ProcedureRun:
             msg = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return self.kill(f"bad_channel: the procedure sent a line that is not JSON ({_preview(line)})")
+        except RecursionError:  # "[[[[...": the decoder recurses once per level
+            return self.kill(f"bad_channel: the procedure sent JSON nested too deeply to read ({_preview(line)})")
         if not isinstance(msg, dict):
             return self.kill(f"bad_channel: the procedure sent JSON that is not an object ({_preview(line)})")
         kind = msg.get("kind")
@@ -303,12 +309,12 @@ class ProcedureRun:
             return self._on_call(kind, msg, line)
         return self.kill(f"bad_channel: the procedure sent a message of unknown kind ({_preview(line)})")
 
-    def _on_call(self, kind: str, msg: dict[str, Any], line: bytes) -> ProcedureCall | ProcedureEnd:
+    def _on_call(self, kind: str, msg: dict[str, Any], line: bytes) -> ProcedureCall | ProcedureEnd | None:
         if self._out is not None:
             return self.kill(f"bad_channel: the procedure sent a request while call {self._out.call_id} was out "
                              f"(a flood: {_preview(line)})")
-        if msg.get("id") != self._calls + 1:
-            return self.kill(f"bad_channel: request id {msg.get('id')!r} out of order; expected {self._calls + 1}")
+        if type(msg.get("id")) is not int or msg["id"] != self._calls + 1:  # true == 1.0 == 1 in Python
+            return self.kill(f"bad_channel: request id {_scalar(msg.get('id')) or 'none'} out of order; expected {self._calls + 1}")
         args = {k: v for k, v in msg.items() if k not in ("id", "kind")}
         problem = _bad_args(kind, args)
         if problem:
@@ -317,6 +323,12 @@ class ProcedureRun:
         if self._calls > self.limits.max_calls:
             return self.kill(f"call_limit: the procedure asked for call {self._calls}, more than its "
                              f"{self.limits.max_calls} calls; the call was refused and the run ended")
+        if kind == "llm_batch" and len(args["messages"]) > self.limits.max_batch:
+            # one call on the channel must not stand for an unbounded number of completions
+            why = (f"a prompt_batch may hold at most {self.limits.max_batch} messages, this one holds "
+                   f"{len(args['messages'])}; split it into smaller batches")
+            self._send(json.dumps({"id": self._calls, "ok": False, "reason": why}).encode("utf-8") + b"\n")
+            return None
         self._pause()
         self._out = ProcedureCall(self.run_id, self._calls, kind, args)
         return self._out
@@ -326,12 +338,13 @@ class ProcedureRun:
             return self.kill(f"bad_channel: the procedure ended while call {self._out.call_id} was out")
         if msg.get("ok") is True:
             value = msg.get("value")
-            if (isinstance(value, dict) and isinstance(value.get("source"), str) and value["source"].strip()
-                    and isinstance(value.get("idea", ""), str)):
+            if (isinstance(value, dict) and _is_text(value.get("source")) and value["source"].strip()
+                    and _is_text(value.get("idea", ""))):
                 return self._finish("ok", None, {"source": value["source"], "idea": value.get("idea", "")})
             return self.kill("bad_channel: the procedure's end message carries no valid result")
-        err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
-        word = str(msg.get("reason"))
+        # str() of a JSON value nested hundreds deep would recurse in the broker: only scalars are shown
+        err = {k: _scalar(v) for k, v in msg["error"].items()} if isinstance(msg.get("error"), dict) else {}
+        word = _scalar(msg.get("reason"))
         if word == "setup":
             word, text = "died", f"the procedure process could not set itself up: {err.get('type')}: {err.get('message')}"
         elif word not in ("policy", "exception", "no_result", "bad_result", "memory"):
@@ -340,7 +353,7 @@ class ProcedureRun:
             text = f"the checker (procedure policy) refused the source: {err.get('message')}"
         else:
             text = f"{err.get('type', 'Error')}: {err.get('message', '')}"
-            if isinstance(err.get("line"), int):
+            if err.get("line", "").isdigit():
                 text += f" (procedure line {err['line']}" + (f": {err['line_text']}" if err.get("line_text") else "") + ")"
         return self._finish("failed", f"{word}: {clean_text(text)[:_REASON_CHARS]}", None)
 
@@ -356,6 +369,10 @@ class ProcedureRun:
             raise ValueError(f"the answer to a {call.kind} call must be JSON-able: {e}") from e
         self._out = None
         self._running_since = time.monotonic()
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """Queue one line to the procedure and write what it will take now."""
         if not self._outbuf:
             self._write_since = time.monotonic()
         self._outbuf += data
@@ -535,15 +552,38 @@ def _bad_args(kind: str, args: dict[str, Any]) -> str | None:
             "utility": {"source", "subtask"}}[kind]
     if set(args) != want:
         return f"has fields {sorted(args)}, expected {sorted(want)}"
-    if "temperature" in args and (isinstance(args["temperature"], bool) or not isinstance(args["temperature"], (int, float))):
-        return "has a temperature that is not a number"
+    if "temperature" in args and (isinstance(args["temperature"], bool) or not isinstance(args["temperature"], (int, float))
+                                  or not math.isfinite(args["temperature"])):
+        return "has a temperature that is not a finite number"
     if "messages" in args:
-        if not isinstance(args["messages"], list) or not all(isinstance(m, str) for m in args["messages"]):
-            return "has messages that are not a list of strings"
+        if not isinstance(args["messages"], list) or not all(_is_text(m) for m in args["messages"]):
+            return "has messages that are not a list of strings (valid Unicode)"
     for k in want - {"temperature", "messages"}:
-        if not isinstance(args[k], str):
-            return f"has a {k} that is not a string"
+        if not _is_text(args[k]):
+            return f"has a {k} that is not a string (valid Unicode)"
     return None
+
+
+def _scalar(value: Any) -> str:
+    """A JSON value from the procedure as text: a string as it is, null as "", a number as JSON writes it,
+    an array or object only by its kind (never str() of it: it may be nested hundreds deep)."""
+    if isinstance(value, str) or value is None:
+        return value or ""
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return f"<a JSON {'array' if isinstance(value, list) else 'object'}>"
+
+
+def _is_text(value: Any) -> bool:
+    """A str that can be written as UTF-8: JSON's \\ud800 escape decodes to a lone surrogate, which would
+    break the broker's first encode (an HTTP request, a database row, a log line)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _disabled() -> list[str]:

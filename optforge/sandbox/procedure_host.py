@@ -110,29 +110,45 @@ class LLM:
         self._channel = channel
 
     def prompt(self, system: str, message: str, temperature: float = 1.0) -> str:
-        """One completion of `message` under the system prompt `system`; raises CallRefused when refused."""
-        value = self._channel.call("llm", {"system": str(system), "message": str(message), "temperature": float(temperature)})
+        """One completion of `message` under the system prompt `system`; raises CallRefused when refused,
+        ValueError for a temperature that is not a finite number."""
+        value = self._channel.call("llm", {"system": _text(system), "message": _text(message), "temperature": _finite(temperature)})
         return str(value)
 
     def prompt_batch(self, system: str, messages: list, temperature: float = 1.0) -> list:
-        """One completion per message (one call on the channel); raises CallRefused when refused."""
+        """One completion per message (one call on the channel); raises CallRefused when refused (a batch
+        larger than the run's max_batch is refused too), ValueError for a temperature that is not finite."""
         value = self._channel.call(
-            "llm_batch", {"system": str(system), "messages": [str(m) for m in messages], "temperature": float(temperature)}
+            "llm_batch", {"system": _text(system), "messages": [_text(m) for m in messages], "temperature": _finite(temperature)}
         )
         return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    """`str(value)` as valid Unicode: a lone surrogate (chr(0xd800)) becomes "?", so that the broker can
+    encode every string it is handed (the trusted side refuses a string it cannot)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def _finite(temperature: Any) -> float:
+    t = float(temperature)
+    if not math.isfinite(t):
+        raise ValueError(f"temperature must be a finite number, not {t!r}")
+    return t
 
 
 class Utility:
     """The procedure's `utility(source, subtask) -> float`: the fitness of a rule on a subtask, HIGHER
     IS BETTER (optforge fitness). Evaluated by the trusted broker; an answer that is not a number (None:
-    the rule failed) reads as -inf; raises CallRefused when refused."""
+    the rule failed; NaN) reads as -inf; raises CallRefused when refused."""
 
     def __init__(self, channel: _Channel):
         self._channel = channel
 
     def __call__(self, source: str, subtask: str) -> float:
-        value = self._channel.call("utility", {"source": str(source), "subtask": str(subtask)})
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else -math.inf
+        value = self._channel.call("utility", {"source": _text(source), "subtask": _text(subtask)})
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+        return float(value) if number else -math.inf
 
 
 class Population:
@@ -343,9 +359,9 @@ def _run(start: dict[str, Any], channel: _Channel) -> dict[str, Any]:
     except _BrokerGone:
         raise
     except MemoryError as e:
-        return _failed("memory", "MemoryError", str(e) or "out of memory", *_procedure_line(e, source))
+        return _failed("memory", "MemoryError", _message(e) or "out of memory", *_procedure_line(e, source))
     except BaseException as e:  # noqa: BLE001 - whatever the procedure raises is its result
-        return _failed("exception", type(e).__name__, str(e), *_procedure_line(e, source))
+        return _failed("exception", type(e).__name__, _message(e), *_procedure_line(e, source))
     return _result(result)
 
 
@@ -363,7 +379,15 @@ def _result(result: Any) -> dict[str, Any]:
                        "whose 'idea' is not a str")
     if not source.strip():
         return _failed("no_result", "ValueError", f"{ENTRY_POINT}() returned an empty source")
-    return {"kind": "end", "ok": True, "value": {"source": source, "idea": idea or ""}}
+    return {"kind": "end", "ok": True, "value": {"source": _text(source), "idea": _text(idea or "")}}
+
+
+def _message(exc: BaseException) -> str:
+    """str(exc), which is the procedure's code too: ValueError(a list nested 100,000 deep) cannot be shown."""
+    try:
+        return str(exc)[:2000]
+    except BaseException:  # noqa: BLE001
+        return f"(the {type(exc).__name__}'s message could not be turned into text)"
 
 
 def _failed(reason: str, type_name: str, message: str, line: int | None = None, line_text: str | None = None) -> dict[str, Any]:

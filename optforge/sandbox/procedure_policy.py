@@ -99,6 +99,8 @@ PROCEDURE_POLICY = Policy(
 
 def check_procedure(source: str) -> list[Violation]:
     """Every way `source` breaks PROCEDURE_POLICY or the procedure contract, in line order; [] means it may run."""
+    if not isinstance(source, str):  # ast.parse takes bytes too, but the channel carries text
+        return [Violation(0, f"the procedure source must be a str, not {type(source).__name__}")]
     problems = check_source(source, PROCEDURE_POLICY)
     tree, error = parse_source(source)
     if error is not None:

@@ -188,7 +188,18 @@ def _hostile(payload: bytes, *, ready: bool = True, repeat: int = 1, limits: Pro
     (b"}{" * 4096, 400, "bytes"),  # megabytes of garbage without a newline
     (b'{"kind": "end", "ok": true, "value": {"source": ""}}\n', 1, "no valid result"),
     (b'{"kind": "end", "ok": false, "reason": "ok"}\n', 1, "unknown reason"),
-], ids=["text", "binary", "array", "kind", "order", "arg-type", "arg-extra", "flood", "oversize", "empty-result", "claims-ok"])
+    # the decoder recurses once per level: 20,000 levels would raise RecursionError in the broker
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\n",
+     1, "nested too deeply"),
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": NaN}\n', 1, "not a finite number"),
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "m", "temperature": Infinity}\n', 1, "not a finite number"),
+    (b'{"id": true, "kind": "llm", "system": "s", "message": "m", "temperature": 1.0}\n', 1, "out of order"),  # true == 1
+    # "\\ud800" decodes to a lone surrogate, which the broker could not encode for an HTTP request
+    (b'{"id": 1, "kind": "llm", "system": "s", "message": "\\ud800", "temperature": 1.0}\n', 1, "valid Unicode"),
+    (b'{"id": 1, "kind": "llm_batch", "system": "s", "messages": ["a", "\\udfff"], "temperature": 1.0}\n', 1, "valid Unicode"),
+    (b'{"kind": "end", "ok": true, "value": {"source": "x\\ud800"}}\n', 1, "no valid result"),
+], ids=["text", "binary", "array", "kind", "order", "arg-type", "arg-extra", "flood", "oversize", "empty-result", "claims-ok",
+        "nested", "nan", "infinity", "bool-id", "surrogate", "surrogate-batch", "surrogate-result"])
 def test_a_hostile_writer_ends_with_bad_channel(payload, repeat, says):
     end, calls, run = _hostile(payload, repeat=repeat)
     assert end.status == "failed" and end.failure == "bad_channel" and says in end.reason, end
@@ -227,3 +238,18 @@ def test_runs_leave_no_descriptors_or_processes_behind():
 
     gc.collect()
     assert wait_gone(*pids) and set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.parametrize("field", ["reason", "type", "message", "line_text"])
+def test_an_end_message_nested_deeply_is_read_without_recursing(field):
+    """json.loads takes it at the reader's depth; str() of it a few frames deeper could raise RecursionError
+    out of poll() (in a window of a frame or two that depends on the broker's stack). Only the strings and
+    numbers of an end message are shown; an array, by its kind."""
+    nest = b"[" * 900 + b"]" * 900
+    error = {"type": b'"X"', "message": b'"m"', "line_text": b'"t"', "line": b"2"}
+    error[field] = nest
+    body = b", ".join(b'"%s": %s' % (k.encode(), v) for k, v in error.items())
+    reason = nest if field == "reason" else b'"exception"'
+    end, _, run = _hostile(b'{"kind": "end", "ok": false, "reason": ' + reason + b', "error": {' + body + b"}}\n")
+    assert end.status == "failed" and end.failure in ("exception", "bad_channel") and "<a JSON array>" in end.reason, end
+    assert wait_gone(run.pid)

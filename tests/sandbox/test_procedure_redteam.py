@@ -282,3 +282,68 @@ def test_the_os_layers_hold_in_a_procedure_process(tmp_path):
         assert seen["run"] == [], seen
     if layers["pid_namespace"]:
         assert seen["pids"] == ["1"], seen
+
+
+# ------------------------------------------------------------------------------------------------
+# holes found by attacking the sandbox (each test fails without its fix)
+
+
+def test_a_batch_larger_than_max_batch_is_refused_without_reaching_the_broker():
+    """One call must not stand for an unbounded number of completions (200,000 empty prompts fit in 1 MiB)."""
+    src = source('''
+        def improve(population, utility, llm, task):
+            try:
+                llm.prompt_batch("s", [""] * 200000)
+            except Exception as e:
+                return {"source": str(len(llm.prompt_batch("s", ["a", "b"]))), "idea": str(e)}
+            return "the big batch went through"
+    ''')
+    end, calls = drive(ProcedureSandbox(ProcedureLimits(max_batch=2)).start(src, population=[], task="t", seed=0))
+    assert end.ok and end.value["source"] == "2" and "at most 2 messages, this one holds 200000" in end.value["idea"], end
+    assert [len(c.args["messages"]) for c in calls] == [2] and end.calls == 2  # the refused batch counts as a call
+
+
+def test_what_the_proxies_send_is_finite_valid_text_and_a_nan_utility_reads_as_minus_inf():
+    """A NaN or infinite temperature and a lone surrogate (chr(0xd800), which no broker can encode for an
+    HTTP request or a database) never reach the broker; a NaN answer is not a number to the procedure."""
+    src = source('''
+        import math
+
+        def improve(population, utility, llm, task):
+            seen = []
+            for t in (float("nan"), float("inf")):
+                try:
+                    llm.prompt("s", "m", temperature=t)
+                except ValueError as e:
+                    seen.append(str(e))
+            text = llm.prompt("s" + chr(0xd800), "m" + chr(0xdfff))
+            batch = llm.prompt_batch("s", ["a" + chr(0xd800)])
+            u = utility("rule" + chr(0xd800), "sub" + chr(0xdc00))
+            return {"source": text + batch[0] + chr(0xd800), "idea": " | ".join(seen) + " | " + str(u)}
+    ''')
+    end, calls = drive(ProcedureSandbox(QUICK).start(src, population=[], task="t", seed=0),
+                       lambda c: float("nan") if c.kind == "utility" else "x" if c.kind == "llm" else ["y"])
+    assert [c.args for c in calls] == [{"system": "s?", "message": "m?", "temperature": 1.0},
+                                       {"system": "s", "messages": ["a?"], "temperature": 1.0},
+                                       {"source": "rule?", "subtask": "sub?"}]
+    assert end.ok and end.value == {"source": "xy?", "idea": "temperature must be a finite number, not nan | "
+                                    "temperature must be a finite number, not inf | -inf"}, end
+
+
+def test_an_exception_whose_message_cannot_be_shown_is_still_the_procedures_exception():
+    """str() of an exception is the procedure's code too; failing in it is not the sandbox failing to start."""
+    src = source('''
+        def improve(population, utility, llm, task):
+            x = []
+            for i in range(100000):
+                x = [x]
+            raise ValueError(x)
+    ''')
+    end, _ = drive(ProcedureSandbox(QUICK).start(src, population=[], task="t", seed=0))
+    assert end.failure == "exception" and "ValueError" in end.reason and "line 5" in end.reason, end
+
+
+@pytest.mark.parametrize("bad", [b"def improve(population, utility, llm, task):\n    return 'x'\n", None, 5])
+def test_a_source_that_is_not_a_str_is_refused_by_policy(bad):
+    end = ProcedureSandbox(QUICK).start(bad, population=[], task="t", seed=0).poll()
+    assert end.failure == "policy" and "must be a str" in end.reason, end
