@@ -150,6 +150,11 @@ def main() -> None:
     distinct = epsilon_net(list(points.items()), [], args.epsilon)
     print(f"distinct seeds wrongly rejected: {len(distinct.rejected)} of {len(points)}"
           + "".join(f"\n  {d.key} within {d.distance:.1e} of {d.nearest}" for d in distinct.rejected))
+    names = list(points)
+    closest = min(((distance(points[a], points[b]), a, b) for i, a in enumerate(names) for b in names[i + 1:]),
+                  default=None)
+    if closest:
+        print(f"closest distinct seeds: {closest[1]} and {closest[2]}, {closest[0]:.2e} apart")
     if skipped:
         print("skipped: " + "; ".join(skipped))
 
