@@ -18,12 +18,14 @@ Strategy records (`optforge show RUN --records --kind K`): `queue` (each iterati
 mean +- sd and n), `epsilon_rejection` (a proposal never evaluated, with its distance and nearest
 candidate), `summary`, `evicted`.
 
-Embeddings: `behaviour` (default, the sandbox probe) or `text` (`LLMClient.embed` with
-`llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one).
+Embeddings: `behaviour` (default, the sandbox probe), `text` (`LLMClient.embed` with
+`llm.embedding_model`, budgeted and replayed like chat calls; refused at build time without one) or
+`text-local` (`text_local`: the packaged all-MiniLM-L6-v2 on CPU, offline, no LLM budget; the
+`optforge[embed]` extra, refused at build time without it).
 `optforge show RUN` and `optforge report` show the memory (`optforge.strategy_views.polca_memory`: the
 top candidates by mean over their rollouts, with sd, n and the exploit pick). Benchmarks:
 `benchmarks/polca_ablation.py` (the four ablations side by side), `benchmarks/polca_epsilon_net.py`
-(the epsilon-net on a known mix). Not built yet: the `text-local` embedding (the `optforge[embed]` extra).
+(the epsilon-net on a known mix).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Mapping
 
 from optforge.search.common.factory import llm_strategy_config
 from optforge.search.context import ServiceUnavailable, StrategyContext, needs
+from optforge.search.polca import text_local
 from optforge.search.polca.params import PolcaConfig
 from optforge.search.polca.strategy import PolcaStrategy, behaviour_embedder, text_embedder
 
@@ -41,12 +44,16 @@ __all__ = ["PolcaConfig", "PolcaStrategy", "from_config"]
 @needs("llm", "rule_probe", "embedder")
 def from_config(params: Mapping[str, Any], ctx: StrategyContext) -> PolcaStrategy:
     """Build the strategy from the config's `strategy` mapping (minus `name`) and the run's services:
-    the LLM client, and `rule_probe` (embedding `behaviour`) or the embedder (embedding `text`)."""
+    the LLM client, and `rule_probe` (embedding `behaviour`) or the embedder (embedding `text`); embedding
+    `text-local` needs the `optforge[embed]` extra (ValueError naming its install command without it)."""
     config = llm_strategy_config("polca", PolcaConfig, params, ctx)
-    if config.embedding == "text-local":
-        raise ValueError("strategy.embedding=text-local is not available in this optforge (the optforge[embed] "
-                         "extra is not built yet); use embedding: behaviour")
-    if config.embedding == "text" and config.uses_epsilon_net:
+    if config.embedding == "text-local" and config.uses_epsilon_net:
+        try:
+            text_local.check_installed()
+        except text_local.ExtraMissing as e:
+            raise ValueError(str(e)) from e
+        embed = text_embedder(text_local.embed_texts)
+    elif config.embedding == "text" and config.uses_epsilon_net:
         try:
             embed = text_embedder(ctx.embedder)
         except ServiceUnavailable as e:

@@ -127,10 +127,8 @@ def test_the_llm_budget_counts_every_call_and_stops_without_overshoot(llm_for):
     assert server.served == 4 and llm.budget.calls_made == 4  # proposals and summaries alike
 
 
-def test_text_local_and_text_without_an_embedding_model_are_refused(llm_for):
+def test_text_without_an_embedding_model_is_refused(llm_for):
     llm, _ = llm_for(SCRIPT)
-    with pytest.raises(ValueError, match="text-local"):
-        build_strategy("polca", {**PARAMS, "embedding": "text-local"}, StrategyContext.of(llm=llm))
     with pytest.raises(ValueError, match="embedding=text needs llm.embedding_model"):
         build_strategy("polca", {**PARAMS, "embedding": "text"}, StrategyContext.of(llm=llm))
 
