@@ -168,7 +168,10 @@ def polca_memory_html(view: Mapping[str, Any]) -> str:
         f"<td>{esc(', '.join(r['tasks']))}</td><td>{esc(r['place'])}</td>"
         f"<td><code>{esc(r['parent'] or '-')}</code></td></tr>" for r in rows)
     context = (f"<p><b>summarizer context:</b> {esc(view['context'])}</p>" if view.get("context") else "")
-    return intro + f"<table class=\"polca-memory\">{head}{body}</table>" + context
+    rejected = view.get("rejections") or []
+    rejections = ("<p><b>epsilon-net rejections</b> (proposals never evaluated), by iteration: "
+                  + esc(", ".join(f"{it}: {n}" for it, n in rejected)) + "</p>") if rejected else ""
+    return intro + f"<table class=\"polca-memory\">{head}{body}</table>" + rejections + context
 
 
 def opto_steps_html(view: Mapping[str, Any]) -> str:

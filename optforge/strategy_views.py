@@ -3,7 +3,8 @@
 - POLCA (`polca_memory`): the candidates of its memory (queued, and those in flight when the run
   stopped) by mean score over their rollouts, with sd, the number of known scores, how many rollouts
   were lost (no score), the tasks they covered, and which one is the exploit pick (the best mean with
-  at least `min_rollouts` scores), from the stored strategy state;
+  at least `min_rollouts` scores), from the stored strategy state; and the epsilon-net's rejections per
+  iteration, from its `epsilon_rejection` records;
 - OPTO (`opto_steps`): each OptoPrime step of each chain, from its `step` records: the variables'
   change (or why the answer was unusable), the result of the rule it made, and the feedback it answered.
 
@@ -47,7 +48,12 @@ def polca_memory(store: Any, config: Any, top: int = 10) -> dict[str, Any]:
     labels = _labels(store, [r["id"] for r in rows[:top]])
     for r in rows[:top]:
         r["label"] = labels.get(r["id"], "")
+    rejections: dict[int, int] = {}
+    for rec in store.records("epsilon_rejection"):
+        it = int(rec.data.get("iteration") or 0)
+        rejections[it] = rejections.get(it, 0) + 1
     return {"kind": "polca_memory", "rows": rows[:top], "size": len(rows), "min_rollouts": min_rollouts,
+            "rejections": [[it, n] for it, n in sorted(rejections.items())],
             "iteration": state.get("iteration"), "context": name_tasks(str(state.get("context") or ""),
                                                                         suite_tasks(config.suite))}
 

@@ -269,6 +269,9 @@ def print_strategy_view(view: dict[str, Any] | None, run_dir: Any) -> None:
                                      right=(2, 3, 4, 5, 6)):
                 print("  " + line)
             print("  n: known scores (one per task and search seed rolled out); lost: rollouts without a score")
+        if view.get("rejections"):
+            print("epsilon-net rejections (proposals never evaluated), by iteration: "
+                  + ", ".join(f"{it}: {n}" for it, n in view["rejections"]))
         if view["context"]:
             print(f"summarizer context: {view['context']}")
         return

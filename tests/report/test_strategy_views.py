@@ -59,7 +59,9 @@ def polca_run(tmp_path):
                  _mem("child2", 2, [-0.5, None, -0.1], parent="adamwseed000")]},  # one rollout lost
              "exploring": [_mem("child3", 3, [], parent="child1")], "validating": []}
     summary = StrategyRecord("summary", {"ok": True, "summary": "Raise beta2 on the matrix task (T=300)."})
-    st.add_proposals([], state, records=[summary])
+    rejected = [StrategyRecord("epsilon_rejection", {"iteration": it, "distance": 0.0, "nearest": "adamwseed000"})
+                for it in (1, 2, 2)]
+    st.add_proposals([], state, records=[summary, *rejected])
     st.close()
     return tmp_path / "run"
 
@@ -76,6 +78,7 @@ def test_show_prints_polca_memory_by_mean_with_counts_and_the_exploit_pick(tmp_p
     child2 = next(r for r in rows if r[0] == "child2")
     assert child2[1:] == ["-0.300", "0.283", "2", "1", "2", "queued", "adamwseed000"]
     assert "with at least 3 scores" in body and "linreg2d or matfact (matrix task, T=300)" in body  # the context
+    assert "epsilon-net rejections (proposals never evaluated), by iteration: 1: 1, 2: 2" in body
     assert main(["show", str(run), "--json"]) == 0
     view = json.loads(capsys.readouterr().out)["strategy_view"]
     assert view["kind"] == "polca_memory" and [r["id"] for r in view["rows"] if r["best"]] == ["adamwseed000"]
@@ -91,6 +94,7 @@ def test_report_has_a_polca_memory_section(tmp_path):
     section = page[page.index("<h2>POLCA memory</h2>"):page.index("<h2>Strategy records</h2>")]
     assert section.index("child1") < section.index("adamwseed000") < section.index("child2") < section.index("child3")
     assert "&#9733;</td><td><code>adamwseed000</code> adamw</td>" in section
+    assert "by iteration: 1: 1, 2: 2</p>" in section
     assert "linreg2d or matfact (matrix task, T=300)" in page[page.index("<h2>Strategy records</h2>"):]
 
 
