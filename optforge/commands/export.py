@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
+
+from optforge.files import write_text_atomic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,10 +74,6 @@ def run(args: argparse.Namespace) -> int:
     except (RuleError, ValueError) as e:
         raise UserError(str(e)) from None
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, out)
+    write_text_atomic(out, text)
     print(f"wrote {out} (class {name}); use: from {out.stem} import {name}, param_groups")
     return 0

@@ -4,10 +4,10 @@ from (`strategy.seed_procedures: [FILE]` or `strategy.meta_procedure: FILE`)."""
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from optforge.files import write_text_atomic
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,10 +53,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} has no scored procedure to export ({what}); export-procedure reads runs of "
                         "strategy moh")
     out = Path(args.output or f"{run_dir.resolve().name}_procedure.py")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(render(run_dir.resolve(), proc))
-    os.replace(tmp, out)
+    write_text_atomic(out, render(run_dir.resolve(), proc))
     print(f"wrote {out} (procedure {proc['id']}, meta-utility {proc['utility']:.4f})")
     return 0

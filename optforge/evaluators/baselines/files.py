@@ -17,13 +17,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from optforge.evaluators.baselines.lookup import missing_wd_arms
+from optforge.files import write_text_atomic
 
 FORMAT = 2
 COMMITTED_DIR = Path(__file__).parent  # the JSON files sit next to this package's modules
@@ -76,14 +76,8 @@ def load(suite: str) -> dict:
 
 
 def save(data: Mapping[str, Any], path: Path) -> None:
-    """Write atomically (temp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a committed package file is world-readable
-    os.replace(tmp, path)
+    """Write atomically (`optforge.files.write_text_atomic`), world-readable as a committed package file."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def check(data: Mapping[str, Any], suite: Any) -> tuple[list[str], list[str]]:
