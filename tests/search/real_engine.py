@@ -93,6 +93,20 @@ def wait_for(proc: subprocess.Popen, run_dir: Path, ready: Any, timeout_s: float
     pytest.fail(f"the run in {run_dir} never reached the kill point in {timeout_s:.0f} s")
 
 
+def kill_at(config: Mapping[str, Any], run_dir: Path, ready: Any) -> None:
+    """Run `config` into `run_dir` in a driver process and SIGKILL it (with its Ray) once `ready(store)`."""
+    import signal
+
+    proc = start_killable(config, run_dir)
+    try:
+        wait_for(proc, run_dir, ready)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """Ray with 2 CPUs in the test process, shared by every real-engine test of tests/search."""

@@ -7,11 +7,9 @@ gives the smoke suite. Slow (a minute or more): run with `-m slow`."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
-from real_engine import run_on_smoke, smoke_config, start_killable, wait_for
+from real_engine import kill_at, run_on_smoke, smoke_config
 
 from optforge import seeds
 from optforge.llm.scripted import ScriptedServer
@@ -115,15 +113,7 @@ def test_an_opto_run_killed_mid_step_resumes_to_the_same_run_without_asking_agai
     _, reference, _, served = live
     killed = tmp_path / "killed"
     with ScriptedServer(SCRIPT) as server:
-        config = opto_config({"api_base": server.url})
-        proc = start_killable(config, killed)
-        try:
-            wait_for(proc, killed, kill_when)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        kill_at(opto_config({"api_base": server.url}), killed, kill_when)
         with Store.open(killed) as st:
             assert st.meta("status") == "running"
             assert len(st.llm_calls()) == server.served == asked

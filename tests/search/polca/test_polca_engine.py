@@ -4,11 +4,9 @@ killed with SIGKILL mid-iteration and resumed ends the same. Slow (minutes)."""
 
 from __future__ import annotations
 
-import os
-import signal
 
 import pytest
-from real_engine import run_on_smoke, smoke_config, smoke_pool, start_killable, wait_for
+from real_engine import kill_at, run_on_smoke, smoke_config, smoke_pool
 
 from optforge import seeds
 from optforge.llm.scripted import ScriptedServer
@@ -90,15 +88,7 @@ def test_a_polca_run_killed_mid_iteration_resumes_to_the_same_run_without_asking
     _, reference, _, served = live
     killed = tmp_path / "killed"
     with ScriptedServer(SCRIPT) as server:
-        config = polca_config({"api_base": server.url})
-        proc = start_killable(config, killed)
-        try:
-            wait_for(proc, killed, kill_when)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+        kill_at(polca_config({"api_base": server.url}), killed, kill_when)
         with Store.open(killed) as st:
             assert st.meta("status") == "running" and not any(r.kind == "summary" for r in st.records())
             assert len(st.llm_calls()) == server.served == asked
