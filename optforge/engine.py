@@ -317,7 +317,7 @@ class Engine:
         cut = []
         if reason == "max_seconds":
             self._timed_out = True
-            cut = [job for job in self.scheduler.cancel_all(force=True) if job.search]  # the time is up now
+            cut = [job for job in self.scheduler.cancel_all() if job.search]  # the time is up now
             for job in cut:
                 for waiter in self.cache.release(job.key):
                     self._spend.end(id(waiter))

@@ -133,16 +133,17 @@ class RayScheduler:
                 out.append((job, now - started))
         return out
 
-    def cancel_all(self, *, force: bool = False) -> list[Any]:
-        """Cancel everything in flight and return the cancelled jobs. Gently by default: the worker stays
-        for a resume in this process, and when the driver exits Ray kills whatever of its job still
-        runs; a task busy in a C call or a sleep may run on for a while. `force` kills the workers at
-        once (Ray starts new ones), as the timeout does."""
+    def cancel_all(self) -> list[Any]:
+        """Cancel everything in flight and return the cancelled jobs. Always by force: the worker is
+        killed and Ray starts a new one. A gentle cancel raises KeyboardInterrupt inside the task, and
+        one that lands during the task's first `import torch` leaves torch half-imported in a worker
+        that Ray then reuses, so every later evaluation there crashes with "cannot initialize type"
+        (tests/test_scheduler.py)."""
         import ray
 
         jobs = []
         for ref, (job, _) in self._inflight.items():
-            ray.cancel(ref, force=force)
+            ray.cancel(ref, force=True)
             jobs.append(job)
         self._inflight.clear()
         return jobs

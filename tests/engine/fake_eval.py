@@ -1,7 +1,7 @@
 """A real but trivial evaluate function for engine tests (no sandbox, no training).
 
 Fitness is read from the source: a line `FITNESS = x`. Markers change behaviour: `# HANG` sleeps
-forever, `# SLOW s` sleeps s seconds, `# RAISE` raises, `# DIE` kills its own worker process, and
+forever, `# SLOW s` sleeps s seconds, `# PIDFILE path` writes the worker's pid there first, `# RAISE` raises, `# DIE` kills its own worker process, and
 `# FLAKY path` kills its worker on the first call only, `# CRASH` returns a crashed result, `# DIVERGE`
 a diverged one. Every call appends a line to $OPTFORGE_FAKE_LOG when set, so
 tests can count the evaluations that really ran.
@@ -32,6 +32,10 @@ def fake_evaluate(request: EvalRequest) -> EvaluationResult:
     if log_path:
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(f"{request.stage} {abs(hash(src)) % 10**8}\n")
+    m = re.search(r"# PIDFILE (\S+)", src)
+    if m:
+        with open(m.group(1), "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
     m = re.search(r"# SLOW ([0-9.]+)", src)
     if m:
         time.sleep(float(m.group(1)))
