@@ -148,19 +148,26 @@ class Reads:
 
     def leaderboard(self, stage: str = "train", *, limit: int | None = None,
                     include_reference: bool = False) -> list[Ranked]:
-        """Candidates ranked by their aggregate mean fitness at `stage` over all rows (failures last; ties by
-        proposal order). Each entry's evaluation is the stage evaluation with `aggregate` attached."""
+        """Candidates ranked by their aggregate (task-balanced) mean fitness at `stage` over all rows:
+        those whose rows cover the stage's full task list first, then those scored on part of it
+        (only rollouts on task subsets; `Aggregate.missing` names the rest), failures last within
+        each; ties by proposal order. The full task list is the union of the tasks of the stage's ok
+        full-suite rows. Each entry's evaluation is the stage evaluation with `aggregate` attached."""
         cands = {c.id: (i, c) for i, c in enumerate(self.candidates())}
         rows: dict[str, list[EvaluationRecord]] = {}
+        suite_tasks: dict[str, None] = {}
         for e in self.evaluations(stage=stage):
             if e.candidate_id in cands:
                 rows.setdefault(e.candidate_id, []).append(e)
+                if e.ok and e.tasks is None:
+                    suite_tasks.update(dict.fromkeys(e.metrics.get("tasks") or {}))
         out = []
         for cid, evs in rows.items():
-            agg = Aggregate.of(evs)
+            agg = Aggregate.of(evs, suite_tasks)
             head = self.evaluation(cid, stage) or evs[0]
             out.append(Ranked(cands[cid][1], dataclasses.replace(head, aggregate=agg)))
-        out.sort(key=lambda r: (-(r.evaluation.aggregate.mean if r.evaluation.aggregate else r.evaluation.fitness),
+        out.sort(key=lambda r: (bool(r.evaluation.aggregate and r.evaluation.aggregate.missing),
+                                -(r.evaluation.aggregate.mean if r.evaluation.aggregate else r.evaluation.fitness),
                                 cands[r.candidate.id][0]))
         if not include_reference:
             out = [x for x in out if x.candidate.note.get("role") != "reference"]

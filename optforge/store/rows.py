@@ -29,28 +29,52 @@ class TaskAggregate:
 @dataclass(frozen=True)
 class Aggregate:
     """A candidate at one stage over all its rows (stage evaluation, rollouts and repeats; `lost`
-    rows excluded): mean and sample sd of the row fitness (None below 2 rows), n rows, the seeds
-    used, and per task the same over the rows that ran it. A failed row counts with its floor fitness."""
+    rows excluded).
+
+    `mean` is task-balanced: each task's mean over the rows that ran it, then the mean over those
+    tasks. Rows on different task subsets (a POLCA minibatch, a MoH subtask, beside the full stage
+    row) would otherwise weigh a task by how often it was asked for: a rule run ten times on its one
+    good task outranked its own full-suite result. For rows that all ran the same tasks it equals the
+    mean of the rows' fitness (the fitness is the mean of the task scores). A failed row counts its
+    floor fitness on every task it was asked to run. `sd` and `n` are over the rows' fitness, `seeds`
+    the seeds used, `tasks` the per-task breakdown. `missing`: tasks of the stage's full suite that
+    no row of this candidate scored (filled by `Store.leaderboard`, which ranks such candidates
+    after the complete ones)."""
 
     mean: float
     sd: float | None
     n: int
     seeds: tuple[int, ...] = ()
     tasks: Mapping[str, TaskAggregate] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, rows: Iterable["EvaluationRecord"]) -> "Aggregate | None":
+    def of(cls, rows: Iterable["EvaluationRecord"], suite_tasks: Iterable[str] = ()) -> "Aggregate | None":
+        """`suite_tasks`: the stage's full task list, for `missing` and for the tasks a failed
+        full-suite row stands for (without it: the tasks the other rows ran)."""
         rows = [r for r in rows if r.status is not Status.LOST]
         if not rows:
             return None
-        per_task: dict[str, list[float]] = {}
+        suite_tasks = tuple(suite_tasks)
+        scored: dict[str, list[float]] = {}
         for r in rows:
-            for task, m in (r.metrics.get("tasks") or {}).items():
-                if isinstance(m, Mapping) and m.get("score") is not None:
-                    per_task.setdefault(task, []).append(float(m["score"]))
+            if r.ok:
+                for task, m in (r.metrics.get("tasks") or {}).items():
+                    if isinstance(m, Mapping) and m.get("score") is not None:
+                        scored.setdefault(task, []).append(float(m["score"]))
+        per_task = {t: list(xs) for t, xs in scored.items()}
+        for r in rows:
+            if not r.ok:
+                for task in r.tasks if r.tasks is not None else (suite_tasks or tuple(scored)):
+                    per_task.setdefault(task, []).append(r.fitness)
+        row_fitness = [r.fitness for r in rows]
+        task_means = {t: _mean_sd(xs) for t, xs in sorted(per_task.items())}
+        mean = statistics.fmean(m for m, _, _ in task_means.values()) if task_means else statistics.fmean(row_fitness)
+        _, sd, n = _mean_sd(row_fitness)
         seeds = tuple(sorted({s for r in rows for s in r.seeds}))
-        return cls(*_mean_sd([r.fitness for r in rows]), seeds=seeds,
-                   tasks={t: TaskAggregate(*_mean_sd(xs)) for t, xs in sorted(per_task.items())})
+        missing = tuple(t for t in suite_tasks if t not in per_task)
+        return cls(mean, sd, n, seeds=seeds, tasks={t: TaskAggregate(*v) for t, v in task_means.items()},
+                   missing=missing)
 
 
 def _mean_sd(xs: list[float]) -> tuple[float, float | None, int]:

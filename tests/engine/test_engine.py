@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fake_eval import ListStrategy, WalkStrategy, fake_source, make_engine, walk_config
 
@@ -145,16 +143,14 @@ def test_start_failure_rule():
 def test_a_hanging_candidate_times_out_without_stalling_other_slots(ray_local, tmp_path):
     sources = [fake_source(0.0, "# HANG")] + [fake_source(0.1 * i, "# SLOW 0.2") for i in range(1, 6)]
     store = Store(tmp_path / "run")
-    t0 = time.monotonic()
-    make_engine(_config(eval_timeout_s=6.0, stages=["train"]), ListStrategy(sources), store).run()
-    wall = time.monotonic() - t0
+    # a limit far above the others' 1 s of sleeps, so that a loaded machine cannot reorder them
+    make_engine(_config(eval_timeout_s=20.0, stages=["train"]), ListStrategy(sources), store).run()
     hang = store.evaluation("c0", "train")
     assert hang.status.value == "timeout" and "engine limit" in hang.feedback
     others = [store.evaluation(f"c{i}", "train") for i in range(1, 6)]
     assert all(e.ok for e in others)
     # the five others ran in the second slot while c0 hung: all were stored before the timeout fired
     assert max(e.created for e in others) < hang.created
-    assert wall < 20
 
 
 def test_max_candidates_budget_stops_proposals(ray_local, tmp_path):

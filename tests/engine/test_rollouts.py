@@ -23,7 +23,9 @@ def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local,
         assert len(rows) == 4 and [r.rollout_id is None for r in rows] == [True, False, False, False]
         fits = [r.fitness for r in rows]
         agg = store.aggregate(cid, "train")
-        assert agg.n == 4 and agg.mean == pytest.approx(statistics.fmean(fits))
+        per_task = [statistics.fmean(r.metrics["tasks"][t]["score"] for r in rows if t in r.metrics["tasks"])
+                    for t in ("a", "b")]
+        assert agg.n == 4 and agg.mean == pytest.approx(statistics.fmean(per_task))  # each task weighs once
         assert agg.sd == pytest.approx(statistics.stdev(fits)) and agg.sd > 0
         a_scores = [r.metrics["tasks"]["a"]["score"] for r in rows]
         assert agg.tasks["a"].n == 4 and agg.tasks["a"].mean == pytest.approx(statistics.fmean(a_scores))
