@@ -241,7 +241,7 @@ def record_promoted(store: Store, config: RunConfig) -> list[str]:
 
 def correlation(store: Store, a: str = "train", b: str = "heldout") -> dict[str, Any]:
     """Pearson and Spearman correlation of fitness at stages `a` and `b` over candidates with both (at a
-    stage with rollouts, a candidate's mean over its rows)."""
+    stage with rollouts, a candidate's task-balanced mean over its rows, `Aggregate`)."""
     def mean(r: Any) -> float:
         return r.evaluation.aggregate.mean if r.evaluation.aggregate else r.evaluation.fitness
 
