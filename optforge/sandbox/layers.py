@@ -1,4 +1,6 @@
-"""Isolation layers, applied inside the worker after the fork and before any candidate code runs.
+"""Isolation layers, applied after the fork and before any untrusted code runs: the namespaces by the
+supervisor (`worker`) and by a procedure's host, every other layer in the job process (`job_process`),
+the rule host and the procedure process.
 
 Each function tries one layer and returns whether it took effect; none raises, so a machine without
 user namespaces or without root still runs jobs, with the missing layer visible in every result.

@@ -134,7 +134,7 @@ def disk_quota(workdir: str, limit_bytes: int, uid: int | None) -> bool:
     """Put the job's directory on a tmpfs of its own of `limit_bytes` (in our private mount
     namespace): everything the job writes there, across any number of files, stops at the limit
     with ENOSPC. RLIMIT_FSIZE caps one file only. The directory is empty afterwards; the
-    supervisor copies the result files out (see worker._copy_out). True when the mount is in place."""
+    supervisor copies the result files out (`worker._HostDir.copy_out`). True when the mount is in place."""
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
     size = max(int(limit_bytes), 1 << 20)
     if not mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},nr_inodes=65536,mode=0700{owner}"):
