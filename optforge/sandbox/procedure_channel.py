@@ -50,7 +50,7 @@ class HostChannel:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
-                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(_disabled()) or "-"],
+                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(disabled_layers()) or "-"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # string hashing fixed: a procedure iterating over a set of strings replays in the same order
                 pass_fds=(to_r, from_w, status_host.fileno()), env={**worker_env(), "PYTHONHASHSEED": "0"}, cwd="/",
@@ -221,7 +221,7 @@ class HostChannel:
         self._outbuf.clear()
 
 
-def _disabled() -> list[str]:
+def disabled_layers() -> list[str]:
     """The layers OPTFORGE_SANDBOX_DISABLE switches off on purpose (as for sandbox jobs), to see and test
     how a machine without them behaves: "namespaces" and "privileges" (the uid switch)."""
     named = {x.strip() for x in os.environ.get("OPTFORGE_SANDBOX_DISABLE", "").split(",")}

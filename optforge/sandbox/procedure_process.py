@@ -37,6 +37,12 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
         channel = Channel(in_fd, out_fd)
         layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
         channel.send({"kind": "ready", "layers": layers})
+        if not layers["processes_isolated"]:
+            # refused before the start message (the source) is read: the trusted side says what to do
+            code = 0
+            channel.send({"kind": "end", "ok": False, "reason": "isolation",
+                          "error": {"type": "IsolationError", "message": "no PID namespace and no uid of its own"}})
+            return
         start = channel.receive()
         if start.get("kind") != "start":
             return
@@ -79,7 +85,12 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
     layers["no_secrets"] = True
     os.chdir("/")
     unprivileged = L.drop_privileges(uid)
-    layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
+    own_uid = uid is not None and unprivileged
+    layers["unprivileged"] = own_uid or bool(ns.get("user")) or os.geteuid() != 0
+    # Out of reach of the user's other processes (the broker holding the LLM API key, the shell, Ray's):
+    # in their PID namespace and under their uid, a process passes the kernel's check for reading
+    # /proc/<pid>/environ and for kill(); its own PID namespace and /proc, or a uid of its own, stop both.
+    layers["processes_isolated"] = bool(ns.get("pid") and mounts.get("proc")) or own_uid
     layers["no_capabilities"] = L.drop_capabilities() if uid is None else unprivileged
     layers["no_new_privs"] = _no_new_privs()
     # CPU seconds (SIGXCPU, SIGKILL 2 s later), address space, file size, open files, and one process:

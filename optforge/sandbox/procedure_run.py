@@ -12,7 +12,7 @@ import signal
 import time
 from typing import Any
 
-from optforge.sandbox.procedure_channel import HostChannel
+from optforge.sandbox.procedure_channel import HostChannel, disabled_layers
 from optforge.sandbox.procedure_process import EXIT_CPU_LIMIT
 from optforge.sandbox.procedure_records import CALL_KINDS, FAILURE_WORDS, ProcedureCall, ProcedureEnd, ProcedureLimits
 from optforge.types import clean_text
@@ -186,8 +186,10 @@ class ProcedureRun(HostChannel):
         word = _scalar(msg.get("reason"))
         if word == "setup":
             word, text = "died", f"the procedure process could not set itself up: {err.get('type')}: {err.get('message')}"
-        elif word not in ("policy", "exception", "no_result", "bad_result", "memory"):
+        elif word not in ("policy", "exception", "no_result", "bad_result", "memory", "isolation"):
             return self.kill(f"bad_channel: the procedure's end message names an unknown reason {word!r}")
+        elif word == "isolation":
+            text = _isolation_text()
         elif word == "policy":
             text = f"the checker (procedure policy) refused the source: {err.get('message')}"
         else:
@@ -243,6 +245,20 @@ class ProcedureRun(HostChannel):
                 self.kill("died: the run was dropped by its broker")
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
+
+
+def _isolation_text() -> str:
+    """Why a procedure was not started (the procedure process found itself sharing the user's uid and PID
+    namespace), and how to give it the layers it needs."""
+    why = ("the procedure was not started: its process would run under your uid in your PID namespace (no PID "
+           "namespace and no uid of its own), where it could read the environment of your other processes from "
+           "/proc, the LLM API key included, and signal them. Enable unprivileged user namespaces (Ubuntu 23.10 and "
+           "later: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0; Debian: sysctl -w "
+           "kernel.unprivileged_userns_clone=1; elsewhere: user.max_user_namespaces above 0; in a container, a "
+           "seccomp profile that allows unshare), or run optforge as root, where each procedure gets a uid of its "
+           "own. `optforge doctor` shows the layers this machine gives.")
+    off = disabled_layers()
+    return why + (f" Here OPTFORGE_SANDBOX_DISABLE switches off {', '.join(off)} on purpose." if off else "")
 
 
 def _bad_args(kind: str, args: dict[str, Any]) -> str | None:
