@@ -2,11 +2,11 @@
 
 A procedure is a module defining `improve(population, utility, llm, task)`. It computes with plain
 Python and six small modules (math, random, json, heapq, itertools, re) and reaches the world only
-through the three objects it is handed (`optforge.sandbox.procedure_host`). The same single checker
+through the three objects it is handed (`optforge.sandbox.procedure_proxies`). The same single checker
 as for rules (`optforge.sandbox.policy`) holds it to an allow-list of:
 
-- syntax: functions, lambdas, loops (`while` too), `try`/`except`/`raise`, comprehensions,
-  f-strings; no classes, generators, `global`/`nonlocal`, walrus, `with`, `match` or async;
+- syntax: functions, lambdas, loops (`while` too), `try`/`except`/`raise`/`assert`, comprehensions,
+  f-strings, `del`, `*` unpacking; no classes, generators, `global`/`nonlocal`, walrus, `with`, `match` or async;
 - module names: the public, non-module names of the six modules (`json.decoder`, a module, is not
   one; nor are `json.load`/`json.dump`, which need a file, or `random.SystemRandom`, which is not
   replayable);

@@ -205,12 +205,13 @@ LAYER_PROBE = source('''
     import json, os, socket, sys
     from optforge.sandbox import layers as L
     from optforge.sandbox import procedure_host as H
+    from optforge.sandbox.procedure_process import isolate_process
     ns = L.unshare_namespaces(H._NS_FLAGS)
     host = os.getpid()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        layers = H.isolate_process(ns, host, 5, 1024)
+        layers = isolate_process(ns, host, 5, 1024)
         seen = {"layers": layers, "euid": os.geteuid()}
         try:
             if os.fork() == 0:
