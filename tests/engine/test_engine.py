@@ -61,8 +61,9 @@ def test_the_same_program_reformatted_shares_the_train_result(ray_local, tmp_pat
 
 
 def test_a_shared_sandbox_fingerprint_never_lends_a_result(ray_local, tmp_path):
-    # issue 15 item 5: two different programs whose smoke fingerprints agree (the evidence a rule
-    # controls, e.g. by recognising the fingerprint's set-up) are each trained and keep their own result
+    # a result is lent only for identical normalised source: two different programs whose smoke
+    # fingerprints agree (evidence a rule controls, e.g. by recognising the fingerprint's set-up) are
+    # each trained and keep their own result
     honest, gamer = fake_source(-0.3, "# FP same"), fake_source(0.9, "# FP same")
     store = Store(tmp_path / "run")
     make_engine(_config(slots=1), ListStrategy([gamer, honest]), store).run()
