@@ -3,7 +3,8 @@
 - `budget.max_evaluations` counts search-stage evaluation rows of the strategy's candidates. A row
   in flight (running, or waiting on an identical request) counts as spent, so the rows stored never
   exceed the budget.
-- `budget.max_train_cpu_s` counts their CPU seconds (a cache hit is free). An evaluation in flight
+- `budget.max_train_cpu_s` counts their CPU seconds (a cache hit is free; a timeout that measured none
+  counts the wall time it held its slot: `charged_cpu_s`). An evaluation in flight
   counts as the mean CPU of the finished evaluations of its cost class (`CpuEstimates`); one that
   would take the spent and in-flight seconds past the budget does not start. While nothing of its
   kind has finished its cost is unknown, and such an evaluation starts only when nothing else of the
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from optforge.config import BudgetConfig
+from optforge.types import EvaluationResult, Status
 
 EVALUATION_BUDGETS = ("max_evaluations", "max_train_cpu_s", "max_seconds")
 """Budgets that also stop queued evaluations (the others, candidates and LLM spend, only stop proposals:
@@ -119,6 +121,22 @@ def eta_s(budget: BudgetConfig, *, elapsed_s: float, used: Mapping[str, float]) 
         if limit is not None and spent > 0 and math.isfinite(spent):
             left.append(elapsed_s / spent * max(0.0, limit - spent))
     return min(left) if left else None
+
+
+def charged_cpu_s(result: EvaluationResult, wall_s: float) -> float:
+    """CPU seconds that budget.max_train_cpu_s counts for one evaluated (not cached) row: the
+    `cpu_seconds` its result reports; for a timeout that reports none, the wall time it held its slot
+    (`wall_s`) at one CPU, a slot's share (`scheduler`); otherwise 0 (say, an evaluator that raised
+    before it measured anything: nothing honest is known)."""
+    if isinstance(result.metrics.get("cpu_seconds"), (int, float)):
+        return reported_cpu_s(result.metrics)
+    return max(0.0, float(wall_s)) if result.status is Status.TIMEOUT else 0.0
+
+
+def reported_cpu_s(metrics: Mapping[str, Any]) -> float:
+    """The CPU seconds a row's metrics report (0 when none), as `Store.train_cpu_seconds` reads them."""
+    cpu = metrics.get("cpu_seconds")
+    return float(cpu) if isinstance(cpu, (int, float)) else 0.0
 
 
 class SearchBudget:

@@ -84,7 +84,7 @@ class Engine:
         self.tally.restore()
         search = [s.name for s in self.config.search_stages()]
         self.budget.restore(st.evaluation_count(stages=search), st.train_cpu_seconds(stages=search), (
-            (jobs.row_cost_class(ev), _cpu_s(ev.metrics)) for ev in st.evaluations()
+            (jobs.row_cost_class(ev), budgets.reported_cpu_s(ev.metrics)) for ev in st.evaluations()
             if ev.stage in search and ev.cached_from is None))
         st.set_meta(status="running")
         st.add_event("start", resumed=st.proposal_count() > 0)
@@ -274,12 +274,15 @@ class Engine:
         start stops the run; a search result goes to the strategy, or on to the next search stage."""
         self.tally.n.done += 1
         if not stored:
+            cpu_s = 0.0 if cached_from is not None else budgets.charged_cpu_s(result, wall_s)
+            if cpu_s and "cpu_seconds" not in result.metrics:  # stored, so a resume counts the same
+                result.metrics["cpu_seconds"] = round(cpu_s, 3)
+                result.artifacts["cpu_seconds_from"] = "the wall time the evaluation held its slot (none measured)"
             self.store.add_evaluation(job.candidate, result, key=job.key, attempts=max(job.attempts, 1), wall_s=wall_s,
                                       cached_from=cached_from, rollout_id=job.rollout_id)
             self.store.set_meta(elapsed_s=self.tally.elapsed())
-            if job.search:  # no CPU recorded counts 0
-                self.budget.add_row(id(job), jobs.job_cost_class(job), _cpu_s(result.metrics),
-                                    cached=cached_from is not None)
+            if job.search:
+                self.budget.add_row(id(job), jobs.job_cost_class(job), cpu_s, cached=cached_from is not None)
         stages = self.config.search_stages()
         failure = start_failure(job.candidate, result, job.stage.name, stages[0].name)
         if failure:
@@ -304,8 +307,3 @@ class Engine:
         elif self.dispatch.admit_free_row(nxt):
             self._complete(nxt, twin[1], cached_from=twin[0])
 
-
-def _cpu_s(metrics: dict[str, Any]) -> float:
-    """The CPU seconds a result's metrics report (0 when none)."""
-    cpu = metrics.get("cpu_seconds")
-    return float(cpu) if isinstance(cpu, (int, float)) else 0.0
