@@ -48,6 +48,33 @@ def test_at_max_seconds_queued_evaluations_never_start_and_running_ones_are_cut(
     assert "2 running evaluation(s) cut at budget.max_seconds" in summary.budget_note()
 
 
+def test_a_timed_out_evaluation_counts_its_slot_time_as_cpu(ray_local, tmp_path):
+    # the hanging c0 reports no CPU; it held its slot for the 2 s limit, which is past max_train_cpu_s
+    # of 1.0, so c1 never starts. The charge is stored, so a resumed run counts it the same.
+    cfg = config_from_dict({"strategy": {"name": "list"}, "slots": 1, "deterministic": True, "stages": ["train"],
+                            "eval_timeout_s": 2.0, "budget": {"max_train_cpu_s": 1.0}})
+    store = Store(tmp_path / "run")
+    summary = make_engine(cfg, ListStrategy([fake_source(0.0, "# HANG"), fake_source(0.1)]), store).run()
+    assert summary.stop_reason == "max_train_cpu_s"
+    (row,) = store.evaluations()
+    assert row.candidate_id == "c0" and row.status.value == "timeout" and row.wall_s >= 2.0
+    assert row.metrics["cpu_seconds"] == pytest.approx(row.wall_s, abs=1e-3)
+    assert store.train_cpu_seconds() == pytest.approx(row.metrics["cpu_seconds"])
+
+
+def test_the_cpu_charged_for_a_row():
+    from optforge.types import EvaluationResult, Status
+
+    crashed = EvaluationResult.failure(Status.CRASHED, "the rule raised")
+    assert budgets.charged_cpu_s(crashed, wall_s=30.0) == 0.0  # nothing measured, nothing known
+    crashed.metrics["cpu_seconds"] = 12.5
+    assert budgets.charged_cpu_s(crashed, wall_s=30.0) == 12.5  # what it reports
+    timeout = EvaluationResult.failure(Status.TIMEOUT, "past the limit")
+    assert budgets.charged_cpu_s(timeout, wall_s=30.0) == 30.0  # its slot's time, one CPU
+    timeout.metrics["cpu_seconds"] = 4.0
+    assert budgets.charged_cpu_s(timeout, wall_s=30.0) == 4.0  # a measurement wins
+
+
 def test_admit_counts_rows_and_cpu_in_flight():
     b = BudgetConfig(max_evaluations=3, max_train_cpu_s=10.0)
     spend = budgets.SearchSpend(rows=1, cpu_s=4.0)

@@ -184,7 +184,7 @@ def test_any_error_that_ends_a_run_leaves_it_failed_not_running(ray_local, tmp_p
 
 
 def test_resume_with_a_larger_budget_continues_and_refuses_what_cannot_apply(ray_local, tmp_path, capsys):
-    """/work/shared/cases/resume-larger-budget, docs/resume.md's example: a run stopped by
+    """docs/resume.md's example: a run stopped by
     budget.max_candidates continues when resumed with a larger one; what cannot apply is refused."""
     from optforge.store import Store
 

@@ -41,7 +41,7 @@ def test_bad_yaml_is_a_config_error_naming_the_file(tmp_path):
 
 
 def test_strategy_keys_are_typed_like_the_run_config(tmp_path):
-    # shared/cases/yaml-sci-notation: `diff_prob: 6e-1` is 0.6; `islands: 2.5` is refused naming the key,
+    # scientific notation without a dot: `diff_prob: 6e-1` is 0.6; `islands: 2.5` is refused naming the key,
     # before the missing LLM is reported
     from optforge.search.evolve.config import EvolveConfig
 

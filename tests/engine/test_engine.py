@@ -59,8 +59,9 @@ def test_the_same_program_reformatted_shares_the_train_result(ray_local, tmp_pat
 
 
 def test_a_shared_sandbox_fingerprint_never_lends_a_result(ray_local, tmp_path):
-    # issue 15 item 5: two different programs whose smoke fingerprints agree (the evidence a rule
-    # controls, e.g. by recognising the fingerprint's set-up) are each trained and keep their own result
+    # a result is lent only for identical normalised source: two different programs whose smoke
+    # fingerprints agree (evidence a rule controls, e.g. by recognising the fingerprint's set-up) are
+    # each trained and keep their own result
     honest, gamer = fake_source(-0.3, "# FP same"), fake_source(0.9, "# FP same")
     store = Store(tmp_path / "run")
     make_engine(_config(slots=1), ListStrategy([gamer, honest]), store).run()
@@ -148,7 +149,7 @@ def test_a_hanging_candidate_times_out_without_stalling_other_slots(ray_local, t
     hang = store.evaluation("c0", "train")
     assert hang.status.value == "timeout" and "engine limit" in hang.feedback
     others = [store.evaluation(f"c{i}", "train") for i in range(1, 6)]
-    assert all(e.ok for e in others)
+    assert all(e.ok for e in others), [(e.status, e.feedback[:200], e.wall_s) for e in others]
     # the five others ran in the second slot while c0 hung: all were stored before the timeout fired
     assert max(e.created for e in others) < hang.created
 

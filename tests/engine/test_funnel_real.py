@@ -1,6 +1,6 @@
 """The funnel with the real evaluator and sandbox.
 
-- Promotion (issue 14): on test-only suites loaded by dotted path (`promotion_suites`, one task each
+- Promotion: on test-only suites loaded by dotted path (`promotion_suites`, one task each
   for the search and held-out stages), Muon, whose effect there is several sigma_task, is promoted
   by the one-sided paired t-test, and a copy of AdamW with a perturbed EPS is not. The p-values are
   printed.

@@ -3,20 +3,15 @@ deterministic mode the store ends equal to an uninterrupted run's (timing fields
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from fake_eval import WalkStrategy, make_engine, walk_config
+from sigkill import kill_when
 
 from optforge.store import Store
 
-HERE = Path(__file__).resolve().parent
 BUDGET = 14
 
 
@@ -32,21 +27,6 @@ def _content(store: Store) -> dict:
         "state": store.strategy_state(),
         "status": store.meta("status"),
     }
-
-
-def _wait_for(run_dir: Path, n_train: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"driver exited early: {proc.stderr.read().decode()[-2000:]}"
-        if (run_dir / "run.db").exists():
-            try:
-                with Store.open(run_dir) as st:
-                    if len(st.evaluations(stage="train")) >= n_train:
-                        return
-            except sqlite3.OperationalError:  # the driver is still creating the schema
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the driver made no progress")
 
 
 def _snapshot(src: Path, dst: Path) -> None:
@@ -83,17 +63,8 @@ def test_resume_from_any_committed_state_is_exact(ray_local, tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_is_exact(ray_local, tmp_path):
-    address = ray_local.get_runtime_context().gcs_address
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(HERE / "driver.py"), str(killed), address, str(BUDGET)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for(killed, 4, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_when("driver.py", killed, lambda st: len(st.evaluations(stage="train")) >= 4, ray_local, str(BUDGET))
     with Store.open(killed) as st:
         before = {(e.candidate_id, e.stage): e.created for e in st.evaluations()}
         assert st.meta("status") == "running"  # it really died mid-run

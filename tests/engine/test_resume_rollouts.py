@@ -1,22 +1,14 @@
 """Kill -9 of the driver in the middle of repeats, then resume: no evaluation row lost or run twice,
-every rollout answered once, and the store ends equal to an uninterrupted run's."""
+every rollout answered once, and the store ends equal to an uninterrupted run's. Killed with a refused
+rollout stored but not yet observed, the resumed run hands that refusal back once."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from fake_eval import MinibatchStrategy, make_minibatch_engine, minibatch_config
+from sigkill import kill_when
 
 from optforge.store import Store
-
-HERE = Path(__file__).resolve().parent
 
 
 def _content(store: Store) -> dict:
@@ -25,34 +17,11 @@ def _content(store: Store) -> dict:
     return {"rows": rows, "rollouts": rollouts, "state": store.strategy_state(), "status": store.meta("status")}
 
 
-def _wait_for_rollout_rows(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"driver exited early: {proc.stderr.read().decode()[-2000:]}"
-        if (run_dir / "run.db").exists():
-            try:
-                with Store.open(run_dir) as st:
-                    if sum(e.rollout_id is not None for e in st.evaluations()) >= n:
-                        return
-            except sqlite3.OperationalError:  # the driver is still creating the schema
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the driver made no progress")
-
-
 @pytest.mark.slow
 def test_sigkill_in_the_middle_of_repeats_loses_and_repeats_nothing(ray_local, tmp_path):
-    address = ray_local.get_runtime_context().gcs_address
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(HERE / "minibatch_driver.py"), str(killed), address],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_rollout_rows(killed, 2, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_when("minibatch_driver.py", killed, lambda st: sum(e.rollout_id is not None for e in st.evaluations()) >= 2,
+              ray_local)
     with Store.open(killed) as st:
         assert st.meta("status") == "running"  # it really died mid-run
         before = {e.id: (e.candidate_id, e.rollout_id, e.created) for e in st.evaluations()}
@@ -71,3 +40,23 @@ def test_sigkill_in_the_middle_of_repeats_loses_and_repeats_nothing(ray_local, t
     reference = Store(tmp_path / "uninterrupted")
     make_minibatch_engine(minibatch_config(eval_timeout_s=600), MinibatchStrategy(slow=0.4), reference).run()
     assert _content(store) == _content(reference)
+
+
+def test_a_refusal_stored_but_not_observed_at_sigkill_is_handed_back_once_on_resume(ray_local, tmp_path):
+    from refusal_driver import FITS, REFUSED
+
+    killed = tmp_path / "killed"
+    kill_when("refusal_driver.py", killed, lambda st: any(r.refused and not r.observed for r in st.rollouts(refused=True)),
+              ray_local)
+    with Store.open(killed) as st:
+        [refused] = [r for r in st.rollouts(refused=True) if r.refused]
+        assert st.meta("status") == "running" and not refused.observed and "held out" in refused.refused
+
+    strategy, store = MinibatchStrategy(fits=FITS, bad=REFUSED), Store(killed)
+    summary = make_minibatch_engine(minibatch_config(eval_timeout_s=600), strategy, store).run()
+    assert summary.stop_reason == "strategy done"
+    assert [(r[0], r[1], r[2]) for r in strategy.refused] == [("m0", refused.id, "invalid")]  # once, not twice
+    assert store.strategy_state()["refused"] == [list(r) for r in strategy.refused]
+    assert [(r.id, r.observed) for r in store.rollouts(refused=True) if r.refused] == [(refused.id, True)]
+    assert store.evaluations(rollout_id=refused.id) == [] and len(store.events("rollout_refused")) == 1
+    assert all(r.observed for r in store.rollouts()) and len(store.rollouts()) == 3  # the rest all ran

@@ -1,4 +1,4 @@
-"""Rollouts and repeats (issue 17): evaluation rows a strategy asks for, stored one by one, aggregated
+"""Rollouts and repeats: evaluation rows a strategy asks for, stored one by one, aggregated
 per candidate and stage, ranked by the mean; busy() while waiting; refusals of held-out tasks and
 report seeds; strategy records; budgets on rows."""
 
