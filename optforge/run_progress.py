@@ -50,7 +50,9 @@ class RunProgress:
         return self._elapsed0 + (self.clock() - self._t0)
 
     def track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
-        """Count a search candidate's final result: its failure, or a new best (no store scans)."""
+        """Count a search candidate's final result: its failure, or a new best (no store scans). Only
+        stage evaluations come here (rollouts go straight to the strategy), so the live best is the
+        best full-suite row; `restore` and `summary` take the store's ranking (`Store.best`)."""
         if not result.ok:
             self.n.failures[result.status.value] = self.n.failures.get(result.status.value, 0) + 1
         elif final_stage and (self.n.best is None or result.fitness > self.n.best[1]):
@@ -83,6 +85,6 @@ class RunProgress:
         return RunSummary(
             run_dir=str(st.run_dir), stop_reason=reason, interrupted=interrupted,
             proposed=len(st.candidates(include_reference=False)), evaluations=len(st.evaluations()),
-            statuses=st.status_counts(), best=(best.candidate.id, best.evaluation.fitness) if best else None,
+            statuses=st.status_counts(), best=(best.candidate.id, best.evaluation.aggregate.mean) if best else None,
             promoted=[p.candidate_id for p in st.promotions("promoted") if p.passed], nodes=dict(nodes),
             failure=failure, not_started=not_started, cut=cut)
