@@ -24,7 +24,7 @@ from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_lim
 from optforge.llm.errors import LLMConfigError, LLMError
 from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
 from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, request_key, sent_messages
-from optforge.llm.replay import Replayer, ReplayError
+from optforge.llm.replay import RecordedCall, Replayer, ReplayError
 from optforge.llm.resumed import MARK_KEYS, CallLog
 from optforge.llm.wire import BadResponse, Completion, retry_after, retryable, unpack_completion, unpack_embedding
 
@@ -172,7 +172,8 @@ class LLMClient:
         temperature = s.temperature if temperature is None else float(temperature)
         text = prompt_text(messages)
         phash = replay_key(keyed)
-        key = request_key("chat", model, phash, {"temperature": temperature, "max_tokens": max_tokens, "extra": s.extra})
+        params = {"temperature": temperature, "max_tokens": max_tokens, "extra": s.extra}
+        key = request_key("chat", model, phash, params)
         kwargs = {**s.extra, **self._transport(), "model": model, "messages": messages, "temperature": temperature,
                   "max_tokens": max_tokens}
         call = self._call(model, text, phash, key, self.worst_case_dollars(messages, model, max_tokens),
@@ -236,7 +237,7 @@ class LLMClient:
             raise LLMError(f"LLM call to {model} failed after {call.attempts} attempt(s): {call.error}")
         return call
 
-    def _use_held(self, rec: Any, text: str, key: str) -> LLMCall:
+    def _use_held(self, rec: RecordedCall, text: str, key: str) -> LLMCall:
         """A held answer (`optforge.llm.resumed`) as this call's: no request, no new record; its recorded
         dollars and requests are spent now."""
         self.budget.use_held(rec.dollars, rec.attempts)
