@@ -76,13 +76,14 @@ def _with_server(config: dict, url: str) -> dict:
 
 
 def _counted(store, strategy) -> tuple:
-    """What the run counted: (requests, calls kept, dollars) by the store, the client's budget and the saved
-    state; the dollars checked to be each call's once, exactly."""
+    """What the run counted: (requests, the calls kept, each prompt's dollars); the store, the client's budget
+    and the saved state checked to agree, and the dollars to be each kept call's once, exactly."""
     llm, saved = strategy.llm, store.strategy_state()["llm"]
     dollars = float(sum(Fraction(c["dollars"]) for c in store.llm_calls()))
     assert llm.spent_dollars == saved["spent_dollars"] == dollars == pytest.approx(store.llm_spend()[0], rel=1e-12)
     assert llm.calls_made == saved["calls_made"] == store.llm_spend()[1]
-    # prompts are compared within a run only: evolve's quote the rule's measured state memory, unmarked
+    # prompts are compared within a run only: evolve's first prompt differed between two runs (likely the
+    # rule's RSS-measured state memory, which it quotes unmarked)
     calls = [(c["response"], c.get("attempts")) for c in store.llm_calls()]
     # a prompt's dollars depend on its measured text (a step-time ratio), which two runs need not share
     prices = {(c["prompt"], c["response"]): c["dollars"] for c in store.llm_calls()}
