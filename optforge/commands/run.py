@@ -167,11 +167,12 @@ def _llm_client(config: Any, holder: dict, store: Any) -> Any:
             store.record_llm_call(call)
 
     try:
-        budget = None
+        budget, recorded = None, None
         if store is not None:
             dollars, calls = store.llm_spend()
             budget = Budget(config.budget.max_dollars, config.budget.max_llm_calls, dollars, calls)
-        return LLMClient(config, recorder=recorder, budget=budget)
+            recorded = store.llm_calls()  # the answers a killed run got after its last commit are used again
+        return LLMClient(config, recorder=recorder, budget=budget, recorded=recorded)
     except Exception as e:  # noqa: BLE001 - config problems of the LLM layer are user errors here
         raise UserError(str(e)) from e
 

@@ -3,8 +3,9 @@
 Every call, successful or not, becomes an `LLMCall` handed to `recorder` (the engine wires it to
 the store's llm_calls table). Before each HTTP request the call is also handed over `in_flight`
 (same `call_id`, replaced by the final record), so requests a killed run was waiting on still
-count. With `replay: RUN_DIR` calls are answered from that run's records. What a response holds
-and which failures are retried: `optforge.llm.wire`.
+count. With `replay: RUN_DIR` calls are answered from that run's records. A resumed run asks the
+answers its killed run got after the last commit again, and gets them from the records, uncounted
+(`optforge.llm.resumed`). What a response holds and which failures are retried: `optforge.llm.wire`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from optforge.config import ConfigError, LLMConfig
 from optforge.llm.budget import Budget, BudgetExhausted, Reservation, budget_limits
 from optforge.llm.errors import LLMConfigError, LLMError
 from optforge.llm.pricing import Price, estimate_prompt_tokens, litellm, resolve_price
-from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, sent_messages
-from optforge.llm.replay import Replayer, ReplayError
+from optforge.llm.records import IN_FLIGHT, LLMCall, Message, prompt_text, replay_key, request_key, sent_messages
+from optforge.llm.replay import RecordedCall, Replayer, ReplayError
+from optforge.llm.resumed import MARK_KEYS, CallLog
 from optforge.llm.wire import BadResponse, Completion, retry_after, retryable, unpack_completion, unpack_embedding
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,14 @@ class LLMClient:
     `config` is the run config (with `llm` and `budget` sections) or just its `llm` section, as a
     mapping or `optforge.config.LLMConfig`; `budget` may also be given directly. `sleep` is injectable
     for tests. A bad key raises ConfigError naming `llm.<key>`.
+
+    `recorded`: on resume, the run's recorded calls in order (`Store.llm_calls()`), so that `load_state`
+    can hold the answers the killed run got after its last commit (`optforge.llm.resumed`).
     """
 
     def __init__(self, config: Any, recorder: Recorder | None = None, *, budget: Budget | Any = None,
-                 sleep: Callable[[float], None] = time.sleep, environ: Mapping[str, str] | None = None):
+                 sleep: Callable[[float], None] = time.sleep, environ: Mapping[str, str] | None = None,
+                 recorded: Sequence[Mapping[str, Any]] | None = None):
         llm_section, budget_section = _split_config(config)
         self.settings = llm_section if isinstance(llm_section, LLMConfig) else LLMConfig.from_mapping(llm_section)
         try:
@@ -71,6 +77,8 @@ class LLMClient:
         self._sleep = sleep
         self._slots = threading.BoundedSemaphore(self.settings.concurrency)
         self._record_lock = threading.Lock()
+        self._log = CallLog(recorded or ())
+        self._log_known = recorded is not None  # the client knows the run's whole call log
         env = os.environ if environ is None else environ
         self._replayer = None
         self._api_key: str | None = None
@@ -120,15 +128,29 @@ class LLMClient:
         return self.price(model).cost(estimate_prompt_tokens(model, messages), max_tokens)
 
     def state(self) -> dict:
-        """Spend so far, for resume (the budget continues where the run stopped)."""
-        return self.budget.state()
+        """Spend so far and the call log's mark (which recorded answers this state has seen), for resume."""
+        with self._record_lock:  # no record lands between the two
+            return {**self.budget.state(), **self._log.mark()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Continue the spend of a resumed run; never lowers what this client already counts (a client
-        built from the store's llm_calls totals may know of calls made after `state` was saved)."""
-        spent = max(float(state.get("spent_dollars", 0.0)), self.budget.spent_dollars)
-        calls = max(int(state.get("calls_made", 0)), self.budget.calls_made)
-        self.budget = Budget(self.budget.max_dollars, self.budget.max_calls, spent, calls)
+        """Continue the spend of a resumed run, from a client that has made no call yet.
+
+        With the recorded calls (`recorded`) and a state that has the log's mark, the spend is that of
+        the recorded calls, and the answers the state has not seen are held for the requests the
+        restored strategy asks again (`optforge.llm.resumed`). Otherwise (a state from before the mark,
+        no recorded calls) the spend never goes below what this client already counts: a client built
+        from the store's totals knows of calls made after `state` was saved."""
+        b = self.budget
+        if self._log_known and MARK_KEYS[0] in state and int(state[MARK_KEYS[0]]) <= len(self._log.recorded):
+            spent, calls, held, held_calls = self._log.hold(state)
+            self.budget = Budget(b.max_dollars, b.max_calls, spent, calls, held_dollars=held, held_calls=held_calls)
+            if held_calls:
+                log.info("resume: %d recorded LLM request(s) ($%.6f) answered after the last commit are held for "
+                         "the requests the strategy asks again", held_calls, float(held))
+            return
+        spent = max(float(state.get("spent_dollars", 0.0)), b.spent_dollars)
+        calls = max(int(state.get("calls_made", 0)), b.calls_made)
+        self.budget = Budget(b.max_dollars, b.max_calls, spent, calls)
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -150,9 +172,11 @@ class LLMClient:
         temperature = s.temperature if temperature is None else float(temperature)
         text = prompt_text(messages)
         phash = replay_key(keyed)
+        params = {"temperature": temperature, "max_tokens": max_tokens, "extra": s.extra}
+        key = request_key("chat", model, phash, params)
         kwargs = {**s.extra, **self._transport(), "model": model, "messages": messages, "temperature": temperature,
                   "max_tokens": max_tokens}
-        call = self._call(model, text, phash, self.worst_case_dollars(messages, model, max_tokens),
+        call = self._call(model, text, phash, key, self.worst_case_dollars(messages, model, max_tokens),
                           lambda lt: unpack_completion(lt.completion(**kwargs)))
         return LLMResponse(call.response, call.model, call)
 
@@ -176,12 +200,16 @@ class LLMClient:
         def send(lt: Any) -> Completion:
             return unpack_embedding(lt.embedding(model=model, input=texts, **self._transport()), len(texts))
 
-        call = self._call(model, text, replay_key(keyed), worst, send)
+        phash = replay_key(keyed)
+        call = self._call(model, text, phash, request_key("embed", model, phash, {}), worst, send)
         return [[float(x) for x in v] for v in json.loads(call.response)]
 
-    def _call(self, model: str, text: str, phash: str, worst_dollars: float,
+    def _call(self, model: str, text: str, phash: str, key: str, worst_dollars: float,
               send: Callable[[Any], Completion]) -> LLMCall:
-        """One budgeted, recorded call (or its replay); raises what `complete` documents."""
+        """One budgeted, recorded call (or its replay, or a held answer); raises what `complete` documents."""
+        held = self._log.take(key)
+        if held is not None:
+            return self._use_held(held, text, key)
         reservation = self.budget.reserve(worst_dollars)
         start = time.monotonic()
         dollars = 0.0
@@ -191,11 +219,11 @@ class LLMClient:
                 dollars = rec.dollars
                 call = LLMCall(rec.model, text, rec.response, rec.prompt_tokens, rec.completion_tokens, rec.dollars,
                                time.monotonic() - start, time.time(), phash, rec.error, rec.attempts,
-                               rec.finish_reason, rec.reasoning)
+                               rec.finish_reason, rec.reasoning, request_key=key)
                 # the recorded retries were requests too: charge them, so the replay stops where the run did
                 refused = self._charge_retries(reservation, rec.attempts - 1)
             else:
-                call, refused = self._call_live(send, text, phash, model, start, reservation)
+                call, refused = self._call_live(send, text, phash, key, model, start, reservation)
                 dollars = call.dollars
         finally:
             self.budget.settle(reservation, dollars)
@@ -207,6 +235,18 @@ class LLMClient:
             raise refused
         if call.error:
             raise LLMError(f"LLM call to {model} failed after {call.attempts} attempt(s): {call.error}")
+        return call
+
+    def _use_held(self, rec: RecordedCall, text: str, key: str) -> LLMCall:
+        """A held answer (`optforge.llm.resumed`) as this call's: no request, no new record; its recorded
+        dollars and requests are spent now."""
+        self.budget.use_held(rec.dollars, rec.attempts)
+        call = LLMCall(rec.model, text, rec.response, rec.prompt_tokens, rec.completion_tokens, rec.dollars, 0.0,
+                       time.time(), rec.prompt_hash, rec.error, rec.attempts, rec.finish_reason, rec.reasoning,
+                       rec.call_id, key)
+        if call.error:
+            raise LLMError(f"LLM call to {rec.model} failed after {call.attempts} attempt(s) (recorded before the "
+                           f"resume): {call.error}")
         return call
 
     def _transport(self) -> dict[str, Any]:
@@ -275,8 +315,8 @@ class LLMClient:
             raise diverged[0]
         return [r if r is not None else LLMError("the call produced no result") for r in results]
 
-    def _call_live(self, send: Callable[[Any], Completion], text: str, phash: str, model: str, start: float,
-                   reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
+    def _call_live(self, send: Callable[[Any], Completion], text: str, phash: str, key: str, model: str,
+                   start: float, reservation: Reservation) -> tuple[LLMCall, BudgetExhausted | None]:
         """(the call, the budget's refusal of a retry or None). Every HTTP request, retries included,
         is counted by the budget before it is sent."""
         s = self.settings
@@ -294,7 +334,7 @@ class LLMClient:
             attempts = attempt + 1
             # recorded before it is sent, so that a run killed now still counts this request on resume
             self._record(LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash,
-                                 IN_FLIGHT, attempts, call_id=call_id))
+                                 IN_FLIGHT, attempts, call_id=call_id, request_key=key))
             try:
                 with self._slots:
                     out = send(lt)
@@ -315,15 +355,15 @@ class LLMClient:
             dollars = self.price(model).cost(out.prompt_tokens, out.completion_tokens)
             return LLMCall(model, text, out.content, out.prompt_tokens, out.completion_tokens, dollars,
                            time.monotonic() - start, time.time(), phash, "", attempts, out.finish_reason,
-                           out.reasoning, call_id), None
+                           out.reasoning, call_id, key), None
         return LLMCall(model, text, "", 0, 0, 0.0, time.monotonic() - start, time.time(), phash, error,
-                       attempts, call_id=call_id), refused
+                       attempts, call_id=call_id, request_key=key), refused
 
     def _record(self, call: LLMCall) -> None:
-        if self.recorder is None:
-            return
         with self._record_lock:
-            self.recorder(call)
+            if self.recorder is not None:
+                self.recorder(call)
+            self._log.add(call.call_id, final=not call.in_flight)
 
 
 def _split_config(config: Any) -> tuple[Any, Any]:

@@ -56,6 +56,14 @@ def replay_key(messages: Sequence[Message]) -> str:
     return prompt_hash(prompt_text([{"role": m["role"], "content": unmeasured(str(m["content"]))} for m in messages]))
 
 
+def request_key(kind: str, model: str, replay_hash: str, params: Mapping[str, Any]) -> str:
+    """The key of a request as a resumed run asks it again (`optforge.llm.resumed`): its kind ("chat" or
+    "embed"), model, replay key and sampling params (temperature, max_tokens, `llm.extra`). Two requests
+    with equal keys would be sent with equal bodies, measured text aside."""
+    text = json.dumps([kind, model, replay_hash, dict(params)], sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
 @dataclass(frozen=True)
 class LLMCall:
     """One completed (or failed) LLM call: what was asked, what came back, what it cost."""
@@ -74,6 +82,7 @@ class LLMCall:
     finish_reason: str = ""  # why the model stopped ("stop", "length", ...); "" when unknown or failed
     reasoning: str = ""  # a reasoning field the provider returned apart from the content
     call_id: str = ""  # one id per call: its in-flight record is replaced by its final one
+    request_key: str = ""  # `request_key`: what a resumed run matches a recorded answer on
 
     @property
     def in_flight(self) -> bool:

@@ -13,6 +13,7 @@ import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from optforge.llm.records import IN_FLIGHT, prompt_hash
 
@@ -32,6 +33,38 @@ class RecordedCall:
     attempts: int = 1
     finish_reason: str = ""
     reasoning: str = ""
+    prompt: str = ""
+    prompt_hash: str = ""
+    request_key: str = ""  # `records.request_key`; "" in records from before it was kept
+    call_id: str = ""
+
+
+def recorded_call(row: Mapping[str, Any]) -> RecordedCall:
+    """One llm_calls row (a raw row with its `extra` JSON, or a row as `Store.llm_calls` gives it) as a
+    RecordedCall; fields without a column of their own are kept in `extra`."""
+    r = dict(row)
+    try:
+        extra = json.loads(r.get("extra") or "{}")
+    except (TypeError, json.JSONDecodeError):
+        extra = {}
+    if isinstance(extra, dict):
+        r = {**extra, **{k: v for k, v in r.items() if v is not None}}
+    prompt = str(r.get("prompt") or "")
+    return RecordedCall(
+        model=str(r.get("model") or ""),
+        response=str(r.get("response") or ""),
+        prompt_tokens=int(r.get("prompt_tokens") or 0),
+        completion_tokens=int(r.get("completion_tokens") or 0),
+        dollars=float(r.get("dollars") or 0.0),
+        error=str(r.get("error") or ""),
+        attempts=max(int(r.get("attempts") or 1), 1),
+        finish_reason=str(r.get("finish_reason") or ""),
+        reasoning=str(r.get("reasoning") or ""),
+        prompt=prompt,
+        prompt_hash=str(r.get("prompt_hash") or prompt_hash(prompt)),
+        request_key=str(r.get("request_key") or ""),
+        call_id=str(r.get("call_id") or ""),
+    )
 
 
 class Replayer:
@@ -70,30 +103,10 @@ class Replayer:
             conn.close()
         calls = []
         for row in rows:
-            r = dict(zip(cols, row))
-            try:  # the store keeps fields without a column of their own in `extra` (JSON)
-                extra = json.loads(r.get("extra") or "{}")
-            except (TypeError, json.JSONDecodeError):
-                extra = {}
-            if isinstance(extra, dict):
-                r = {**extra, **{k: v for k, v in r.items() if v is not None}}
-            if r.get("error") == IN_FLIGHT:
+            rec = recorded_call(dict(zip(cols, row)))
+            if rec.error == IN_FLIGHT:
                 continue  # the recorded run stopped while waiting; its resumed run asked again
-            prompt = r["prompt"] or ""
-            calls.append((
-                r.get("prompt_hash") or prompt_hash(prompt),
-                RecordedCall(
-                    model=str(r.get("model") or ""),
-                    response=r["response"] or "",
-                    prompt_tokens=int(r.get("prompt_tokens") or 0),
-                    completion_tokens=int(r.get("completion_tokens") or 0),
-                    dollars=float(r.get("dollars") or 0.0),
-                    error=str(r.get("error") or ""),
-                    attempts=max(int(r.get("attempts") or 1), 1),
-                    finish_reason=str(r.get("finish_reason") or ""),
-                    reasoning=str(r.get("reasoning") or ""),
-                ),
-            ))
+            calls.append((rec.prompt_hash, rec))
         return cls(calls, source=str(db))
 
     def answer(self, phash: str, model: str = "") -> RecordedCall:
