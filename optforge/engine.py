@@ -60,8 +60,13 @@ class Engine:
     def __init__(self, config: RunConfig, strategy: Strategy, store: Store, evaluate: EvaluateFn, *,
                  make_request: RequestFactory, suite_version: Callable[[str], str],
                  progress: Callable[[Progress], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 records: RecordSink | None = None, search_suite: Callable[[], rollout_lib.SearchSuite] | None = None):
+                 records: RecordSink | None = None, search_suite: Callable[[], rollout_lib.SearchSuite] | None = None,
+                 llm_spend: Callable[[], tuple[float, int]] | None = None):
         self.config, self.strategy, self.store = config, strategy, store
+        # the LLM client's (dollars, requests) when there is one: the store's rows also hold answers a
+        # killed run got after its last commit, which a resumed strategy is handed again unspent
+        # (optforge/llm/resumed.py), so counting them would stop a resumed search one answer early
+        self._llm_spend = llm_spend or store.llm_spend
         self.records = records or RecordSink()
         self.cache = ResultCache(store, suite_version, SCORE_VERSION)
         self.budget = budgets.SearchBudget(config.budget)
@@ -176,7 +181,7 @@ class Engine:
                     raise args[0]  # the strategy's own exception (a ReplayError, say), with its traceback
             b = self.budget
             if not stop and not finished:  # b.stopped: an evaluation the budgets refused to start
-                stop = b.stopped or b.reason(self.tally.elapsed(), self.store.llm_spend)
+                stop = b.stopped or b.reason(self.tally.elapsed(), self._llm_spend)
                 if stop:
                     prop.stop_proposing(stop)
             if not b.stopped and stop in budgets.EVALUATION_BUDGETS:  # these also stop what is queued

@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
         store.set_meta(config=config.to_dict())  # the next resume starts from what this one runs with
         store.add_event("resume_overrides", overrides=list(args.overrides))
     llm_holder["store"] = store
+    spend = None if ctx.llm_client is None else ctx.llm_client.spend
     return _execute(config, strategy, store, make_request, address=args.address or config.ray.address, quiet=args.quiet,
-                    records=ctx.records)
+                    records=ctx.records, llm_spend=spend)
 
 
 def _resume(args: argparse.Namespace) -> tuple[Any, Any, Any, bool]:
@@ -226,7 +227,7 @@ def _suite_version(suite: str) -> str:
 
 
 def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, address: str | None, quiet: bool,
-             records: Any = None) -> int:
+             records: Any = None, llm_spend: Any = None) -> int:
     from optforge.engine import Engine, RunError
     from optforge.scheduler import start_ray
     from optforge.evaluators import evaluate
@@ -235,7 +236,7 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
     print(f"run directory: {store.run_dir}", file=sys.stderr)
     start_ray(address, num_cpus=config.ray.num_cpus or max(config.slots, 1), num_gpus=config.ray.num_gpus)
     engine = Engine(config, strategy, store, evaluate, make_request=make_request, suite_version=_suite_version,
-                    progress=progress, records=records)
+                    progress=progress, records=records, llm_spend=llm_spend)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

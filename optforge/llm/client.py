@@ -109,6 +109,11 @@ class LLMClient:
     def calls_made(self) -> int:
         return self.budget.calls_made
 
+    def spend(self) -> tuple[float, int]:
+        """(dollars, HTTP requests) this run has spent, what `budget.max_dollars` and
+        `budget.max_llm_calls` limit; answers held for a resumed strategy count once they are used."""
+        return self.spent_dollars, self.calls_made
+
     @property
     def exhausted(self) -> bool:
         """True once a budget refused a call (or no call is left): the run should stop."""

@@ -60,7 +60,8 @@ def run_on_smoke(run_dir: str | Path, config: Mapping[str, Any]) -> tuple[Any, A
     smoke = get_suite("smoke")
     suite = SearchSuite("smoke", tuple(t.name for t in smoke.tasks), smoke_pool(), tuple(smoke.report_seeds))
     Engine(cfg, strategy, store, evaluate, make_request=_request_factory(cfg), suite_version=_suite_version,
-           records=ctx.records, search_suite=lambda: suite).run()
+           records=ctx.records, search_suite=lambda: suite,
+           llm_spend=None if ctx.llm_client is None else ctx.llm_client.spend).run()
     return store, strategy
 
 

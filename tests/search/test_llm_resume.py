@@ -61,10 +61,10 @@ def _evolve():
     script = [f"A better rule:\n```python\n{adamw.replace('BETA2 = 0.999', beta)}```\n"
               for beta in ("BETA2 = 0.99", "BETA2 = 0.95", "BETA2 = 0.9")]
     # the run ends when its LLM budget is spent: a resumed run that counted an answer twice would end early.
-    # Not killed at its last call: the engine's own budget check counts the store's requests, the held one
-    # included, and would stop the search before the strategy asks it again (an engine change, not here)
+    # Killed at k=2, its last allowed call: the engine's budget check reads the client's spend, so the held
+    # answer does not stop the search before the strategy asks for it again (it read the store's requests)
     config = smoke_config({"name": "evolve", "warm_start": ["adamw"], "islands": 1, "edit": "full"}, {},
-                          {"max_llm_calls": 3})
+                          {"max_llm_calls": 2})
     return script, config
 
 
@@ -133,7 +133,7 @@ def uninterrupted(ray_local, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, k", [("opto", 1), ("polca", 1), ("polca", 2), ("evolve", 2)],
                          ids=["opto-first-step", "polca-first-of-two-proposals", "polca-both-proposals",
-                              "evolve-second-of-three-calls"])
+                              "evolve-the-last-call-its-budget-allows"])
 def test_an_answer_recorded_but_not_committed_is_not_asked_or_counted_again(uninterrupted, tmp_path, name, k):
     from optforge.llm.scripted import ScriptedServer
     from optforge.store import Store
