@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 from typing import Any
 
@@ -54,6 +55,9 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
     memfd, go, done, err_w = fds
     torch.set_num_threads(1)
+    # the rule process writes no file; with a file size limit of 0 it cannot fill a memfd of its
+    # own either (tmpfs memory outside its RLIMIT_AS): ftruncate or write past 0 bytes is SIGXFSZ
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     if args.get("exact_rss"):
         _return_freed_memory()
     layout = Layout.from_json(args["layout"])
