@@ -34,6 +34,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import torch
+
 from optforge.evaluators.rule_memfd import (
     _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, REPLY_NEED_NORM, Layout, Views, _body,
 )
@@ -131,11 +133,13 @@ class RemoteRule:
         ctxs = [a[-1] for a in args]
         _HEAD.pack_into(v.ro, 0, _OPS[op], n, -1 if ctx0 is None or ctx0.T is None else int(ctx0.T), 0.0)
         _body(n).pack_into(v.ro, _HEAD.size, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
-        p_views, g_views = v.p, v.g
-        for k, a in zip(idx, args):
-            p_views[k].copy_(a[0])
+        if args:
+            # every tensor's p (and g) into the memfd in one dispatch, not one copy_ per tensor
+            dst, src = [v.p[k] for k in idx], [a[0] for a in args]
             if op == "update":
-                g_views[k].copy_(a[1])
+                dst += [v.g[k] for k in idx]
+                src += [a[1] for a in args]
+            torch._foreach_copy_(dst, src)
         self._norm_ctx = ctx0 if op == "update" else None
         self._roundtrip()
         if op == "init":

@@ -94,6 +94,7 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
         norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
         fields = _body(n).unpack_from(ro, _HEAD.size)
         T = None if T < 0 else T
+        outs, out_views = [], []
         try:
             for k, t, lr in zip(fields[:n], fields[n: 2 * n], fields[2 * n:]):
                 p, g, out_view, role, shape, dtype = tensors[k]
@@ -114,7 +115,10 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                     gi, pi = layout.where[k]
                     fn = "update" if op == OP_UPDATE else "eval_point"
                     fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
-                out_view.copy_(out)
+                outs.append(out)
+                out_views.append(out_view)
+            if outs:
+                torch._foreach_copy_(out_views, outs)  # one dispatch for every tensor's output
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.eventfd_write(done, 1)
