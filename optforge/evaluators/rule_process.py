@@ -119,6 +119,8 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                 out_views.append(out_view)
             if outs:
                 torch._foreach_copy_(out_views, outs)  # one dispatch for every tensor's output
+                # the state probe reads this process's RSS between steps: hold no output past its copy
+                outs.clear()
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.eventfd_write(done, 1)
