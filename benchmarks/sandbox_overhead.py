@@ -30,6 +30,18 @@ sealed memfd, run back to back:
     cnn_digits   24.8    28.3       0.0     8.6    1.36    1.36
     bytelm       11.3    10.8       0.0     0.0    1.20    1.03
 
+The same pair again at load average 4-6 (before, then after, 19:31 UTC):
+
+    task         split - today step, us   sync % of train   sync % of CPU   wall ratio
+                 before  after            before  after     before  after   before  after
+    rosenbrock     599    337             41.7    27.2      12.4     0.8    1.55    1.16
+    logreg        1199    298             44.2    11.8       4.5    12.8    1.46    1.62
+    matfact        676    225             34.1    24.8      14.2    14.1    1.45    1.50
+    mlp_digits    1057    365             28.3    19.1       0.0     0.0    1.13    1.19
+    cnn_digits    1525    332             24.0     7.3       0.0     0.0    1.03    1.22
+    bytelm        2533    617              8.4     5.2       0.0     0.0    1.13    1.10
+
+(today's own step also ran 1.1-2.7x faster in the second run: the machine, not only the code, changed.)
 Fork (hand-over of the ready spare) 0.27 / 1.74 ms median, min 0.20 / 0.23 ms: < 5 ms. Curves
 identical in every row. What the transport itself costs per step, by thread CPU time in the
 trainer (matfact: header 12 us, copies 15 us, signal 8 us, wait 18-21 us; bytelm: copies 200 us
