@@ -11,7 +11,44 @@
 
 Run: python benchmarks/sandbox_overhead.py [--reps 5] [--steps 300] [--split-only]
 Rounds alternate the modes so machine noise hits each alike; medians are printed. On a busy
-machine wall times are noisy: compare the CPU seconds columns too.
+machine wall times are noisy: compare the CPU seconds columns too. Per task, part 2 prints the
+per-step synchronisation as a share of the split job's training time (wall: split step - today's
+step, times steps, over the split run's wall time) and of its CPU seconds (trainer and rule
+process together), and the split / today wall ratio.
+
+Measured 2026-11-30, `--split-only --reps 3`, AdamW, on 2 CPUs shared with four other sessions
+(load average 15-23: every figure below moves by 2x between identical runs; judge the targets on an
+idle machine), before = main at ed1bdf1, after = one `_foreach_copy_` per step each way and the
+sealed memfd, run back to back:
+
+    task         sync % of train   sync % of CPU   wall ratio
+                 before  after     before  after   before  after
+    rosenbrock   69.2    50.7      12.1     0.0    1.21    1.10
+    logreg       49.0    45.3      26.3    27.3    1.50    1.87
+    matfact      53.7    15.3      23.0     2.9    2.33    0.78
+    mlp_digits   45.3    43.3       0.0     1.5    1.39    2.22
+    cnn_digits   24.8    28.3       0.0     8.6    1.36    1.36
+    bytelm       11.3    10.8       0.0     0.0    1.20    1.03
+
+The same pair again at load average 4-6 (before, then after, 19:31 UTC):
+
+    task         split - today step, us   sync % of train   sync % of CPU   wall ratio
+                 before  after            before  after     before  after   before  after
+    rosenbrock     599    337             41.7    27.2      12.4     0.8    1.55    1.16
+    logreg        1199    298             44.2    11.8       4.5    12.8    1.46    1.62
+    matfact        676    225             34.1    24.8      14.2    14.1    1.45    1.50
+    mlp_digits    1057    365             28.3    19.1       0.0     0.0    1.13    1.19
+    cnn_digits    1525    332             24.0     7.3       0.0     0.0    1.03    1.22
+    bytelm        2533    617              8.4     5.2       0.0     0.0    1.13    1.10
+
+(today's own step also ran 1.1-2.7x faster in the second run: the machine, not only the code, changed.)
+Fork (hand-over of the ready spare) 0.27 / 1.74 ms median, min 0.20 / 0.23 ms: < 5 ms. Curves
+identical in every row. What the transport itself costs per step, by thread CPU time in the
+trainer (matfact: header 12 us, copies 15 us, signal 8 us, wait 18-21 us; bytelm: copies 200 us
+of 320 us before the one-dispatch copy) is small next to the two process hand-overs per step:
+on this machine the trainer's CPU per step barely falls when the rule's math leaves it, because
+each hand-over resumes a process on cold caches. Under load, wall time follows the pair's CPU
+demand over its scheduler share, so the wall-time targets cannot be judged here.
 """
 
 from __future__ import annotations
@@ -101,9 +138,10 @@ def split_rows(host, reps: int, max_steps: int, rule_name: str = "adamw") -> Non
           f"target < 5 ms: {med(fork) < 0.005}; back to back, the spare not ready yet: {med(back_to_back) * 1e3:.1f} ms")
     print(f"rule-process start (fork + load the rule + first handshake): {med(start) * 1e3:.1f} ms")
     print(f"{'task':11s} {'steps':>5s} {'today s':>8s} {'split s':>8s} {'ratio':>6s} {'today step us':>13s} "
-          f"{'split step us':>13s} {'sync % of train':>15s} {'today cpu s':>11s} {'split cpu s':>11s} {'+cpu %':>6s} {'same curve':>10s}")
+          f"{'split step us':>13s} {'sync % of train':>15s} {'today cpu s':>11s} {'split cpu s':>11s} {'+cpu %':>6s} "
+          f"{'sync % of cpu':>13s} {'same curve':>10s}")
     tasks = {t.name: t for t in get_suite("train").tasks}
-    worst_ratio, worst_sync = 0.0, 0.0
+    worst_ratio, worst_sync, worst_sync_cpu = 0.0, 0.0, 0.0
     all_cpu: dict[str, list[list[float]]] = {"today": [], "split": []}
     for name in SPLIT_TASKS:
         task = tasks[name]
@@ -129,16 +167,19 @@ def split_rows(host, reps: int, max_steps: int, rule_name: str = "adamw") -> Non
             all_cpu[mode].append(cpus[mode])
         ratio = med(walls["split"]) / med(walls["today"])
         sync = max(0.0, med(step_s["split"]) - med(step_s["today"])) * steps / med(walls["split"])
-        worst_ratio, worst_sync = max(worst_ratio, ratio), max(worst_sync, sync)
+        # the same share in CPU seconds (trainer and rule process): what the split adds over today's
+        # job, as a part of the split job's CPU; steadier than wall time on a loaded machine
+        sync_cpu = max(0.0, med(cpus["split"]) - med(cpus["today"])) / med(cpus["split"])
+        worst_ratio, worst_sync, worst_sync_cpu = max(worst_ratio, ratio), max(worst_sync, sync), max(worst_sync_cpu, sync_cpu)
         print(f"{name:11s} {steps:5d} {med(walls['today']):8.3f} {med(walls['split']):8.3f} {ratio:6.2f} "
               f"{med(step_s['today']) * 1e6:13.1f} {med(step_s['split']) * 1e6:13.1f} {100 * sync:14.1f}% "
               f"{med(cpus['today']):11.3f} {med(cpus['split']):11.3f} {100 * (med(cpus['split']) / med(cpus['today']) - 1):5.0f}% "
-              f"{str(curves['today'] == curves['split']):>10s}")
+              f"{100 * sync_cpu:12.1f}% {str(curves['today'] == curves['split']):>10s}")
     print(f"CPU: split / today's, all tasks: {sum(med(c) for c in all_cpu['split']) / sum(med(c) for c in all_cpu['today']):.2f}x "
           "(split = the trainer and its rule processes)")
     print(f"targets: per-step synchronisation (split step - today's step, x steps) < 10 % of training time: "
-          f"worst {100 * worst_sync:.1f} %, {worst_sync < 0.10}; train wall time <= 1.25x today's: worst "
-          f"{worst_ratio:.2f}x, {worst_ratio <= 1.25}")
+          f"worst {100 * worst_sync:.1f} %, {worst_sync < 0.10} (in CPU seconds: worst {100 * worst_sync_cpu:.1f} %, "
+          f"{worst_sync_cpu < 0.10}); train wall time <= 1.25x today's: worst {worst_ratio:.2f}x, {worst_ratio <= 1.25}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end; '+cpu %' is what the split adds in CPU seconds (both "
           "processes), the part of the overhead that depends least on machine load")
 

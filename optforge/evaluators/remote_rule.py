@@ -7,7 +7,7 @@ That process loads the candidate and calls its `init`, `update` and `eval_point`
 model, the data or the loss, only each tensor's `p` (read-only), `g` and `ctx`.
 
 Transport (both made by the trainer, inherited by the rule process, nothing named):
-- one memfd: a read-only part for the rule process [request header | source | p of each tensor]
+- one memfd, sealed against growing and shrinking: a read-only part for the rule process [request header | source | p of each tensor]
   and a writable part [g of each tensor | out of each tensor] (a rule may scribble on g, never on p:
   its mapping of p is PROT_READ, so writing p in place kills it with SIGSEGV);
 - two eventfds, "go" (trainer -> rule) and "done" (rule -> trainer); both sides block in read(2),
@@ -25,6 +25,7 @@ the memfd layout they share is `optforge.evaluators.rule_memfd`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -32,6 +33,8 @@ import signal
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+import torch
 
 from optforge.evaluators.rule_memfd import (
     _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, REPLY_NEED_NORM, Layout, Views, _body,
@@ -76,8 +79,11 @@ class RemoteRule:
                              tuple(r for *_, r in params), tuple((gi, pi) for gi, pi, _, _ in params), len(encoded))
         self._index = {id(p): k for k, (_, _, p, _) in enumerate(params)}
         self._host = host
-        self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC)
+        self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self._memfd, self.layout.ro_bytes + self.layout.rw_bytes)
+        # the rule process holds this fd read-write: shrinking it would kill this process with SIGBUS
+        # at its next read of the mapping, growing it would hold tmpfs memory outside its RLIMIT_AS
+        fcntl.fcntl(self._memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
         self._views = Views(self._memfd, self.layout, rule_side=False)
         off = self.layout.source_offset
         self._views.ro[off: off + len(encoded)] = encoded
@@ -127,11 +133,13 @@ class RemoteRule:
         ctxs = [a[-1] for a in args]
         _HEAD.pack_into(v.ro, 0, _OPS[op], n, -1 if ctx0 is None or ctx0.T is None else int(ctx0.T), 0.0)
         _body(n).pack_into(v.ro, _HEAD.size, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
-        p_views, g_views = v.p, v.g
-        for k, a in zip(idx, args):
-            p_views[k].copy_(a[0])
+        if args:
+            # every tensor's p (and g) into the memfd in one dispatch, not one copy_ per tensor
+            dst, src = [v.p[k] for k in idx], [a[0] for a in args]
             if op == "update":
-                g_views[k].copy_(a[1])
+                dst += [v.g[k] for k in idx]
+                src += [a[1] for a in args]
+            torch._foreach_copy_(dst, src)
         self._norm_ctx = ctx0 if op == "update" else None
         self._roundtrip()
         if op == "init":

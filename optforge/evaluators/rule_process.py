@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 from typing import Any
 
@@ -54,6 +55,9 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
     memfd, go, done, err_w = fds
     torch.set_num_threads(1)
+    # the rule process writes no file; with a file size limit of 0 it cannot fill a memfd of its
+    # own either (tmpfs memory outside its RLIMIT_AS): ftruncate or write past 0 bytes is SIGXFSZ
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     if args.get("exact_rss"):
         _return_freed_memory()
     layout = Layout.from_json(args["layout"])
@@ -90,6 +94,7 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
         norm = _Norm(views, go, done) if op == OP_UPDATE else _ZERO_NORM
         fields = _body(n).unpack_from(ro, _HEAD.size)
         T = None if T < 0 else T
+        outs, out_views = [], []
         try:
             for k, t, lr in zip(fields[:n], fields[n: 2 * n], fields[2 * n:]):
                 p, g, out_view, role, shape, dtype = tensors[k]
@@ -110,7 +115,12 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                     gi, pi = layout.where[k]
                     fn = "update" if op == OP_UPDATE else "eval_point"
                     fail(BadDelta(_bad_delta(rule, out, p, gi, pi, fn)), "bad_delta")
-                out_view.copy_(out)
+                outs.append(out)
+                out_views.append(out_view)
+            if outs:
+                torch._foreach_copy_(out_views, outs)  # one dispatch for every tensor's output
+                # the state probe reads this process's RSS between steps: hold no output past its copy
+                outs.clear()
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.eventfd_write(done, 1)
