@@ -196,6 +196,49 @@ def opto_steps_html(view: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def moh_procedures_html(view: Mapping[str, Any]) -> str:
+    """MoH's procedures (`strategy_views.moh_procedures`) by outer iteration: parent, meta-utility, per
+    subtask the best fitness its run reached and the rules it evaluated there, and why one failed."""
+    names = [n for n, _ in view["subtasks"]]
+    weights = ", ".join(f"{esc(n)} {w:g}" for n, w in view["subtasks"]) or "not resolved yet"
+    best = view.get("best")
+    out = [f"<p>The meta-utility of a procedure is the mean over subtasks, weighted {weights}, of the best fitness "
+           "its run reached there." + (f" Best: <code>{esc(best['id'])}</code> at {_score(best['utility'])}." if best else "")
+           + (f" Stopped: {esc(view['stop_reason'])}." if view.get("stop_reason") else "") + "</p>"]
+    head = ("<tr><th>procedure</th><th>parent</th><th>meta-utility</th>"
+            + "".join(f"<th>{esc(n)}</th>" for n in names) + "<th>idea</th></tr>")
+    for group in view["iterations"]:
+        meta = group["meta"]
+        if group["iteration"] is None:
+            out.append("<h3>seed procedures</h3>")
+        else:
+            out.append(f"<h3>iteration {int(group['iteration'])}</h3>")
+            if meta is not None:
+                out.append(f"<p>meta-optimizer <code>{esc(meta['meta_optimizer'])}</code> at "
+                           f"{_score(meta['incumbent_utility'])}; best new <code>{esc(meta['best_new'] or '-')}</code> "
+                           f"{_score(meta['best_new_utility'])}: {'accepted' if meta['accepted'] else 'not accepted'}</p>")
+        if not group["procedures"]:
+            out.append("<p>no new procedure</p>")
+            continue
+        body = "".join(
+            f"<tr><td><code>{esc(r['id'])}</code></td><td><code>{esc(r['parent'] or '-')}</code></td>"
+            f"<td class=\"num\">{_score(r['utility']) if r['utility'] is not None else esc(str(r['status']))}</td>"
+            + "".join(f"<td>{_moh_cell(r['subtasks'].get(n))}</td>" for n in names)
+            + f"<td>{esc(r['idea'])}" + (f"<br><i>{esc(str(r['status']))}: {esc(r['reason'])}</i>" if r["reason"] else "")
+            + "</td></tr>" for r in group["procedures"])
+        out.append(f"<table class=\"moh-procedures\">{head}{body}</table>")
+    out.append("<p>Per subtask: the best fitness, the best rule found, and the rules the run evaluated there.</p>")
+    return "".join(out)
+
+
+def _moh_cell(s: Mapping[str, Any] | None) -> str:
+    if s is None:
+        return "-"
+    rule = f" <code>{esc(s['candidate'])}</code>" if s.get("candidate") else ""
+    return (f"{_score(s['best'])}{rule} <span title=\"{esc(', '.join(s['found']))}\">"
+            f"({len(s['found'])} evaluated)</span>")
+
+
 @dataclass(frozen=True)
 class SourceParts:
     """A rule source split for reading: the program, and the generated library helpers it carries."""

@@ -3,7 +3,8 @@ meta-overfitting check and the best candidate's source. Promoted candidates are 
 candidate evaluated more than once at the last search stage (rollouts, repeats) ranks by the mean over
 its rows, shown with their sd and n. A POLCA run also shows its memory (the top candidates by mean
 over their rollouts), an OPTO run its steps (each chain's variable changes and the feedback they
-answered). `--records` lists the strategy's records instead. Feedback printed here names its tasks;
+answered), a MoH run its procedures by outer iteration (meta-utility, per-subtask fitness, parent,
+rules found). `--records` lists the strategy's records instead. Feedback printed here names its tasks;
 the prompts that carried it did not.
 """
 
@@ -14,6 +15,8 @@ import json
 from typing import Any
 
 from optforge.cli import UserError
+from optforge.commands.show_views import print_strategy_view
+from optforge.commands.table import signed as _num
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -239,62 +242,6 @@ def print_failures(rows: list[dict[str, Any]]) -> None:
         ids = r["candidates"]
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         print(f"  {r['status']} at {r['stage']} x{len(ids)} ({shown}): {r['reason']}")
-
-
-def _num(v: Any) -> str:
-    return "-" if v is None else f"{float(v):+.3f}"
-
-
-FEEDBACK_LINES = 8  # lines of each OPTO step's feedback printed (--json has all of it)
-
-
-def print_strategy_view(view: dict[str, Any] | None, run_dir: Any) -> None:
-    """POLCA's memory or OPTO's steps (`optforge.strategy_views`), if the run has one."""
-    from optforge.commands.table import format_table
-
-    if not view:
-        return
-    if view["kind"] == "polca_memory":
-        rows = view["rows"]
-        print(f"\nPOLCA memory after {view['iteration'] or 0} iteration(s): the top {len(rows)} of {view['size']} "
-              f"candidates by mean score over their rollouts (* the exploit pick: the best mean with at least "
-              f"{view['min_rollouts']} scores)")
-        if not rows:
-            print("  (empty: no warm start was queued)")
-        table = [["*" if r["best"] else "", (r["id"] + (f" {r['label']}" if r["label"] else "")), _num(r["mean"]),
-                  "-" if r["sd"] is None else f"{r['sd']:.3f}", r["n"], r["lost"], len(r["tasks"]), r["place"],
-                  r["parent"] or "-"] for r in rows]
-        if rows:
-            for line in format_table(["", "id", "mean", "sd", "n", "lost", "tasks", "where", "parent"], table,
-                                     right=(2, 3, 4, 5, 6)):
-                print("  " + line)
-            print("  n: known scores (one per task and search seed rolled out); lost: rollouts without a score")
-        if view.get("rejections"):
-            print("epsilon-net rejections (proposals never evaluated), by iteration: "
-                  + ", ".join(f"{it}: {n}" for it, n in view["rejections"]))
-        if view["context"]:
-            print(f"summarizer context: {view['context']}")
-        return
-    best = view.get("best")
-    print("\nOPTO steps" + (f" (best chain {best['chain']}: {best['candidate']} at {_num(best['fitness'])})" if best else "")
-          + ":")
-    if not view["rows"]:
-        print("  (no step taken yet)")
-    chain = None
-    for r in view["rows"]:
-        if r["chain"] != chain:
-            chain = r["chain"]
-            ended = view["ended"].get(str(chain))
-            print(f"chain {chain}" + (f" (ended: {ended})" if ended else ""))
-        res = r["result"]
-        got = ("" if res is None else f" -> {res['status']}" + ("" if res["fitness"] is None else f" {_num(res['fitness'])}")
-               + f" at {res['stage']}")
-        print(f"  step {r['step']}: {r['parent']} -> {r['candidate'] or '(no candidate)'}: {r['change']}{got}")
-        lines = r["feedback"].splitlines()
-        for i, line in enumerate(lines[:FEEDBACK_LINES]):
-            print(("    feedback: " if i == 0 else "              ") + line)
-        if len(lines) > FEEDBACK_LINES:
-            print(f"              ({len(lines) - FEEDBACK_LINES} more lines: optforge show {run_dir} --json)")
 
 
 def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
