@@ -214,9 +214,11 @@ def moh_procedures_html(view: Mapping[str, Any]) -> str:
         else:
             out.append(f"<h3>iteration {int(group['iteration'])}</h3>")
             if meta is not None:
+                new = (f"best new <code>{esc(meta['best_new'])}</code> {_score(meta['best_new_utility'])}: "
+                       f"{'accepted' if meta['accepted'] else 'not accepted'}" if meta["best_new"] else
+                       "no new procedure scored")
                 out.append(f"<p>meta-optimizer <code>{esc(meta['meta_optimizer'])}</code> at "
-                           f"{_score(meta['incumbent_utility'])}; best new <code>{esc(meta['best_new'] or '-')}</code> "
-                           f"{_score(meta['best_new_utility'])}: {'accepted' if meta['accepted'] else 'not accepted'}</p>")
+                           f"{_score(meta['incumbent_utility'])}; {new}</p>")
         if not group["procedures"]:
             out.append("<p>no new procedure</p>")
             continue

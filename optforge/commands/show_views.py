@@ -78,9 +78,10 @@ def print_moh_procedures(view: dict[str, Any]) -> None:
             print("seed procedures:")
         else:
             print(f"iteration {group['iteration']}" + ("" if meta is None else
-                  f" (meta-optimizer {meta['meta_optimizer']} at {_num(meta['incumbent_utility'])}; best new: "
-                  f"{meta['best_new'] or '-'} {_num(meta['best_new_utility'])}, "
-                  f"{'accepted' if meta['accepted'] else 'not accepted'})") + ":")
+                  f" (meta-optimizer {meta['meta_optimizer']} at {_num(meta['incumbent_utility'])}; "
+                  + (f"best new: {meta['best_new']} {_num(meta['best_new_utility'])}, "
+                     f"{'accepted' if meta['accepted'] else 'not accepted'})" if meta["best_new"] else
+                     "no new procedure scored)")) + ":")
         rows = group["procedures"]
         if not rows:
             print("  (no new procedure)")
