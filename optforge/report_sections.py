@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from optforge.commands.table import clipped
 from optforge.evaluators.scoring import format_score
 from optforge.rule_flags import task_detection_flags
 from optforge.search.symbolic.program import ProgramError, parse
@@ -75,6 +76,8 @@ def config_html(config: Mapping[str, Any]) -> str:
     return f"<pre class=\"config\">{esc(yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False))}</pre>"
 
 
+RECORD_HTML_CHARS = 600
+"""Characters of a strategy record the report shows (a marker says how many more, and how to see them)."""
 _CONFIG_FIRST = ("strategy", "suite", "stages", "budget", "slots", "seed", "deterministic")
 
 
@@ -140,7 +143,7 @@ def records_html(rows: Sequence[Mapping[str, Any]], per_kind: int = 20, suite: s
     for kind in sorted({r["kind"] for r in rows}):
         group = [r for r in rows if r["kind"] == kind]
         items = [f"<li>{'<code>' + esc(r['candidate']) + '</code> ' if r['candidate'] else ''}"
-                 f"<code>{esc(json.dumps(readable(r['data'], suite) if suite else r['data'], sort_keys=True, ensure_ascii=False)[:600])}</code></li>"
+                 f"<code>{esc(clipped(json.dumps(readable(r['data'], suite) if suite else r['data'], sort_keys=True, ensure_ascii=False), RECORD_HTML_CHARS, 'optforge show RUN --records --full'))}</code></li>"
                  for r in group[-per_kind:]]
         more = f" (the last {per_kind} shown)" if len(group) > per_kind else ""
         out.append(f"<h3>{esc(kind)} ({len(group)}){more}</h3><ul>{''.join(items)}</ul>")
