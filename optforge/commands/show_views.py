@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optforge.commands.table import format_table
+from optforge.commands.table import clipped, format_table
 from optforge.commands.table import signed as _num
 
 FEEDBACK_LINES = 8  # lines of each OPTO step's feedback printed (--json has all of it)
@@ -87,7 +87,7 @@ def print_moh_procedures(view: dict[str, Any]) -> None:
             print("  (no new procedure)")
             continue
         table = [[r["id"], r["parent"] or "-", _num(r["utility"]) if r["utility"] is not None else r["status"],
-                  *(_subtask_cell(r["subtasks"].get(n)) for n in names), r["idea"][:60] or "-"] for r in rows]
+                  *(_subtask_cell(r["subtasks"].get(n)) for n in names), clipped(r["idea"], 60) or "-"] for r in rows]
         for line in format_table(["id", "parent", "meta-utility", *names, "idea"], table,
                                  right=tuple(range(2, 3 + len(names)))):
             print("  " + line)
