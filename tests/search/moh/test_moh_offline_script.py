@@ -43,6 +43,7 @@ def test_the_offline_script_loads_and_answers_with_rules_and_procedures_that_pas
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5400)
 def test_the_offline_script_drives_moh_smoke_to_the_end_of_its_iterations(tmp_path):
     with ScriptedServer(SCRIPT) as server:
         done = subprocess.run([sys.executable, "-m", "optforge", "run", str(CONFIGS / "moh_smoke.yaml"), "--quiet",
