@@ -95,7 +95,7 @@ def behaviour(source: str):
 
 def text_local_embedder():
     from optforge.search.polca import text_local
-    from optforge.search.polca.strategy import text_embedder
+    from optforge.search.polca.embedders import text_embedder
 
     return text_embedder(text_local.embed_texts)
 

@@ -5,8 +5,8 @@ best-so-far line; the promotion funnel; per-task scores of the top candidates an
 heatmap, and a table for the best candidate and the references with each score's 95 % interval, best
 loss, AdamW's loss and the chosen lr); the best candidate's validation curves against tuned AdamW, its
 task-detection flags and its program (helpers folded); its lineage, with each ancestor's fitness and a
-diff of the program; failure reasons by status; POLCA's memory or OPTO's steps (`strategy_views`); the
-strategy's records; and the run config.
+diff of the program; failure reasons by status; POLCA's memory, OPTO's steps or MoH's procedures
+(`strategy_views`); the strategy's records; and the run config.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from optforge.export import choose_best
 from optforge.funnel import funnel_counts
 from optforge.report_plots import Figure, best_so_far, fig_curves, fig_funnel, fig_heatmap, fig_timeline, timeline
 from optforge.report_sections import (
-    config_html, definition_list, failures_html, fitness_text, label, lineage_html, named, opto_steps_html,
-    polca_memory_html, records_html, source_html, task_detection_html, task_table,
+    config_html, definition_list, failures_html, fitness_text, label, lineage_html, moh_procedures_html, named,
+    opto_steps_html, polca_memory_html, records_html, source_html, task_detection_html, task_table,
 )
 from optforge.store import EvaluationRecord, Store
 from optforge.strategy_views import strategy_view
@@ -140,6 +140,8 @@ def build_report(run_dir: str | Path, top: int = 8) -> str:
         view = strategy_view(store, config)
         if view is not None and view["kind"] == "polca_memory":
             parts.append("<h2>POLCA memory</h2>" + polca_memory_html(view))
+        elif view is not None and view["kind"] == "moh_procedures":
+            parts.append("<h2>MoH procedures</h2>" + moh_procedures_html(view))
         elif view is not None:
             parts.append("<h2>OPTO steps</h2>" + opto_steps_html(view))
         parts.append("<h2>Strategy records</h2>" + records_html(record_rows(store), suite=str(config.suite)))

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from optforge.commands.table import clipped
 from optforge.evaluators.scoring import format_score
 from optforge.rule_flags import task_detection_flags
 from optforge.search.symbolic.program import ProgramError, parse
@@ -75,6 +76,8 @@ def config_html(config: Mapping[str, Any]) -> str:
     return f"<pre class=\"config\">{esc(yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False))}</pre>"
 
 
+RECORD_HTML_CHARS = 600
+"""Characters of a strategy record the report shows (a marker says how many more, and how to see them)."""
 _CONFIG_FIRST = ("strategy", "suite", "stages", "budget", "slots", "seed", "deterministic")
 
 
@@ -140,7 +143,7 @@ def records_html(rows: Sequence[Mapping[str, Any]], per_kind: int = 20, suite: s
     for kind in sorted({r["kind"] for r in rows}):
         group = [r for r in rows if r["kind"] == kind]
         items = [f"<li>{'<code>' + esc(r['candidate']) + '</code> ' if r['candidate'] else ''}"
-                 f"<code>{esc(json.dumps(readable(r['data'], suite) if suite else r['data'], sort_keys=True, ensure_ascii=False)[:600])}</code></li>"
+                 f"<code>{esc(clipped(json.dumps(readable(r['data'], suite) if suite else r['data'], sort_keys=True, ensure_ascii=False), RECORD_HTML_CHARS, 'optforge show RUN --records --full'))}</code></li>"
                  for r in group[-per_kind:]]
         more = f" (the last {per_kind} shown)" if len(group) > per_kind else ""
         out.append(f"<h3>{esc(kind)} ({len(group)}){more}</h3><ul>{''.join(items)}</ul>")
@@ -194,6 +197,51 @@ def opto_steps_html(view: Mapping[str, Any]) -> str:
                        f"<details><summary>feedback it answered</summary><pre>{esc(r['feedback'])}</pre></details></li>")
         out.append("</ol>")
     return "".join(out)
+
+
+def moh_procedures_html(view: Mapping[str, Any]) -> str:
+    """MoH's procedures (`strategy_views.moh_procedures`) by outer iteration: parent, meta-utility, per
+    subtask the best fitness its run reached and the rules it evaluated there, and why one failed."""
+    names = [n for n, _ in view["subtasks"]]
+    weights = ", ".join(f"{esc(n)} {w:g}" for n, w in view["subtasks"]) or "not resolved yet"
+    best = view.get("best")
+    out = [f"<p>The meta-utility of a procedure is the mean over subtasks, weighted {weights}, of the best fitness "
+           "its run reached there." + (f" Best: <code>{esc(best['id'])}</code> at {_score(best['utility'])}." if best else "")
+           + (f" Stopped: {esc(view['stop_reason'])}." if view.get("stop_reason") else "") + "</p>"]
+    head = ("<tr><th>procedure</th><th>parent</th><th>meta-utility</th>"
+            + "".join(f"<th>{esc(n)}</th>" for n in names) + "<th>idea</th></tr>")
+    for group in view["iterations"]:
+        meta = group["meta"]
+        if group["iteration"] is None:
+            out.append("<h3>seed procedures</h3>")
+        else:
+            out.append(f"<h3>iteration {int(group['iteration'])}</h3>")
+            if meta is not None:
+                new = (f"best new <code>{esc(meta['best_new'])}</code> {_score(meta['best_new_utility'])}: "
+                       f"{'accepted' if meta['accepted'] else 'not accepted'}" if meta["best_new"] else
+                       "no new procedure scored")
+                out.append(f"<p>meta-optimizer <code>{esc(meta['meta_optimizer'])}</code> at "
+                           f"{_score(meta['incumbent_utility'])}; {new}</p>")
+        if not group["procedures"]:
+            out.append("<p>no new procedure</p>")
+            continue
+        body = "".join(
+            f"<tr><td><code>{esc(r['id'])}</code></td><td><code>{esc(r['parent'] or '-')}</code></td>"
+            f"<td class=\"num\">{_score(r['utility']) if r['utility'] is not None else esc(str(r['status']))}</td>"
+            + "".join(f"<td>{_moh_cell(r['subtasks'].get(n))}</td>" for n in names)
+            + f"<td>{esc(r['idea'])}" + (f"<br><i>{esc(str(r['status']))}: {esc(r['reason'])}</i>" if r["reason"] else "")
+            + "</td></tr>" for r in group["procedures"])
+        out.append(f"<table class=\"moh-procedures\">{head}{body}</table>")
+    out.append("<p>Per subtask: the best fitness, the best rule found, and the rules the run evaluated there.</p>")
+    return "".join(out)
+
+
+def _moh_cell(s: Mapping[str, Any] | None) -> str:
+    if s is None:
+        return "-"
+    rule = f" <code>{esc(s['candidate'])}</code>" if s.get("candidate") else ""
+    return (f"{_score(s['best'])}{rule} <span title=\"{esc(', '.join(s['found']))}\">"
+            f"({len(s['found'])} evaluated)</span>")
 
 
 @dataclass(frozen=True)

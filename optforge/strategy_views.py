@@ -6,7 +6,11 @@
   at least `min_rollouts` scores), from the stored strategy state; and the epsilon-net's rejections per
   iteration, from its `epsilon_rejection` records;
 - OPTO (`opto_steps`): each OptoPrime step of each chain, from its `step` records: the variables'
-  change (or why the answer was unusable), the result of the rule it made, and the feedback it answered.
+  change (or why the answer was unusable), the result of the rule it made, and the feedback it answered;
+- MoH (`moh_procedures`): per outer iteration (the seed procedures first), each procedure with its
+  parent, its meta-utility and, per subtask, the best fitness its run reached and the rules it found,
+  from the `procedure` records (and the stored state, for one still being scored), with the
+  `meta_iteration` records saying which meta-optimizer ran and whether the best new one replaced it.
 
 Feedback is shown to a person here, so its tasks are named (`optforge.task_names`); the prompts kept
 them anonymous.
@@ -22,11 +26,14 @@ from optforge.task_names import name_labels, name_tasks, suite_tasks
 
 
 def strategy_view(store: Any, config: Any, top: int = 10) -> dict[str, Any] | None:
-    """{"kind": "polca_memory" | "opto_steps", "rows": [...], ...} for a POLCA or OPTO run; None otherwise."""
+    """{"kind": "polca_memory" | "opto_steps" | "moh_procedures", ...} for a POLCA, OPTO or MoH run;
+    None otherwise."""
     if config.strategy_name == "polca":
         return polca_memory(store, config, top)
     if config.strategy_name == "opto":
         return opto_steps(store, config)
+    if config.strategy_name == "moh":
+        return moh_procedures(store)
     return None
 
 
@@ -109,6 +116,41 @@ def _last_result(store: Any, cid: str, stage: str) -> Any:
         return ev
     evs = [e for e in store.evaluations(cid) if e.rollout_id is None]
     return max(evs, key=lambda e: e.created) if evs else None
+
+
+def moh_procedures(store: Any) -> dict[str, Any]:
+    """MoH's procedures grouped by outer iteration: {"subtasks": [[name, weight]], "iterations": [{"iteration":
+    None (the seed procedures) or N, "meta": the `meta_iteration` record or None, "procedures": [row]}],
+    "best", "meta_optimizer", "stop_reason"}. A row: id, parent, origin, idea, utility (None while being
+    scored), status, reason, and per subtask {"best", "candidate" (the best rule), "found" (the rule
+    candidates its run evaluated), "status"}."""
+    state = store.strategy_state() or {}
+    scored = {r.data["id"]: r.data for r in store.records("procedure")}
+    procedures = [*scored.values(), *(p for p in state.get("procedures") or [] if p["id"] not in scored)]
+    metas = {int(r.data["iteration"]): r.data for r in store.records("meta_iteration")}
+    subtasks = [[str(n), float(w)] for n, _, w in state.get("subtasks") or []]
+    if not subtasks:
+        first = next(iter(store.records("subtasks")), None)
+        subtasks = [[n, float(d["weight"])] for n, d in ((first.data if first else {}).get("subtasks") or {}).items()]
+    groups: dict[int | None, list[dict[str, Any]]] = {}
+    for p in procedures:
+        groups.setdefault(p.get("iteration"), []).append(_procedure_row(p))
+    for it in metas:
+        groups.setdefault(it, [])
+    order = sorted(groups, key=lambda it: -1 if it is None else it)
+    return {"kind": "moh_procedures", "subtasks": subtasks,
+            "iterations": [{"iteration": it, "meta": metas.get(it) if it is not None else None,
+                            "procedures": groups[it]} for it in order],
+            "best": state.get("best"), "meta_optimizer": state.get("meta_optimizer"),
+            "stop_reason": state.get("stop_reason")}
+
+
+def _procedure_row(p: Mapping[str, Any]) -> dict[str, Any]:
+    runs = {name: {"best": s.get("best"), "candidate": s.get("candidate"), "found": list(s.get("found") or []),
+                   "status": s.get("status"), "reason": s.get("reason")}
+            for name, s in (p.get("subtasks") or {}).items()}
+    return {"id": p["id"], "parent": p.get("parent"), "origin": p.get("origin"), "idea": p.get("idea") or "",
+            "utility": p.get("utility"), "status": p.get("status"), "reason": p.get("reason"), "subtasks": runs}
 
 
 def readable(value: Any, suite: str) -> Any:

@@ -94,7 +94,7 @@ def render(result: Any, name: str) -> str:
         lines += smoke_checks(result)
         lines.append(f"status {result.status.value}")
         if result.status.value != "ok" and result.feedback:
-            lines += ["", result.feedback]  # why the gate failed (an ok gate's feedback speaks of fitness)
+            lines += ["", readable_feedback(result)]  # why the gate failed (an ok gate's feedback speaks of fitness)
         return "\n".join(lines)
     if tasks:
         w = max(len("task"), *(len(k) for k in tasks))
@@ -122,8 +122,17 @@ def render(result: Any, name: str) -> str:
     lines.append(f"status {result.status.value}")
     if result.feedback:
         lines.append("")
-        lines.append(result.feedback)
+        lines.append(readable_feedback(result))
     return "\n".join(lines)
+
+
+def readable_feedback(result: Any) -> str:
+    """The evaluation's feedback with its tasks named ("matfact (matrix task, T=300)"): the feedback
+    keeps them anonymous for the prompts it goes into; the person reading this needs the name."""
+    from optforge.task_names import name_tasks, suite_tasks
+
+    scores = {k: t.get("score") for k, t in ((result.metrics or {}).get("tasks") or {}).items()}
+    return name_tasks(result.feedback, suite_tasks(result.suite), scores=scores)
 
 
 def run(args: argparse.Namespace) -> int:

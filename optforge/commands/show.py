@@ -1,9 +1,11 @@
-"""`optforge show RUN_DIR [--json] [--top N] [--records [--kind K]]`: leaderboard, funnel counts,
+"""`optforge show RUN_DIR [--json] [--top N] [--records [--kind K] [--full]]`: leaderboard, funnel counts,
 meta-overfitting check and the best candidate's source. Promoted candidates are marked with `*`. A
 candidate evaluated more than once at the last search stage (rollouts, repeats) ranks by the mean over
 its rows, shown with their sd and n. A POLCA run also shows its memory (the top candidates by mean
 over their rollouts), an OPTO run its steps (each chain's variable changes and the feedback they
-answered). `--records` lists the strategy's records instead. Feedback printed here names its tasks;
+answered), a MoH run its procedures by outer iteration (meta-utility, per-subtask fitness, parent,
+rules found). `--records` lists the strategy's records instead, each cut at 300 characters
+with a marker saying how many more there are (`--full`: whole). Feedback printed here names its tasks;
 the prompts that carried it did not.
 """
 
@@ -11,9 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
+from optforge.commands.show_views import print_strategy_view
+from optforge.commands.table import clipped
+from optforge.commands.table import signed as _num
+
+RECORD_CHARS = 300
+"""Characters of a record `show --records` prints without `--full`."""
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -24,6 +34,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--records", action="store_true", help="list the strategy's records (summaries, rejected "
                    "proposals, meta-programs) instead")
     p.add_argument("--kind", help="with --records: only records of this kind")
+    p.add_argument("--full", action="store_true", help=f"with --records: print each record whole (default: the "
+                   f"first {RECORD_CHARS} characters, and how many more there are)")
     return p
 
 
@@ -36,15 +48,18 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise UserError(str(e)) from e
     config = RunConfig.from_dict(store.config()) if store.config() else RunConfig()
-    if args.kind and not args.records:
-        raise UserError("--kind selects strategy records: use it with --records")
+    for flag in ("kind", "full"):
+        if getattr(args, flag) and not args.records:
+            raise UserError(f"--{flag} is about strategy records: use it with --records")
     if args.records:
-        return print_records(store, args.kind, as_json=args.json, suite=config.suite)
+        return print_records(store, args.kind, as_json=args.json, suite=config.suite, full=args.full)
     if args.json:
         print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
         return 0
     s = summary(store, config, top=args.top)
-    print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {s['status']}"
+    status = s["status"] + (" (its process is gone: nothing written for over a minute; continue it with "
+                            f"optforge run --resume {store.run_dir})" if s["activity"] == KILLED else "")
+    print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {status}"
           f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations,"
           f" score_version {s['score_version']}")
     if s["llm"]["requests"]:
@@ -187,8 +202,28 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
     partial = sorted({r["stage"] for r in rows if r["status"] == "ok" and r["stage"] != last})
     if partial:
-        print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} (the run stopped before); "
+        why = "not yet: the run is running" if run_activity(store) == RUNNING else "the run stopped before"
+        print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} ({why}); "
               f"ranked below every candidate with a {last} fitness")
+
+
+RUNNING, KILLED = "running", "killed"
+LIVE_S = 60.0
+"""A live run writes its store every few seconds (the engine saves its elapsed time every 5 s)."""
+
+
+def run_activity(store: Any, now: float | None = None) -> str:
+    """The stored run status, with `running` checked against the store's files: RUNNING while they were
+    written in the last LIVE_S seconds, else KILLED (its process died without saying so: SIGKILL, a
+    crash, a lost machine). There is no lock to ask, so this is what a reader can tell."""
+    from optforge.store.db import DB_NAME
+
+    status = store.meta("status", "unknown")
+    if status != RUNNING:
+        return status
+    files = [Path(store.run_dir) / name for name in (DB_NAME, DB_NAME + "-wal")]
+    written = max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+    return RUNNING if (time.time() if now is None else now) - written < LIVE_S else KILLED
 
 
 def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
@@ -197,8 +232,9 @@ def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
             for r in store.records(kind)]
 
 
-def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite: str = "") -> int:
-    """The records, one line each (their texts' tasks named for reading), or as stored with `as_json`."""
+def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite: str = "", full: bool = False) -> int:
+    """The records, one line each (their texts' tasks named for reading), cut at RECORD_CHARS characters
+    with a marker unless `full`; or as stored with `as_json`."""
     from optforge.strategy_views import readable
 
     rows = record_rows(store, kind)
@@ -213,7 +249,8 @@ def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite:
     for r in rows:
         about = f" [{r['candidate']}]" if r["candidate"] else ""
         data = readable(r["data"], suite) if suite else r["data"]
-        print(f"#{r['id']} {r['kind']}{about}: {json.dumps(data, sort_keys=True, ensure_ascii=False)[:300]}")
+        text = clipped(json.dumps(data, sort_keys=True, ensure_ascii=False), None if full else RECORD_CHARS, "--full")
+        print(f"#{r['id']} {r['kind']}{about}: {text}")
     return 0
 
 
@@ -241,62 +278,6 @@ def print_failures(rows: list[dict[str, Any]]) -> None:
         print(f"  {r['status']} at {r['stage']} x{len(ids)} ({shown}): {r['reason']}")
 
 
-def _num(v: Any) -> str:
-    return "-" if v is None else f"{float(v):+.3f}"
-
-
-FEEDBACK_LINES = 8  # lines of each OPTO step's feedback printed (--json has all of it)
-
-
-def print_strategy_view(view: dict[str, Any] | None, run_dir: Any) -> None:
-    """POLCA's memory or OPTO's steps (`optforge.strategy_views`), if the run has one."""
-    from optforge.commands.table import format_table
-
-    if not view:
-        return
-    if view["kind"] == "polca_memory":
-        rows = view["rows"]
-        print(f"\nPOLCA memory after {view['iteration'] or 0} iteration(s): the top {len(rows)} of {view['size']} "
-              f"candidates by mean score over their rollouts (* the exploit pick: the best mean with at least "
-              f"{view['min_rollouts']} scores)")
-        if not rows:
-            print("  (empty: no warm start was queued)")
-        table = [["*" if r["best"] else "", (r["id"] + (f" {r['label']}" if r["label"] else "")), _num(r["mean"]),
-                  "-" if r["sd"] is None else f"{r['sd']:.3f}", r["n"], r["lost"], len(r["tasks"]), r["place"],
-                  r["parent"] or "-"] for r in rows]
-        if rows:
-            for line in format_table(["", "id", "mean", "sd", "n", "lost", "tasks", "where", "parent"], table,
-                                     right=(2, 3, 4, 5, 6)):
-                print("  " + line)
-            print("  n: known scores (one per task and search seed rolled out); lost: rollouts without a score")
-        if view.get("rejections"):
-            print("epsilon-net rejections (proposals never evaluated), by iteration: "
-                  + ", ".join(f"{it}: {n}" for it, n in view["rejections"]))
-        if view["context"]:
-            print(f"summarizer context: {view['context']}")
-        return
-    best = view.get("best")
-    print("\nOPTO steps" + (f" (best chain {best['chain']}: {best['candidate']} at {_num(best['fitness'])})" if best else "")
-          + ":")
-    if not view["rows"]:
-        print("  (no step taken yet)")
-    chain = None
-    for r in view["rows"]:
-        if r["chain"] != chain:
-            chain = r["chain"]
-            ended = view["ended"].get(str(chain))
-            print(f"chain {chain}" + (f" (ended: {ended})" if ended else ""))
-        res = r["result"]
-        got = ("" if res is None else f" -> {res['status']}" + ("" if res["fitness"] is None else f" {_num(res['fitness'])}")
-               + f" at {res['stage']}")
-        print(f"  step {r['step']}: {r['parent']} -> {r['candidate'] or '(no candidate)'}: {r['change']}{got}")
-        lines = r["feedback"].splitlines()
-        for i, line in enumerate(lines[:FEEDBACK_LINES]):
-            print(("    feedback: " if i == 0 else "              ") + line)
-        if len(lines) > FEEDBACK_LINES:
-            print(f"              ({len(lines) - FEEDBACK_LINES} more lines: optforge show {run_dir} --json)")
-
-
 def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
@@ -306,7 +287,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)
     best = _best(store, config)
     return {
-        "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"),
+        "run_dir": str(store.run_dir), "status": store.meta("status", "unknown"), "activity": run_activity(store),
         "stop_reason": store.meta("stop_reason", ""), "config": store.config(), "versions": store.meta("versions", {}),
         # a run from before score versions were recorded was scored with version 1
         "score_version": (store.meta("versions", {}) or {}).get("score_version", 1),

@@ -3,7 +3,9 @@ LLMs with Meta-Optimization", ICLR 2026, arXiv 2505.20881): LLM-written search p
 `improve(population, utility, llm, task)` find rules on several subtasks of the search suite, and the
 best procedure, run on the procedure population (self-invocation), writes better procedures.
 
-- `strategy.MohStrategy`: the broker and the phases (see its docstring);
+- `strategy.MohStrategy`: the phases and the two levels (see its docstring);
+- `broker.CallBroker`: starts its procedure runs and serves their calls (LLM, utility), with the logs
+  that make a run resumable;
 - `params.MohConfig`: the `strategy:` keys, through `optforge.config.build_strategy_params`, with
   defaults scaled to CPU (`params.cpu_defaults`);
 - `subtasks`: subtasks of the search suite, their weights (task cost by default) and the meta-utility;

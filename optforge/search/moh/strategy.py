@@ -1,4 +1,5 @@
-"""The MoH strategy: the broker that runs LLM-written search procedures, on two levels.
+"""The MoH strategy: the phases and the two levels of a search by LLM-written procedures (the calls
+the procedures make are served by `broker.CallBroker`, its mixin).
 
 Phases (Shi et al., ICLR 2026, arXiv 2505.20881, `moh.py`):
 
@@ -17,14 +18,6 @@ turn (sandboxes never nest: a meta run waits while the broker runs the procedure
 and takes the weighted mean of the best fitness each run reached (`subtasks.meta_utility`). A run
 that fails (a limit, an exception, no result) gives the procedure WORST, with the reason.
 
-Calls of a running procedure (`optforge.sandbox.procedure`), served here:
-- `llm` / `llm_batch`: through the run's LLM client, within the run's `llm_calls_per_run`
-  sub-budget and the run's LLM budget; past either the call is refused with the reason;
-- `utility(source, subtask)` of an inner run: a rule evaluation on exactly that subtask's tasks of
-  the search suite (`evals.Evaluations`), within `max_evals_per_subtask`, answered in `observe`; a
-  subtask that is not the run's own (a held-out suite or task, say) is refused as `bad_request`;
-- `utility(source, task)` of a meta run: the procedure's meta-utility (above).
-
 Only one procedure run is active at a time, so the proposals (and the run, in deterministic mode)
 do not depend on timing. While a run computes or waits, `propose` returns nothing and `busy()` is
 True. `state()` keeps the runs on the stack with their answer logs: a resumed run restarts from its
@@ -40,15 +33,13 @@ from typing import Any, Callable
 import numpy as np
 
 from optforge import seeds as seedlib
-from optforge.llm.budget import BudgetExhausted
-from optforge.llm.client import LLMError
-from optforge.sandbox.procedure import ProcedureCall, ProcedureEnd
 from optforge.search.base import SEARCH_STAGES, Rollout, StrategyBase
 from optforge.search.moh import prompt
+from optforge.search.moh.broker import CallBroker
 from optforge.search.moh.evals import Evaluations
 from optforge.search.moh.params import MohConfig
 from optforge.search.moh.procedures import idea_of, load_procedure
-from optforge.search.moh.runs import INNER, META, RunSpec, call_key
+from optforge.search.moh.runs import INNER, META, RunSpec
 from optforge.search.moh.subtasks import WORST, Subtask, meta_utility, resolve_subtasks
 from optforge.types import Candidate, EvaluationResult
 
@@ -57,12 +48,9 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 POLL_S = 0.5
 """How long one `propose` waits for the active run's next call before it returns nothing (busy)."""
-RESTART_S = 60.0
-"""How long a restarted run may take to reach the call it was killed in (its replayed calls are instant)."""
-BAD_REQUEST = "bad_request"
 
 
-class MohStrategy(StrategyBase):
+class MohStrategy(CallBroker, StrategyBase):
     name = "moh"
 
     def __init__(self, config: MohConfig, llm: Any, rng: np.random.Generator, sandbox: Any,
@@ -320,123 +308,6 @@ class MohStrategy(StrategyBase):
         self.n_runs += 1
         self.stack.append(spec)
 
-    # -- running procedures -----------------------------------------------------------------------
-
-    def _restart_stack(self) -> None:
-        """Start the runs of the stack that have no process (new, or restarted on resume), bottom up; a
-        restarted run is driven through its logged calls to the one it waited on."""
-        for spec in list(self.stack):
-            if spec.run_id in self.handles:
-                continue
-            source = self._procedure(spec.procedure)["source"]
-            self.handles[spec.run_id] = self.sandbox.start(source, population=spec.population, task=spec.task,
-                                                           seed=spec.seed)
-            self.replayed[spec.run_id] = 0
-            if spec.log or spec.pending is not None:
-                self._catch_up(spec)
-            if spec not in self.stack:
-                return  # it ended or failed while catching up
-
-    def _catch_up(self, spec: RunSpec) -> None:
-        """Answer a restarted run from its log until it asks the call it was killed in (or ends)."""
-        handle = self.handles[spec.run_id]
-        while spec in self.stack and (self.replayed[spec.run_id] < len(spec.log) or
-                                      (spec.pending is not None and spec.run_id not in self.calls)):
-            event = handle.poll(RESTART_S)
-            if event is None:
-                self._fail_run(spec, f"did not reach its logged call {self.replayed[spec.run_id] + 1} within "
-                                     f"{RESTART_S:g} s of its restart")
-                return
-            self._on_event(spec, event)
-
-    def _on_event(self, spec: RunSpec, event: ProcedureCall | ProcedureEnd) -> None:
-        if isinstance(event, ProcedureEnd):
-            self._ended(spec, event)
-            return
-        key = call_key(event.kind, event.args)
-        done = self.replayed.get(spec.run_id, 0)
-        if done < len(spec.log):
-            entry = spec.log[done]
-            if entry["key"] != key:
-                self._fail_run(spec, f"on resume the procedure made another call {done + 1} ({event.kind}) than it "
-                                     "made before: it is not deterministic")
-                return
-            self.replayed[spec.run_id] = done + 1
-            handle = self.handles[spec.run_id]
-            if "refused" in entry:
-                handle.refuse(event, entry["refused"])
-            else:
-                handle.answer(event, entry["answer"])
-            return
-        if spec.pending is not None:
-            if key != spec.pending:
-                self._fail_run(spec, f"on resume the procedure made another call ({event.kind}) than the one it "
-                                     "waited on: it is not deterministic")
-                return
-            self.calls[spec.run_id] = event  # its answer comes from the engine, as before the restart
-            return
-        if event.kind in ("llm", "llm_batch"):
-            self._serve_llm(spec, event, key)
-        elif event.kind == "utility":
-            self._serve_utility(spec, event, key)
-        else:
-            self._refuse(spec, event, key, f"{BAD_REQUEST}: unknown call kind {event.kind!r}")
-
-    def _serve_llm(self, spec: RunSpec, call: Any, key: str) -> None:
-        args = call.args
-        batch = call.kind == "llm_batch"
-        messages = list(args.get("messages") or []) if batch else [args.get("message")]
-        system, temperature = args.get("system"), args.get("temperature")
-        bad = _bad_llm_args(system, messages, temperature)
-        if bad:
-            return self._refuse(spec, call, key, f"{BAD_REQUEST}: {bad}")
-        limit = self.config.llm_calls_per_run
-        if spec.llm_calls + len(messages) > limit:
-            return self._refuse(spec, call, key, f"LLM sub-budget: this run may make {limit} LLM calls (strategy."
-                                                 f"llm_calls_per_run), {spec.llm_calls} made, {len(messages)} asked")
-        spec.llm_calls += len(messages)
-        requests = [{"messages": [{"role": "system", "content": system}, {"role": "user", "content": m}],
-                     "temperature": float(temperature)} for m in messages]
-        responses = self.llm.complete_many(requests)  # a ReplayError (diverged replay) is raised out
-        self.record("procedure_llm", {"run": spec.run_id, "procedure": spec.procedure, "calls": len(messages),
-                                      "prompt_hashes": [getattr(getattr(r, "call", None), "prompt_hash", None)
-                                                        for r in responses]})
-        failed = next((r for r in responses if isinstance(r, (BudgetExhausted, LLMError))), None)
-        if failed is not None:
-            what = "the run's LLM budget is exhausted" if isinstance(failed, BudgetExhausted) else "the LLM call failed"
-            return self._refuse(spec, call, key, f"{what}: {failed}", llm=len(messages))
-        texts = [r.text for r in responses]
-        self._log_answer(spec, call, key, texts if batch else texts[0], llm=len(messages))
-
-    def _serve_utility(self, spec: RunSpec, call: Any, key: str) -> None:
-        source, asked = call.args.get("source"), call.args.get("subtask")
-        if isinstance(source, dict):  # {"source", "idea"}, as a procedure returns it
-            source = source.get("source")
-        if not isinstance(source, str) or not source.strip():
-            return self._refuse(spec, call, key, f"{BAD_REQUEST}: utility needs the solution's source text")
-        if asked not in (spec.subtask, spec.task):
-            return self._refuse(spec, call, key, f"{BAD_REQUEST}: utility of subtask {str(asked)[:80]!r}: this run may "
-                                                 f"evaluate only on its own subtask '{spec.subtask}' of the search suite "
-                                                 "(pass the task it was given)")
-        cap = self.config.max_evals_per_subtask
-        if spec.utility_calls >= cap:
-            return self._refuse(spec, call, key, f"evaluation budget: this run may make {cap} utility calls "
-                                                 "(strategy.max_evals_per_subtask)")
-        spec.utility_calls += 1
-        self.calls[spec.run_id] = call
-        spec.pending = key
-        if spec.level == META:
-            return self._meta_utility(spec, source)
-        subtask = self._by_name()[spec.subtask]
-        cid, value = self.evals.ask(source, subtask, seeds=self.seeds,
-                                    note={"kind": "moh", "procedure": spec.procedure, "run": spec.run_id,
-                                          "subtask": spec.subtask})
-        spec.waiting_for = cid
-        if cid not in spec.asked:
-            spec.asked.append(cid)
-        if value is not None:
-            self._rule_answered(spec, cid, value)
-
     def _meta_utility(self, spec: RunSpec, source: str) -> None:
         known = next((p for p in self.procedures if p["source"] == source and p["utility"] is not None), None)
         if known is not None:
@@ -447,64 +318,7 @@ class MohStrategy(StrategyBase):
         p = self._new_procedure(source, parent=spec.procedure, origin=f"iteration {self.iteration}")
         self._score(p["id"])
 
-    def _answered(self, pairs: list[tuple[str, str]]) -> None:
-        """Evaluations came back: answer the inner run waiting on one of them."""
-        top = self.stack[-1] if self.stack else None
-        if top is None or top.level != INNER or top.pending is None:
-            return
-        if (top.waiting_for, top.subtask) in pairs:
-            if top.run_id not in self.calls:  # resumed: restart the runs before answering
-                self._restart_stack()
-            if top in self.stack and top.run_id in self.calls:
-                self._rule_answered(top, top.waiting_for, self.evals.answer(top.waiting_for, top.subtask))
-
-    def _rule_answered(self, spec: RunSpec, cid: str, value: float) -> None:
-        if not spec.best or value > spec.best["fitness"]:
-            spec.best = {"fitness": float(value), "candidate": cid}
-        self._answer(spec, float(value))
-
-    def _answer(self, spec: RunSpec, value: Any) -> None:
-        call = self.calls.pop(spec.run_id)
-        spec.log.append({"key": spec.pending, "kind": call.kind, "answer": value, "llm": 0})
-        spec.pending = spec.waiting_for = None
-        self.replayed[spec.run_id] = len(spec.log)
-        self.handles[spec.run_id].answer(call, value)
-
-    def _log_answer(self, spec: RunSpec, call: Any, key: str, value: Any, *, llm: int) -> None:
-        spec.log.append({"key": key, "kind": call.kind, "answer": value, "llm": llm})
-        self.replayed[spec.run_id] = len(spec.log)
-        self.handles[spec.run_id].answer(call, value)
-
-    def _refuse(self, spec: RunSpec, call: Any, key: str, reason: str, *, llm: int = 0) -> None:
-        spec.log.append({"key": key, "kind": call.kind, "refused": reason, "llm": llm})
-        self.replayed[spec.run_id] = len(spec.log)
-        self.handles[spec.run_id].refuse(call, reason)
-
-    def _fail_run(self, spec: RunSpec, reason: str) -> None:
-        end = self.handles[spec.run_id].kill(reason)
-        self._ended(spec, end, reason=reason)
-
-    def _ended(self, spec: RunSpec, end: Any, reason: str | None = None) -> None:
-        """A run ended: record it, take it off the stack, and go on with what it was part of."""
-        self.handles.pop(spec.run_id, None)
-        self.calls.pop(spec.run_id, None)
-        self.replayed.pop(spec.run_id, None)
-        self.stack.remove(spec)
-        value = end.value if end.status == "ok" else None
-        returned = value.get("source") if isinstance(value, dict) else None
-        status, why = end.status, reason or end.reason
-        if status == "ok" and not returned:
-            status, why = "failed", "the procedure returned no solution"
-        run = {"run": spec.run_id, "procedure": spec.procedure, "level": spec.level, "subtask": spec.subtask,
-               "seed": spec.seed, "status": status, "reason": why, "calls": len(spec.log),
-               "llm_calls": spec.llm_calls, "utility_calls": spec.utility_calls,
-               "cpu_s": float(getattr(end, "cpu_s", 0.0) or 0.0), "best": dict(spec.best), "asked": list(spec.asked),
-               "refused": [e["refused"] for e in spec.log if "refused" in e],
-               "returned_idea": value.get("idea") if isinstance(value, dict) else None}
-        if spec.level == INNER:
-            self._inner_ended(spec, run, returned)
-        else:
-            self._meta_ended(spec, run, returned)
+    # -- a run ended (the broker hands it back to its level) ------------------------------------------
 
     def _inner_ended(self, spec: RunSpec, run: dict[str, Any], returned: str | None) -> None:
         returned_id = self.evals.source_id(returned) if returned else None
@@ -562,14 +376,3 @@ class MohStrategy(StrategyBase):
     def _new_id(self) -> str:
         """Candidate ids from the strategy's generator, so a replayed run proposes the same ids."""
         return self.rng.bytes(6).hex()
-
-
-
-def _bad_llm_args(system: Any, messages: list[Any], temperature: Any) -> str:
-    if not isinstance(system, str):
-        return "the system prompt must be a string"
-    if not messages or not all(isinstance(m, str) and m for m in messages):
-        return "each message must be a non-empty string"
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-        return "temperature must be a number from 0 to 2"
-    return ""

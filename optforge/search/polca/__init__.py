@@ -9,6 +9,8 @@ priority search over noisy minibatch rollouts with an epsilon-net and a summariz
   `min_rollouts`, and a JSON state that round-trips exactly;
 - `epsilon_net`: greedy farthest-first acceptance, the `behaviour` embedding (probe updates in
   units of the step size: epsilon 1e-3 is 1e-3 relative RMS) and unit-normalised text embeddings;
+- `children`: step 4, the LLM's children per (candidate, minibatch), parsed and embedded;
+- `embedders`: `embed(source)` for the epsilon-net (`behaviour` probe updates, or a text embedding);
 - `prompt`: the OptoPrimeV2-form proposer prompt (`optforge/llm/prompts/polca/`), answered with a
   ```python block that `optforge.llm.parse` reads;
 - `minibatch`: (task, seed) minibatches of the search suite, each pair once per shuffled epoch;
@@ -36,7 +38,8 @@ from optforge.search.common.factory import llm_strategy_config
 from optforge.search.context import ServiceUnavailable, StrategyContext, needs
 from optforge.search.polca import text_local
 from optforge.search.polca.params import PolcaConfig
-from optforge.search.polca.strategy import PolcaStrategy, behaviour_embedder, text_embedder
+from optforge.search.polca.embedders import behaviour_embedder, text_embedder
+from optforge.search.polca.strategy import PolcaStrategy
 
 __all__ = ["PolcaConfig", "PolcaStrategy", "from_config"]
 

@@ -38,13 +38,14 @@ import numpy as np
 from optforge import seeds as seedlib
 from optforge.llm.budget import BudgetExhausted
 from optforge.llm.client import LLMError
-from optforge.llm.parse import parse_response
 from optforge.llm.replay import ReplayError
 from optforge.search.base import Rollout, StrategyBase
 from optforge.search.common.render import mark_measured
 from optforge.search.polca import memory as mem
-from optforge.search.polca import prompt, summarizer
-from optforge.search.polca.epsilon_net import ProbeError, behaviour_embedding, epsilon_net, unit_normalise
+from optforge.search.polca import summarizer
+from optforge.search.polca.children import ask_children
+from optforge.search.polca.embedders import Embed
+from optforge.search.polca.epsilon_net import epsilon_net
 from optforge.search.polca.minibatch import PairSampler
 from optforge.search.polca.params import PolcaConfig
 from optforge.types import CEILING, FLOOR, Candidate, EvaluationResult, Status
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 QUEUE_SHOWN = 5
 """Top queue entries kept in each iteration's `queue` record (`optforge show RUN --records --kind queue`)."""
-Embed = Callable[[str], list[float]]
 
 
 class PolcaStrategy(StrategyBase):
@@ -245,50 +245,13 @@ class PolcaStrategy(StrategyBase):
         self.phase = "explored"
 
     def _propose_children(self) -> None:
-        """Step 4-5: LLM proposals per (candidate, minibatch), then the epsilon-net."""
-        cfg = self.config
-        plans = []
-        for c in self.exploring:
-            for b, batch in enumerate(self.batches):
-                runs = {(r.task, r.seed): r for r in c.rollouts}
-                feedback = prompt.format_feedback([runs[p] for p in batch if p in runs], c)
-                messages = prompt.build_messages(source=c.source, feedback=feedback, context=self.context)
-                plans += [(c, b, messages)] * cfg.num_proposals
-        responses = self.llm.complete_many([{"messages": m} for _, _, m in plans]) if plans else []
-        valid: list[dict[str, Any]] = []
-        for (parent, b, _), resp in zip(plans, responses):
-            if isinstance(resp, BudgetExhausted):
-                self.stop_reason = self.stop_reason or f"LLM budget exhausted: {resp}"
-                continue
-            self.proposals += 1
-            if isinstance(resp, LLMError):
-                log.warning("polca: LLM call failed: %s", resp)
-                continue
-            parsed = parse_response(resp.text, parent.source, finish_reason=resp.finish_reason,
-                                    reasoning=resp.reasoning, max_tokens=self.llm.settings.max_tokens)
-            note = {"kind": "llm", "iteration": self.iteration, "minibatch": b, "model": resp.model,
-                    "finish_reason": resp.finish_reason, "prompt_hash": resp.call.prompt_hash,
-                    "dollars": resp.call.dollars, "parsed_as": parsed.kind}
-            child = {"type": "candidate", "id": self._new_id(), "parents": [parent.id], "note": note,
-                     "source": parsed.source if parsed.source is not None else resp.text}
-            reason = parsed.reason
-            if not reason and cfg.uses_epsilon_net:
-                try:
-                    child["embedding"] = [float(x) for x in self.embed(child["source"])]
-                except BudgetExhausted as e:  # a text embedding is an LLM call: the budget ends the search
-                    self.stop_reason = self.stop_reason or f"LLM budget exhausted: {e}"
-                    continue
-                except ReplayError:
-                    raise
-                except (ValueError, RuntimeError) as e:
-                    reason = f"no {cfg.embedding} embedding: {e}"
-            if reason:
-                note.update(status="invalid", reason=reason)
-                self.outbox.append(child)
-            else:
-                child["batch"] = b
-                valid.append(child)
-        self._filter(valid)
+        """Step 4-5: LLM proposals per (candidate, minibatch) (`children`), then the epsilon-net."""
+        asked = ask_children(self.exploring, self.batches, context=self.context, llm=self.llm, config=self.config,
+                             embed=self.embed, new_id=self._new_id, iteration=self.iteration)
+        self.stop_reason = self.stop_reason or asked.stop_reason
+        self.proposals += asked.calls
+        self.outbox += asked.invalid
+        self._filter(asked.usable)
         self.phase = "children" if self.children else "validated"
 
     def _filter(self, valid: list[dict[str, Any]]) -> None:
@@ -415,24 +378,3 @@ def _score(result: EvaluationResult, task: str) -> float | None:
         return FLOOR
     return min(CEILING, max(FLOOR, float(value)))
 
-
-def behaviour_embedder(rule_probe: Callable[[str], Any]) -> Embed:
-    """`embed(source)`: the rule's behaviour embedding from its probe updates (`epsilon_net`)."""
-    from optforge.search.probe import ProbeFailed
-
-    def embed(source: str) -> list[float]:
-        try:
-            probe = rule_probe(source)
-        except ProbeFailed as e:
-            raise ProbeError(str(e)) from e
-        return behaviour_embedding(probe.updates, probe.lr).tolist()
-
-    return embed
-
-
-def text_embedder(embed_texts: Callable[[list[str]], list[list[float]]]) -> Embed:
-    """`embed(source)`: the unit-normalised text embedding of the source."""
-    def embed(source: str) -> list[float]:
-        return unit_normalise(embed_texts([source])[0]).tolist()
-
-    return embed

@@ -17,7 +17,7 @@ from optforge.search.context import StrategyContext
 from optforge.search.polca import text_local
 from optforge.search.polca.epsilon_net import distance
 from optforge.search.polca.params import DEFAULT_EPSILON
-from optforge.search.polca.strategy import text_embedder
+from optforge.search.polca.embedders import text_embedder
 from optforge.search.registry import build_strategy
 
 ADAMW = seeds.source("adamw")

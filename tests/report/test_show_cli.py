@@ -1,0 +1,76 @@
+"""`optforge show` as a person reads it: long records cut with a marker that says how much is left out
+and how to see it (`--full`); a run that is still running said to be running (not "stopped"), and one
+whose process died told apart; `optforge eval` naming the task its feedback speaks of."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from optforge.cli import main
+from optforge.commands.eval import render
+from optforge.commands.show import LIVE_S, RECORD_CHARS
+from optforge.config import config_from_dict
+from optforge.store import Store, StrategyRecord, versions
+from optforge.task_names import suite_tasks
+from optforge.types import Candidate, EvaluationResult, Status
+
+
+def _run(tmp_path, status="finished", records=()):
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"strategy": {"name": "seeds"}, "suite": "smoke",
+                                         "stages": ["smoke", "train"]}).to_dict(), versions=versions(), status=status)
+    cand = Candidate.new("LR = 1\n", id="gatedonly000", note={"kind": "seed", "seed": "adamw"})
+    st.add_proposals([cand], None, records=list(records))
+    st.add_evaluation(cand, EvaluationResult(Status.OK, stage="smoke", suite="smoke", metrics={"fitness": 0.0, "tasks": {}}),
+                      seeds_spec="selection")
+    st.close()
+    return tmp_path / "run"
+
+
+def test_records_longer_than_a_line_are_cut_with_a_marker_and_full_prints_them_whole(tmp_path, capsys):
+    long = {"summary": "x" * 1000}
+    run = _run(tmp_path, records=[StrategyRecord("summary", long), StrategyRecord("summary", {"summary": "short"})])
+    assert main(["show", str(run), "--records"]) == 0
+    cut, short = capsys.readouterr().out.splitlines()
+    whole = '{"summary": "' + "x" * 1000 + '"}'
+    assert cut.endswith(f"\u2026 (+{len(whole) - RECORD_CHARS} chars; --full)")
+    assert whole[:RECORD_CHARS] in cut and whole not in cut
+    assert short.endswith('{"summary": "short"}')  # nothing cut, no marker
+    assert main(["show", str(run), "--records", "--full"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(whole)
+    assert main(["show", str(run), "--full"]) != 0  # without --records: refused with the reason
+    assert "--full is about strategy records: use it with --records" in capsys.readouterr().err
+
+
+def test_show_says_a_running_run_is_running_and_a_dead_one_was_killed(tmp_path, capsys):
+    run = _run(tmp_path, status="running")  # its store was just written: live
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "not evaluated at train (not yet: the run is running)" in out and "stopped before" not in out
+    assert "its process is gone" not in out
+    old = time.time() - 10 * LIVE_S  # nothing written for ten minutes: the process died without a word
+    for f in run.iterdir():
+        os.utime(f, (old, old))
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"status running (its process is gone: nothing written for over a minute; continue it with optforge " \
+           f"run --resume {run})" in out
+    assert "not evaluated at train (the run stopped before)" in out
+
+
+def test_a_finished_run_stopped_before_its_last_stage(tmp_path, capsys):
+    assert main(["show", str(_run(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "not evaluated at train (the run stopped before)" in out and "running" not in out
+
+
+def test_eval_names_the_task_its_feedback_speaks_of():
+    tasks = suite_tasks("train_quick")
+    one = next(t for t in tasks if sum(u.family == t.family and u.steps == t.steps for u in tasks) == 1)
+    phrase = f"{one.family} task (T={one.steps})"
+    metrics = {"fitness": -0.4, "tasks": {one.name: {"score": -0.41, "family": one.family, "flags": []}}}
+    result = EvaluationResult(Status.OK, stage="train_quick", suite="train_quick", seeds=(0, 1), metrics=metrics,
+                              feedback=f"These tasks lag tuned AdamW:\n- {phrase}: score -0.41")
+    text = render(result, "mine")
+    assert f"- {one.name} ({one.family} task, T={one.steps}): score -0.41" in text
