@@ -155,7 +155,7 @@ class Engine:
             lag=int(st.meta("lag", 2 * cfg.slots)), next_seq=len(proposals), n_observed=n_observed, cap=cap,
             records=self.records)
         n = self.tally.n
-        n.proposed, n.observed = len(proposals), n_observed
+        n.proposed, n.observed, n.candidates = len(proposals), n_observed, n_cands
         n.candidates_observed = sum(isinstance(p, Candidate) and p.id in observed for p in proposals)
         for seq, p in enumerate(proposals):  # resume: finish what the store says is unfinished
             if isinstance(p, Candidate):
@@ -215,6 +215,7 @@ class Engine:
         self.store.add_proposals(cands, state, rollouts=rollouts, records=records)
         stored = {r.pseq: r for r in self.store.rollouts(refused=True)} if rollouts else {}
         self.tally.n.proposed += len(items)
+        self.tally.n.candidates += len(cands)
         for seq, item in enumerate(items, first):
             if isinstance(item, Candidate):
                 self.cache.index(item)

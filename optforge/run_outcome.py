@@ -15,7 +15,7 @@ class Progress:
     """A snapshot for the CLI's live display."""
 
     phase: str
-    proposed: int
+    proposed: int  # candidates and rollouts
     done: int  # evaluations finished (all stages)
     in_flight: int
     queued: int
@@ -24,6 +24,7 @@ class Progress:
     failures: dict[str, int]
     elapsed_s: float
     eta_s: float | None
+    candidates: int = 0  # of the proposals, candidates (the rest are rollouts)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from optforge.types import Candidate, EvaluationResult, Status
 @dataclass
 class Counters:
     proposed: int = 0  # strategy proposals (candidates and rollouts)
+    candidates: int = 0  # of which candidates (what budget.max_candidates counts)
     observed: int = 0
     candidates_observed: int = 0  # what budget.max_candidates's ETA counts
     done: int = 0  # evaluations finished this session (all stages)
@@ -73,7 +74,7 @@ class RunProgress:
         if self.phase == "search" and not budget.stopped:
             eta = budgets.eta_s(self.config.budget, elapsed_s=elapsed, used=budget.used(n.candidates_observed))
         self.show(Progress(
-            phase=self.phase, proposed=n.proposed, done=n.done, in_flight=in_flight, queued=queued,
+            phase=self.phase, proposed=n.proposed, candidates=n.candidates, done=n.done, in_flight=in_flight, queued=queued,
             best_fitness=n.best[1] if n.best else None, best_id=n.best[0] if n.best else None,
             failures=dict(n.failures), elapsed_s=elapsed, eta_s=eta))
 

@@ -232,7 +232,7 @@ def _execute(config: Any, strategy: Any, store: Any, make_request: Any, *, addre
     from optforge.scheduler import start_ray
     from optforge.evaluators import evaluate
 
-    progress = None if quiet else _ProgressLine()
+    progress = None if quiet else _ProgressLine(config.budget.max_candidates)
     print(f"run directory: {store.run_dir}", file=sys.stderr)
     start_ray(address, num_cpus=config.ray.num_cpus or max(config.slots, 1), num_gpus=config.ray.num_gpus)
     engine = Engine(config, strategy, store, evaluate, make_request=make_request, suite_version=_suite_version,
@@ -309,7 +309,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 class _ProgressLine:
     """One status line on stderr, redrawn in place on a terminal, every 10 s otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_candidates: int | None = None) -> None:
+        self.max_candidates = max_candidates
         self.tty = sys.stderr.isatty()
         self.last = 0.0
 
@@ -321,10 +322,12 @@ class _ProgressLine:
         best = "-" if p.best_fitness is None else f"{p.best_fitness:+.3f} ({p.best_id})"
         fails = ", ".join(f"{k} {v}" for k, v in sorted(p.failures.items())) or "none"
         eta = "-" if p.eta_s is None else _hms(p.eta_s)
-        # `proposed` counts candidates and rollouts alike (POLCA, OPTO and MoH propose rollouts), so it is
-        # no fraction of max_candidates; the ETA is when the first budget runs out at the rate so far, not
-        # when the strategy ends by itself (MoH's n_iterations, say)
-        line = (f"[{p.phase}] proposals {p.proposed} (candidates+rollouts) | evaluations done {p.done}, "
+        # candidates against budget.max_candidates, rollouts (POLCA, OPTO and MoH) apart; the ETA is when
+        # the first budget runs out at the rate so far, not when the strategy ends by itself (MoH's
+        # n_iterations, say)
+        cands = f"candidates {p.candidates}" + ("" if self.max_candidates is None else f"/{self.max_candidates}")
+        rollouts = p.proposed - p.candidates
+        line = (f"[{p.phase}] {cands}" + (f", rollouts {rollouts}" if rollouts else "") + f" | evaluations done {p.done}, "
                 f"in flight {p.in_flight}, queued {p.queued} | best {best} | failures: {fails} | "
                 f"{_hms(p.elapsed_s)} elapsed, budget ETA {eta}")
         if self.tty:

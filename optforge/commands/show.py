@@ -160,7 +160,8 @@ def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[di
     for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
         agg = ev.aggregate
         row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
-               "fitness": agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None, "n": agg.n if agg else 1, "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
+               "fitness": agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None, "n": agg.n if agg else 1,
+               "tasks_missing": list(agg.missing) if agg else [], "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
                "wins": ev.metrics.get("wins"),
                "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
                "feedback": ev.feedback}
@@ -196,8 +197,13 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {fitness:>8} {hw:>7} {'-' if gate else _num(r['robust']):>8} "
               f"{sd:>7} {r['n']:>3}  " + "".join(cells))
     if any(r["n"] > 1 for r in rows):
-        print(f"fitness, ± sd, n: the mean over a candidate's n evaluation rows at {last} (its stage evaluation, "
-              "rollouts and repeats) and their sd; 95%: the interval of its stage evaluation")
+        print(f"fitness, ± sd, n: a candidate's n evaluation rows at {last} (its stage evaluation, rollouts and "
+              "repeats): the mean over tasks of each task's mean over the rows that ran it, and the rows' sd; "
+              "95%: the interval of its stage evaluation")
+    subset = [r["id"] for r in rows if r["tasks_missing"]]
+    if subset:
+        print(f"scored on part of the suite only (rollouts on task subsets), so ranked after every candidate scored on "
+              f"all of it: {', '.join(subset)}")
     if any(r["promoted"] for r in rows):
         print("* promoted: beat the reference on fresh seeds and on the held-out suite")
     partial = sorted({r["stage"] for r in rows if r["status"] == "ok" and r["stage"] != last})

@@ -73,3 +73,16 @@ def test_a_failed_rollout_counts_its_floor_on_the_tasks_it_was_asked_to_run(tmp_
     floor = st.evaluations("steady", "train")[1].fitness
     assert floor < 0 and agg.tasks["b"].n == 2 and agg.tasks["a"].n == 1
     assert agg.mean == pytest.approx(statistics.fmean([0.0, statistics.fmean([0.0, floor])]))
+
+
+def test_show_says_which_candidates_were_scored_on_part_of_the_suite(tmp_path, capsys):
+    from optforge.commands.show import print_leaderboard
+    from optforge.config import config_from_dict
+
+    st, c = _store(tmp_path)
+    _row(st, c["steady"], {"a": -0.2, "b": 0.0}, subset=False)
+    _row(st, c["partial"], {"b": 2.0}, subset=True, n=1)
+    print_leaderboard(st, config_from_dict({"strategy": {"name": "seeds"}, "suite": "train", "stages": ["train"]}))
+    out = capsys.readouterr().out
+    assert "ranked after every candidate scored on all of it: partial" in out
+    assert out.index(" steady ") < out.index(" partial ")

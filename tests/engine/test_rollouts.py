@@ -16,8 +16,11 @@ from optforge.store import Store
 def test_minibatch_rollouts_and_repeats_are_rows_ranked_by_their_mean(ray_local, tmp_path, capsys):
     ctx = StrategyContext(seed=0)
     strategy, store = MinibatchStrategy(ctx), Store(tmp_path / "run")
-    summary = make_minibatch_engine(minibatch_config(), strategy, store, records=ctx.records).run()
+    engine = make_minibatch_engine(minibatch_config(), strategy, store, records=ctx.records)
+    summary = engine.run()
     assert summary.stop_reason == "strategy done" and strategy.busy_calls > 0
+    # the progress line's counts split the proposals: three candidates, three rollouts each
+    assert (engine.tally.n.candidates, engine.tally.n.proposed) == (3, 12)
     for cid in ("m0", "m1", "m2"):
         rows = store.evaluations(cid, "train")
         assert len(rows) == 4 and [r.rollout_id is None for r in rows] == [True, False, False, False]
@@ -56,7 +59,7 @@ def _show_prints_mean_sd_and_n(store, capsys):
         agg = r.evaluation.aggregate
         line = next(x for x in out.splitlines() if f" {r.candidate.id} " in x and "ok" in x)
         assert f"{agg.mean:+.3f}" in line and f"±{agg.sd:.3f}" in line and line.split()[-1] == "4", line
-    assert "the mean over a candidate's n evaluation rows" in out and "strategy records: summary 3" in out
+    assert "the mean over tasks of each task's mean over the rows that ran it" in out and "strategy records: summary 3" in out
     assert main(["show", str(store.run_dir), "--records", "--kind", "summary"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 3 and listed[0].startswith("#1 summary [m0]")
