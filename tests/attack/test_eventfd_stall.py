@@ -1,4 +1,4 @@
-"""ATTACK (fails on main today; fixed by the next commit on branch `attack`): a rule process fills the `go` eventfd it shares with the trainer to its maximum
+"""ATTACK (failed on main; fixed on branch `attack`): a rule process fills the `go` eventfd it shares with the trainer to its maximum
 (2**64 - 2) and exits. The trainer's next `eventfd_write(go, 1)` (its STOP in `RemoteRule.close`)
 blocks forever: it is a plain blocking write, not polled with the rule process's pidfd, and nobody
 reads `go` any more. In a `rule_probes` batch the source's own probe timeout does not help (its rule
@@ -43,7 +43,6 @@ def update(p, g, state, ctx):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the trainer's eventfd_write(go) blocks forever on a counter the rule filled (fixed on branch attack)")
 def test_a_rule_that_fills_go_cannot_stall_the_trainer():
     host = RuleHost.start()
     outcome = []

@@ -1,4 +1,4 @@
-"""ATTACK (fails on main today; fixed by the next commit on branch `attack`): source A of a `rule_probes` batch leaves a key in the kernel keyring, source B
+"""ATTACK (failed on main; fixed on branch `attack`): source A of a `rule_probes` batch leaves a key in the kernel keyring, source B
 (its own rule process, started after A's has ended) reads it. Kernel keyrings are not covered by the
 PID, IPC or mount namespaces: the user keyring belongs to the user namespace (the rule host's, shared by
 every rule process it forks) and the session keyring is inherited from the job. With the checker off
@@ -75,7 +75,6 @@ def test_control_reader_alone_finds_nothing():
     assert _probe([READER]) == [{}]
 
 
-@pytest.mark.xfail(strict=True, reason="hole: kernel keyrings carry data from one rule process to the next (fixed on branch attack)")
 def test_source_b_does_not_see_what_source_a_left_in_a_keyring():
     a, b = _probe([WRITER, READER])
     assert a == {}
@@ -91,7 +90,6 @@ LOCKER = WRITER.replace('''    return {}
 ''', 1)
 
 
-@pytest.mark.xfail(strict=True, reason="hole: kernel keyrings carry data from one rule process to the next (fixed on branch attack)")
 def test_a_source_that_locks_the_user_keyring_passes_nothing_on():
     a, b = _probe([LOCKER, READER])
     assert a == {}

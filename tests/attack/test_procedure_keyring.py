@@ -1,4 +1,4 @@
-"""ATTACK (fails on main today; fixed by the next commit on branch `attack`): a procedure that got past the checker and the builtins table reads a secret the
+"""ATTACK (failed on main; fixed on branch `attack`): a procedure that got past the checker and the builtins table reads a secret the
 broker holds in its session keyring (`keyctl add user ... @s`, where a user or a tool such as a
 keyutils-backed credential store keeps an API key). The session keyring is inherited by every process
 the broker starts; neither the PID, mount, IPC or network namespace nor the uid switch changes which
@@ -61,7 +61,6 @@ BROKER = KEYRING + source('''
 ''')
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the procedure possesses the broker's session keyring (fixed on branch attack)")
 @pytest.mark.parametrize("disable", [""], ids=["all-layers"])
 def test_a_procedure_cannot_read_the_brokers_session_keyring(disable):
     canary = "sk-canary-" + secrets.token_hex(8)
