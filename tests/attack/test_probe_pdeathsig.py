@@ -7,8 +7,6 @@ that source fails"). Checker off, the sources given to the probe job as `rule_pr
 
 from __future__ import annotations
 
-import pytest
-
 from optforge import sandbox, seeds
 from optforge.search.probe import JOB
 
@@ -27,7 +25,6 @@ def update(p, g, state, ctx):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="hole: the watchdog kills only the parent; fixed on branch attack")
 def test_a_rule_that_clears_its_death_signal_fails_alone():
     limits = sandbox.Limits(timeout_s=90.0, static_check=False)
     res = sandbox.run("", JOB, {"sources": [HANG, seeds.source("lion")], "timeout_s": 5.0}, sandbox.RULE_POLICY, limits)
