@@ -197,6 +197,8 @@ class RemoteRule:
             if not data:  # its end closed: it is dying (or closed it); its pidfd says when it has ended
                 self._poll.unregister(self._done)
                 return got
+            if len(data) < 4096:  # all there was (the usual one byte): no second read(2) a step
+                return True
             got = True
 
     def _failure(self) -> dict[str, Any]:
