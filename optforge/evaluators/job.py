@@ -4,11 +4,11 @@ Split training job (docs/security.md, "The split training job"): this process is
 candidate. Before it builds any task it forks a rule host (optforge.sandbox.rule_host), a clean
 copy of itself holding no model and no data; per (task, lr, seed) run the host forks one isolated
 rule process that loads the candidate, serves every tensor of that run through a memfd and two
-eventfds (optforge.evaluators.remote_rule), and exits. Here stay the model, the data, the loss, the
+pipes (optforge.evaluators.remote_rule), and exits. Here stay the model, the data, the loss, the
 lr schedule, the step counts, the global grad norm, weight decay and `p += delta`.
 
 Why the trainer runs here and not in the evaluator: the rule process must inherit the memfd and
-eventfds from a process that holds nothing worth stealing; inside the job that is a plain fork
+pipes from a process that holds nothing worth stealing; inside the job that is a plain fork
 (before any task exists), behind every sandbox layer (timeouts, rlimits, namespaces, uid), and the
 warm template keeps start-up cheap. The trainer itself holds no secret, and the trusted evaluator
 still computes every validation loss from the returned snapshots.

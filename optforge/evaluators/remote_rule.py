@@ -10,8 +10,9 @@ Transport (both made by the trainer, inherited by the rule process, nothing name
 - one memfd, sealed against growing and shrinking: a read-only part for the rule process [request header | source | p of each tensor]
   and a writable part [g of each tensor | out of each tensor] (a rule may scribble on g, never on p:
   its mapping of p is PROT_READ, so writing p in place kills it with SIGSEGV);
-- two eventfds, "go" (trainer -> rule) and "done" (rule -> trainer); both sides block in read(2),
-  the trainer also on the rule process's pidfd so a dead rule process never hangs it;
+- two pipes, "go" (trainer -> rule) and "done" (rule -> trainer), each end held by one side only; the
+  rule process blocks in read(2), the trainer polls "done" with the rule process's pidfd so a dead
+  rule process never hangs it, and writes "go" without blocking;
 - a pipe for the rule process's one failure record (JSON, bounded), written just before it exits.
 
 What the rule process returns is checked there against the tensor it belongs to: a delta or
@@ -87,17 +88,23 @@ class RemoteRule:
         self._views = Views(self._memfd, self.layout, rule_side=False)
         off = self.layout.source_offset
         self._views.ro[off: off + len(encoded)] = encoded
-        self._go = os.eventfd(0, os.EFD_CLOEXEC)
-        self._done = os.eventfd(0, os.EFD_CLOEXEC)
+        # "go" and "done" are pipes, not eventfds: the rule process holds only go's read end and done's write
+        # end, so it can neither fill a counter our write would block on nor read our wake-up away, and
+        # the non-blocking flags of our ends are ours alone (an eventfd is one file both sides hold)
+        go_r, self._go = os.pipe2(os.O_CLOEXEC)
+        self._done, done_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._go, False)
+        os.set_blocking(self._done, False)
         self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
         self.child: Child | None = None
         self._norm_ctx = None
         self._rule_pid: int | None = None
         try:
             self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
-                                    [self._memfd, self._go, self._done, err_w])
+                                    [self._memfd, go_r, done_w, err_w])
         finally:
-            os.close(err_w)
+            for fd in (go_r, done_w, err_w):
+                os.close(fd)
         self._poll = select.poll()
         self._poll.register(self._done, select.POLLIN)
         self._poll.register(self.child.pidfd, select.POLLIN)
@@ -147,14 +154,25 @@ class RemoteRule:
         return [v.out[k] for k in idx]
 
     def _roundtrip(self) -> None:
-        os.eventfd_write(self._go, 1)
+        self._signal()
         self._wait()
+
+    def _signal(self) -> None:
+        try:
+            os.write(self._go, b"\1")
+        except BlockingIOError:  # alive but no longer reading its requests (a full pipe): never block here
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.child.pidfd, signal.SIGKILL)
+            raise RuleProcessError(self._failure()) from None
+        except OSError:  # gone (EPIPE): its exit says why
+            raise RuleProcessError(self._failure()) from None
 
     def _wait(self) -> None:
         while True:
             ready = {fd for fd, _ in self._poll.poll()}
             if self._done in ready:
-                os.eventfd_read(self._done)
+                if not self._drain_done():
+                    continue
                 if self._views.reply[0] != REPLY_NEED_NORM:
                     return
                 # the rule read ctx.grad_norm: the global norm over the step's gradients, computed
@@ -162,10 +180,26 @@ class RemoteRule:
                 ctx = self._norm_ctx
                 struct.pack_into("<d", self._views.ro, _NORM_OFFSET, ctx.grad_norm if ctx is not None else 0.0)
                 self._views.reply[0] = 0
-                os.eventfd_write(self._go, 1)
+                self._signal()
                 continue
             if self.child is not None and self.child.pidfd in ready:
                 raise RuleProcessError(self._failure())
+
+    def _drain_done(self) -> bool:
+        """Read what the rule process wrote on "done" (one byte a reply, or whatever more it wrote); False
+        if nothing was there. Its end closed: "done" is no longer polled, only its pidfd."""
+        got = False
+        while True:
+            try:
+                data = os.read(self._done, 4096)
+            except BlockingIOError:
+                return got
+            if not data:  # its end closed: it is dying (or closed it); its pidfd says when it has ended
+                self._poll.unregister(self._done)
+                return got
+            if len(data) < 4096:  # all there was (the usual one byte): no second read(2) a step
+                return True
+            got = True
 
     def _failure(self) -> dict[str, Any]:
         """The rule process's failure record, or what its exit says when it left none."""
@@ -200,7 +234,8 @@ class RemoteRule:
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
             _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
-            os.eventfd_write(self._go, 1)
+            with contextlib.suppress(OSError):
+                os.write(self._go, b"\1")
             with contextlib.suppress(OSError, ValueError, StopIteration):
                 os.kill(self._rule_pid if self._rule_pid is not None else _child_of(child.pid), signal.SIGKILL)
             with contextlib.suppress(OSError):

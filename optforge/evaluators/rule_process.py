@@ -35,8 +35,8 @@ class _Norm:
     def grad_norm(self) -> float:
         if self.value is None:
             self.views.reply[0] = REPLY_NEED_NORM
-            os.eventfd_write(self.done, 1)
-            os.eventfd_read(self.go)
+            os.write(self.done, b"\1")
+            _read_go(self.go)
             self.value = struct.unpack_from("<d", self.views.ro, _NORM_OFFSET)[0]
         return self.value
 
@@ -80,14 +80,14 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     except RuleError as e:
         fail(e, "load_error")
     views.reply[0] = 1 if rule.eval_point is not None else 0
-    os.eventfd_write(done, 1)
+    os.write(done, b"\1")
     states: dict[int, dict] = {}
     # per tensor, what does not change between steps: its views, role, shape and dtype
     tensors = [(views.p[k], views.g[k], views.out[k], layout.roles[k], layout.shapes[k], views.p[k].dtype)
                for k in range(layout.n)]
     ro = views.ro
     while True:
-        os.eventfd_read(go)
+        _read_go(go)
         op, n, T, _ = _HEAD.unpack_from(ro, 0)
         if op == OP_STOP:
             return
@@ -123,7 +123,13 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
                 outs.clear()
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
-        os.eventfd_write(done, 1)
+        os.write(done, b"\1")
+
+
+def _read_go(go: int) -> None:
+    """Wait for the trainer's next request (one byte on the go pipe); the trainer gone: exit."""
+    if not os.read(go, 1):
+        os._exit(0)
 
 
 def _return_freed_memory() -> None:

@@ -58,6 +58,7 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
     writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
     layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
     layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace()
+    L.new_session_keyring()  # not the caller's: a key the user keeps there is not the job's to read
     unprivileged = L.drop_privileges(uid)
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
     layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0

@@ -13,6 +13,7 @@ libc calls in `syscalls`; this module re-exports what callers reach as `layers.X
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import resource
@@ -122,6 +123,38 @@ def ipc_namespace() -> bool:
     and die with the namespace when its last process ends; the host's are invisible to it."""
     lib = libc()
     return lib is not None and lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
+
+
+def new_session_keyring() -> bool:
+    """A fresh, empty session keyring of the calling process's own (`keyctl(KEYCTL_JOIN_SESSION_KEYRING,
+    NULL)`): kernel keyrings belong to no namespace but the user namespace, and a process possesses (and
+    may read) every key of the session keyring it inherited, such as one where the user keeps an API key.
+    Its children inherit the new one."""
+    lib = libc()
+    if lib is None:
+        return False
+    lib.syscall.restype = ctypes.c_long
+    return lib.syscall(ctypes.c_long(250 if os.uname().machine == "x86_64" else 219), ctypes.c_long(1), None) > 0
+
+
+def clear_user_keyrings() -> bool:
+    """Empty the calling uid's user, user-session and persistent keyrings (`KEYCTL_CLEAR`), which every
+    process of that uid in this user namespace shares: what an earlier one left there is gone. False only
+    when one could not be emptied for lack of permission (an earlier process of the uid took its write
+    permission away); where keyrings are not there at all (ENOSYS, or EPERM from a container's seccomp
+    profile) there is nothing to empty."""
+    lib = libc()
+    if lib is None:
+        return True
+    lib.syscall.restype = ctypes.c_long
+    nr = ctypes.c_long(250 if os.uname().machine == "x86_64" else 219)
+
+    def clear(ring: int) -> bool:
+        return lib.syscall(nr, ctypes.c_long(7), ctypes.c_long(ring)) == 0 or ctypes.get_errno() != errno.EACCES
+
+    ok = clear(-4) and clear(-5)  # @u, @us
+    persistent = lib.syscall(nr, ctypes.c_long(22), ctypes.c_long(-1), ctypes.c_long(-3))  # GET_PERSISTENT, linked in @s
+    return ok and (persistent <= 0 or clear(persistent))
 
 
 def drop_capabilities() -> bool:

@@ -80,6 +80,7 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
         uid = None  # the uid could not read our own code: stay root of this process, without capabilities
     layers["read_only_root"] = private and L.read_only_root([t for t in L.PRIVATE_TMP if os.path.isdir(t)])
     layers["ipc_namespace"] = L.ipc_namespace()
+    L.new_session_keyring()  # not the broker's, where the user may keep an API key
     os.environ.clear()
     os.environ.update(L.scrubbed_env())
     layers["no_secrets"] = True

@@ -279,6 +279,10 @@ def _child(conn: socket.socket, layers: dict[str, bool]) -> None:
         if not data:
             return
         req = json.loads(data)
+        # the user keyrings are per uid (every child of this host shares them), and the child before this
+        # one may have left keys there: emptied now, once it has ended and before this one's code runs
+        if not L.clear_user_keyrings():
+            raise PermissionError("the user keyring could not be emptied: an earlier rule process locked it")
         module, _, fn = str(req["target"]).partition(":")
         getattr(importlib.import_module(module), fn)(req.get("args", {}), fds)
         code = 0
@@ -307,6 +311,8 @@ def isolate(pid_namespace: bool) -> dict[str, bool]:
     if pid_namespace and lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) == 0:
         L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | L.MS_RDONLY)
     done["ipc_namespace"] = L.ipc_namespace()
+    # kernel keyrings belong to no namespace of ours: a session keyring of its own (not the job's)
+    L.new_session_keyring()
     done["no_capabilities"] = L.drop_capabilities()
     return done
 

@@ -173,9 +173,12 @@ class _WatchedHost:
 
     def _kill(self) -> None:
         self.killed.set()
-        # the rule process dies with its parent (its parent-death signal), and all it started with it
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(self._parent, signal.SIGKILL)
+        # the rule process itself first: it may have cleared the parent-death signal it would die of with
+        # its parent; it is its PID namespace's init, so all it started dies with it
+        for fd in (self._rule, self._parent):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
 
     def done(self) -> bool:
         """Stop the clock; wait (at most _REAP_S) until the rule process has ended (it is its PID
