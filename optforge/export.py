@@ -125,7 +125,9 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}, the value tuned")
         out.append(f"    on most held-out tasks ({per}).")
     elif info.from_run:
-        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned in this run).")
+        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned in this run;")
+        out.append("    the weight_decay of param_groups only: a decay the rule's own update computes, such as AdamW's")
+        out.append("    seed WD = 0.01, applies whatever weight_decay is).")
     else:
         out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}; set it with weight_decay=.")
     if info.step_time_ratio is not None:

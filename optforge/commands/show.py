@@ -113,9 +113,11 @@ def print_candidate_detail(ranked: Any) -> None:
         for line in smoke_checks(ev):
             print(line)
     else:
-        wins = m.get("wins")
+        wins, agg = m.get("wins"), ev.aggregate
         print(f"\nbest candidate {cand.id} at {ev.stage}: fitness {format_score(ev.fitness, m.get('fitness_hw'), 3)}"
-              + ("" if wins is None else f", significant wins {wins}/{len(m.get('tasks') or {})}"))
+              + ("" if wins is None else f", significant wins {wins}/{len(m.get('tasks') or {})}")
+              + ("" if agg is None or agg.n < 2 else
+                 f" (its stage evaluation; {agg.mean:+.3f} over all its {agg.n} rows, which ranks it)"))
         for task, row in (m.get("tasks") or {}).items():
             flags = ",".join(row.get("flags") or [])
             print(f"  {task:<22} {format_score(row.get('score', 0.0), row.get('hw')):>14}"
