@@ -30,13 +30,7 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    keep_fds = {0, 1, 2, ctl_w}
-    for fd in _open_fds():
-        if fd not in keep_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    L.close_fds_except({0, 1, 2, ctl_w})
     layers: dict[str, bool] = {"process_group": True, "no_secrets": True}
     # what the job imports: the caller's import locations and this process's own (torch, numpy and
     # optforge as the template loaded them), bound read-only into the job's private mounts
@@ -99,13 +93,6 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         except Exception:  # noqa: BLE001 - a closed or full pipe must not stop the exit
             code = 0
     os._exit(code)
-
-
-def _open_fds() -> list[int]:
-    try:
-        return [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        return list(range(3, 256))
 
 
 def _call_job(req: dict[str, Any], workdir: str) -> None:

@@ -217,6 +217,21 @@ def drop_privileges(uid: int | None) -> bool:
     return os.geteuid() == uid
 
 
+def close_fds_except(keep: set[int]) -> None:
+    """Close every open descriptor not in `keep` (all up to 255 where /proc/self/fd cannot be read), so
+    a sandboxed process inherits nothing its parent happened to hold open."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 256))
+    for fd in fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def set_parent_death_signal(sig: int) -> None:
     lib = libc()
     if lib is not None:

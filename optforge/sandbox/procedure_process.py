@@ -33,7 +33,7 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        _close_fds_except({0, 1, 2, in_fd, out_fd})
+        L.close_fds_except({0, 1, 2, in_fd, out_fd})
         channel = Channel(in_fd, out_fd)
         layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
         channel.send({"kind": "ready", "layers": layers})
@@ -115,14 +115,3 @@ def _no_new_privs() -> bool:
         return False
 
 
-def _close_fds_except(keep: set[int]) -> None:
-    try:
-        fds = [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 256))
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass

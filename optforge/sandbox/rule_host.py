@@ -272,7 +272,7 @@ def _child(conn: socket.socket, layers: dict[str, bool]) -> None:
     try:
         L.set_parent_death_signal(signal.SIGKILL)
         layers.update(isolate(pid_namespace=layers["pid_namespace"]))
-        _close_other_fds({0, 1, 2, conn.fileno()})
+        L.close_fds_except({0, 1, 2, conn.fileno()})
         conn.send(json.dumps(layers).encode())  # queued for the host to read at hand-over
         data, fds, _, _ = socket.recv_fds(conn, _MSG_BYTES, 16)
         conn.close()
@@ -317,14 +317,3 @@ def isolate(pid_namespace: bool) -> dict[str, bool]:
     return done
 
 
-def _close_other_fds(keep: set[int]) -> None:
-    try:
-        open_fds = [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        open_fds = list(range(3, 256))
-    for fd in open_fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
