@@ -3,14 +3,12 @@ update of the step, as RuleOptimizer applies in-process deltas after the last up
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from optforge.evaluators.remote_rule import RemoteRuleSource
 from optforge.evaluators.tasks import get_suite
 from optforge.evaluators.train import train_rule
 from optforge.rule import load_rule
-from optforge.sandbox.rule_host import RuleHost
 
 MIX = {t.name: t for t in get_suite("smoke").tasks}["smoke_mix"]  # two (8,) biases share a buffer below
 
@@ -29,13 +27,6 @@ def update(p, g, state, ctx):
     buf.copy_(-ctx.lr * g)
     return buf
 '''
-
-
-@pytest.fixture(scope="module")
-def host():
-    h = RuleHost.start()
-    yield h
-    h.close()
 
 
 def test_a_buffer_returned_for_two_tensors_gives_the_in_process_curve(host):

@@ -14,7 +14,6 @@ import pytest
 from optforge.evaluators.remote_rule import RemoteRuleSource, RuleProcessError
 from optforge.evaluators.tasks import get_suite
 from optforge.evaluators.train import train_rule
-from optforge.sandbox.rule_host import RuleHost
 
 QUAD = {t.name: t for t in get_suite("smoke").tasks}["smoke_quad"]
 
@@ -67,13 +66,6 @@ def init(p, ctx):
 def update(p, g, state, ctx):
     return -ctx.lr * g
 '''
-
-
-@pytest.fixture(scope="module")
-def host():
-    h = RuleHost.start()
-    yield h
-    h.close()
 
 
 def test_the_rule_process_cannot_resize_the_trainers_memfd(host):

@@ -17,7 +17,6 @@ from optforge.evaluators.remote_rule import RemoteRuleSource, RuleProcessError
 from optforge.evaluators.tasks import get_suite
 from optforge.evaluators.train import train_rule
 from optforge.rule import load_rule
-from optforge.sandbox.rule_host import RuleHost
 
 JOB = "optforge.evaluators.job:run_job"
 SMOKE = {t.name: t for t in get_suite("smoke").tasks}
@@ -130,15 +129,6 @@ BAD_EVAL_POINT = (
     "LR = 1e-3\ndef init(p, ctx):\n    return {'n': 0}\ndef update(p, g, state, ctx):\n    return -ctx.lr * g\n"
     "def eval_point(p, state, ctx):\n    return p.double()\n"
 )
-
-
-@pytest.fixture(scope="module")
-def host():
-    # forked from the test process: fine for curves and failures, not for the hunter (earlier
-    # tests leave models in this process; the sandbox tests fork the host from a clean job)
-    h = RuleHost.start()
-    yield h
-    h.close()
 
 
 def _same(a, b) -> bool:
