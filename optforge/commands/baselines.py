@@ -244,6 +244,7 @@ def _measure(args: argparse.Namespace, suite: Any) -> None:
     --add-references, saved to the suite's file."""
     from optforge.cli import UserError
     from optforge.evaluators import baselines
+    from optforge.evaluators.validate import AllRunsFailed
 
     try:
         wds = tuple(float(x) for x in args.wd.split(",") if x.strip()) if args.wd else baselines.WD_GRID
@@ -275,7 +276,7 @@ def _measure(args: argparse.Namespace, suite: Any) -> None:
             if args.add_wd:
                 data = baselines.add_weight_decay(data, args.suite, wds, workers=jobs, progress=bar)
             what = "updated"
-    except (ValueError, KeyError, baselines.BaselineError) as e:
+    except (ValueError, KeyError, baselines.BaselineError, AllRunsFailed) as e:
         raise UserError(str(e)) from None
     finally:
         bar.close()

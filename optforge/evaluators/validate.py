@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 JOB = "optforge.evaluators.job:run_job"
 
 
+class AllRunsFailed(RuntimeError):
+    """Every run of one executor call failed in the sandbox (baselines, `isolate_failures`): the machine,
+    not the rule, is at fault, and recording the runs as diverged would corrupt the baselines."""
+
+
 class BatchFailure(Exception):
     """A sandbox call ended without a usable result; `result` is the SandboxResult (or None)."""
 
@@ -168,6 +173,7 @@ class SandboxExecutor:
     name: str = "candidate"
     trace: bool = False  # detail="trace": the job records per-role norms (evaluators/trace.py)
     isolate_failures: bool = False  # baselines: a failed call is retried run by run, not fatal
+    failed: list = field(default_factory=list)  # isolate_failures: "task lr seed: why" of each run that failed twice
     # accumulated
     calls: int = 0
     cpu_s: float = 0.0
@@ -191,6 +197,7 @@ class SandboxExecutor:
         want_fp, self.fingerprint_next = self.fingerprint_next, False
         want_probe, self.probe_state_next = self.probe_state_next, False
         results: list[RunOutcome | None] = [None] * len(specs)
+        failed_before = len(self.failed)
 
         def one(k: int, idx: list[int]) -> None:
             try:
@@ -217,15 +224,23 @@ class SandboxExecutor:
                         errors.append(e)
                 if errors:
                     raise errors[0]
+        if self.isolate_failures and len(self.failed) - failed_before == len(specs):
+            raise AllRunsFailed(
+                f"every one of the {len(specs)} runs of {self.name} failed in the sandbox, e.g. {self.failed[-1]}; "
+                "nothing was saved. `optforge doctor` shows whether a real job runs on this machine")
         return [r for r in results if r is not None]
 
     def _single(self, spec: RunSpec) -> RunOutcome:
         """One run in its own call, retried once; a run that still fails is recorded as failed."""
+        why = ""
         for attempt in range(2):
             try:
                 return self._call([spec], fingerprint=False)[0]
             except BatchFailure as e:
                 log.warning("run %s failed (attempt %d): %s", spec, attempt + 1, e.reason)
+                why = f"{e.reason}: {e}"
+        with self._lock:
+            self.failed.append(f"{spec.task} lr={spec.lr:.3g} seed={spec.seed} horizon={spec.horizon}: {why}")
         if self.progress:
             self.progress(1)
         return RunOutcome(spec, [], [], [], diverged_at=0)

@@ -179,13 +179,34 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+def mapped_bytes() -> int:
+    """The address space this process maps now (VmSize, /proc/self/statm's first field), in bytes; 0
+    where /proc cannot tell."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def address_space_limit(memory_mb: int, mapped: int) -> int:
+    """RLIMIT_AS for a process that maps `mapped` bytes already and may map `memory_mb` MiB more.
+
+    Relative, not absolute: what the interpreter and torch map before the limit is set differs by
+    gigabytes between builds (about 0.8 GiB with torch's CPU wheel; a CUDA build maps its libraries'
+    several GiB without touching a GPU), and an absolute limit below it fails every allocation."""
+    return int(mapped) + (int(memory_mb) << 20)
+
+
 def set_rlimits(cpu_s: int, memory_mb: int | None, fsize: int, open_files: int, processes: int | None) -> bool:
-    """CPU seconds (SIGXCPU, then SIGKILL 2 s later), address space, file size, open files, processes
-    (per uid: effective once the job runs under its own uid), no core dumps."""
+    """CPU seconds (SIGXCPU, then SIGKILL 2 s later), address space (`memory_mb` MiB beyond what the
+    process maps now: `address_space_limit`), file size, open files, processes (per uid: effective once
+    the job runs under its own uid), no core dumps."""
     try:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
         if memory_mb is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+            limit = address_space_limit(memory_mb, mapped_bytes())
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -21,9 +21,15 @@ def preload() -> None:
     torch.set_num_threads(1)
     # the first optimizer a process builds imports torch._dynamo and friends (seconds of wall time
     # on a busy machine): pay that here, not in every forked job
+    # on a machine where torch sees a GPU, a backward pass here would start autograd's device threads,
+    # and every forked job's own backward would fail ("Unable to handle autograd's threading in
+    # combination with fork-based multiprocessing"): the step gets its gradient by hand
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    torch.nn.functional.cross_entropy(model(torch.zeros(1, 2)), torch.zeros(1, dtype=torch.long)).backward()
+    with torch.no_grad():
+        torch.nn.functional.cross_entropy(model(torch.zeros(1, 2)), torch.zeros(1, dtype=torch.long))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
     opt.step()
     for name in MODULES:
         try:

@@ -85,6 +85,14 @@ def sandbox_executor(ref: str, suite_name: str, suite: Any, limits: Any, workers
     )
 
 
+def failed_runs(failed: Sequence[str]) -> dict:
+    """The cost entry's record of runs that failed in the sandbox twice (stored as diverged at step 0:
+    the machine, not the rule, failed), so that `optforge baselines` can name them; {} when none did."""
+    if failed:
+        log.warning("%d runs failed in the sandbox and are stored as diverged, e.g. %s", len(failed), failed[0])
+    return {"failed_runs": list(failed)} if failed else {}
+
+
 def build(
     suite_name: str,
     *,
@@ -135,6 +143,7 @@ def build(
         **{f"{kind}_seeds": list(suite.seeds_of(kind)) for kind in SEED_SETS},
         "tasks": {t.name: {"T": t.steps, "family": t.family, "references": {}} for t in infos},
     }
+    failed: list[str] = []
     for ref in references:
         lr0 = seeds.load(ref).lr
         ex = sandbox_executor(ref, suite_name, suite, limits, workers, tally)
@@ -167,7 +176,9 @@ def build(
         else:
             tune_reference(result, suite, infos, ref, lr0, ex, deltas)
         cpu += ex.cpu_s
-    result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": tally.done}
+        failed += [f"{ref}: {f}" for f in ex.failed]
+    result["cost"] = {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1), "runs": tally.done,
+                      **failed_runs(failed)}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         add_statistics(result)

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from optforge.evaluators.baselines.building import (
-    REFERENCE_GRID, WD_GRID, Tally, add_wd_runs, sandbox_executor, tune_reference, wd_specs,
+    REFERENCE_GRID, WD_GRID, Tally, add_wd_runs, failed_runs, sandbox_executor, tune_reference, wd_specs,
 )
 from optforge.evaluators.baselines.files import BaselineError, machine_info, suite_digest
 from optforge.evaluators.baselines.lookup import RHO, run_wd
@@ -78,7 +78,7 @@ def add_seeds(
     if new:
         data.setdefault("cost", {}).setdefault("seeds", []).append({
             "seeds": new, "runs": tally.done, "cpu_seconds": round(ex.cpu_s, 1),
-            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info()})
+            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info(), **failed_runs(ex.failed)})
     data["seeds"] = sorted(have | set(new))
     data["suite_version"] = suite.version
     for kind in SEED_SETS:
@@ -102,7 +102,7 @@ def add_weight_decay(
     add_wd_runs(data, specs, ex)
     if specs:
         _add_cost(data, "weight_decay", {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(ex.cpu_s, 1),
-                                         "runs": tally.done, "machine": machine_info()})
+                                         "runs": tally.done, "machine": machine_info(), **failed_runs(ex.failed)})
     return add_statistics(data, data.get("rho") or RHO)
 
 
@@ -123,11 +123,12 @@ def add_references(
     suite, infos = _same_version(data, suite_name)
     tally = Tally(len(infos) * (len(REFERENCE_GRID) * len(suite.selection_seeds) + len(suite.report_seeds)) * len(references),
                    progress)
-    t0, cpu = time.time(), 0.0
+    t0, cpu, failed = time.time(), 0.0, []
     for ref in references:
         ex = sandbox_executor(ref, suite_name, suite, limits, workers, tally)
         tune_reference(data, suite, infos, ref, seeds.load(ref).lr, ex)
         cpu += ex.cpu_s
+        failed += [f"{ref}: {f}" for f in ex.failed]
     _add_cost(data, "references", {"wall_seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu, 1),
-                                   "runs": tally.done, "machine": machine_info()})
+                                   "runs": tally.done, "machine": machine_info(), **failed_runs(failed)})
     return add_statistics(data, data.get("rho") or RHO)
