@@ -2,7 +2,7 @@
 
 Why steps-to-match (AlgoPerf's time-to-target): raw losses are not comparable across
 tasks, but "how many steps tuned AdamW needs to reach the loss this rule reached" is, on every task,
-a ratio of budgets. The score (score_version 3, docs/suites.md "The score"):
+a ratio of budgets. The score (score_version 4, docs/suites.md "The score"):
 
     x     = L_c + delta                 (the candidate's best loss, made a tie at resolution delta)
     w     = clip((L_c - L_A*) / delta - 1, 0, 1)
@@ -14,7 +14,8 @@ a ratio of budgets. The score (score_version 3, docs/suites.md "The score"):
   and kernels (rho * |L_A*|) and AdamW's own seed noise of its best loss. Targeting L_c + delta
   instead of L_c makes two curves within delta score the same, so a 1e-7 difference is a tie.
 - tau_A(x) (`AdamWEnvelope`): the fewest steps tuned AdamW needs to reach x. It is the lower envelope
-  of every AdamW eval point (every lr, and weight decay when tuned) at horizon T, and below L_A*
+  of the eval points of AdamW's tuned arms (`baselines.adamw_curves`: at each horizon the lr, and the
+  weight decay when tuned, picked on the selection seeds as a candidate's are) at horizon T, and below L_A*
   (AdamW's best within T, first reached at s_A*) of the longer-horizon runs (2T, 4T), read as the
   Pareto frontier in (steps, loss) and interpolated linearly in log-steps between frontier points.
   So it is continuous and non-increasing in x; between (s_A*, L_A*) and the first longer-horizon
@@ -39,12 +40,14 @@ from typing import Iterable, Mapping, Sequence
 
 from optforge.types import CEILING, FLOOR
 
-SCORE_VERSION = 3
+SCORE_VERSION = 4
 """Bump whenever a score changes meaning; runs record it and resume refuses another (`check_score_version`).
 
 2: ties at delta, a continuous envelope, intervals. 3: AdamW's chosen lr and delta come from the
 selection seeds only, and the protocol measures an unscreened neighbour lr at full length before it
-calls a pick an edge (`optforge/evaluators/protocol.py`), so a candidate's chosen lr can differ from 2."""
+calls a pick an edge (`optforge/evaluators/protocol.py`), so a candidate's chosen lr can differ from 2.
+4: tau_A is the envelope of AdamW's picked arms only (one per horizon, picked on the selection seeds,
+`baselines.adamw_curves`), not of every lr on the scored seeds."""
 
 RHO_FLOOR = 1e-4
 """Least relative loss resolution: float32 training on another CPU or kernel differs by ~1e-6..1e-5."""

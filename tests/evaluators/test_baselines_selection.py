@@ -117,3 +117,21 @@ def test_baselines_show_says_which_format_and_machine_and_not_format_1_beside_fo
     text = render(data, ([], []))
     assert "baselines format 2\n" in text and f"built on: {data['machine']['cpu']}, torch " in text
     assert "AdamW on seed 5 added on: Another CPU, torch" in text
+
+
+def test_adamws_bar_is_its_picked_arm_so_a_luckier_lr_on_the_report_seeds_does_not_lower_it():
+    """Score version 4: tau_A is the envelope of AdamW's picked arms, not of every lr on the scored seeds.
+    An arm the selection seeds did not pick, far better on the report seeds, would have made AdamW score
+    far below 0 against itself (the lowest of many noisy curves is an oracle no tuned rule matches)."""
+    data = copy.deepcopy(baselines.load("smoke"))
+    picked, favoured = _report_seeds_favour_another_lr(data)
+    payload = baselines.payload_from(data)
+    report = [int(s) for s in data["report_seeds"]]
+    curves, used = baselines.adamw_curves(payload, TASK, report)
+    assert used == report and len(curves) == len({int(r["horizon"]) for r in data["tasks"][TASK]["adamw"]["runs"]})
+    T = int(data["tasks"][TASK]["T"])
+    at_t = [c for c in curves if c.horizon == T]
+    assert len(at_t) == 1 and at_t[0].lr == baselines.chosen_run(data, TASK, T)["lr"]
+    table = baselines.add_statistics(data, data["rho"])["table"]
+    assert all(row["score"] == 0.0 for row in table["adamw"]["tasks"].values()), table["adamw"]["tasks"]
+    assert picked != favoured

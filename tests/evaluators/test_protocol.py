@@ -400,8 +400,15 @@ def test_weight_decay_curves_join_adamw_only_when_the_evaluation_tunes_weight_de
     plain, _ = baselines.adamw_curves(payload, task, (2, 3, 4))
     with_wd, _ = baselines.adamw_curves(payload, task, (2, 3, 4), weight_decay=True)
     runs = payload["tasks"][task]["adamw"]["runs"]
-    n_wd = len([r for r in runs if baselines.run_wd(r) > 0 and not any(r["diverged"].values())])
-    assert n_wd > 0 and len(with_wd) == len(plain) + n_wd
+    # one tuned arm per horizon on both sides; only a weight-decay-tuning evaluation gets wd > 0 arms
+    plain_arms = baselines.selected_runs(payload, task)
+    wd_arms = baselines.selected_runs(payload, task, weight_decay=True)
+    assert len(plain) == len(plain_arms) == len(with_wd) == len(wd_arms) == 3
+    assert all(baselines.run_wd(r) == 0 for r in plain_arms)
+    assert any(baselines.run_wd(r) > 0 for r in wd_arms)
+    assert [c.val for c in with_wd] != [c.val for c in plain]
+    # the weight decay is picked at the lr picked without it, horizon by horizon
+    assert [(r["horizon"], r["h"]) for r in wd_arms] == [(r["horizon"], r["h"]) for r in plain_arms]
     # each horizon's chosen lr gets every weight decay
     for horizon, h in data["tasks"][task]["adamw"]["chosen"].items():
         wds = {baselines.run_wd(r) for r in runs if str(r["horizon"]) == horizon and r["h"] == h}
