@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 from optforge.sandbox import layers as L
+from optforge.sandbox.boot import set_sys_path
 from optforge.sandbox.protocol import write_error, write_result
 
 _MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
@@ -80,9 +81,7 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         os._exit(0)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
-    for p in reversed(req.get("sys_path", [])):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    set_sys_path([str(p) for p in req.get("sys_path", [])])  # the standard library first (see boot)
     code = 0
     try:
         _call_job(req, workdir)

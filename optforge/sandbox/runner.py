@@ -82,7 +82,7 @@ def run(
             "limits": {**limits.to_dict(), "cpu_limit_s": limits.cpu_limit_s},
             "workdir": workdir,
             "env": transport.worker_env(),
-            "sys_path": [p or os.getcwd() for p in sys.path],
+            "sys_path": transport.import_path(),
             # where this process imports from (an editable install's package included): the job
             # binds these read-only, wherever they are (a private /tmp, a 0700 home)
             "import_paths": import_locations([job.partition(":")[0]]),
