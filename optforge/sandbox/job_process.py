@@ -50,9 +50,11 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         blocked = L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)
         if blocked:
             uid = None  # the job could not import its own code as another user: stay root, say so
+    # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
+    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace() and L.zero_ipc_limits()
+    L.keep_writable_proc()  # for a rule host's id maps and its rule processes' IPC limits (rule_host)
     writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
     layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
-    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace()
     L.new_session_keyring()  # not the caller's: a key the user keeps there is not the job's to read
     unprivileged = L.drop_privileges(uid)
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root

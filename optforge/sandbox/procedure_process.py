@@ -79,8 +79,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
     uid = L.UID_BASE + host_pid if os.geteuid() == 0 and switch_uid else None
     if uid is not None and (L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)):
         uid = None  # the uid could not read our own code: stay root of this process, without capabilities
+    # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
+    layers["ipc_namespace"] = L.ipc_namespace() and L.zero_ipc_limits()
     layers["read_only_root"] = private and L.read_only_root([t for t in L.PRIVATE_TMP if os.path.isdir(t)])
-    layers["ipc_namespace"] = L.ipc_namespace()
     L.new_session_keyring()  # not the broker's, where the user may keep an API key
     os.environ.clear()
     os.environ.update(L.scrubbed_env())
