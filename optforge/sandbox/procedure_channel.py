@@ -14,6 +14,7 @@ import subprocess
 import time
 from typing import Any
 
+from optforge.sandbox.layers import undumpable
 from optforge.sandbox.procedure_records import ProcedureLimits
 from optforge.sandbox.transport import python_command
 
@@ -43,6 +44,7 @@ class HostChannel:
 
     def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
         """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED`) and queue the start message."""
+        undumpable()  # the broker holds the LLM API key: no same-uid process reads our /proc/<pid>/environ
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from optforge.sandbox import transport
-from optforge.sandbox.layers import import_locations
+from optforge.sandbox.layers import import_locations, undumpable
 from optforge.sandbox.policy import Policy, check_source
 from optforge.sandbox.protocol import ProtocolError, decode_line, read_result
 from optforge.sandbox.result import LAYERS, Limits, SandboxResult
@@ -73,6 +73,9 @@ def run(
     except (TypeError, ValueError) as e:
         raise ValueError(f"sandbox payload must be JSON-able: {e}") from e
     mode = mode_for(limits)
+    # this process may hold the user's API keys in its environment: where a job runs without a PID
+    # namespace under the same uid, it could otherwise read them from /proc/<our pid>/environ
+    undumpable()
     workdir = tempfile.mkdtemp(prefix="optforge-job-")
     try:
         request = {
