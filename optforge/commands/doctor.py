@@ -29,7 +29,7 @@ _EXPLAIN = {
     "filesystem": "runs as a fresh uid with private /tmp: cannot write outside its directory",
     "read_only_root": "every mount read-only except its directory and private tmpfs (/run/lock too)",
     "run_hidden": "empty /run and /var/run: host daemons' unix sockets cannot be reached",
-    "ipc_namespace": "own System V IPC namespace: no shared memory, queue or semaphore crosses it",
+    "ipc_namespace": "own System V IPC namespace, limits at zero: no shared memory, queue or semaphore made or crossing",
     "disk_quota": "its directory is a tmpfs of max_output_bytes: writing many files stops there",
     "rlimits": "CPU seconds, address space, file size, open files, processes",
     "no_secrets": "scrubbed environment: no API keys or tokens",
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             # each held if the host sees nothing of what the probe tried
             "world_writable_private": not seen["world_writable"],
             "unix_sockets_hidden": not facts.get("unix_sockets_reached"),
-            "ipc_isolated": not facts.get("host_ipc_seen") and not seen["ipc_left"],
+            # and, its limits being zero, the probe could make no segment at all
+            "ipc_isolated": not facts.get("host_ipc_seen") and not seen["ipc_left"] and not facts.get("ipc_left"),
             "disk_quota_holds": quota.reason == "disk_quota",
         },
         "probed": {"world_writable": host.world_writable, "sockets": host.sockets},

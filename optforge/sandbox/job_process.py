@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 from optforge.sandbox import layers as L
+from optforge.sandbox.boot import set_sys_path
 from optforge.sandbox.protocol import write_error, write_result
 
 _MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
@@ -49,9 +50,11 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         blocked = L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)
         if blocked:
             uid = None  # the job could not import its own code as another user: stay root, say so
+    # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
+    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace() and L.zero_ipc_limits()
+    L.keep_writable_proc()  # for a rule host's id maps and its rule processes' IPC limits (rule_host)
     writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
     layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
-    layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace()
     L.new_session_keyring()  # not the caller's: a key the user keeps there is not the job's to read
     unprivileged = L.drop_privileges(uid)
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
@@ -80,9 +83,7 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         os._exit(0)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
-    for p in reversed(req.get("sys_path", [])):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    set_sys_path([str(p) for p in req.get("sys_path", [])])  # the standard library first (see boot)
     code = 0
     try:
         _call_job(req, workdir)

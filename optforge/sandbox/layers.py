@@ -47,6 +47,7 @@ from optforge.sandbox.syscalls import (  # noqa: F401
     libc,
 )
 from optforge.sandbox.syscalls import mount as _mount  # noqa: F401 - rule_host's name for it
+from optforge.sandbox.syscalls import open_tree_clone
 from optforge.sandbox.syscalls import write_file as _write
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,58 @@ def ipc_namespace() -> bool:
     and die with the namespace when its last process ends; the host's are invisible to it."""
     lib = libc()
     return lib is not None and lib.unshare(ctypes.c_int(CLONE_NEWIPC)) == 0
+
+
+# System V IPC limits of an IPC namespace (per-namespace sysctls): at zero no segment, queue or
+# semaphore set can be made, so none can hold memory outside the process's RLIMIT_AS
+IPC_LIMITS = {"shmmni": "0", "shmall": "0", "shmmax": "0", "msgmni": "0", "sem": "0 0 0 0"}
+_writable_proc: int | None = None  # see keep_writable_proc
+
+
+def keep_writable_proc() -> bool:
+    """In the job process, before `read_only_root` makes its /proc read-only: keep a detached, writable
+    copy of that /proc mount (open_tree(2), reached by no path), for the job's trusted descendants: the
+    rule host writes its user namespace's id maps through it and each rule process its System V limits
+    (`proc_write`); a rule process closes it before the rule loads. A process below a read-only /proc
+    could not get a writable one otherwise: the kernel lets a user namespace mount a new proc only as
+    read-only as the one it sees."""
+    global _writable_proc
+    if _writable_proc is None:
+        _writable_proc = open_tree_clone("/proc")
+    return _writable_proc is not None
+
+
+def drop_writable_proc() -> None:
+    """Close this process's copy of the writable /proc (`keep_writable_proc`), if it holds one."""
+    global _writable_proc
+    if _writable_proc is not None:
+        try:
+            os.close(_writable_proc)
+        except OSError:
+            pass
+        _writable_proc = None
+
+
+def proc_write(path: str, text: str) -> bool:
+    """Write `text` to /proc/`path` (`path` relative: "self/uid_map", "sys/kernel/shmmni"), through the
+    writable copy where this process holds one, else through /proc. True when written."""
+    try:
+        if _writable_proc is not None:
+            _write(path, text, dir_fd=_writable_proc)
+        else:
+            _write("/proc/" + path, text)
+    except OSError as e:
+        log.debug("writing /proc/%s failed: %s", path, e)
+        return False
+    return True
+
+
+def zero_ipc_limits() -> bool:
+    """Set every System V IPC limit of the calling process's IPC namespace to zero (`proc_write`). The
+    kernel lets only the root uid of the user namespace that owns the IPC namespace write them
+    (capabilities do not count) and lets it write them again later, so the process that runs untrusted
+    code must have no writable /proc by then. True when all were written."""
+    return all([proc_write(f"sys/kernel/{name}", value) for name, value in IPC_LIMITS.items()])
 
 
 def new_session_keyring() -> bool:
@@ -251,6 +304,20 @@ def close_fds_except(keep: set[int]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+
+
+PR_SET_DUMPABLE = 4
+
+
+def undumpable() -> bool:
+    """Make the calling (trusted) process non-dumpable: processes of the same uid without
+    CAP_SYS_PTRACE can no longer read its /proc/<pid>/environ (where an API key lives), mem, maps or
+    fds, nor ptrace it, where they can name it (a sandboxed process without a PID namespace of its
+    own). Also: no core dump of it; py-spy, gdb or strace on it need root (or CAP_SYS_PTRACE). Exec
+    makes a process dumpable again, so the interpreters the sandbox starts are not affected. True
+    when set."""
+    lib = libc()
+    return lib is not None and lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
 
 
 def set_parent_death_signal(sig: int) -> None:

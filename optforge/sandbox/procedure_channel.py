@@ -11,12 +11,12 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
+from optforge.sandbox.layers import undumpable
 from optforge.sandbox.procedure_records import ProcedureLimits
-from optforge.sandbox.transport import worker_env
+from optforge.sandbox.transport import python_command
 
 HOST_MODULE = "optforge.sandbox.procedure_host"
 _TAIL_BYTES = 4096
@@ -44,16 +44,17 @@ class HostChannel:
 
     def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
         """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED`) and queue the start message."""
+        undumpable()  # the broker holds the LLM API key: no same-uid process reads our /proc/<pid>/environ
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv, env = python_command(*host_args, str(to_r), str(from_w), str(status_host.fileno()),
+                                   repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(disabled_layers()) or "-")
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, *host_args, str(to_r), str(from_w), str(status_host.fileno()),
-                 repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(disabled_layers()) or "-"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 # string hashing fixed: a procedure iterating over a set of strings replays in the same order
-                pass_fds=(to_r, from_w, status_host.fileno()), env={**worker_env(), "PYTHONHASHSEED": "0"}, cwd="/",
+                pass_fds=(to_r, from_w, status_host.fileno()), env={**env, "PYTHONHASHSEED": "0"}, cwd="/",
                 start_new_session=True, close_fds=True,
             )
         except OSError:

@@ -37,11 +37,12 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
         channel = Channel(in_fd, out_fd)
         layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
         channel.send({"kind": "ready", "layers": layers})
-        if not layers["processes_isolated"]:
+        if not (layers["processes_isolated"] and layers["unprivileged"]):
             # refused before the start message (the source) is read: the trusted side says what to do
             code = 0
             channel.send({"kind": "end", "ok": False, "reason": "isolation",
-                          "error": {"type": "IsolationError", "message": "no PID namespace and no uid of its own"}})
+                          "error": {"type": "IsolationError", "message": "no PID namespace and no uid of its own, "
+                                    "or root on the host"}})
             return
         start = channel.receive()
         if start.get("kind") != "start":
@@ -78,8 +79,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
     uid = L.UID_BASE + host_pid if os.geteuid() == 0 and switch_uid else None
     if uid is not None and (L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)):
         uid = None  # the uid could not read our own code: stay root of this process, without capabilities
+    # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
+    layers["ipc_namespace"] = L.ipc_namespace() and L.zero_ipc_limits()
     layers["read_only_root"] = private and L.read_only_root([t for t in L.PRIVATE_TMP if os.path.isdir(t)])
-    layers["ipc_namespace"] = L.ipc_namespace()
     L.new_session_keyring()  # not the broker's, where the user may keep an API key
     os.environ.clear()
     os.environ.update(L.scrubbed_env())
@@ -87,6 +89,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
     os.chdir("/")
     unprivileged = L.drop_privileges(uid)
     own_uid = uid is not None and unprivileged
+    # Not root on the host. Root without capabilities is still the owner of root's files: the mounts are
+    # read-only, not hidden, so it could read root's 0600 files (~/.netrc, a .env with the API key).
+    # Without this layer the procedure is not started either.
     layers["unprivileged"] = own_uid or bool(ns.get("user")) or os.geteuid() != 0
     # Out of reach of the user's other processes (the broker holding the LLM API key, the shell, Ray's):
     # in their PID namespace and under their uid, a process passes the kernel's check for reading

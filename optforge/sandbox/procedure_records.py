@@ -17,7 +17,7 @@ FAILURE_WORDS = (
     "bad_channel",  # malformed JSON, an oversized line, a request out of order or while one is out
     "died",  # its process died (or could not start) without an end message, or was killed
     "memory",  # it ran out of its address space
-    "isolation",  # not started: its process would share the user's uid and PID namespace (see docs/security.md)
+    "isolation",  # not started: its process would share the user's uid and PID namespace, or be the host's root (docs/security.md)
 )
 CALL_KINDS = ("llm", "llm_batch", "utility")
 

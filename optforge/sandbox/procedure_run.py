@@ -189,7 +189,7 @@ class ProcedureRun(HostChannel):
         elif word not in ("policy", "exception", "no_result", "bad_result", "memory", "isolation"):
             return self.kill(f"bad_channel: the procedure's end message names an unknown reason {word!r}")
         elif word == "isolation":
-            text = _isolation_text()
+            text = _isolation_text(self.layers)
         elif word == "policy":
             text = f"the checker (procedure policy) refused the source: {err.get('message')}"
         else:
@@ -247,16 +247,24 @@ class ProcedureRun(HostChannel):
                 pass
 
 
-def _isolation_text() -> str:
-    """Why a procedure was not started (the procedure process found itself sharing the user's uid and PID
-    namespace), and how to give it the layers it needs."""
-    why = ("the procedure was not started: its process would run under your uid in your PID namespace (no PID "
-           "namespace and no uid of its own), where it could read the environment of your other processes from "
-           "/proc, the LLM API key included, and signal them. Enable unprivileged user namespaces (Ubuntu 23.10 and "
-           "later: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0; Debian: sysctl -w "
-           "kernel.unprivileged_userns_clone=1; elsewhere: user.max_user_namespaces above 0; in a container, a "
-           "seccomp profile that allows unshare), or run optforge as root, where each procedure gets a uid of its "
-           "own. `optforge doctor` shows the layers this machine gives.")
+def _isolation_text(layers: dict[str, bool]) -> str:
+    """Why a procedure was not started (its process, isolated as far as it could be, found itself sharing
+    the user's uid and PID namespace, or root on the host), and how to give it the layers it needs."""
+    if layers.get("processes_isolated") and not layers.get("unprivileged"):
+        why = ("the procedure was not started: its process would run as root on this machine (the switch to a uid "
+               "of its own is off), and root needs no capability to read its own files: root's private files (an "
+               "API key in ~/.netrc, ~/.config or a .env) would be readable to it, since the mounts are read-only, "
+               "not hidden. Run with the uid switch on (do not put `privileges` in OPTFORGE_SANDBOX_DISABLE), or "
+               "run optforge as a user other than root with unprivileged user namespaces enabled.")
+    else:
+        why = ("the procedure was not started: its process would run under your uid in your PID namespace (no PID "
+               "namespace and no uid of its own), where it could read the environment of your other processes from "
+               "/proc, the LLM API key included, and signal them. Enable unprivileged user namespaces (Ubuntu 23.10 "
+               "and later: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0; Debian: sysctl -w "
+               "kernel.unprivileged_userns_clone=1; elsewhere: user.max_user_namespaces above 0; in a container, a "
+               "seccomp profile that allows unshare), or run optforge as root, where each procedure gets a uid of "
+               "its own.")
+    why += " `optforge doctor` shows the layers this machine gives."
     off = disabled_layers()
     return why + (f" Here OPTFORGE_SANDBOX_DISABLE switches off {', '.join(off)} on purpose." if off else "")
 

@@ -13,8 +13,11 @@ and file descriptors. The child:
   with it), with its own /proc;
 - sees every mount read-only (the host's own mount namespace, made once): it has no writable path,
   so nothing it writes can reach a later child;
-- has its own IPC namespace: no System V object outlives it (abstract Unix sockets die with their
-  process, and the sandbox job's network namespace has no interface up);
+- has its own IPC namespace, with every System V limit at zero: it can make no shared memory
+  segment, message queue or semaphore set, so none holds memory outside its RLIMIT_AS (abstract Unix
+  sockets die with their process, and the sandbox job's network namespace has no interface up); and
+  it cannot make a user namespace, in which it could make another IPC namespace with the default
+  limits;
 - has no capabilities left (and `no_new_privs` from the sandbox), so it cannot undo the above;
 - inherits only the file descriptors the request passed (SCM_RIGHTS over an anonymous socketpair).
 
@@ -37,7 +40,6 @@ from typing import Any
 
 from optforge.sandbox import layers as L
 
-PR_SET_DUMPABLE = 4
 _MSG_BYTES = 1 << 16
 
 
@@ -49,7 +51,8 @@ class HostError(RuntimeError):
 class Child:
     """One forked child, as the trusted side sees it: `pid` is the intermediate process, which exits
     when the child does (its exit code is the child's, or 128 + the signal that killed it).
-    `layers`: user_namespace, read_only_mounts, pid_namespace, ipc_namespace, no_capabilities."""
+    `layers`: user_namespace, read_only_mounts, pid_namespace, ipc_namespace, ipc_limits,
+    no_user_namespaces, no_capabilities."""
 
     pid: int
     pidfd: int
@@ -71,9 +74,7 @@ class RuleHost:
 
         The caller becomes non-dumpable: no child may ptrace it or read its /proc/<pid>/mem.
         """
-        lib = L.libc()
-        if lib is not None:
-            lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        L.undumpable()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
@@ -228,25 +229,23 @@ def _fork_spare(host_sock: socket.socket, layers: dict[str, bool]) -> int:
 
 
 def _enter_user_namespace() -> bool:
-    """A user namespace of our own, with our uid mapped to itself: the children get capabilities over
-    the namespaces they create, and none over anything outside them."""
+    """A user namespace of our own, with our uid mapped to root in it: the children get capabilities
+    over the namespaces they create, and none over anything outside them. Root of the namespace
+    because the kernel lets only the root uid of the user namespace that owns an IPC namespace set
+    its System V limits (`isolate`); the uid outside, and every file access, stay the job's."""
     lib = L.libc()
     if lib is None:
         return False
     uid, gid = os.getuid(), os.getgid()
-    lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the id maps are written through /proc/self
+    lib.prctl(L.PR_SET_DUMPABLE, 1, 0, 0, 0)  # the id maps are written through /proc/self
     try:
         if lib.unshare(ctypes.c_int(L.CLONE_NEWUSER)) != 0:
             return False
-        try:
-            L._write("/proc/self/setgroups", "deny")
-            L._write("/proc/self/uid_map", f"{uid} {uid} 1")
-            L._write("/proc/self/gid_map", f"{gid} {gid} 1")
-        except OSError:
-            return False
-        return True
+        # through the job's writable copy of /proc: the job's own /proc is read-only by now
+        return (L.proc_write("self/setgroups", "deny") and L.proc_write("self/uid_map", f"0 {uid} 1")
+                and L.proc_write("self/gid_map", f"0 {gid} 1"))
     finally:
-        lib.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem on us from a child
+        lib.prctl(L.PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem on us from a child
 
 
 def _intermediate(conn: socket.socket, layers: dict[str, bool]) -> None:
@@ -303,17 +302,25 @@ def _read_only_mount_namespace() -> bool:
 def isolate(pid_namespace: bool) -> dict[str, bool]:
     """Per child: a copy of the host's read-only mount namespace with a /proc of its own PID
     namespace, a fresh IPC namespace (System V objects outlive processes; abstract sockets do not,
-    and the job's network namespace already has no interface up), then no capabilities left."""
-    done = {"ipc_namespace": False, "no_capabilities": False}
+    and the job's network namespace already has no interface up) with every System V limit at zero,
+    no user namespace to be made, then no capabilities left.
+
+    The limits are written through the job's writable copy of /proc (`layers.keep_writable_proc`),
+    which the child closes here: it stays root of the user namespace that owns its IPC namespace, which
+    the kernel lets write those limits again, so it must have no writable /proc when the rule loads."""
+    done = {"ipc_namespace": False, "ipc_limits": False, "no_user_namespaces": False, "no_capabilities": False}
     lib = L.libc()
     if lib is None:
         return done
     if pid_namespace and lib.unshare(ctypes.c_int(L.CLONE_NEWNS)) == 0:
         L._mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC | L.MS_RDONLY)
     done["ipc_namespace"] = L.ipc_namespace()
+    done["ipc_limits"] = done["ipc_namespace"] and L.zero_ipc_limits()
+    # per user namespace, and ours (the host's) is where a child would make one: none may be made, or a
+    # rule could make a user namespace and in it an IPC namespace with the default limits
+    done["no_user_namespaces"] = L.proc_write("sys/user/max_user_namespaces", "0")
+    L.drop_writable_proc()
     # kernel keyrings belong to no namespace of ours: a session keyring of its own (not the job's)
     L.new_session_keyring()
     done["no_capabilities"] = L.drop_capabilities()
     return done
-
-

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from optforge.sandbox import transport
-from optforge.sandbox.layers import import_locations
+from optforge.sandbox.layers import import_locations, undumpable
 from optforge.sandbox.policy import Policy, check_source
 from optforge.sandbox.protocol import ProtocolError, decode_line, read_result
 from optforge.sandbox.result import LAYERS, Limits, SandboxResult
@@ -73,6 +73,9 @@ def run(
     except (TypeError, ValueError) as e:
         raise ValueError(f"sandbox payload must be JSON-able: {e}") from e
     mode = mode_for(limits)
+    # this process may hold the user's API keys in its environment: where a job runs without a PID
+    # namespace under the same uid, it could otherwise read them from /proc/<our pid>/environ
+    undumpable()
     workdir = tempfile.mkdtemp(prefix="optforge-job-")
     try:
         request = {
@@ -82,7 +85,7 @@ def run(
             "limits": {**limits.to_dict(), "cpu_limit_s": limits.cpu_limit_s},
             "workdir": workdir,
             "env": transport.worker_env(),
-            "sys_path": [p or os.getcwd() for p in sys.path],
+            "sys_path": transport.import_path(),
             # where this process imports from (an editable install's package included): the job
             # binds these read-only, wherever they are (a private /tmp, a 0700 home)
             "import_paths": import_locations([job.partition(":")[0]]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 CLONE_NEWNS = 0x00020000
@@ -32,9 +33,27 @@ def libc() -> ctypes.CDLL | None:
     return _libc or None
 
 
-def write_file(path: str, text: str) -> None:
-    with open(path, "w") as f:
+def write_file(path: str, text: str, dir_fd: int | None = None) -> None:
+    fd = os.open(path, os.O_WRONLY, dir_fd=dir_fd)
+    with open(fd, "w") as f:
         f.write(text)
+
+
+_SYS_OPEN_TREE = 428  # the same number on every architecture (a syscall added after the unified table)
+OPEN_TREE_CLONE = 1
+
+
+def open_tree_clone(path: str) -> int | None:
+    """open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (no path reaches it,
+    later remounts of `path` do not change it), as a descriptor; None where the kernel (before 5.2) or
+    the caller's privileges do not allow it."""
+    lib = libc()
+    if lib is None:
+        return None
+    lib.syscall.restype = ctypes.c_long
+    fd = lib.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(-100), path.encode(),  # AT_FDCWD
+                     ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC))
+    return int(fd) if fd >= 0 else None
 
 
 def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> bool:

@@ -1,7 +1,7 @@
 """The warm template: a clean interpreter (scrubbed environment, no secrets in memory) with torch
 already imported, that forks one supervisor per job request arriving on its Unix socket.
 
-Started by `optforge.sandbox.transport.TEMPLATE` as `python -m optforge.sandbox.template SOCKET PARENT_PID`; it
+Started by `optforge.sandbox.transport.TEMPLATE` as `python boot.py -m optforge.sandbox.template SOCKET PARENT_PID`; it
 exits when its parent process is gone. It never runs untrusted code itself: isolation is applied in
 the forked children (see optforge.sandbox.worker), so each job starts from the same pristine image.
 """
@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 
+from optforge.sandbox.boot import set_sys_path
 from optforge.sandbox.layers import import_locations
 from optforge.sandbox.preload import preload
 from optforge.sandbox.worker import supervise
@@ -28,9 +29,7 @@ def _warm_import(req: dict) -> None:
     module = str(req.get("job", "")).partition(":")[0]
     if not module or module in sys.modules or module in _failed_imports:
         return
-    for p in req.get("sys_path", []):
-        if p not in sys.path:
-            sys.path.append(p)
+    set_sys_path([str(p) for p in req.get("sys_path", [])])
     try:
         importlib.import_module(module)
     except Exception:  # noqa: BLE001 - the job process will import it again and report the error
@@ -69,10 +68,6 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
 
 
 def main(path: str, parent_pid: int) -> None:
-    # `python -m` put our working directory, which holds the socket, on sys.path: keep it out of the
-    # import locations every job binds
-    here = os.path.realpath(os.path.dirname(path))
-    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
     preload()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

@@ -13,10 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
 
+from optforge.sandbox import boot
 from optforge.sandbox.layers import scrubbed_env
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,37 @@ TEMPLATE_START_S = 120.0
 
 
 def worker_env() -> dict[str, str]:
-    """Scrubbed environment plus the caller's import path, so the job and optforge import the same."""
-    paths = [p or os.getcwd() for p in sys.path]
-    return scrubbed_env({"PYTHONPATH": os.pathsep.join(p for p in paths if os.path.isdir(p))})
+    """The environment of every interpreter and job the sandbox starts: scrubbed (see
+    `layers.scrubbed_env`), and without PYTHONPATH (see `optforge.sandbox.boot`)."""
+    return scrubbed_env()
+
+
+def import_path() -> list[str]:
+    """The caller's `sys.path` as the sandbox's processes get it: '' as the working directory, only
+    paths that exist, and the interpreter's standard library first, so that a `re.py` or `random.py`
+    in the caller's working directory never stands in for the standard module in a job."""
+    paths = [p for p in dict.fromkeys(os.path.abspath(p or os.getcwd()) for p in sys.path) if os.path.exists(p)]
+    return sorted(paths, key=lambda p: not _in_stdlib(p))  # stable: the caller's order otherwise
+
+
+def _in_stdlib(path: str) -> bool:
+    real = os.path.realpath(path)
+    if set(real.split(os.sep)) & {"site-packages", "dist-packages"}:
+        return False
+    for root in {os.path.realpath(sysconfig.get_path(k)) for k in ("stdlib", "platstdlib")}:
+        # the standard library, lib-dynload below it, and the zipped library beside it (python311.zip)
+        if real == root or real.startswith(root + os.sep) or (real.endswith(".zip") and os.path.dirname(real) == os.path.dirname(root)):
+            return True
+    return False
+
+
+def python_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for a sandbox interpreter running `-m MODULE ARGS...` (or `-c CODE ARGS...`):
+    through `optforge/sandbox/boot.py`, which sets the caller's import path after the interpreter has
+    started, so that the standard library always comes first (a PYTHONPATH entry would precede it).
+    Every interpreter the sandbox starts is started this way."""
+    env = {**worker_env(), boot.PATH_ENV: os.pathsep.join(import_path())}
+    return [sys.executable, boot.__file__, *args], env
 
 
 class Channel:
@@ -63,11 +93,12 @@ class Channel:
 
 def cold_channel(workdir: str) -> Channel:
     """A fresh `python -m optforge.sandbox.worker`: slower (imports torch per job), needs no fork server."""
+    argv, env = python_command("-m", "optforge.sandbox.worker")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "optforge.sandbox.worker"],
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env=worker_env(),
+        env=env,
         cwd=workdir,
         start_new_session=True,
         close_fds=True,
@@ -111,11 +142,12 @@ class WarmTemplate:
 
     def _start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="optforge-template-")
+        argv, env = python_command("-m", "optforge.sandbox.template", self.path, str(os.getpid()))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "optforge.sandbox.template", self.path, str(os.getpid())],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            env=worker_env(),
+            env=env,
             cwd=self._dir,
             start_new_session=True,
             close_fds=True,

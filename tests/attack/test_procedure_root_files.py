@@ -1,12 +1,13 @@
-"""ATTACK (fails today, not fixed): with the uid switch off (`OPTFORGE_SANDBOX_DISABLE=privileges`) and run
-as root, a procedure that got past the checker and the builtins table runs as uid 0 in its own PID
-namespace: `processes_isolated` holds (its own /proc), so it is not refused, but with every capability
-dropped it is still the *owner* of root's files, and the owner needs no capability to read a 0600 file.
-It reads the user's secrets on disk (here a 0600 file in a 0700 directory under /root; in life ~/.netrc,
-~/.config/..., a .env with the LLM API key). The mounts are read-only, not hidden (the tmpfs over
-root-only directories comes with the uid switch). The layers say `unprivileged: false`, but the run goes
-ahead. A fix: refuse (`isolation`) when the procedure would run as the host's root, as it refuses when
-it would share the user's uid and PID namespace."""
+"""ATTACK (fixed): with the uid switch off (`OPTFORGE_SANDBOX_DISABLE=privileges`) and run as root, a
+procedure that got past the checker and the builtins table ran as uid 0 in its own PID namespace:
+`processes_isolated` held (its own /proc), so it was not refused, but with every capability dropped it
+was still the *owner* of root's files, and the owner needs no capability to read a 0600 file. It read
+the user's secrets on disk (here a 0600 file in a 0700 directory under /root; in life ~/.netrc,
+~/.config/..., a .env with the LLM API key): the mounts are read-only, not hidden (the tmpfs over
+root-only directories comes with the uid switch). The layers said `unprivileged: false`, and the run
+went ahead. Fixed: the procedure process refuses (`isolation`) when it would run as the host's root, as
+it refuses when it would share the user's uid and PID namespace, before it reads the start message
+that carries the source."""
 
 from __future__ import annotations
 
@@ -42,12 +43,12 @@ BROKER = source('''
     end = None
     while not isinstance(end, ProcedureEnd):
         end = run.poll(timeout=1.0)
-    print(json.dumps({"status": end.status, "failure": end.failure, "value": end.value, "layers": end.layers}))
+    print(json.dumps({"status": end.status, "failure": end.failure, "reason": end.reason, "value": end.value,
+                      "layers": end.layers}))
 ''')
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch exists only for root")
-@pytest.mark.xfail(strict=True, reason="hole: with the uid switch off, a root procedure reads root's 0600 files")
 def test_a_procedure_without_the_uid_switch_cannot_read_roots_private_files():
     home = tempfile.mkdtemp(prefix="optforge-attack-", dir="/root")  # 0700, root's
     try:
@@ -61,5 +62,9 @@ def test_a_procedure_without_the_uid_switch_cannot_read_roots_private_files():
         assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
         report = json.loads(out.stdout.strip().splitlines()[-1])
         assert canary not in json.dumps(report["value"]), report
+        # not started: as root, nothing but the uid switch would hide those files
+        assert report["failure"] == "isolation" and report["value"] is None, report
+        assert report["layers"]["processes_isolated"] and not report["layers"]["unprivileged"], report
+        assert "root" in report["reason"] and "privileges" in report["reason"], report
     finally:
         shutil.rmtree(home)

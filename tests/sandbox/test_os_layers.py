@@ -100,7 +100,8 @@ def host_segment():
 def test_ipc_namespace_alone(host_segment, monkeypatch):
     res = run_alone("ipc_namespace", IPC_BODY, host_segment, monkeypatch)
     _need(res, "ipc_namespace")
-    assert res.value == {"host_segment_seen": False, "made": [True, True, True]}
+    # its namespace's limits are zero: it can make nothing, so nothing can outlive it either
+    assert res.value == {"host_segment_seen": False, "made": [False, False, False]}
     assert _sysv_objects(host_segment["key"]) == {}, "the job's System V objects outlived it"
     # control: without the layer the job sees the host's segment and its own objects stay behind
     res = run_alone("ipc_namespace", IPC_BODY, host_segment, monkeypatch, with_layer=False)
@@ -378,3 +379,39 @@ def test_rule_processes_inherit_the_os_layers(host_segment):
     facts = result.artifacts["exception"]
     assert "'run': []" in facts and "'host_segment': False" in facts
     assert "'run_lock': 'No such file or directory'" in facts and "'home': 'Read-only file system'" in facts
+
+
+IPC_RULE = '''
+import torch
+LR = 1e-3
+
+def init(p, ctx):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = 0o1000 | 0o600  # IPC_CREAT; key IPC_PRIVATE
+    facts = {"shm": libc.shmget(0, 1 << 20, flags) >= 0, "msg": libc.msgget(0, flags) >= 0,
+             "sem": libc.semget(0, 1, flags) >= 0,
+             # the way around: a user namespace of its own, and in it an IPC namespace with the default limits
+             "new_ipc_namespace": libc.unshare(0x10000000 | 0x08000000) == 0}
+    raise RuntimeError(repr(facts))
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+def test_a_rule_process_can_make_no_system_v_object():
+    """Checker off: in the rule process's own IPC namespace every System V limit is zero, so a rule can
+    allocate no shared memory segment (memory outside its RLIMIT_AS and RSS), queue or semaphore set,
+    and it can make no user namespace in which to get an IPC namespace with the default limits.
+    Before, the three succeeded (16 x 16 MiB of segments were held outside the rule's accounting)."""
+    runs = [{"task": "smoke_quad", "lr": 1e-3, "seed": 0, "steps": 2, "horizon": 20, "eval_steps": [2], "weight_decay": 0.0}]
+    res = sandbox.run(IPC_RULE, "optforge.evaluators.job:run_job", {"suite": "smoke", "runs": runs}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=120, static_check=False))
+    assert res.ok, (res.reason, res.exception, res.stderr_tail[-2000:])
+    rule_layers = res.value["rule_layers"]
+    if not (rule_layers.get("pid_namespace") and rule_layers.get("ipc_namespace")):
+        pytest.skip("no PID or IPC namespace for the rule process here")
+    message = res.value["failure"]["message"]
+    assert message == "{'shm': False, 'msg': False, 'sem': False, 'new_ipc_namespace': False}", message
+    assert rule_layers["user_namespace"] and rule_layers["ipc_limits"] and rule_layers["no_user_namespaces"], rule_layers

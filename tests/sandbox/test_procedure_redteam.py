@@ -235,6 +235,10 @@ LAYER_PROBE = source('''
         seen["run"] = sorted(os.listdir("/run")) if os.path.isdir("/run") else []
         seen["pids"] = [p for p in os.listdir("/proc") if p.isdigit()]
         seen["env"] = sorted(os.environ)
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        seen["sysv"] = [libc.shmget(0, 4096, 0o1000 | 0o600) >= 0, libc.msgget(0, 0o1000 | 0o600) >= 0,
+                        libc.semget(0, 1, 0o1000 | 0o600) >= 0]
         os.write(w, json.dumps(seen).encode())
         os._exit(0)
     os.close(w)
@@ -244,8 +248,8 @@ LAYER_PROBE = source('''
 
 
 def test_the_os_layers_hold_in_a_procedure_process(tmp_path):
-    """The policy leaves a procedure no way to fork, connect, write or read the environment; should one
-    be found, the process's own layers stop it. The same isolation as a procedure's, in a real process
+    """The policy leaves a procedure no way to fork, connect, write, make System V objects or read the
+    environment; should one be found, the process's own layers stop it. The same isolation as a procedure's, in a real process
     that tries (each check where this machine reports the layer active)."""
     import socket
 
@@ -283,6 +287,8 @@ def test_the_os_layers_hold_in_a_procedure_process(tmp_path):
         assert seen["run"] == [], seen
     if layers["pid_namespace"]:
         assert seen["pids"] == ["1"], seen
+    if layers["ipc_namespace"]:  # its own, every System V limit zero: no segment, queue or semaphore set
+        assert seen["sysv"] == [False, False, False], seen
 
 
 # ------------------------------------------------------------------------------------------------
