@@ -154,19 +154,22 @@ def final_search_results(store: Any, config: Any) -> list[Any]:
 
 
 def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[dict[str, Any]]:
-    """Ranked rows (see `final_search_results`) with funnel results and a promoted flag."""
+    """Ranked rows (see `final_search_results`) with funnel results and a promoted flag; a row at the
+    smoke gate has no fitness, and its checks as feedback."""
     promoted = {p.candidate_id for p in store.promotions("promoted") if p.passed}
     funnel = {(p.candidate_id, p.stage): p for p in store.promotions()}
     rows = []
     ranked = final_search_results(store, config)
     for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
         agg = ev.aggregate
+        gate = ev.stage == "smoke"  # pass/fail: no fitness, interval, robust score or wins
         row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
-               "fitness": agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None, "n": agg.n if agg else 1,
-               "tasks_missing": list(agg.missing) if agg else [], "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
-               "wins": ev.metrics.get("wins"),
+               "fitness": None if gate else agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None,
+               "n": agg.n if agg else 1, "tasks_missing": list(agg.missing) if agg else [],
+               "fitness_hw": None if gate else ev.metrics.get("fitness_hw"),
+               "robust": None if gate else ev.metrics.get("robust"), "wins": None if gate else ev.metrics.get("wins"),
                "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
-               "feedback": ev.feedback}
+               "feedback": shown_feedback(ev) if gate else ev.feedback}
         for s in config.funnel_stages():
             p = funnel.get((cand.id, s.name))
             row[s.name] = None if p is None else {"passed": p.passed, "value": p.value, "bar": p.bar}
@@ -262,14 +265,27 @@ def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite:
     return 0
 
 
+def shown_feedback(ev: Any) -> str:
+    """An evaluation's feedback as `show` prints it: for the smoke gate its checks (each task by name:
+    trains or not, with its flags; the sandbox's verdict), never the fitness and wins the evaluator's
+    text opens with (smoke is a gate, not a score: docs/suites.md); else the feedback with its tasks
+    named (`eval.readable_feedback`)."""
+    from optforge.commands.eval import readable_feedback, smoke_checks
+
+    if ev.stage == "smoke" and (ev.metrics or {}).get("tasks"):
+        return "; ".join(c.strip() for c in smoke_checks(ev) if not c.strip().startswith("fingerprint"))
+    return readable_feedback(ev)
+
+
 def failure_rows(store: Any) -> list[dict[str, Any]]:
-    """Every failed evaluation, grouped by (status, stage, reason): the reason a user needs to act on,
-    with how many candidates share it and which ones (in evaluation order)."""
+    """Every failed evaluation, grouped by (status, stage, reason): the reason a user needs to act on
+    (`shown_feedback`), with how many candidates share it and which ones (in evaluation order)."""
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for ev in store.evaluations():
         if ev.ok:
             continue
-        reason = " ".join(ev.feedback.split()) or str(ev.artifacts.get("exception", "")).strip() or "no reason recorded"
+        reason = (" ".join(shown_feedback(ev).split())
+                  or str(ev.artifacts.get("exception", "")).strip() or "no reason recorded")
         key = (ev.status.value, ev.stage, reason)
         row = groups.setdefault(key, {"status": key[0], "stage": key[1], "reason": reason, "candidates": []})
         row["candidates"].append(ev.candidate_id)
