@@ -5,7 +5,7 @@ killed run loses at most that), and the `RunSummary` at the end. It counts; it d
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from optforge import budgets
@@ -17,12 +17,14 @@ from optforge.types import Candidate, EvaluationResult, Status
 
 @dataclass
 class Counters:
+    """What the engine counts as it goes, over every session of the run (the engine starts them from
+    the store on resume). Evaluations and failures are not counted here: `report` reads them from the
+    store, so that they too are the run's, whatever answered them (a cache, a resumed session)."""
+
     proposed: int = 0  # strategy proposals (candidates and rollouts)
     candidates: int = 0  # of which candidates (what budget.max_candidates counts)
     observed: int = 0
     candidates_observed: int = 0  # what budget.max_candidates's ETA counts
-    done: int = 0  # evaluations finished this session (all stages)
-    failures: dict[str, int] = field(default_factory=dict)
     best: tuple[str, float] | None = None  # (candidate id, fitness) at the last search stage
 
 
@@ -39,24 +41,25 @@ class RunProgress:
         self._last_shown = 0.0
 
     def restore(self) -> None:
-        """Start the clock from the stored elapsed time, and the best and failures from the stored rows."""
+        """Start the clock from the stored elapsed time, and the proposals and the best from the stored
+        rows (the search sets its counters again as it takes up the stored proposals; a session that
+        resumes at the funnel shows these)."""
         st = self.store
         self._t0, self._elapsed0 = self.clock(), float(st.meta("elapsed_s", 0.0))
+        self.n.proposed = st.strategy_proposal_count()
+        self.n.candidates = self.n.proposed - len(st.rollouts(refused=True))
         top = st.best(self.config.search_stages()[-1].name)
         self.n.best = (top.candidate.id, top.evaluation.aggregate.mean) if top else None
-        self.n.failures = {k: v for k, v in st.status_counts().items() if k != Status.OK.value}
 
     def elapsed(self) -> float:
         """Seconds of search and funnel over all sessions of the run."""
         return self._elapsed0 + (self.clock() - self._t0)
 
     def track(self, cand: Candidate, result: EvaluationResult, *, final_stage: bool) -> None:
-        """Count a search candidate's final result: its failure, or a new best (no store scans). Only
-        stage evaluations come here (rollouts go straight to the strategy), so the live best is the
-        best full-suite row; `restore` and `summary` take the store's ranking (`Store.best`)."""
-        if not result.ok:
-            self.n.failures[result.status.value] = self.n.failures.get(result.status.value, 0) + 1
-        elif final_stage and (self.n.best is None or result.fitness > self.n.best[1]):
+        """Keep a search candidate's final result if it is a new best (no store scans). Only stage
+        evaluations come here (rollouts go straight to the strategy), so the live best is the best
+        full-suite row; `restore` and `summary` take the store's ranking (`Store.best`)."""
+        if result.ok and final_stage and (self.n.best is None or result.fitness > self.n.best[1]):
             self.n.best = (cand.id, result.fitness)
 
     def report(self, *, in_flight: int, queued: int, budget: budgets.SearchBudget) -> None:
@@ -73,10 +76,13 @@ class RunProgress:
         eta = None
         if self.phase == "search" and not budget.stopped:
             eta = budgets.eta_s(self.config.budget, elapsed_s=elapsed, used=budget.used(n.candidates_observed))
+        # the store's rows, as `show` and the summary count them: every session's, every stage's
+        statuses = self.store.status_counts()
         self.show(Progress(
-            phase=self.phase, proposed=n.proposed, candidates=n.candidates, done=n.done, in_flight=in_flight, queued=queued,
-            best_fitness=n.best[1] if n.best else None, best_id=n.best[0] if n.best else None,
-            failures=dict(n.failures), elapsed_s=elapsed, eta_s=eta))
+            phase=self.phase, proposed=n.proposed, candidates=n.candidates, done=sum(statuses.values()),
+            in_flight=in_flight, queued=queued, best_fitness=n.best[1] if n.best else None,
+            best_id=n.best[0] if n.best else None,
+            failures={k: v for k, v in statuses.items() if k != Status.OK.value}, elapsed_s=elapsed, eta_s=eta))
 
     def summary(self, reason: str, interrupted: bool, failure: str, *, nodes: dict[str, int], not_started: int,
                 cut: int) -> RunSummary:
