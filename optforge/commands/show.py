@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
@@ -41,6 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from optforge.config import RunConfig
+    from optforge.run_progress import KILLED, killed_hint
     from optforge.store import Store, StoreError
 
     try:
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
         return 0
     s = summary(store, config, top=args.top)
-    status = s["status"] + (" (its process is gone: nothing written for over a minute; continue it with "
-                            f"optforge run --resume {store.run_dir})" if s["activity"] == KILLED else "")
+    status = s["activity"] + (f" ({killed_hint(store.run_dir)})" if s["activity"] == KILLED else "")
     print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {status}"
           f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations,"
           f" score_version {s['score_version']}")
@@ -178,6 +176,8 @@ def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[di
 
 
 def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
+    from optforge.run_progress import RUNNING, run_activity
+
     rows = leaderboard_rows(store, config, top)
     if not rows:
         print("no evaluated candidates yet")
@@ -216,25 +216,6 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         why = "not yet: the run is running" if run_activity(store) == RUNNING else "the run stopped before"
         print(f"ok*: ok at {' and '.join(partial)}, not evaluated at {last} ({why}); "
               f"ranked below every candidate with a {last} fitness")
-
-
-RUNNING, KILLED = "running", "killed"
-LIVE_S = 60.0
-"""A live run writes its store every few seconds (the engine saves its elapsed time every 5 s)."""
-
-
-def run_activity(store: Any, now: float | None = None) -> str:
-    """The stored run status, with `running` checked against the store's files: RUNNING while they were
-    written in the last LIVE_S seconds, else KILLED (its process died without saying so: SIGKILL, a
-    crash, a lost machine). There is no lock to ask, so this is what a reader can tell."""
-    from optforge.store.db import DB_NAME
-
-    status = store.meta("status", "unknown")
-    if status != RUNNING:
-        return status
-    files = [Path(store.run_dir) / name for name in (DB_NAME, DB_NAME + "-wal")]
-    written = max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-    return RUNNING if (time.time() if now is None else now) - written < LIVE_S else KILLED
 
 
 def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
@@ -306,6 +287,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
     from optforge.rule_flags import task_detection_flags
+    from optforge.run_progress import run_activity
     from optforge.strategy_views import strategy_view
 
     dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)

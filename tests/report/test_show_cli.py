@@ -9,8 +9,9 @@ import time
 
 from optforge.cli import main
 from optforge.commands.eval import render
-from optforge.commands.show import LIVE_S, RECORD_CHARS
+from optforge.commands.show import RECORD_CHARS
 from optforge.config import config_from_dict
+from optforge.run_progress import LIVE_S
 from optforge.store import Store, StrategyRecord, versions
 from optforge.task_names import suite_tasks
 from optforge.types import Candidate, EvaluationResult, Status
@@ -54,8 +55,7 @@ def test_show_says_a_running_run_is_running_and_a_dead_one_was_killed(tmp_path, 
         os.utime(f, (old, old))
     assert main(["show", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"status running (its process is gone: nothing written for over a minute; continue it with optforge " \
-           f"run --resume {run})" in out
+    assert f"status killed (its process is gone without a clean end; continue it with optforge run --resume {run})" in out
     assert "not evaluated at train (the run stopped before)" in out
 
 
