@@ -278,7 +278,6 @@ class Engine:
                   cached_from: str | None = None) -> None:
         """A job's answer: store it (unless `stored` already) and count it, then hand it on: a failed
         start stops the run; a search result goes to the strategy, or on to the next search stage."""
-        self.tally.n.done += 1
         if not stored:
             cpu_s = 0.0 if cached_from is not None else budgets.charged_cpu_s(result, wall_s)
             if cpu_s and "cpu_seconds" not in result.metrics:  # stored, so a resume counts the same

@@ -196,6 +196,7 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
         class_name=class_name,
         roles=repr(roles_mod.ROLES),
         head_names=repr(roles_mod._HEAD_NAMES),
+        mirrored=repr(rule_optimizer.MIRRORED),
         runtime=runtime,
         factory_params=factory_params,
         factory_body=factory_body,
@@ -224,6 +225,7 @@ __all__ = ["{class_name}", "param_groups", "infer_roles"]
 
 ROLES = {roles}
 _HEAD_NAMES = {head_names}
+MIRRORED = {mirrored}  # param group keys that show the rule's constants
 _ARGS = {arg_map}  # rule constant -> constructor argument
 
 

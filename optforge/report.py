@@ -24,6 +24,7 @@ from optforge.report_sections import (
     config_html, definition_list, failures_html, fitness_text, label, lineage_html, moh_procedures_html, named,
     opto_steps_html, polca_memory_html, records_html, source_html, task_detection_html, task_table,
 )
+from optforge.run_progress import KILLED, killed_hint, run_activity
 from optforge.store import EvaluationRecord, Store
 from optforge.strategy_views import strategy_view
 from optforge.types import Candidate
@@ -79,11 +80,12 @@ def reference_rows(store: Store, rank_stage: str) -> list[tuple[Candidate, Evalu
 def _header(store: Store, config: RunConfig, best: Candidate | None, best_ev: EvaluationRecord | None,
             counts: dict[str, int]) -> str:
     statuses = store.status_counts()
+    activity = str(run_activity(store))
     items = [
         ("strategy", esc(config.strategy_name)),
         ("suite", esc(str(config.suite))),
-        ("status", esc(str(store.meta("status", "unknown"))) + (f" ({esc(str(store.meta('stop_reason')))})"
-                                                              if store.meta("stop_reason") else "")),
+        ("status", esc(activity) + (f" ({esc(str(store.meta('stop_reason')))})" if store.meta("stop_reason") else "")
+         + (f" <small>({esc(killed_hint(store.run_dir))})</small>" if activity == KILLED else "")),
         ("candidates", f"{len(store.candidates(include_reference=False))} proposed, {len(store.evaluations())} evaluations"),
         ("evaluations by status", ", ".join(f"{esc(str(k))} {v}" for k, v in sorted(statuses.items())) or "-"),
         ("funnel", " &rarr; ".join(f"{esc(k)} {v}" for k, v in counts.items()) or "-"),

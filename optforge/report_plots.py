@@ -15,10 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from optforge.store import Store  # noqa: E402
-from optforge.types import Status  # noqa: E402
+from optforge.types import CEILING, FLOOR, Status  # noqa: E402
 
 
 @dataclass
@@ -136,6 +137,18 @@ def fig_funnel(counts: Mapping[str, int]) -> Figure | None:
     return Figure("Promotion funnel", _png(fig))
 
 
+SCORE_CMAP = "RdYlGn"
+"""Diverging: red below 0 (slower than tuned AdamW), yellow at 0 (ties it), green above (faster)."""
+
+
+def score_norm() -> Normalize:
+    """The heatmap's colour scale: symmetric about 0 over every score a task can get ([FLOOR, CEILING]),
+    so the colour's side of yellow is the score's sign and equal magnitudes are equally saturated, and
+    colours mean the same in every report."""
+    limit = max(-FLOOR, CEILING)
+    return Normalize(vmin=-limit, vmax=limit)
+
+
 def fig_heatmap(rows: Sequence[tuple[str, Mapping[str, Any]]], n_references: int) -> Figure | None:
     """Per-task scores of `rows` ((label, metrics["tasks"]) pairs); the last `n_references` rows are
     references, set apart by a line."""
@@ -144,7 +157,7 @@ def fig_heatmap(rows: Sequence[tuple[str, Mapping[str, Any]]], n_references: int
         return None
     data = [[float((row.get(t) or {}).get("score", math.nan)) for t in tasks] for _, row in rows]
     fig, ax = plt.subplots(figsize=(3.0 + 0.8 * len(tasks), 1.0 + 0.42 * len(rows)))
-    im = ax.imshow(data, cmap="RdYlGn", vmin=-3, vmax=2, aspect="auto")
+    im = ax.imshow(data, cmap=SCORE_CMAP, norm=score_norm(), aspect="auto")
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
     if 0 < n_references < len(rows):
@@ -153,7 +166,7 @@ def fig_heatmap(rows: Sequence[tuple[str, Mapping[str, Any]]], n_references: int
         for j, v in enumerate(row):
             if not math.isnan(v):
                 ax.text(j, i, "0.0" if abs(v) < 0.05 else f"{v:+.1f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, label="score (log2 speedup vs tuned AdamW)")
+    fig.colorbar(im, ax=ax, label="score (log2 speedup vs tuned AdamW; 0 ties it)")
     return Figure("Per-task scores: top candidates and references", _png(fig))
 
 

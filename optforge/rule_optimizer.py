@@ -66,9 +66,11 @@ class RuleOptimizer(torch.optim.Optimizer):
     - Zero-element tensors are skipped (no state, no update), as torch.optim.Adam makes them a no-op.
     - `load_state_dict` moves each state tensor to the dtype and device the rule's `init` gives for
       the parameter now (an fp32 checkpoint into a bf16 model and the reverse).
-    - Groups mirror the rule's `BETA1`/`BETA2` as `betas` and its `MOMENTUM` (else 0.0) as `momentum`,
+    - Groups show the rule's public hyperparameters only: `lr`, `weight_decay`, `role`, and, when the
+      rule has them, its `BETA1`/`BETA2` as `betas` and its `MOMENTUM` (else `BETA`) as `momentum`,
       so that schedulers which cycle momentum (OneCycleLR, CyclicLR) can be constructed; the rule's
-      constants cannot follow them, so `step()` raises ValueError once they have changed.
+      constants cannot follow them, so `step()` raises ValueError once they have changed. A rule
+      with neither has no such key, and those schedulers refuse it unless `cycle_momentum=False`.
     - A complex parameter reaches the rule as its real view (`torch.view_as_real`, shape (..., 2)),
       as torch.optim steps complex parameters.
     - A rule's error names the parameter it failed on (an exception note).
@@ -94,7 +96,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.total_steps = total_steps
         defaults = {"lr": lr if isinstance(lr, torch.Tensor) else float(lr), "role": None,
                     "weight_decay": float(weight_decay)}
-        defaults.update(_momentum_mirror(getattr(rule, "hparams", None) or {}))
+        # what the groups show of the rule's constants, kept here to tell a scheduler's change from them
+        self._mirror = _momentum_mirror(getattr(rule, "hparams", None) or {})
+        defaults.update(self._mirror)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -105,9 +109,16 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"Invalid role {role!r} in a param group; use one of {', '.join(ROLES)}")
         if "lr" in param_group:
             check_lr(param_group["lr"], allow_zero=True)
-        mirror = _momentum_mirror(getattr(self.rule, "hparams", None) or {})
-        for key, value in mirror.items():
-            if key in param_group and tuple(_as_tuple(param_group[key])) != tuple(_as_tuple(value)):
+        for key in MIRRORED:
+            if key not in param_group:
+                continue
+            if key not in self._mirror:
+                raise ValueError(
+                    f"param group {key}={param_group[key]!r}: rule '{self.rule.name}' has no {key} constant, "
+                    f"so it would ignore this; leave {key} out of the group"
+                )
+            value = self._mirror[key]
+            if tuple(_as_tuple(param_group[key])) != tuple(_as_tuple(value)):
                 raise ValueError(
                     f"param group {key}={param_group[key]!r}: rule '{self.rule.name}' takes {key} from its "
                     f"constants ({value!r}); set them on the optimizer's constructor instead"
@@ -115,7 +126,6 @@ class RuleOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group["eval_mode"] = any(g.get("eval_mode", False) for g in self.param_groups[:-1])
-        group["_mirror"] = mirror
 
     def _ctx(self, group: dict, p: torch.Tensor, shared: _StepShared | None, t: int) -> Ctx:
         return Ctx(
@@ -140,7 +150,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             if group["eval_mode"]:
                 raise RuntimeError("step() was called in eval mode; call optimizer.train() before training")
-            _check_mirror(group, gi)
+            _check_mirror(group, gi, self._mirror)
             for pi, p in enumerate(group["params"]):
                 if p.grad is None or p.numel() == 0:
                     continue
@@ -255,9 +265,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             for gi, group in enumerate(self.param_groups):
                 old_step = group.pop("step", None) if gi < len(group_steps) else None
-                # the rule's constants, not the checkpoint's, decide betas/momentum (see _check_mirror)
-                group["_mirror"] = _momentum_mirror(getattr(self.rule, "hparams", None) or {})
-                group.update(group["_mirror"])
+                # the rule's constants, not the checkpoint's, decide betas/momentum (see _check_mirror);
+                # a checkpoint from before they were kept off the groups also carries "_mirror"
+                for key in ("_mirror", *MIRRORED):
+                    group.pop(key, None)
+                group.update(self._mirror)
                 for p in group["params"]:
                     st = self.state.get(p)
                     if not st:
@@ -302,9 +314,14 @@ def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
+MIRRORED = ("betas", "momentum")
+"""The param group keys that show a rule's constants (`_momentum_mirror`)."""
+
+
 def _momentum_mirror(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """The `betas` and `momentum` a param group shows for a rule's constants: `betas` = (BETA1, BETA2)
-    when the rule has them (BETA2 defaulting to 0.999), `momentum` = MOMENTUM (else BETA, else 0.0)."""
+    when the rule has BETA1 (BETA2 defaulting to 0.999), `momentum` = MOMENTUM (else BETA) when it has
+    either; nothing for a rule with none of them (a `momentum` of 0.0 would claim a constant it lacks)."""
 
     def num(name: str) -> float | None:
         v = hparams.get(name)
@@ -314,12 +331,14 @@ def _momentum_mirror(hparams: Mapping[str, Any]) -> dict[str, Any]:
     if num("BETA1") is not None:
         out["betas"] = (num("BETA1"), num("BETA2") if num("BETA2") is not None else 0.999)
     momentum = num("MOMENTUM") if num("MOMENTUM") is not None else num("BETA")
-    out["momentum"] = momentum if momentum is not None else 0.0
+    if momentum is not None:
+        out["momentum"] = momentum
     return out
 
 
-def _check_mirror(group: dict, gi: int) -> None:
-    for key, value in group.get("_mirror", {}).items():
+def _check_mirror(group: dict, gi: int, mirror: Mapping[str, Any]) -> None:
+    """Raise ValueError if group `gi` no longer shows the rule's `mirror` (`_momentum_mirror`)."""
+    for key, value in mirror.items():
         if tuple(_as_tuple(group.get(key, value))) != tuple(_as_tuple(value)):
             raise ValueError(
                 f"param group {gi}: {key} changed from {value!r} to {group[key]!r} (a scheduler that cycles "

@@ -8,18 +8,35 @@ from pathlib import Path
 from optforge.files import write_text_atomic
 
 
+USAGE = ("%(prog)s RUN_DIR [CANDIDATE_ID | --best] -o FILE [--name CLASS]\n"
+         "       %(prog)s SEED_NAME | RULE_FILE -o FILE [--name CLASS]")
+"""The two forms, one a line (argparse prints a given usage as is, under "usage: ")."""
+
+EXAMPLES = """examples:
+  optforge export runs/quickstart --best -o my_optimizer.py --name MyOptimizer
+  optforge export runs/quickstart 3f2a9c -o my_optimizer.py  # by id prefix
+  optforge export adamw -o adamw_optimizer.py  # a seed (optforge seeds)
+  optforge export examples/my_rule.py -o my_rule_optimizer.py"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export",
         help="write a candidate, seed or rule file as a standalone torch.optim.Optimizer module",
-        description="optforge export RUN_DIR [CANDIDATE_ID | --best] -o my_optimizer.py [--name ClassName]\n"
-        "optforge export SEED_NAME_OR_RULE_FILE -o my_optimizer.py",
+        usage=USAGE,
+        description="Write a run's candidate (by default the best: promoted first, else the best at\n"
+        "train), a bundled seed or a rule .py file as one standalone module with a\n"
+        "torch.optim.Optimizer subclass that needs only torch.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="a run directory, a seed name (see 'optforge seeds') or a rule .py file")
-    p.add_argument("candidate", nargs="?", help="candidate id or unique prefix (run directories only)")
+    p.add_argument("source", metavar="SOURCE", help="a run directory, a seed name (see 'optforge seeds') or a rule .py file")
+    p.add_argument("candidate", metavar="CANDIDATE_ID", nargs="?",
+                   help="candidate id or unique prefix (run directories only)")
     p.add_argument("--best", action="store_true", help="the best promoted candidate, else the best at train (default)")
-    p.add_argument("-o", "--output", required=True, help="file to write")
-    p.add_argument("--name", default=None, help="class name (default: DiscoveredOptimizer, or the seed's CamelCase name)")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
+    p.add_argument("--name", metavar="CLASS", default=None,
+                   help="class name (default: DiscoveredOptimizer, or the seed's CamelCase name)")
     return p
 
 

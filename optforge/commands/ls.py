@@ -1,4 +1,5 @@
-"""`optforge ls [DIR]`: the runs under DIR (default `runs/`), newest first."""
+"""`optforge ls [DIR]`: the runs under DIR (default `runs/`), newest first. A run whose process died
+without a clean end (SIGKILL, a crash) is `killed` (`run_progress.run_activity`, as `show` says)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def find_runs(root: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from optforge.config import RunConfig
+    from optforge.run_progress import run_activity
     from optforge.store import Store
 
     root = Path(args.dir)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             stage = RunConfig.from_dict(cfg).search_stages()[-1].name if cfg else "train"
             best = store.best(stage)
             created = store.meta("created")
-            rows.append([str(path), strategy, store.meta("status", "?"), len(store.candidates(include_reference=False)),
+            rows.append([str(path), strategy, run_activity(store), len(store.candidates(include_reference=False)),
                          len(store.evaluations()), "-" if best is None else f"{best.evaluation.fitness:+.3f}",
                          time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-"])
     for line in format_table(["run", "strategy", "status", "cands", "evals", "best", "created"], rows, right=(3, 4, 5)):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 from optforge.cli import UserError
@@ -41,6 +39,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from optforge.config import RunConfig
+    from optforge.run_progress import KILLED, killed_hint
     from optforge.store import Store, StoreError
 
     try:
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary(store, config, top=args.top), indent=2, sort_keys=True))
         return 0
     s = summary(store, config, top=args.top)
-    status = s["status"] + (" (its process is gone: nothing written for over a minute; continue it with "
-                            f"optforge run --resume {store.run_dir})" if s["activity"] == KILLED else "")
+    status = s["activity"] + (f" ({killed_hint(store.run_dir)})" if s["activity"] == KILLED else "")
     print(f"run {store.run_dir}: strategy {config.strategy_name}, suite {config.suite}, status {status}"
           f" ({s['stop_reason'] or '-'}), {s['proposed']} candidates, {s['evaluations']} evaluations,"
           f" score_version {s['score_version']}")
@@ -154,19 +152,22 @@ def final_search_results(store: Any, config: Any) -> list[Any]:
 
 
 def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[dict[str, Any]]:
-    """Ranked rows (see `final_search_results`) with funnel results and a promoted flag."""
+    """Ranked rows (see `final_search_results`) with funnel results and a promoted flag; a row at the
+    smoke gate has no fitness, and its checks as feedback."""
     promoted = {p.candidate_id for p in store.promotions("promoted") if p.passed}
     funnel = {(p.candidate_id, p.stage): p for p in store.promotions()}
     rows = []
     ranked = final_search_results(store, config)
     for rank, (cand, ev) in enumerate(ranked[:top] if top is not None else ranked, 1):
         agg = ev.aggregate
+        gate = ev.stage == "smoke"  # pass/fail: no fitness, interval, robust score or wins
         row = {"rank": rank, "id": cand.id, "strategy": cand.strategy, "stage": ev.stage, "status": ev.status.value,
-               "fitness": agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None, "n": agg.n if agg else 1,
-               "tasks_missing": list(agg.missing) if agg else [], "fitness_hw": ev.metrics.get("fitness_hw"), "robust": ev.metrics.get("robust"),
-               "wins": ev.metrics.get("wins"),
+               "fitness": None if gate else agg.mean if agg else ev.fitness, "sd": agg.sd if agg else None,
+               "n": agg.n if agg else 1, "tasks_missing": list(agg.missing) if agg else [],
+               "fitness_hw": None if gate else ev.metrics.get("fitness_hw"),
+               "robust": None if gate else ev.metrics.get("robust"), "wins": None if gate else ev.metrics.get("wins"),
                "label": cand.note.get("seed") or cand.note.get("mutation") or "", "promoted": cand.id in promoted,
-               "feedback": ev.feedback}
+               "feedback": shown_feedback(ev) if gate else ev.feedback}
         for s in config.funnel_stages():
             p = funnel.get((cand.id, s.name))
             row[s.name] = None if p is None else {"passed": p.passed, "value": p.value, "bar": p.bar}
@@ -175,6 +176,8 @@ def leaderboard_rows(store: Any, config: Any, top: int | None = None) -> list[di
 
 
 def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
+    from optforge.run_progress import RUNNING, run_activity
+
     rows = leaderboard_rows(store, config, top)
     if not rows:
         print("no evaluated candidates yet")
@@ -215,25 +218,6 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
               f"ranked below every candidate with a {last} fitness")
 
 
-RUNNING, KILLED = "running", "killed"
-LIVE_S = 60.0
-"""A live run writes its store every few seconds (the engine saves its elapsed time every 5 s)."""
-
-
-def run_activity(store: Any, now: float | None = None) -> str:
-    """The stored run status, with `running` checked against the store's files: RUNNING while they were
-    written in the last LIVE_S seconds, else KILLED (its process died without saying so: SIGKILL, a
-    crash, a lost machine). There is no lock to ask, so this is what a reader can tell."""
-    from optforge.store.db import DB_NAME
-
-    status = store.meta("status", "unknown")
-    if status != RUNNING:
-        return status
-    files = [Path(store.run_dir) / name for name in (DB_NAME, DB_NAME + "-wal")]
-    written = max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
-    return RUNNING if (time.time() if now is None else now) - written < LIVE_S else KILLED
-
-
 def record_rows(store: Any, kind: str | None = None) -> list[dict[str, Any]]:
     """The strategy's records, oldest first (optionally of one kind), as JSON-able rows."""
     return [{"id": r.id, "kind": r.kind, "candidate": r.candidate_id, "created": r.created, "data": dict(r.data)}
@@ -262,14 +246,27 @@ def print_records(store: Any, kind: str | None, *, as_json: bool = False, suite:
     return 0
 
 
+def shown_feedback(ev: Any) -> str:
+    """An evaluation's feedback as `show` prints it: for the smoke gate its checks (each task by name:
+    trains or not, with its flags; the sandbox's verdict), never the fitness and wins the evaluator's
+    text opens with (smoke is a gate, not a score: docs/suites.md); else the feedback with its tasks
+    named (`eval.readable_feedback`)."""
+    from optforge.commands.eval import readable_feedback, smoke_checks
+
+    if ev.stage == "smoke" and (ev.metrics or {}).get("tasks"):
+        return "; ".join(c.strip() for c in smoke_checks(ev) if not c.strip().startswith("fingerprint"))
+    return readable_feedback(ev)
+
+
 def failure_rows(store: Any) -> list[dict[str, Any]]:
-    """Every failed evaluation, grouped by (status, stage, reason): the reason a user needs to act on,
-    with how many candidates share it and which ones (in evaluation order)."""
+    """Every failed evaluation, grouped by (status, stage, reason): the reason a user needs to act on
+    (`shown_feedback`), with how many candidates share it and which ones (in evaluation order)."""
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for ev in store.evaluations():
         if ev.ok:
             continue
-        reason = " ".join(ev.feedback.split()) or str(ev.artifacts.get("exception", "")).strip() or "no reason recorded"
+        reason = (" ".join(shown_feedback(ev).split())
+                  or str(ev.artifacts.get("exception", "")).strip() or "no reason recorded")
         key = (ev.status.value, ev.stage, reason)
         row = groups.setdefault(key, {"status": key[0], "stage": key[1], "reason": reason, "candidates": []})
         row["candidates"].append(ev.candidate_id)
@@ -290,6 +287,7 @@ def summary(store: Any, config: Any, top: int | None = 20) -> dict[str, Any]:
     """Everything `show` prints, as one JSON-able mapping."""
     from optforge.funnel import funnel_counts
     from optforge.rule_flags import task_detection_flags
+    from optforge.run_progress import run_activity
     from optforge.strategy_views import strategy_view
 
     dollars, requests = store.llm_spend()  # HTTP requests, retries included (what budget.max_llm_calls counts)

@@ -1,11 +1,12 @@
 """The scripted provider: a real OpenAI-compatible HTTP server on 127.0.0.1 that answers
-`/v1/chat/completions` and `/v1/embeddings` from a script, for tests and benchmarks.
+`/v1/chat/completions` and `/v1/embeddings` from a script, for tests and benchmarks, and lists its
+models at `GET /v1/models` (`GET /v1/models/<id>`: one), as clients and tools probe a server first.
 
 It is reached through the same litellm path as a real provider (model "openai/<name>", api_base
 `server.url`), so retries, cost accounting and parsing are exercised end to end with no network.
 The script format is documented in docs/llm.md ("The scripted server"). In short, a script is a JSON
 list of entries, or a mapping {"responses": [...], "embeddings": [...], "latency_s": x, "cycle": bool,
-"embedding_dim": n, "reject_response_format": bool}; each entry answers one request:
+"embedding_dim": n, "reject_response_format": bool, "models": [ids]}; each entry answers one request:
 
     "text"                                    -> a completion with that content
     {"content": "...", "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "sleep_s": 0.2}
@@ -25,6 +26,7 @@ request carrying `response_format` gets HTTP 400, as from a server without struc
 
 Without "usage", prompt tokens are ceil(chars / 4) of all message contents and completion tokens
 ceil(chars / 4) of the content (clipped to the request's max_tokens, as providers do).
+Every model name is answered alike; `GET /v1/models` lists `models` (default ["scripted"]).
 Run by hand: `python -m optforge.llm.scripted script.json --port 8000`.
 """
 
@@ -48,8 +50,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "timeout", "truncated", "empty")
-OPTIONS = ("latency_s", "cycle", "embeddings", "embedding_dim", "reject_response_format")
+OPTIONS = ("latency_s", "cycle", "embeddings", "embedding_dim", "reject_response_format", "models")
 DEFAULT_EMBEDDING_DIM = 64
+DEFAULT_MODELS = ("scripted",)
 
 
 def _tokens(text: str) -> int:
@@ -73,6 +76,10 @@ def load_script(script: str | Path | list | dict) -> tuple[list[dict], dict]:
         script = script.get("responses", [])
     entries = [_entry(i, entry) for i, entry in enumerate(script)]
     options["embeddings"] = [_embedding_entry(i, e) for i, e in enumerate(options.get("embeddings") or [])]
+    models = options.get("models", list(DEFAULT_MODELS))
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise ValueError(f"script key 'models' must be a list of model ids (strings), got {models!r}")
+    options["models"] = models
     return entries, options
 
 
@@ -139,6 +146,8 @@ class _State:
     embeddings: list[dict] = field(default_factory=list)
     embedding_dim: int = DEFAULT_EMBEDDING_DIM
     reject_response_format: bool = False
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    created: int = field(default_factory=lambda: int(time.time()))  # the models' `created`: the server's start
     used: set[int] = field(default_factory=set)
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -193,6 +202,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
         body = json.dumps({"error": {"message": message, "type": "scripted", "code": code}}).encode()
         self._send(code, body, headers)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        """OpenAI's model list (`/v1/models`) and model object (`/v1/models/<id>`; every id is served)."""
+        state = self.server.state
+        path = self.path.split("?", 1)[0].rstrip("/")
+        head, _, model = path.partition("/models/")
+        if path.endswith("/models"):
+            payload: dict[str, Any] = {"object": "list", "data": [_model(m, state.created) for m in state.models]}
+        elif model and head.endswith("/v1"):
+            payload = _model(model, state.created)
+        else:
+            self._error(404, f"scripted server answers GET /v1/models and /v1/models/<id> only, not {self.path}")
+            return
+        self._send(200, json.dumps(payload).encode())
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         length = int(self.headers.get("Content-Length") or 0)
@@ -293,6 +316,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(payload).encode())
 
 
+def _model(model_id: str, created: int) -> dict[str, Any]:
+    """An OpenAI model object."""
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "optforge-scripted"}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     state: _State
@@ -311,6 +339,7 @@ class ScriptedServer:
             embeddings=options["embeddings"],
             embedding_dim=int(options.get("embedding_dim", DEFAULT_EMBEDDING_DIM)),
             reject_response_format=bool(options.get("reject_response_format", False)),
+            models=list(options["models"]),
         )
         self._port = port
         self._httpd: _Server | None = None

@@ -1,8 +1,11 @@
 """The scripted provider's own features, through the litellm path the client uses (real HTTP on 127.0.0.1)."""
 
 import base64
+import json
 import math
 import struct
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -90,7 +93,39 @@ def test_hashed_embeddings_of_texts_sharing_words_point_alike():
     ([{"match": "(", "content": "x"}], "not a valid regex"),
     ([{"fault": "teapot"}], "unknown fault"),
     ({"embeddings": [{"match": "x"}]}, "embeddings entry 0"),
+    ({"models": "scripted"}, "'models' must be a list"),
 ])
 def test_bad_scripts_are_named(script, message):
     with pytest.raises(ValueError, match=message):
         load_script(script)
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.headers["Content-Type"], json.loads(resp.read())
+
+
+def test_models_are_listed_as_openai_lists_them():
+    with ScriptedServer(["a"]) as server:
+        status, ctype, body = _get(server.url + "/models")
+        assert (status, ctype) == (200, "application/json")
+        assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["scripted"]
+        model = body["data"][0]
+        assert model["object"] == "model" and isinstance(model["created"], int) and model["owned_by"]
+        # one model by id: any id is served, as any model name is answered
+        assert _get(server.url + "/models/openai/gpt-x")[2]["id"] == "openai/gpt-x"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            _get(server.url + "/nothing")
+        assert info.value.code == 404 and "GET /v1/models" in json.loads(info.value.read())["error"]["message"]
+        assert server.served == 0  # probes use up no script entry
+
+
+def test_the_openai_client_lists_the_scripted_models():
+    import openai
+
+    with ScriptedServer({"responses": ["a"], "models": ["m1", "m2"]}) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="no-key", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["m1", "m2"]
+        assert client.models.retrieve("m2").id == "m2"
+        assert client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "hi"}]
+                                              ).choices[0].message.content == "a"

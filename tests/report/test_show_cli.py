@@ -9,8 +9,9 @@ import time
 
 from optforge.cli import main
 from optforge.commands.eval import render
-from optforge.commands.show import LIVE_S, RECORD_CHARS
+from optforge.commands.show import RECORD_CHARS
 from optforge.config import config_from_dict
+from optforge.run_progress import LIVE_S
 from optforge.store import Store, StrategyRecord, versions
 from optforge.task_names import suite_tasks
 from optforge.types import Candidate, EvaluationResult, Status
@@ -54,8 +55,7 @@ def test_show_says_a_running_run_is_running_and_a_dead_one_was_killed(tmp_path, 
         os.utime(f, (old, old))
     assert main(["show", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"status running (its process is gone: nothing written for over a minute; continue it with optforge " \
-           f"run --resume {run})" in out
+    assert f"status killed (its process is gone without a clean end; continue it with optforge run --resume {run})" in out
     assert "not evaluated at train (the run stopped before)" in out
 
 
@@ -74,3 +74,39 @@ def test_eval_names_the_task_its_feedback_speaks_of():
                               feedback=f"These tasks lag tuned AdamW:\n- {phrase}: score -0.41")
     text = render(result, "mine")
     assert f"- {one.name} ({one.family} task, T={one.steps}): score -0.41" in text
+
+
+DIVERGES = "import torch\n\nLR = 1e-3\n\n\ndef init(p, ctx):\n    return {}\n\n\ndef update(p, g, state, ctx):\n    return g * 1e30\n"
+
+
+def test_a_candidate_that_failed_the_smoke_gate_is_shown_by_its_checks_not_a_fitness(tmp_path, capsys):
+    import json
+
+    from optforge.evaluators import EvalRequest, evaluate
+
+    result = evaluate(EvalRequest(DIVERGES, stage="smoke", suite="smoke", seeds="selection"))
+    assert result.status is Status.DIVERGED and "smoke task" in result.feedback  # what the evaluator writes
+    st = Store(tmp_path / "run")
+    st.set_meta(config=config_from_dict({"strategy": {"name": "seeds"}, "suite": "train_quick"}).to_dict(),
+                versions=versions(), status="finished")
+    cand = Candidate.new(DIVERGES, id="blowsup00000", note={"kind": "seed", "seed": "blowsup"})
+    st.add_proposals([cand], None)
+    st.add_evaluation(cand, result, seeds_spec="selection")
+    st.close()
+
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    failures = out[out.index("failures ("):]
+    line = failures.splitlines()[1]
+    assert line.startswith("  diverged at smoke x1 (blowsup00000): ")
+    for task in ("smoke_quad", "smoke_mix"):  # each check once, by the task's name
+        assert line.count(f"{task}: does not train") == 1
+    assert "sandbox: ok" in line
+    for scored in ("fitness", "Wins", "wins", "score", "smoke task"):
+        assert scored not in failures, scored
+
+    assert main(["show", str(tmp_path / "run"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    row = s["leaderboard"][0]
+    assert row["stage"] == "smoke" and [row[k] for k in ("fitness", "fitness_hw", "robust", "wins")] == [None] * 4
+    assert row["feedback"] == s["failures"][0]["reason"] == line.split(": ", 1)[1]
