@@ -58,6 +58,19 @@ def _divergence_words(tt: TaskTuning) -> str:
     return text
 
 
+def gate_text(tunings: Mapping[str, TaskTuning], scores: Mapping[str, TaskScore], status: str) -> str:
+    """The `smoke` gate's feedback: pass or fail and, per task that failed, where it diverged. No fitness:
+    20 steps on one seed measure nothing (docs/suites.md "`smoke`")."""
+    failed = [k for k in scores if "diverged" in scores[k].flags or "no_finite_loss" in scores[k].flags]
+    lines = [f"Smoke gate (pass/fail, not a score): {'passed' if not failed and status == 'ok' else 'failed'}; "
+             f"{len(scores) - len(failed)} of {len(scores)} tasks train."]
+    for i, name in enumerate(scores, 1):
+        if name in failed:
+            what = _divergence_words(tunings[name]) or "no finite validation loss"
+            lines.append(f"- smoke task {i} of {len(scores)} (T={tunings[name].task.steps}): {what}.")
+    return "\n".join(lines)
+
+
 def result_text(
     tunings: Mapping[str, TaskTuning],
     scores: Mapping[str, TaskScore],

@@ -102,6 +102,6 @@ def scored_result(request: EvalRequest, suite: Any, seeds: tuple[int, ...], ref:
         seeds=seeds,
         metrics=metrics,
         artifacts=artifacts,
-        feedback=fb.result_text(protocol.tunings, scores.scores, scores.aggregate, scores.step_time_ratio,
-                                scores.status.value),
+        feedback=fb.gate_text(protocol.tunings, scores.scores, scores.status.value) if suite.name == "smoke" else
+        fb.result_text(protocol.tunings, scores.scores, scores.aggregate, scores.step_time_ratio, scores.status.value),
     )

@@ -86,6 +86,9 @@ def test_a_candidate_that_failed_the_smoke_gate_is_shown_by_its_checks_not_a_fit
 
     result = evaluate(EvalRequest(DIVERGES, stage="smoke", suite="smoke", seeds="selection"))
     assert result.status is Status.DIVERGED and "smoke task" in result.feedback  # what the evaluator writes
+    # a gate, in the feedback an LLM prompt gets too: pass/fail and where it diverged, no fitness
+    assert result.feedback.startswith("Smoke gate (pass/fail, not a score): failed")
+    assert "fitness" not in result.feedback and "Wins" not in result.feedback and "diverged at step" in result.feedback
     st = Store(tmp_path / "run")
     st.set_meta(config=config_from_dict({"strategy": {"name": "seeds"}, "suite": "train_quick"}).to_dict(),
                 versions=versions(), status="finished")
