@@ -80,6 +80,21 @@ class RemoteRule:
                              tuple(r for *_, r in params), tuple((gi, pi) for gi, pi, _, _ in params), len(encoded))
         self._index = {id(p): k for k, (_, _, p, _) in enumerate(params)}
         self._host = host
+        self.child: Child | None = None
+        self._views: Views | None = None
+        self._memfd = self._go = self._done = self._err_r = -1
+        self._norm_ctx = None
+        self._rule_pid: int | None = None
+        try:
+            self._start(encoded, name, exact_rss)
+        except BaseException:
+            # a rule that fails to load (or any failure before this handle is returned) releases all it
+            # holds here: the caller has no handle to close, and a probe job starts hundreds of these
+            self.close()
+            raise
+
+    def _start(self, encoded: bytes, name: str, exact_rss: bool) -> None:
+        """Make the memfd and pipes, fork the rule process, wait until it has loaded the rule."""
         self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self._memfd, self.layout.ro_bytes + self.layout.rw_bytes)
         # the rule process holds this fd read-write: shrinking it would kill this process with SIGBUS
@@ -91,19 +106,20 @@ class RemoteRule:
         # "go" and "done" are pipes, not eventfds: the rule process holds only go's read end and done's write
         # end, so it can neither fill a counter our write would block on nor read our wake-up away, and
         # the non-blocking flags of our ends are ours alone (an eventfd is one file both sides hold)
-        go_r, self._go = os.pipe2(os.O_CLOEXEC)
-        self._done, done_w = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self._go, False)
-        os.set_blocking(self._done, False)
-        self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self.child: Child | None = None
-        self._norm_ctx = None
-        self._rule_pid: int | None = None
+        theirs: list[int] = []
         try:
-            self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
-                                    [self._memfd, go_r, done_w, err_w])
+            go_r, self._go = os.pipe2(os.O_CLOEXEC)
+            theirs.append(go_r)
+            self._done, done_w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(done_w)
+            self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(err_w)
+            os.set_blocking(self._go, False)
+            os.set_blocking(self._done, False)
+            self.child = self._host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
+                                          [self._memfd, go_r, done_w, err_w])
         finally:
-            for fd in (go_r, done_w, err_w):
+            for fd in theirs:  # the rule process holds its own copies now (or there is none)
                 os.close(fd)
         self._poll = select.poll()
         self._poll.register(self._done, select.POLLIN)
@@ -226,25 +242,32 @@ class RemoteRule:
                 "message": f"the rule process exited with code {code} in the middle of a run"}
 
     def close(self) -> None:
-        """Stop the rule process and release the memfd, eventfds and pipe.
+        """Stop the rule process and release the memfd, its mappings and the pipes. Safe to call twice,
+        and on a handle whose start failed part way (it releases what was made).
 
         STOP, then SIGKILL at once: a rule that ignores STOP (it replaced its own exit, or is stuck in
         its code) must not live on into the next run, where it could hand over what it learned. The
         rule process is its PID namespace's init, so killing it ends everything it started there."""
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
-            _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
-            with contextlib.suppress(OSError):
-                os.write(self._go, b"\1")
+            if self._go >= 0:
+                _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
+                with contextlib.suppress(OSError):
+                    os.write(self._go, b"\1")
             with contextlib.suppress(OSError, ValueError, StopIteration):
                 os.kill(self._rule_pid if self._rule_pid is not None else _child_of(child.pid), signal.SIGKILL)
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
             self._host.forget(child)
-        self._views.close()
-        for fd in (self._memfd, self._go, self._done, self._err_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        views, self._views = self._views, None
+        if views is not None:
+            views.close()
+        for attr in ("_memfd", "_go", "_done", "_err_r"):
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _child_of(pid: int) -> int:
