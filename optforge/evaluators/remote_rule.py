@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import torch
 
 from optforge.evaluators.rule_memfd import (
-    _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, REPLY_NEED_NORM, Layout, Views, _body,
+    _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, OP_UPDATE, REPLY_NEED_NORM, Layout, Views, _request,
 )
 from optforge.evaluators.rule_process import serve  # noqa: F401 - in sys.modules before the rule host forks
 from optforge.roles import default_role
@@ -126,6 +126,8 @@ class RemoteRule:
         self._poll.register(self.child.pidfd, select.POLLIN)
         self._wait()  # the rule loaded; the reply word says whether it has an eval_point
         self.eval_point = True if self._views.reply[0] == 1 else None
+        self._every = list(range(self.layout.n))
+        self._p_and_g = self._views.p + self._views.g
 
     @property
     def lr(self) -> float:
@@ -150,24 +152,27 @@ class RemoteRule:
         """Run `op` ("init", "update" or "eval_point") for each tensor's RuleOptimizer arguments:
         init (p, ctx), update (p, g, state, ctx), eval_point (p, state, ctx). Returns, per tensor, a
         state placeholder (init) or a view of the rule's output (valid until the next call)."""
-        v, n, index = self._views, len(args), self._index
-        ctx0 = args[0][-1] if args else None
-        idx = [index[id(a[0])] for a in args]
+        v, n = self._views, len(args)
+        idx = [self._index[id(a[0])] for a in args]
         ctxs = [a[-1] for a in args]
-        _HEAD.pack_into(v.ro, 0, _OPS[op], n, -1 if ctx0 is None or ctx0.T is None else int(ctx0.T), 0.0)
-        _body(n).pack_into(v.ro, _HEAD.size, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
+        code = _OPS[op]
+        T = -1 if not args or ctxs[0].T is None else int(ctxs[0].T)
+        _request(n).pack_into(v.ro, 0, code, n, T, 0.0, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
+        every = idx == self._every  # every tensor, in order (each step of a run whose tensors all have grads)
         if args:
             # every tensor's p (and g) into the memfd in one dispatch, not one copy_ per tensor
-            dst, src = [v.p[k] for k in idx], [a[0] for a in args]
-            if op == "update":
-                dst += [v.g[k] for k in idx]
+            src = [a[0] for a in args]
+            if code == OP_UPDATE:
                 src += [a[1] for a in args]
+                dst = self._p_and_g if every else [v.p[k] for k in idx] + [v.g[k] for k in idx]
+            else:
+                dst = v.p if every else [v.p[k] for k in idx]
             torch._foreach_copy_(dst, src)
-        self._norm_ctx = ctx0 if op == "update" else None
+        self._norm_ctx = ctxs[0] if code == OP_UPDATE and ctxs else None
         self._roundtrip()
         if op == "init":
             return [{"remote_state": k} for k in idx]
-        return [v.out[k] for k in idx]
+        return list(v.out) if every else [v.out[k] for k in idx]
 
     def _roundtrip(self) -> None:
         self._signal()

@@ -27,18 +27,29 @@ def _up(n: int, a: int = _ALIGN) -> int:
     return (n + a - 1) // a * a
 
 
-# the request header, written with one struct call a step (not one numpy write per field):
+# the request, written with one struct call a step (no JSON or pickle, nothing per field): a header of
 # int64 op, n, T (-1: None), float64 grad_norm, then for the n tensors of this request
 # int64 idx[n], int64 t[n], float64 lr[n]
 _HEAD = struct.Struct("<qqqd")
 _NORM_OFFSET = 24
 _BODIES: dict[int, struct.Struct] = {}
+_REQUESTS: dict[int, struct.Struct] = {}
 
 
 def _body(n: int) -> struct.Struct:
+    """The request after its header, for n tensors (what the rule process reads once it knows n)."""
     fmt = _BODIES.get(n)
     if fmt is None:
         fmt = _BODIES[n] = struct.Struct(f"<{2 * n}q{n}d")
+    return fmt
+
+
+def _request(n: int) -> struct.Struct:
+    """The whole request for n tensors, header and body (what the trainer writes)."""
+    fmt = _REQUESTS.get(n)
+    if fmt is None:
+        fmt = _REQUESTS[n] = struct.Struct(_HEAD.format + _body(n).format[1:])
+        assert fmt.size == _HEAD.size + _body(n).size  # no padding: the rule process reads it in two parts
     return fmt
 
 
