@@ -45,11 +45,11 @@ def _body(n: int) -> struct.Struct:
 
 
 def _request(n: int) -> struct.Struct:
-    """The whole request for n tensors, header and body (what the trainer writes)."""
+    """The whole request for n tensors, header and body (what the trainer writes; "<": no padding, so
+    the rule process reads the same bytes as `_HEAD` then `_body(n)`)."""
     fmt = _REQUESTS.get(n)
     if fmt is None:
         fmt = _REQUESTS[n] = struct.Struct(_HEAD.format + _body(n).format[1:])
-        assert fmt.size == _HEAD.size + _body(n).size  # no padding: the rule process reads it in two parts
     return fmt
 
 
