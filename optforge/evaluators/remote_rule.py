@@ -144,6 +144,17 @@ class RemoteRule:
                     return int(line.split()[1]) * 1024
         raise OSError("/proc/<pid>/status has no RssAnon line on this kernel")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the rule process's threads have run so far (ns-resolution scheduler counters from
+        /proc, read here, never reported by the rule process; a thread that has exited is not counted)."""
+        if self._rule_pid is None:
+            self._rule_pid = _child_of(self.child.pid)
+        total = 0
+        for tid in os.listdir(f"/proc/{self._rule_pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{self._rule_pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+
     @property
     def layers(self) -> dict[str, bool]:
         return dict(self.child.layers) if self.child else {}
@@ -305,6 +316,7 @@ class RemoteRuleSource:
     name: str = "candidate"
     exact_rss: bool = False  # the rule process returns freed memory at once (slower; for measuring state)
     layers: dict[str, bool] = field(default_factory=dict, compare=False)  # held in every rule process so far
+    cpu_s: list[float] | None = field(default=None, compare=False)  # a list: each run's rule-process CPU seconds go here
 
     @property
     def lr(self) -> float:
@@ -318,6 +330,9 @@ class RemoteRuleSource:
         try:
             yield rule
         finally:
+            if self.cpu_s is not None and rule.child is not None:
+                with contextlib.suppress(OSError, ValueError):  # gone already: a failed run records nothing
+                    self.cpu_s.append(rule.cpu_seconds())
             rule.close()
 
 
