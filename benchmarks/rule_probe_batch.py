@@ -10,6 +10,11 @@ Rounds alternate the two ways so machine noise hits each alike; medians are prin
 Wall time on a busy machine mostly measures the wait for a CPU (each source hands work between four
 processes), so the CPU seconds the sandbox measured for the job (its process and every process under
 it: the rule host and each rule process) are printed too.
+
+Measured 2026-12-01 00:07 UTC, `--sources 64 --reps 1` (64 sources in one job: a job took at most 32
+before the fd leak of a rule that fails to load was fixed; up to 256 now), load average 8 on 2 CPUs:
+a sandbox job each 199.8 ms wall / 179.4 ms CPU per source, one job for them all 35.7 / 48.7 ms
+(5.6x / 3.7x).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 import torch
 
 from optforge.evaluators.rule_memfd import (
-    _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, REPLY_NEED_NORM, Layout, Views, _body,
+    _HEAD, _NORM_OFFSET, _OPS, _RECORD_BYTES, OP_STOP, OP_UPDATE, REPLY_NEED_NORM, Layout, Views, _request,
 )
 from optforge.evaluators.rule_process import serve  # noqa: F401 - in sys.modules before the rule host forks
 from optforge.roles import default_role
@@ -80,6 +80,21 @@ class RemoteRule:
                              tuple(r for *_, r in params), tuple((gi, pi) for gi, pi, _, _ in params), len(encoded))
         self._index = {id(p): k for k, (_, _, p, _) in enumerate(params)}
         self._host = host
+        self.child: Child | None = None
+        self._views: Views | None = None
+        self._memfd = self._go = self._done = self._err_r = -1
+        self._norm_ctx = None
+        self._rule_pid: int | None = None
+        try:
+            self._start(encoded, name, exact_rss)
+        except BaseException:
+            # a rule that fails to load (or any failure before this handle is returned) releases all it
+            # holds here: the caller has no handle to close, and a probe job starts hundreds of these
+            self.close()
+            raise
+
+    def _start(self, encoded: bytes, name: str, exact_rss: bool) -> None:
+        """Make the memfd and pipes, fork the rule process, wait until it has loaded the rule."""
         self._memfd = os.memfd_create("optforge-rule", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self._memfd, self.layout.ro_bytes + self.layout.rw_bytes)
         # the rule process holds this fd read-write: shrinking it would kill this process with SIGBUS
@@ -91,25 +106,28 @@ class RemoteRule:
         # "go" and "done" are pipes, not eventfds: the rule process holds only go's read end and done's write
         # end, so it can neither fill a counter our write would block on nor read our wake-up away, and
         # the non-blocking flags of our ends are ours alone (an eventfd is one file both sides hold)
-        go_r, self._go = os.pipe2(os.O_CLOEXEC)
-        self._done, done_w = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self._go, False)
-        os.set_blocking(self._done, False)
-        self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        self.child: Child | None = None
-        self._norm_ctx = None
-        self._rule_pid: int | None = None
+        theirs: list[int] = []
         try:
-            self.child = host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
-                                    [self._memfd, go_r, done_w, err_w])
+            go_r, self._go = os.pipe2(os.O_CLOEXEC)
+            theirs.append(go_r)
+            self._done, done_w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(done_w)
+            self._err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            theirs.append(err_w)
+            os.set_blocking(self._go, False)
+            os.set_blocking(self._done, False)
+            self.child = self._host.spawn(SERVE, {"name": name, "layout": self.layout.to_json(), "exact_rss": exact_rss},
+                                          [self._memfd, go_r, done_w, err_w])
         finally:
-            for fd in (go_r, done_w, err_w):
+            for fd in theirs:  # the rule process holds its own copies now (or there is none)
                 os.close(fd)
         self._poll = select.poll()
         self._poll.register(self._done, select.POLLIN)
         self._poll.register(self.child.pidfd, select.POLLIN)
         self._wait()  # the rule loaded; the reply word says whether it has an eval_point
         self.eval_point = True if self._views.reply[0] == 1 else None
+        self._every = list(range(self.layout.n))
+        self._p_and_g = self._views.p + self._views.g
 
     @property
     def lr(self) -> float:
@@ -126,6 +144,17 @@ class RemoteRule:
                     return int(line.split()[1]) * 1024
         raise OSError("/proc/<pid>/status has no RssAnon line on this kernel")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the rule process's threads have run so far (ns-resolution scheduler counters from
+        /proc, read here, never reported by the rule process; a thread that has exited is not counted)."""
+        if self._rule_pid is None:
+            self._rule_pid = _child_of(self.child.pid)
+        total = 0
+        for tid in os.listdir(f"/proc/{self._rule_pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{self._rule_pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+
     @property
     def layers(self) -> dict[str, bool]:
         return dict(self.child.layers) if self.child else {}
@@ -134,24 +163,27 @@ class RemoteRule:
         """Run `op` ("init", "update" or "eval_point") for each tensor's RuleOptimizer arguments:
         init (p, ctx), update (p, g, state, ctx), eval_point (p, state, ctx). Returns, per tensor, a
         state placeholder (init) or a view of the rule's output (valid until the next call)."""
-        v, n, index = self._views, len(args), self._index
-        ctx0 = args[0][-1] if args else None
-        idx = [index[id(a[0])] for a in args]
+        v, n = self._views, len(args)
+        idx = [self._index[id(a[0])] for a in args]
         ctxs = [a[-1] for a in args]
-        _HEAD.pack_into(v.ro, 0, _OPS[op], n, -1 if ctx0 is None or ctx0.T is None else int(ctx0.T), 0.0)
-        _body(n).pack_into(v.ro, _HEAD.size, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
+        code = _OPS[op]
+        T = -1 if not args or ctxs[0].T is None else int(ctxs[0].T)
+        _request(n).pack_into(v.ro, 0, code, n, T, 0.0, *idx, *[c.t for c in ctxs], *[c.lr for c in ctxs])
+        every = idx == self._every  # every tensor, in order (each step of a run whose tensors all have grads)
         if args:
             # every tensor's p (and g) into the memfd in one dispatch, not one copy_ per tensor
-            dst, src = [v.p[k] for k in idx], [a[0] for a in args]
-            if op == "update":
-                dst += [v.g[k] for k in idx]
+            src = [a[0] for a in args]
+            if code == OP_UPDATE:
                 src += [a[1] for a in args]
+                dst = self._p_and_g if every else [v.p[k] for k in idx] + [v.g[k] for k in idx]
+            else:
+                dst = v.p if every else [v.p[k] for k in idx]
             torch._foreach_copy_(dst, src)
-        self._norm_ctx = ctx0 if op == "update" else None
+        self._norm_ctx = ctxs[0] if code == OP_UPDATE and ctxs else None
         self._roundtrip()
         if op == "init":
             return [{"remote_state": k} for k in idx]
-        return [v.out[k] for k in idx]
+        return list(v.out) if every else [v.out[k] for k in idx]
 
     def _roundtrip(self) -> None:
         self._signal()
@@ -226,25 +258,32 @@ class RemoteRule:
                 "message": f"the rule process exited with code {code} in the middle of a run"}
 
     def close(self) -> None:
-        """Stop the rule process and release the memfd, eventfds and pipe.
+        """Stop the rule process and release the memfd, its mappings and the pipes. Safe to call twice,
+        and on a handle whose start failed part way (it releases what was made).
 
         STOP, then SIGKILL at once: a rule that ignores STOP (it replaced its own exit, or is stuck in
         its code) must not live on into the next run, where it could hand over what it learned. The
         rule process is its PID namespace's init, so killing it ends everything it started there."""
         child, self.child = self.child, None
         if child is not None and child.pidfd >= 0:
-            _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
-            with contextlib.suppress(OSError):
-                os.write(self._go, b"\1")
+            if self._go >= 0:
+                _HEAD.pack_into(self._views.ro, 0, OP_STOP, 0, -1, 0.0)
+                with contextlib.suppress(OSError):
+                    os.write(self._go, b"\1")
             with contextlib.suppress(OSError, ValueError, StopIteration):
                 os.kill(self._rule_pid if self._rule_pid is not None else _child_of(child.pid), signal.SIGKILL)
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
             self._host.forget(child)
-        self._views.close()
-        for fd in (self._memfd, self._go, self._done, self._err_r):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        views, self._views = self._views, None
+        if views is not None:
+            views.close()
+        for attr in ("_memfd", "_go", "_done", "_err_r"):
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def _child_of(pid: int) -> int:
@@ -277,6 +316,7 @@ class RemoteRuleSource:
     name: str = "candidate"
     exact_rss: bool = False  # the rule process returns freed memory at once (slower; for measuring state)
     layers: dict[str, bool] = field(default_factory=dict, compare=False)  # held in every rule process so far
+    cpu_s: list[float] | None = field(default=None, compare=False)  # a list: each run's rule-process CPU seconds go here
 
     @property
     def lr(self) -> float:
@@ -290,6 +330,9 @@ class RemoteRuleSource:
         try:
             yield rule
         finally:
+            if self.cpu_s is not None and rule.child is not None:
+                with contextlib.suppress(OSError, ValueError):  # gone already: a failed run records nothing
+                    self.cpu_s.append(rule.cpu_seconds())
             rule.close()
 
 

@@ -27,18 +27,29 @@ def _up(n: int, a: int = _ALIGN) -> int:
     return (n + a - 1) // a * a
 
 
-# the request header, written with one struct call a step (not one numpy write per field):
+# the request, written with one struct call a step (no JSON or pickle, nothing per field): a header of
 # int64 op, n, T (-1: None), float64 grad_norm, then for the n tensors of this request
 # int64 idx[n], int64 t[n], float64 lr[n]
 _HEAD = struct.Struct("<qqqd")
 _NORM_OFFSET = 24
 _BODIES: dict[int, struct.Struct] = {}
+_REQUESTS: dict[int, struct.Struct] = {}
 
 
 def _body(n: int) -> struct.Struct:
+    """The request after its header, for n tensors (what the rule process reads once it knows n)."""
     fmt = _BODIES.get(n)
     if fmt is None:
         fmt = _BODIES[n] = struct.Struct(f"<{2 * n}q{n}d")
+    return fmt
+
+
+def _request(n: int) -> struct.Struct:
+    """The whole request for n tensors, header and body (what the trainer writes; "<": no padding, so
+    the rule process reads the same bytes as `_HEAD` then `_body(n)`)."""
+    fmt = _REQUESTS.get(n)
+    if fmt is None:
+        fmt = _REQUESTS[n] = struct.Struct(_HEAD.format + _body(n).format[1:])
     return fmt
 
 
@@ -113,16 +124,29 @@ class Views:
 
     def __init__(self, fd: int, layout: Layout, rule_side: bool):
         self.layout = layout
-        ro_prot = mmap.PROT_READ if rule_side else mmap.PROT_READ | mmap.PROT_WRITE
-        self.ro = mmap.mmap(fd, layout.ro_bytes, mmap.MAP_SHARED, ro_prot)
-        self.rw = mmap.mmap(fd, layout.rw_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=layout.ro_bytes)
-        self.reply = np.frombuffer(self.rw, dtype=np.int64, count=1)
-        g_offs, out_offs = layout.rw_offsets()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch warns about the read-only p mapping
-            self.p = [self._view(self.ro, off, k) for k, off in enumerate(layout.p_offsets())]
-        self.g = [self._view(self.rw, off, k) for k, off in enumerate(g_offs)]
-        self.out = [self._view(self.rw, off, k) for k, off in enumerate(out_offs)]
+        self.p: list[torch.Tensor] = []
+        self.g: list[torch.Tensor] = []
+        self.out: list[torch.Tensor] = []
+        self._maps: list[mmap.mmap] = []
+        try:
+            ro_prot = mmap.PROT_READ if rule_side else mmap.PROT_READ | mmap.PROT_WRITE
+            self.ro = self._map(fd, layout.ro_bytes, ro_prot, 0)
+            self.rw = self._map(fd, layout.rw_bytes, mmap.PROT_READ | mmap.PROT_WRITE, layout.ro_bytes)
+            self.reply = np.frombuffer(self.rw, dtype=np.int64, count=1)
+            g_offs, out_offs = layout.rw_offsets()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # torch warns about the read-only p mapping
+                self.p = [self._view(self.ro, off, k) for k, off in enumerate(layout.p_offsets())]
+            self.g = [self._view(self.rw, off, k) for k, off in enumerate(g_offs)]
+            self.out = [self._view(self.rw, off, k) for k, off in enumerate(out_offs)]
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self, fd: int, length: int, prot: int, offset: int) -> mmap.mmap:
+        m = mmap.mmap(fd, length, mmap.MAP_SHARED, prot, offset=offset)
+        self._maps.append(m)  # each holds a mapping and a duplicate of `fd` until closed
+        return m
 
     def _view(self, buf: mmap.mmap, off: int, k: int) -> torch.Tensor:
         shape, dtype = self.layout.shapes[k], getattr(torch, self.layout.dtypes[k])
@@ -133,8 +157,12 @@ class Views:
         return bytes(self.ro[lay.source_offset: lay.source_offset + lay.source_bytes]).decode("utf-8")
 
     def close(self) -> None:
-        self.p = self.g = self.out = []  # drop the exports before unmapping
-        del self.reply
-        for m in (self.ro, self.rw):
+        """Unmap both parts and close the fd duplicates the mappings hold. A view still held elsewhere
+        keeps its mapping (and that duplicate) alive until it is dropped: the views handed out by
+        `RemoteRule.batch` live until the next call, so none is held once a run is over."""
+        self.p, self.g, self.out = [], [], []  # drop the exports before unmapping
+        self.__dict__.pop("reply", None)
+        maps, self._maps = self._maps, []
+        for m in maps:
             with contextlib.suppress(BufferError):
                 m.close()

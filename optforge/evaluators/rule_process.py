@@ -55,6 +55,8 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     """Rule-process entry (called by RuleHost in the isolated child): load the rule, serve until STOP."""
     memfd, go, done, err_w = fds
     torch.set_num_threads(1)
+    # as in the trainer's process, where RuleOptimizer calls the rule under torch.no_grad()
+    torch.set_grad_enabled(False)
     # the rule process writes no file; with a file size limit of 0 it cannot fill a memfd of its
     # own either (tmpfs memory outside its RLIMIT_AS): ftruncate or write past 0 bytes is SIGXFSZ
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))

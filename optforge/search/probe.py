@@ -41,10 +41,11 @@ PROBE_TENSORS = (
 """(name, role, shape, gradient RMS) of each probe tensor."""
 _JOB_S = 30.0
 """Wall time a probe job may take beside its rules' own (`timeout_s` each): its start, torch's import."""
-_BATCH = 32
-"""Sources per probe job at most: a rule that fails while loading leaves its transport's four file
-descriptors open in the job (`RemoteRule.__init__` raises before its `close` exists), and the job may
-hold 256 (`Limits.open_files`)."""
+_BATCH = 256
+"""Sources per probe job at most. Nothing in the job grows with the sources it has probed (each rule
+process, its memfd and pipes are gone before the next source starts, a rule that fails at load
+included: tests/evaluators/test_remote_rule_leaks.py), so this bounds only what one lost job costs:
+each of its sources is then probed again in a job of its own."""
 _REAP_S = 5.0
 """How long a source's rule process may take to be gone after its close before the next one starts."""
 
