@@ -52,7 +52,10 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
             uid = None  # the job could not import its own code as another user: stay root, say so
     # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
     layers["ipc_namespace"] = on["ipc_namespace"] and L.ipc_namespace() and L.zero_ipc_limits()
-    L.keep_writable_proc()  # for a rule host's id maps and its rule processes' IPC limits (rule_host)
+    if uid is not None or ns.get("user") or os.geteuid() != 0:
+        # for a rule host's id maps and its rule processes' IPC limits (rule_host); never for a job that
+        # stays root on the host (uid switch off), which could write host-wide sysctls through it
+        L.keep_writable_proc()
     writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
     layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
     L.new_session_keyring()  # not the caller's: a key the user keeps there is not the job's to read

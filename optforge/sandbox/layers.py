@@ -97,12 +97,18 @@ def unshare_namespaces(flags_wanted: int) -> dict[str, bool]:
         if lib.unshare(ctypes.c_int(flags | user)) != 0:
             return False
         if user:
+            # a non-dumpable process's /proc/self files belong to the host's root until its maps are
+            # written, so the maps are written dumpable (the sandbox's processes are kept undumpable)
+            was_dumpable = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+            lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
             try:
                 _write("/proc/self/setgroups", "deny")
                 _write("/proc/self/uid_map", f"0 {uid} 1")
                 _write("/proc/self/gid_map", f"0 {gid} 1")
             except OSError:
                 return False
+            finally:
+                lib.prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0)
             done["user"] = True
         return True
 
@@ -306,6 +312,7 @@ def close_fds_except(keep: set[int]) -> None:
                 pass
 
 
+PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 
 

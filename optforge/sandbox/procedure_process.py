@@ -37,12 +37,12 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
         channel = Channel(in_fd, out_fd)
         layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
         channel.send({"kind": "ready", "layers": layers})
-        if not (layers["processes_isolated"] and layers["unprivileged"]):
+        if not (layers["processes_isolated"] and layers["unprivileged"] and layers["no_capabilities"]):
             # refused before the start message (the source) is read: the trusted side says what to do
             code = 0
             channel.send({"kind": "end", "ok": False, "reason": "isolation",
                           "error": {"type": "IsolationError", "message": "no PID namespace and no uid of its own, "
-                                    "or root on the host"}})
+                                    "root on the host, or capabilities left"}})
             return
         start = channel.receive()
         if start.get("kind") != "start":
@@ -76,7 +76,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
         "private_tmp": private,
         "run_hidden": private and L.hide_run(keep),
     }
-    uid = L.UID_BASE + host_pid if os.geteuid() == 0 and switch_uid else None
+    # a fresh uid only as root on the host: root of a user namespace (a non-root user's run) cannot
+    # switch to an unmapped uid, and must still lose its capabilities below
+    uid = L.UID_BASE + host_pid if os.geteuid() == 0 and not ns.get("user") and switch_uid else None
     if uid is not None and (L.expose_paths(keep, uid) if private else L.blocked_paths(keep, uid)):
         uid = None  # the uid could not read our own code: stay root of this process, without capabilities
     # an IPC namespace of its own with every System V limit at zero, set while /proc is still writable
@@ -97,7 +99,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
     # in their PID namespace and under their uid, a process passes the kernel's check for reading
     # /proc/<pid>/environ and for kill(); its own PID namespace and /proc, or a uid of its own, stop both.
     layers["processes_isolated"] = bool(ns.get("pid") and mounts.get("proc")) or own_uid
-    layers["no_capabilities"] = L.drop_capabilities() if uid is None else unprivileged
+    # always: a uid switch that failed leaves every capability (over the procedure's own namespaces:
+    # enough to unmount what hides the host and remount / read-write); refused below if any is left
+    layers["no_capabilities"] = L.drop_capabilities()
     layers["no_new_privs"] = _no_new_privs()
     # CPU seconds (SIGXCPU, SIGKILL 2 s later), address space, file size, open files, and one process:
     # fork fails (RLIMIT_NPROC binds every uid but the host's root, which the uid switch above leaves).

@@ -250,7 +250,11 @@ class ProcedureRun(HostChannel):
 def _isolation_text(layers: dict[str, bool]) -> str:
     """Why a procedure was not started (its process, isolated as far as it could be, found itself sharing
     the user's uid and PID namespace, or root on the host), and how to give it the layers it needs."""
-    if layers.get("processes_isolated") and not layers.get("unprivileged"):
+    if layers.get("processes_isolated") and layers.get("unprivileged") and not layers.get("no_capabilities"):
+        why = ("the procedure was not started: its process could not drop its capabilities, with which it could "
+               "undo the read-only mounts that hide the host. This is a bug in optforge's sandbox on this kernel; "
+               "please report it with the output of `optforge doctor`.")
+    elif layers.get("processes_isolated") and not layers.get("unprivileged"):
         why = ("the procedure was not started: its process would run as root on this machine (the switch to a uid "
                "of its own is off), and root needs no capability to read its own files: root's private files (an "
                "API key in ~/.netrc, ~/.config or a .env) would be readable to it, since the mounts are read-only, "

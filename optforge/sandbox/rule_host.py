@@ -87,6 +87,7 @@ class RuleHost:
             finally:
                 os._exit(code)
         child.close()
+        L.drop_writable_proc()  # the host keeps its copy; the trainer needs none
         host = cls(pid, parent, {})
         host.layers = host._next().get("layers", {})
         return host

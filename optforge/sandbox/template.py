@@ -18,6 +18,7 @@ import sys
 
 from optforge.sandbox.boot import set_sys_path
 from optforge.sandbox.layers import import_locations
+from optforge.sandbox import layers as L
 from optforge.sandbox.preload import preload
 from optforge.sandbox.worker import supervise
 
@@ -68,6 +69,10 @@ def _serve(conn: socket.socket, srv: socket.socket) -> None:
 
 
 def main(path: str, parent_pid: int) -> None:
+    # every supervisor and job is forked from here and inherits this: a rule process under the same uid
+    # (no user namespaces on this machine) can then neither ptrace the template, which forks every later
+    # job, nor read its memory, which holds earlier candidates' sources, nor its supervisor's
+    L.undumpable()
     preload()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)

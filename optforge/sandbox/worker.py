@@ -39,7 +39,8 @@ def supervise(req: dict[str, Any], out: BinaryIO) -> None:
     # tmpfs of its own (disk_quota) in our mount namespace, so keep a handle on the host's one
     host = _HostDir(workdir)
     ns = L.unshare_namespaces(_NS_FLAGS) if req.get("namespaces", True) else {}
-    uid = L.UID_BASE + os.getpid() if os.geteuid() == 0 and req.get("drop_privileges", True) else None
+    # a fresh uid only as root on the host (root of a user namespace cannot switch to an unmapped uid)
+    uid = L.UID_BASE + os.getpid() if os.geteuid() == 0 and not ns.get("user") and req.get("drop_privileges", True) else None
     if uid is not None:
         try:
             os.chown(workdir, uid, uid)
@@ -282,6 +283,7 @@ def main() -> None:
     req = json.loads(sys.stdin.buffer.readline())
     from optforge.sandbox.preload import preload
 
+    L.undumpable()  # as the warm template is (see template.main)
     preload()  # as the warm template does, so the wall-clock limit counts the job, not `import torch`
     supervise(req, sys.stdout.buffer)
 

@@ -343,6 +343,57 @@ def test_a_job_left_root_cannot_undo_the_mount_layers(monkeypatch):
     assert not res.value["unmounted_run"] and not res.value["remounted_root_writable"]
 
 
+WRITABLE_PROC_BODY = '''
+import os
+
+def body(payload):
+    # a descriptor through which a sysctl of the host (here kernel/core_pattern, host-wide) opens for writing
+    found = []
+    for fd in range(3, 256):
+        try:
+            w = os.open("sys/kernel/core_pattern", os.O_WRONLY, dir_fd=fd)
+        except OSError:
+            continue
+        os.close(w)
+        found.append(fd)
+    return {"writable_proc_fds": found}
+'''
+
+
+def test_a_job_left_root_holds_no_writable_proc(monkeypatch):
+    """The job keeps a writable copy of /proc for its rule host (`layers.keep_writable_proc`); a job that
+    stays root on the host (uid switch off) must not: root without capabilities passes the 0644 check
+    of host-wide sysctls, and kernel/core_pattern is a way to full root."""
+    monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", "privileges")
+    res = sandbox.run(WRITABLE_PROC_BODY, "test_os_layers:run_body", {}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.ok, (res.reason, res.exception)
+    assert res.value == {"writable_proc_fds": []}
+
+
+DUMPABLE_BODY = '''
+import ctypes
+
+def body(payload):
+    return {"dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)}  # PR_GET_DUMPABLE of this process
+'''
+
+
+@pytest.mark.parametrize("disable", ["", "namespaces,privileges"], ids=["all-layers", "degraded"])
+def test_the_template_and_every_job_forked_from_it_are_undumpable(disable, monkeypatch):
+    """Without user namespaces a rule runs under the caller's uid in its PID namespace: were the warm
+    template (which forks every later job and holds earlier candidates' sources in its memory) or a
+    supervisor dumpable, it could ptrace them or open their /proc/<pid>/mem. They are not, from the
+    template's start on, and the job inherits it."""
+    if disable:
+        monkeypatch.setenv("OPTFORGE_SANDBOX_DISABLE", disable)
+    monkeypatch.setattr(runner, "_warned", set())
+    res = sandbox.run(DUMPABLE_BODY, "test_os_layers:run_body", {}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=60, static_check=False))
+    assert res.ok, (res.reason, res.exception)
+    assert res.value == {"dumpable": 0}
+
+
 INHERIT_RULE = '''
 import torch
 LR = 1e-3
