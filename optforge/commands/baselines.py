@@ -191,8 +191,9 @@ def _task_lines(data: dict, table: dict) -> list[str]:
         lr_text = (f"{lr:.2e}" if lr else "-") + ("" if chosen is None else f" (h={chosen})")
         lines.append(f"{t:<{w}}  {lr_text:>16}  {'-' if delta is None else format(delta, '.2g'):>7}  "
                      f"{'-' if sigma is None else format(sigma, '.2f'):>5}  {'-' if hw is None else format(hw, '.2f'):>5}")
-    lines.append("delta: loss resolution (scores treat closer losses as ties); sigma: per-seed sd of the paired "
-                 "score of the references; +-95%: 1.96 sigma / sqrt(report seeds)")
+    lines.append("h: the lr's half-decade grid index, lr = 1e-3 * 10^(h/2); delta: loss resolution (scores treat closer "
+                 "losses as ties); sigma: per-seed sd of the paired score of the references; +-95%: 1.96 sigma / "
+                 "sqrt(report seeds)")
     return lines
 
 
@@ -210,8 +211,8 @@ def _reference_lines(data: dict, table: dict) -> list[str]:
     for r in refs:
         row = table[r]
         fit = format_score(row["fitness"], row.get("fitness_hw"))
-        lines.append(f"{r:<{w}}  {fit:>14}  {row['wins']:>4d}  {row['worst']:>+6.2f}  " + "  ".join(
-            f"{row['tasks'].get(t, {}).get('score', float('nan')):>+{c}.2f}" for t, c in zip(tasks, cols)))
+        lines.append(f"{r:<{w}}  {fit:>14}  {row['wins']:>4d}  {format_score(row['worst'], None):>6}  " + "  ".join(
+            f"{format_score(row['tasks'].get(t, {}).get('score', float('nan')), None):>{c}}" for t, c in zip(tasks, cols)))
     lines.append("wins: tasks whose 95 % interval lies above 0")
     return lines
 

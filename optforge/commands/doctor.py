@@ -34,8 +34,8 @@ _EXPLAIN = {
     "rlimits": "CPU seconds, address space, file size, open files, processes",
     "no_secrets": "scrubbed environment: no API keys or tokens",
     "unprivileged": "not root on the host: fresh uid, no capabilities, no_new_privs",
-    "seccomp": "syscall filter (needs pip pyseccomp; not wired in)",
-    "landlock": "Landlock write rules (needs pip landlock; not wired in)",
+    "seccomp": "syscall filter (not implemented: no package installs it)",
+    "landlock": "Landlock write rules (not implemented: no package installs it)",
 }
 
 

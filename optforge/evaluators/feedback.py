@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from optforge.evaluators.protocol import TaskTuning, multiplier
-from optforge.evaluators.scoring import TaskScore
+from optforge.evaluators.scoring import TaskScore, format_score
 
 
 def failure_text(status: str, reason: str, exception: str | None, stderr_tail: str = "") -> str:
@@ -54,7 +54,8 @@ def _divergence_words(tt: TaskTuning) -> str:
     if not ok:
         text += f" and at every lr tried ({', '.join(f'{x:.3g}' for x in tried)}): the update blows up (NaN/inf)"
     elif len(div) > 1:
-        text += f" ({len(div)} runs diverged; stable up to lr {max(ok):.3g})"
+        # not "stable up to": a run of a shorter screen can diverge at a smaller lr than a full run survives
+        text += f" ({len(div)} runs diverged; trained without diverging at lr {', '.join(f'{x:.3g}' for x in ok)})"
     return text
 
 
@@ -81,17 +82,18 @@ def result_text(
     """Summary, then the weakest tasks with why, then lr and speed hints."""
     n = len(scores)
     lines = [
-        f"Status {status}; fitness {agg['fitness']:+.2f} = mean log2 speedup over tuned AdamW on {n} tasks "
-        f"(0 = as fast as AdamW, +1 = reaches AdamW's loss in half the steps, -3 = failed). "
-        f"Wins {agg['wins']}/{n}, worst {agg['worst']:+.2f}."
+        f"Status {status}; fitness {format_score(agg['fitness'], None)} = mean log2 speedup over tuned AdamW on "
+        f"{n} tasks (0 = as fast as AdamW, +1 = reaches AdamW's loss in half the steps, -3 = failed). "
+        f"Wins {agg['wins']}/{n}, worst {format_score(agg['worst'], None)}."
     ]
     ranked = sorted(scores, key=lambda k: scores[k].score)
     for name in ranked[: min(3, n)]:
         s, tt = scores[name], tunings[name]
-        if s.score > 0 and "diverged" not in s.flags:
+        # a tie (a score that rounds to 0) is no weak point
+        if round(s.score, 2) >= 0 and "diverged" not in s.flags:
             break
         fam = tt.task.family or "unknown"
-        parts = [f"{fam} task (T={tt.task.steps}): score {s.score:+.2f}"]
+        parts = [f"{fam} task (T={tt.task.steps}): score {format_score(s.score, None)}"]
         if "diverged" in s.flags or "no_finite_loss" in s.flags:
             parts.append(_divergence_words(tt) or "no finite validation loss")
         else:

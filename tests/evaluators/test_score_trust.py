@@ -45,6 +45,8 @@ def test_adamw_against_its_own_perturbed_baselines_ties(adamw_vs_perturbed):
         assert "beats_adamw_4T" not in t["flags"], name
         assert t["hw"] is not None and t["hw"] > 0, name  # every score carries its interval
     assert set(m["seed_fitness"]) == {str(s) for s in r.seeds}
+    # the feedback an LLM gets reads a tie as a tie: no "-0.00", no task listed as a weak point
+    assert "-0.00" not in r.feedback and "\n- " not in r.feedback.split("Strong on")[0], r.feedback
 
 
 COPIES = {
