@@ -204,7 +204,7 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
         arg_map=repr({k: arg_names[k] for k in args}),
         signature="\n".join(sig),
         lr_const=repr(hparams["LR"]),
-        hp_assign=checks or "        pass",
+        hp_assign=checks,  # empty for a rule whose only constant is LR: a blank line
     )
 
 
