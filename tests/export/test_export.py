@@ -100,11 +100,20 @@ def test_constructor_rejects_bad_hyperparameters_naming_them(tmp_path):
     assert opt.hparams["BETA1"] == 0.5 and mod.__all__ == ["MyAdamW", "param_groups", "infer_roles"]
 
 
-def test_exported_state_dict_round_trips(tmp_path):
-    path = tmp_path / "my_lion.py"
+def _symbolic_adamw() -> str:
+    from optforge.search.symbolic import warmstarts
+    from optforge.search.symbolic.program import render
+
+    return render(warmstarts.program("adamw"))
+
+
+@pytest.mark.parametrize("kind", ["seed", "symbolic"])
+def test_exported_state_dict_round_trips(kind, tmp_path):
     name = "lion" if "lion" in seeds.names() else "adamw"
-    path.write_text(render_module(seeds.source(name), "MyOpt"))
-    mod = _import_file(path, "my_lion")
+    source = seeds.source(name) if kind == "seed" else _symbolic_adamw()  # a symbolic program: constants LR only
+    path = tmp_path / f"my_{kind}.py"
+    path.write_text(render_module(source, "MyOpt"))
+    mod = _import_file(path, f"my_{kind}")
     model = _model()
     opt = mod.MyOpt(mod.param_groups(model))
     gen = torch.Generator().manual_seed(0)
@@ -123,6 +132,7 @@ def test_exported_state_dict_round_trips(tmp_path):
     model2.load_state_dict(sd_model)
     opt2 = mod.MyOpt(mod.param_groups(model2))
     opt2.load_state_dict(sd_opt)
+    assert [set(g) for g in opt2.param_groups] == [set(g) for g in opt.param_groups]
     run(model2, opt2, batches[3:])
     for a, b in zip(model.parameters(), model2.parameters()):
         assert torch.equal(a, b)
