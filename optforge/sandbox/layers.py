@@ -97,18 +97,8 @@ def unshare_namespaces(flags_wanted: int) -> dict[str, bool]:
         if lib.unshare(ctypes.c_int(flags | user)) != 0:
             return False
         if user:
-            # a non-dumpable process's /proc/self files belong to the host's root until its maps are
-            # written, so the maps are written dumpable (the sandbox's processes are kept undumpable)
-            was_dumpable = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
-            lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-            try:
-                _write("/proc/self/setgroups", "deny")
-                _write("/proc/self/uid_map", f"0 {uid} 1")
-                _write("/proc/self/gid_map", f"0 {gid} 1")
-            except OSError:
+            if not map_root_to(uid, gid):
                 return False
-            finally:
-                lib.prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0)
             done["user"] = True
         return True
 
@@ -174,6 +164,24 @@ def proc_write(path: str, text: str) -> bool:
         log.debug("writing /proc/%s failed: %s", path, e)
         return False
     return True
+
+
+def map_root_to(uid: int, gid: int) -> bool:
+    """Right after unshare(CLONE_NEWUSER): map root of the new user namespace to `uid`/`gid` outside
+    (setgroups denied first, as the kernel asks of a writer without CAP_SETGID), through `proc_write`.
+    A non-dumpable process's /proc/self files belong to the host's root until its maps exist, so they
+    are written dumpable and the previous state is restored (the sandbox's processes stay
+    undumpable). True when all three were written."""
+    lib = libc()
+    if lib is None:
+        return False
+    was_dumpable = lib.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        return (proc_write("self/setgroups", "deny") and proc_write("self/uid_map", f"0 {uid} 1")
+                and proc_write("self/gid_map", f"0 {gid} 1"))
+    finally:
+        lib.prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0)
 
 
 def zero_ipc_limits() -> bool:

@@ -238,15 +238,11 @@ def _enter_user_namespace() -> bool:
     if lib is None:
         return False
     uid, gid = os.getuid(), os.getgid()
-    lib.prctl(L.PR_SET_DUMPABLE, 1, 0, 0, 0)  # the id maps are written through /proc/self
-    try:
-        if lib.unshare(ctypes.c_int(L.CLONE_NEWUSER)) != 0:
-            return False
-        # through the job's writable copy of /proc: the job's own /proc is read-only by now
-        return (L.proc_write("self/setgroups", "deny") and L.proc_write("self/uid_map", f"0 {uid} 1")
-                and L.proc_write("self/gid_map", f"0 {gid} 1"))
-    finally:
-        lib.prctl(L.PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem on us from a child
+    if lib.unshare(ctypes.c_int(L.CLONE_NEWUSER)) != 0:
+        return False
+    # through the job's writable copy of /proc (`proc_write`): the job's own /proc is read-only by now;
+    # the host stays undumpable (RuleHost.start): no ptrace or /proc/<pid>/mem on it from a child
+    return L.map_root_to(uid, gid)
 
 
 def _intermediate(conn: socket.socket, layers: dict[str, bool]) -> None:
