@@ -56,6 +56,9 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
         # for a rule host's id maps and its rule processes' IPC limits (rule_host); never for a job that
         # stays root on the host (uid switch off), which could write host-wide sysctls through it
         L.keep_writable_proc()
+    if ns.get("user"):
+        # root only in our user namespace: the rule host's namespace is made now, while we hold CAP_SETFCAP
+        L.prepare_user_namespace()
     writable = [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))]
     layers["read_only_root"] = private and on["read_only_root"] and L.read_only_root(writable)
     L.new_session_keyring()  # not the caller's: a key the user keeps there is not the job's to read

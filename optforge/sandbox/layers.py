@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import resource
+import socket
 from typing import Mapping
 
 # the layers of the other modules, for callers that reach every layer through `layers`
@@ -164,6 +165,76 @@ def proc_write(path: str, text: str) -> bool:
         log.debug("writing /proc/%s failed: %s", path, e)
         return False
     return True
+
+
+_prepared_userns: int | None = None  # see prepare_user_namespace
+
+
+def prepare_user_namespace() -> bool:
+    """In a job that is root only inside a user namespace (the non-root mode), while it still holds its
+    capabilities: make the user namespace its rule host will enter (`enter_prepared_user_namespace`),
+    with root mapped to the job's uid, and keep it by a descriptor.
+
+    Why ahead of time: only root of the user namespace that owns an IPC namespace may set its System V
+    limits (`zero_ipc_limits`), and since Linux 5.12 a new user namespace may map its root onto its
+    parent's uid 0 (the job's uid here) only if its maker held CAP_SETFCAP when making it. The job has
+    dropped every capability by the time it forks its rule host. A short-lived child makes the namespace
+    now, writes its maps and hands it over (SCM_RIGHTS); the namespace lives on in that descriptor.
+    True when it is held."""
+    global _prepared_userns
+    lib = libc()
+    if lib is None:
+        return False
+    if _prepared_userns is not None:
+        return True
+    uid, gid = os.getuid(), os.getgid()  # read outside: in the new namespace they are unmapped until written
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            if lib.unshare(ctypes.c_int(CLONE_NEWUSER)) == 0 and map_root_to(uid, gid):
+                ns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+                socket.send_fds(theirs, [b"userns"], [ns])
+                code = 0
+        finally:
+            os._exit(code)
+    theirs.close()
+    fds: list[int] = []
+    try:
+        _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+    except OSError as e:
+        log.debug("preparing a user namespace failed: %s", e)
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+    _prepared_userns = fds[0] if fds else None
+    return _prepared_userns is not None
+
+
+def enter_prepared_user_namespace() -> bool:
+    """setns(2) into the user namespace `prepare_user_namespace` made (allowed without capabilities: the
+    caller's uid owns it, from its parent namespace), then close its descriptor. False when none is held
+    or the kernel refused."""
+    global _prepared_userns
+    lib = libc()
+    if lib is None or _prepared_userns is None:
+        return False
+    entered = lib.setns(ctypes.c_int(_prepared_userns), ctypes.c_int(CLONE_NEWUSER)) == 0
+    drop_prepared_user_namespace()
+    return entered
+
+
+def drop_prepared_user_namespace() -> None:
+    """Close this process's descriptor of the prepared user namespace, if it holds one."""
+    global _prepared_userns
+    if _prepared_userns is not None:
+        try:
+            os.close(_prepared_userns)
+        except OSError:
+            pass
+        _prepared_userns = None
 
 
 def map_root_to(uid: int, gid: int) -> bool:

@@ -88,6 +88,7 @@ class RuleHost:
                 os._exit(code)
         child.close()
         L.drop_writable_proc()  # the host keeps its copy; the trainer needs none
+        L.drop_prepared_user_namespace()  # the host enters it; the trainer has no use for it
         host = cls(pid, parent, {})
         host.layers = host._next().get("layers", {})
         return host
@@ -237,6 +238,10 @@ def _enter_user_namespace() -> bool:
     lib = L.libc()
     if lib is None:
         return False
+    # without root on the host the job made it while it held CAP_SETFCAP (`layers.prepare_user_namespace`):
+    # a namespace made now could not map its root onto the job's uid 0
+    if L.enter_prepared_user_namespace():
+        return True
     uid, gid = os.getuid(), os.getgid()
     if lib.unshare(ctypes.c_int(L.CLONE_NEWUSER)) != 0:
         return False

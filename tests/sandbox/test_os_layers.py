@@ -466,3 +466,45 @@ def test_a_rule_process_can_make_no_system_v_object():
     message = res.value["failure"]["message"]
     assert message == "{'shm': False, 'msg': False, 'sem': False, 'new_ipc_namespace': False}", message
     assert rule_layers["user_namespace"] and rule_layers["ipc_limits"] and rule_layers["no_user_namespaces"], rule_layers
+
+
+NON_ROOT_CALLER = """
+import json, sys
+from optforge import sandbox
+runs = [{"task": "smoke_quad", "lr": 1e-3, "seed": 0, "steps": 2, "horizon": 20, "eval_steps": [2], "weight_decay": 0.0}]
+res = sandbox.run(sys.stdin.read(), "optforge.evaluators.job:run_job", {"suite": "smoke", "runs": runs},
+                  sandbox.RULE_POLICY, sandbox.Limits(timeout_s=120, static_check=False))
+print(json.dumps({"ok": res.ok, "reason": res.reason, "value": res.value if res.ok else None,
+                  "stderr": res.stderr_tail[-2000:]}, default=str))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts the caller as another (non-root) uid, which needs root")
+def test_a_non_root_users_rule_process_can_make_no_system_v_object():
+    """The same rule, for a caller without root (the job is root only in a user namespace). Before, the
+    rule host's own user namespace could not map its root onto the job's uid 0 (the job had dropped
+    CAP_SETFCAP by then), so the rule process's System V limits stayed at the defaults and a rule held
+    2 GiB of shared memory outside its RLIMIT_AS. Now the job makes that namespace while it holds its
+    capabilities (`layers.prepare_user_namespace`) and the rule host enters it."""
+    import subprocess
+    import sys
+
+    from optforge.sandbox.import_locations import import_locations
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_procedure_environ import LAUNCH_AS
+
+    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
+    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, "4243", paths, NON_ROOT_CALLER], input=IPC_RULE,
+                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"], report
+    rule_layers = report["value"]["rule_layers"]
+    if not (rule_layers.get("pid_namespace") and rule_layers.get("ipc_namespace")):
+        pytest.skip("no user namespaces for a non-root caller here")
+    message = report["value"]["failure"]["message"]
+    assert message == "{'shm': False, 'msg': False, 'sem': False, 'new_ipc_namespace': False}", message
+    assert rule_layers["user_namespace"] and rule_layers["ipc_limits"] and rule_layers["no_user_namespaces"], rule_layers
