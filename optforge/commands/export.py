@@ -36,12 +36,32 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--best", action="store_true", help="the best promoted candidate, else the best at train (default)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="file to write")
     p.add_argument("--name", metavar="CLASS", default=None,
-                   help="class name (default: DiscoveredOptimizer, or the seed's CamelCase name)")
+                   help="class name (default: DiscoveredOptimizer from a run, the seed's own name "
+                        "(AdamW), or the rule file's name in CamelCase)")
     return p
 
 
 def _camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").split("_") if part)
+
+
+def seed_class_name(source: str, seed: str) -> str:
+    """The class name an exported seed gets by default: the name its docstring opens with, as the field
+    writes it ("AdamW: ..." -> AdamW, "Schedule-Free AdamW: ..." -> ScheduleFreeAdamW, "MARS-AdamW
+    (approx): ..." -> MARSAdamW, "SGD with ..." for sgd -> SGD), else the CamelCase of the seed's name."""
+    import ast
+    import re
+
+    try:
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        doc = ""
+    line = doc.partition("\n")[0]
+    head, colon, _ = line.partition(":")
+    name = re.sub(r"[^0-9A-Za-z]", "", re.sub(r"\(.*?\)", "", head)) if colon else ""
+    if not colon and line.split()[:1] and line.split()[0].lower() == seed.lower():
+        name = line.split()[0]  # "SGD with heavy-ball momentum." for the seed sgd
+    return name[:1].upper() + name[1:] if name[:1].isalpha() else _camel(seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         name = args.name or _camel(src_path.stem)
         info = ExportInfo(title=f"{name}: exported by optforge from {src_path.name}.")
     elif args.source in seeds.names():
-        source, name = seeds.source(args.source), args.name or _camel(args.source)
+        source = seeds.source(args.source)
+        name = args.name or seed_class_name(source, args.source)
         info = ExportInfo(title=f"{name}: the optforge reference seed '{args.source}'.")
     else:
         raise UserError(f"'{args.source}' is not a run directory, a .py rule file or a seed name (see 'optforge seeds')")
