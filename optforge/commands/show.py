@@ -197,14 +197,18 @@ def print_leaderboard(store: Any, config: Any, top: int | None = 10) -> None:
         status = r["status"] if r["status"] != "ok" or r["stage"] == last else "ok*"
         gate = r["stage"] == "smoke"  # a gate: pass/fail, never a fitness
         fitness = "gate" if gate else _num(r["fitness"])
-        hw = "" if gate or r["fitness_hw"] is None else f"±{r['fitness_hw']:.3f}"
-        sd = "" if gate or r["sd"] is None else f"±{r['sd']:.3f}"
+        # "-": no interval or sd to give (one evaluation row has no sd); blank for a gate, which has no fitness
+        hw = "" if gate else "-" if r["fitness_hw"] is None else f"±{r['fitness_hw']:.3f}"
+        sd = "" if gate else "-" if r["sd"] is None else f"±{r['sd']:.3f}"
         print(f"{r['rank']:>3}{mark} {name:<22} {status:<9} {fitness:>8} {hw:>7} {'-' if gate else _num(r['robust']):>8} "
               f"{sd:>7} {r['n']:>3}  " + "".join(cells))
     if any(r["n"] > 1 for r in rows):
         print(f"fitness, ± sd, n: a candidate's n evaluation rows at {last} (its stage evaluation, rollouts and "
-              "repeats): the mean over tasks of each task's mean over the rows that ran it, and the rows' sd; "
-              "95%: the interval of its stage evaluation")
+              "repeats): the mean over tasks of each task's mean over the rows that ran it, and the rows' sd "
+              "('-' with one row); 95%: the interval of its stage evaluation")
+    else:
+        print(f"95%: the interval of a candidate's evaluation at {last}; ± sd: the sd over its evaluation rows, "
+              "'-' while it has one (rollouts and repeats add rows)")
     subset = [r["id"] for r in rows if r["tasks_missing"]]
     if subset:
         print(f"scored on part of the suite only (rollouts on task subsets), so ranked after every candidate scored on "

@@ -5,6 +5,7 @@ whose process died told apart; `optforge eval` naming the task its feedback spea
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from optforge.cli import main
@@ -113,3 +114,19 @@ def test_a_candidate_that_failed_the_smoke_gate_is_shown_by_its_checks_not_a_fit
     row = s["leaderboard"][0]
     assert row["stage"] == "smoke" and [row[k] for k in ("fitness", "fitness_hw", "robust", "wins")] == [None] * 4
     assert row["feedback"] == s["failures"][0]["reason"] == line.split(": ", 1)[1]
+
+
+def test_a_candidate_with_one_evaluation_row_shows_a_dash_for_its_sd(tmp_path, capsys):
+    """One row has no sd: the column says '-' (it was blank, which read as a missing value) and a line
+    under the table says what the column is and what adds rows."""
+    run = _run(tmp_path)
+    with Store(run) as st:
+        cand = st.candidate("gatedonly000")
+        st.add_evaluation(cand, EvaluationResult(Status.OK, stage="train", suite="smoke",
+                                                 metrics={"fitness": 0.25, "tasks": {}}), seeds_spec="selection")
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if "gatedonly000" in line)
+    # fitness, 95% (no interval stored), robust (none stored), ± sd, n
+    assert re.search(r" \+0\.250 +- +- +- +1 ", row), row
+    assert any(line.startswith("95%: ") and "'-' while it has one" in line for line in out), out
