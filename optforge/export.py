@@ -20,6 +20,7 @@ import math
 import re
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from optforge import roles as roles_mod
@@ -324,7 +325,8 @@ def export_info_from_run(store: Any, candidate_id: str) -> ExportInfo:
     return ExportInfo(
         title=f"Discovered by optforge ({cand.strategy or 'unknown'} strategy).",
         provenance={
-            "run": str(store.run_dir),
+            # absolute: the exported file is read from elsewhere, where a path relative to the caller means nothing
+            "run": str(Path(store.run_dir).resolve()),
             "candidate": cand.id,
             "parents": ", ".join(cand.parents) or "none",
             "strategy": cand.strategy,

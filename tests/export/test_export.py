@@ -195,3 +195,21 @@ def test_a_plain_rule_file_exports_with_a_bom_and_claims_no_run(tmp_path):
     model(torch.randn(4, 3)).square().mean().backward()
     opt.step()
     assert [g["lr"] for g in opt.param_groups] == lr_before  # total_steps set no schedule
+
+
+def test_a_run_exported_by_a_relative_path_names_its_run_by_an_absolute_one(tmp_path, monkeypatch):
+    """`optforge export runs/x ...` from the run's parent wrote `run: runs/x` into the file's docstring,
+    which means nothing where the file is read later; it names the run absolutely now."""
+    from optforge.config import config_from_dict
+    from optforge.export import export_info_from_run
+    from optforge.store import Store, versions
+    from optforge.types import Candidate
+
+    monkeypatch.chdir(tmp_path)
+    st = Store("runs/x")
+    st.set_meta(config=config_from_dict({"strategy": {"name": "seeds"}, "suite": "smoke"}).to_dict(), versions=versions())
+    st.add_proposals([Candidate.new("LR = 1\n", id="c0")], None)
+    st.close()
+    with Store.open("runs/x") as store:
+        info = export_info_from_run(store, "c0")
+    assert info.provenance["run"] == str(tmp_path / "runs" / "x")
