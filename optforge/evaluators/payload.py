@@ -57,7 +57,8 @@ class Reference:
     payload: dict
     wd_grid: tuple[float, ...]
     tune_deltas: dict[str, float]  # per task: the loss resolution `pick` uses, at the selection seeds
-    cost_per_step: dict[str, float]  # per task: relative cost of a step (sandbox call balancing)
+    cost_per_step: dict[str, float]  # per task: AdamW's seconds a step where measured (sandbox call balancing)
+    costs_measured: bool = False  # every task's cost_per_step was measured (seconds), not the default 1.0
 
 
 def reference_for(request: Any, suite: Any, tasks: Sequence[Any], n_selection: int) -> Reference:
@@ -78,5 +79,6 @@ def reference_for(request: Any, suite: Any, tasks: Sequence[Any], n_selection: i
         payload=payload,
         wd_grid=wd_grid_for(payload, tune_wd=request.tune_wd, stage=request.stage, suite=request.suite),
         tune_deltas={t.name: task_delta(payload, t.name, n_selection) for t in tasks},
-        cost_per_step={k: float(v.get("cost_per_step", 1.0)) for k, v in payload["tasks"].items()},
+        cost_per_step={k: float(v.get("cost_per_step") or 1.0) for k, v in payload["tasks"].items()},
+        costs_measured=all(v.get("cost_per_step") is not None for v in payload["tasks"].values()),
     )

@@ -63,7 +63,7 @@ def run_protocol(
     """
     from optforge import sandbox
     from optforge.evaluators.train import eval_points
-    from optforge.evaluators.validate import BatchFailure, SandboxExecutor, measures_state
+    from optforge.evaluators.validate import CALL_SHARE, BatchFailure, SandboxExecutor, measures_state
 
     sel, fresh = seeds
     config = ProtocolConfig(halving=False, max_extensions=0) if smoke else ProtocolConfig()
@@ -76,6 +76,8 @@ def run_protocol(
         sandbox.RULE_POLICY,
         workers=int(request.workers),
         cost_per_step=ref.cost_per_step,
+        # seconds only where the baselines measured every task's cost (older files hold none)
+        call_seconds=limits.timeout_s * CALL_SHARE if ref.costs_measured else None,
         fingerprint_next=smoke or request.stage == "smoke",
         name=request.name,
         trace=request.detail == "trace",

@@ -139,6 +139,24 @@ def measures_state(stage: str, measure_state: bool | None = None) -> bool:
     return bool(measure_state) if measure_state is not None else stage not in NO_STATE_PROBE_STAGES
 
 
+CALL_SHARE = 1 / 6
+"""The share of the sandbox timeout one call's runs may take at AdamW's measured speed (`calls_for`).
+Room for a rule several times slower a step than AdamW (symbolic renders run at 3-4x), a slower or
+busier machine than the one that built the baselines, and the call's own start-up."""
+
+
+def calls_for(weights: Sequence[float], at_least: int, call_seconds: float | None) -> int:
+    """How many sandbox calls to split runs of these `weights` (expected seconds each) into: `at_least`
+    (one per worker, or more), and more where the total would put over `call_seconds` into one call,
+    so a call never nears the sandbox timeout; never more calls than runs. A `heldout` evaluation's
+    fresh runs (14 tasks x 3 seeds, about 95 s at AdamW's speed) went to one call per worker against a
+    120 s timeout before."""
+    n = max(1, at_least)
+    if call_seconds is not None and call_seconds > 0:
+        n = max(n, math.ceil(sum(weights) / call_seconds))
+    return max(1, min(len(weights), n))
+
+
 def _split(specs: Sequence[RunSpec], n_chunks: int, weight: Callable[[RunSpec], float]) -> list[list[int]]:
     """Indices of `specs` in `n_chunks` groups of similar cost (greedy, largest first)."""
     chunks: list[list[int]] = [[] for _ in range(max(1, n_chunks))]
@@ -157,7 +175,7 @@ class SandboxExecutor:
     Accumulates what the calls cost and the last output tails. `chunks_per_worker` splits work into
     more, smaller calls (baseline builds, so a progress bar moves); the default is one call per worker.
     Each call pays a fixed start-up cost (a forked worker importing torch's optimizer machinery), so
-    fewer, larger calls are cheaper.
+    fewer, larger calls are cheaper, up to `call_seconds` (`calls_for`).
     """
 
     source: str
@@ -168,6 +186,9 @@ class SandboxExecutor:
     workers: int = 1
     chunks_per_worker: int = 1
     cost_per_step: Mapping[str, float] = field(default_factory=dict)
+    # AdamW-seconds (steps x cost_per_step, measured when the baselines were built) one call may hold;
+    # None: no bound (costs that are only relative)
+    call_seconds: float | None = None
     fingerprint_next: bool = False
     progress: Callable[[int], None] | None = None
     name: str = "candidate"
@@ -192,7 +213,7 @@ class SandboxExecutor:
         return spec.steps * float(self.cost_per_step.get(spec.task, 1.0))
 
     def __call__(self, specs: list[RunSpec]) -> list[RunOutcome]:
-        n = min(len(specs), self.workers * self.chunks_per_worker)
+        n = calls_for([self._weight(s) for s in specs], self.workers * self.chunks_per_worker, self.call_seconds)
         groups = _split(specs, n, self._weight)
         want_fp, self.fingerprint_next = self.fingerprint_next, False
         want_probe, self.probe_state_next = self.probe_state_next, False

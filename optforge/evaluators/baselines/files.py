@@ -133,7 +133,7 @@ def payload_from(data: Mapping[str, Any]) -> dict:
         tasks[name] = {
             "T": t["T"],
             "family": t.get("family", ""),
-            "cost_per_step": t.get("cost_per_step", 1.0),
+            "cost_per_step": t.get("cost_per_step"),  # None: not measured (an older file)
             "adamw": {k: a[k] for k in ("runs", "step_seconds", "state_bytes_per_param", "chosen") if k in a},
             **{k: t[k] for k in ("resolution", "sigma") if k in t},
         }
