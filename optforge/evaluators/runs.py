@@ -76,8 +76,9 @@ def run_protocol(
         sandbox.RULE_POLICY,
         workers=int(request.workers),
         cost_per_step=ref.cost_per_step,
-        # seconds only where the baselines measured every task's cost (older files hold none)
-        call_seconds=limits.timeout_s * CALL_SHARE if ref.costs_measured else None,
+        # seconds only where the baselines measured every task's cost (older files hold none); not for
+        # the smoke gate, whose few short runs fit any call (its measured costs are mostly start-up)
+        call_seconds=limits.timeout_s * CALL_SHARE if ref.costs_measured and not smoke else None,
         fingerprint_next=smoke or request.stage == "smoke",
         name=request.name,
         trace=request.detail == "trace",
