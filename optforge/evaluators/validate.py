@@ -149,7 +149,7 @@ def calls_for(weights: Sequence[float], at_least: int, call_seconds: float | Non
     """How many sandbox calls to split runs of these `weights` (expected seconds each) into: `at_least`
     (one per worker, or more), and more where the total would put over `call_seconds` into one call,
     so a call never nears the sandbox timeout; never more calls than runs. A `heldout` evaluation's
-    fresh runs (14 tasks x 3 seeds, about 95 s at AdamW's speed) went to one call per worker against a
+    fresh runs (14 tasks x 3 seeds, about 100 s at AdamW's speed) went to one call per worker against a
     120 s timeout before."""
     n = max(1, at_least)
     if call_seconds is not None and call_seconds > 0:

@@ -21,7 +21,7 @@ def test_more_calls_where_one_would_near_the_timeout():
 
 
 def test_heldouts_fresh_runs_stay_well_under_the_sandbox_timeout():
-    """Before, a `heldout` evaluation sent its fresh runs (14 tasks x 3 report seeds, about 95 s at
+    """Before, a `heldout` evaluation sent its fresh runs (14 tasks x 3 report seeds, about 100 s at
     AdamW's measured speed) in one call per worker, against the default 120 s a call: on a slower
     machine, or with a rule a few times slower a step, every such call timed out. Now each call's
     expected time is at most CALL_SHARE of the timeout, unless one run alone is longer."""
