@@ -137,14 +137,15 @@ def hide_dirs(targets: Iterable[str], keep: Iterable[str] = (), writable: Iterab
     (`options`; nosuid, nodev, noexec), then bind back at the same path what must stay visible: the
     `keep` paths at or under it read-only (import locations; one that encloses a target needs nothing
     from it), the `writable` paths under it as they were (a process's own directory and private
-    tmpfs). A target inside a `writable` path is the process's own already and is left alone. True when
-    every target is covered and shows nothing but what was bound back."""
+    tmpfs). A target inside a `writable` path is the process's own already (a private tmpfs) and is
+    not covered again. A target whose paths cannot all be bound back is uncovered again, so that
+    nothing the process needs goes missing. True when every target shows nothing but what was bound
+    back."""
     own = _real(writable)
     inside = lambda p, d: p == d or p.startswith(d + "/")  # noqa: E731
-    targets = [t for t in _cover(os.path.realpath(t) for t in targets if os.path.isdir(t))
-               if not any(inside(t, w) for w in own)]
+    targets = _cover(os.path.realpath(t) for t in targets if os.path.isdir(t))
     ok = True
-    for target in targets:
+    for target in (t for t in targets if not any(inside(t, w) for w in own)):
         rw = _cover(w for w in own if inside(w, target))
         ro = _cover(p for p in _real(keep) if inside(p, target) and not any(inside(p, w) for w in rw))
         back = sorted([(p, True) for p in ro] + [(p, False) for p in rw], key=lambda b: len(b[0]))  # enclosing first
@@ -154,19 +155,22 @@ def hide_dirs(targets: Iterable[str], keep: Iterable[str] = (), writable: Iterab
             ok = False
             continue
         try:
-            covered = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
-            ok = covered and ok
-            for p, readonly, fd in fds:
-                ok = ok and _bind_back(fd, p, readonly=readonly)
+            held = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+            if held and not all(_bind_back(fd, p, readonly=readonly) for p, readonly, fd in fds):
+                libc().umount2(target.encode(), MNT_DETACH)  # type: ignore[union-attr]
+                held = False
+            ok = ok and held
         finally:
             for _, _, fd in fds:
                 os.close(fd)
-    return ok and all(not _visible_entries(t, [*keep, *own]) for t in targets)
+    # a target that is one of `writable` (a home on the private /tmp) may show all of itself
+    return ok and all(not visible_entries(t, [*keep, *(w for w in own if w != t)]) for t in targets)
 
 
-def _visible_entries(directory: str, shown: Iterable[str]) -> list[str]:
+def visible_entries(directory: str, shown: Iterable[str]) -> list[str]:
     """Entries of `directory` other than the first path components of the `shown` paths under it (all
-    of them where `directory` itself is one of `shown`: it was bound back whole)."""
+    of them where `directory` itself is one of `shown`: it was bound back whole); none where it
+    cannot be listed."""
     real = _real(shown)
     try:
         entries = os.listdir(directory)

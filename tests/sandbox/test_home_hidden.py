@@ -26,12 +26,13 @@ import pytest
 from procedure_helpers import source
 from test_procedure_environ import LAUNCH_AS, OPEN_HOST
 
+from optforge.sandbox import layers as L
 from optforge.sandbox.import_locations import import_locations
 
 USER = 4246  # the non-root caller; no password entry, so its home is $HOME alone
 HOMES_BASE = "/home"  # outside /tmp, /var/tmp and /dev/shm, whose private tmpfs would hide it anyway
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts the caller as another (non-root) uid, which needs root")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="starts the caller as another (non-root) uid, which needs root")
 
 RULE = source('''
     import torch
@@ -134,6 +135,7 @@ def _need_user_namespaces(report: dict) -> None:
         pytest.skip("no user namespaces for a non-root caller here")
 
 
+@as_root
 @pytest.mark.parametrize("with_layer", [True, False], ids=["home-hidden", "control-layer-off"])
 def test_a_non_root_callers_rule_cannot_read_its_home(caller_home, with_layer):
     home, secret = caller_home
@@ -151,6 +153,7 @@ def test_a_non_root_callers_rule_cannot_read_its_home(caller_home, with_layer):
     assert report["layers"]["home_hidden"] is with_layer, report["layers"]
 
 
+@as_root
 @pytest.mark.parametrize("with_layer", [True, False], ids=["home-hidden", "control-layer-off"])
 def test_a_non_root_callers_procedure_cannot_read_its_home(caller_home, with_layer):
     home, secret = caller_home
@@ -167,3 +170,13 @@ def test_a_non_root_callers_procedure_cannot_read_its_home(caller_home, with_lay
     else:
         assert secret in facts and "'.netrc'" in facts, facts
     assert report["layers"]["home_hidden"] is with_layer, report["layers"]
+
+
+def test_no_home_to_hide_is_not_a_layer(monkeypatch, tmp_path):
+    """"/" (a service user's home) and a home that does not exist are left out: nothing is mounted and
+    the layer is reported inactive rather than held."""
+    assert L.hide_home(["/", str(tmp_path / "missing")]) is False
+    monkeypatch.setenv("HOME", "/")
+    assert "/" not in L.caller_homes()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert str(tmp_path.resolve()) in L.caller_homes()
