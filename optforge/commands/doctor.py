@@ -4,7 +4,7 @@ whether a real evaluation works.
 It runs the trusted probe job (optforge.sandbox.selftest) through the real sandbox, so what it prints
 is what a candidate gets, not what the code hopes for: the network, a write outside its directory,
 secrets, host processes, and one probe per OS layer (a file in each world-writable host directory,
-the unix sockets under /run, a System V segment of the host's and one of its own; and a second job
+the unix sockets under /run, the entries of your home directory, a System V segment of the host's and one of its own; and a second job
 writing twice its disk quota in many files, which the quota must stop), each judged from outside
 where it can be. Then it evaluates the bundled `adamw` rule on the `smoke` suite exactly as
 `optforge eval` does, and exits non-zero with the reason when that fails (an install whose package
@@ -29,6 +29,7 @@ _EXPLAIN = {
     "filesystem": "runs as a fresh uid with private /tmp: cannot write outside its directory",
     "read_only_root": "every mount read-only except its directory and private tmpfs (/run/lock too)",
     "run_hidden": "empty /run and /var/run: host daemons' unix sockets cannot be reached",
+    "home_hidden": "empty tmpfs over your home, import locations bound back: ~/.netrc, ~/.ssh not there",
     "ipc_namespace": "own System V IPC namespace, limits at zero: no shared memory, queue or semaphore made or crossing",
     "disk_quota": "its directory is a tmpfs of max_output_bytes: writing many files stops there",
     "rlimits": "CPU seconds, address space, file size, open files, processes",
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from optforge import sandbox
     from optforge.cli import UserError
     from optforge.sandbox import selftest
+    from optforge.sandbox.layers import caller_homes, import_locations
 
     outside = tempfile.mkdtemp(prefix="optforge-doctor-")
     target = os.path.join(outside, "escape.txt")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     with selftest.HostProbes() as host:
         try:
             res = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:probe",
-                              {"write_probe": target, **host.payload()}, sandbox.RULE_POLICY, limits)
+                              {"write_probe": target, "homes": caller_homes(), "keep": import_locations(), **host.payload()},
+                              sandbox.RULE_POLICY, limits)
             # a job of its own: the quota stops the job that reaches it
             quota = sandbox.run(selftest.PROBE_SOURCE, "optforge.sandbox.selftest:fill", {"bytes": 2 * PROBE_QUOTA},
                                 sandbox.RULE_POLICY, limits)
@@ -84,11 +87,14 @@ def run(args: argparse.Namespace) -> int:
             # each held if the host sees nothing of what the probe tried
             "world_writable_private": not seen["world_writable"],
             "unix_sockets_hidden": not facts.get("unix_sockets_reached"),
+            # nothing of your home but the places the job imports from
+            "home_files_hidden": not facts.get("home_entries"),
             # and, its limits being zero, the probe could make no segment at all
             "ipc_isolated": not facts.get("host_ipc_seen") and not seen["ipc_left"] and not facts.get("ipc_left"),
             "disk_quota_holds": quota.reason == "disk_quota",
         },
-        "probed": {"world_writable": host.world_writable, "sockets": host.sockets},
+        "probed": {"world_writable": host.world_writable, "sockets": host.sockets, "homes": caller_homes(),
+                   "home_entries": facts.get("home_entries", [])},
         "job_uid": facts.get("uid"),
         "job_start_s": round(res.wall_s, 3),
         "real_job": real,

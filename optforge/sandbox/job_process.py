@@ -42,8 +42,13 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
     os.environ.update(req["env"])
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     # OPTFORGE_SANDBOX_DISABLE may name these layers, so that a test can show each one alone holds
-    on = {name: name not in req.get("disable", ()) for name in ("run_hidden", "disk_quota", "read_only_root", "ipc_namespace")}
+    on = {name: name not in req.get("disable", ())
+          for name in ("run_hidden", "home_hidden", "disk_quota", "read_only_root", "ipc_namespace")}
     layers["run_hidden"] = private and on["run_hidden"] and L.hide_run(keep)
+    # the caller's home (not HOME, which is the workdir now): its 0600 files are the caller's uid's to
+    # read, which a job of a caller without root runs under; the workdir stays where TMPDIR put it
+    layers["home_hidden"] = private and on["home_hidden"] and L.hide_home(
+        req.get("homes", ()), keep, [workdir, *(t for t in L.PRIVATE_TMP if os.path.isdir(t))])
     layers["disk_quota"] = private and on["disk_quota"] and L.disk_quota(workdir, int(lim["max_output_bytes"]), uid)
     if uid is not None:
         # exposing needs the private mount namespace: without it, only check what the uid can reach

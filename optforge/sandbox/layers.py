@@ -25,8 +25,10 @@ from optforge.sandbox.import_locations import import_locations  # noqa: F401
 from optforge.sandbox.mounts import (  # noqa: F401
     PRIVATE_TMP,
     blocked_paths,
+    caller_homes,
     disk_quota,
     expose_paths,
+    hide_home,
     hide_run,
     private_mounts,
     read_only_root,

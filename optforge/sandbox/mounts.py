@@ -1,10 +1,11 @@
-"""The mount layers, in the job's (or procedure's) private mount namespace: private tmpfs, /run hidden,
-import locations bound back, the disk quota and the read-only root. Each returns whether it held.
+"""The mount layers, in the job's (or procedure's) private mount namespace: private tmpfs, /run and the
+caller's home hidden, import locations bound back, the disk quota and the read-only root. Each returns whether it held.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 from typing import Iterable
 
@@ -102,32 +103,83 @@ def hide_run(keep: Iterable[str] = ()) -> bool:
     of its own): the path-based unix sockets of host daemons (docker, dbus, systemd, databases) are
     not there to connect to; a network namespace does not cover them. `keep` paths (import
     locations) under them are bound back read-only. True when every existing one is covered."""
-    targets = _cover(os.path.realpath(t) for t in RUN_DIRS if os.path.isdir(t))
+    return hide_dirs(RUN_DIRS, keep)
+
+
+def hide_home(homes: Iterable[str], keep: Iterable[str] = (), writable: Iterable[str] = ()) -> bool:
+    """In our private mount namespace, an empty tmpfs over the caller's home directories (`homes`:
+    `caller_homes()` of the process that asked for the job): its 0600 files (~/.netrc, ~/.ssh,
+    API keys under ~/.config) are not there to read, even for a process running under the caller's
+    uid. The `keep` paths under a home (a venv, a clone or a user suite that is imported) are bound
+    back read-only, the `writable` ones (the job's directory, where TMPDIR lies under the home) as
+    they were. False when there is no home to hide ("/" and missing ones are left out) or one is not
+    covered."""
+    homes = [h for h in _real(homes) if h != "/"]
+    return bool(homes) and hide_dirs(homes, keep, writable, options="size=1m,nr_inodes=1024,mode=0755")
+
+
+def caller_homes() -> list[str]:
+    """The calling user's home directories, for `hide_home`: $HOME and the password database's entry
+    for this uid (they differ where a wrapper set HOME), as real paths of existing directories, "/"
+    left out. Called on the caller's side: in a job, HOME is the job's directory and the uid may be
+    another."""
+    found = [os.path.expanduser("~")]
+    try:
+        found.append(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:  # a uid without an entry (a container's): $HOME is all there is
+        pass
+    return [h for h in _real(p for p in found if os.path.isabs(p)) if h != "/" and os.path.isdir(h)]
+
+
+def hide_dirs(targets: Iterable[str], keep: Iterable[str] = (), writable: Iterable[str] = (), *,
+              options: str = "size=64k,nr_inodes=64,mode=0755") -> bool:
+    """In our private mount namespace, cover each existing directory of `targets` with an empty tmpfs
+    (`options`; nosuid, nodev, noexec), then bind back at the same path what must stay visible: the
+    `keep` paths at or under it read-only (import locations; one that encloses a target needs nothing
+    from it), the `writable` paths under it as they were (a process's own directory and private
+    tmpfs). A target inside a `writable` path is the process's own already (a private tmpfs) and is
+    not covered again. A target whose paths cannot all be bound back is uncovered again, so that
+    nothing the process needs goes missing. True when every target shows nothing but what was bound
+    back."""
+    own = _real(writable)
+    inside = lambda p, d: p == d or p.startswith(d + "/")  # noqa: E731
+    targets = _cover(os.path.realpath(t) for t in targets if os.path.isdir(t))
     ok = True
-    for target in targets:
-        binds = _cover(p for p in _real(keep) if p.startswith(target + "/"))
+    for target in (t for t in targets if not any(inside(t, w) for w in own)):
+        rw = _cover(w for w in own if inside(w, target))
+        ro = _cover(p for p in _real(keep) if inside(p, target) and not any(inside(p, w) for w in rw))
+        back = sorted([(p, True) for p in ro] + [(p, False) for p in rw], key=lambda b: len(b[0]))  # enclosing first
         try:
-            fds = [(p, os.open(p, os.O_PATH)) for p in binds]
+            fds = [(p, readonly, os.open(p, os.O_PATH)) for p, readonly in back]
         except OSError:
             ok = False
             continue
         try:
-            ok = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755") and ok
-            for p, fd in fds:
-                ok = ok and _bind_back(fd, p, readonly=True)
+            held = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+            if held and not all(_bind_back(fd, p, readonly=readonly) for p, readonly, fd in fds):
+                libc().umount2(target.encode(), MNT_DETACH)  # type: ignore[union-attr]
+                held = False
+            ok = ok and held
         finally:
-            for _, fd in fds:
+            for _, _, fd in fds:
                 os.close(fd)
-    return ok and all(not _visible_entries(t, keep) for t in targets)
+    # a target that is one of `writable` (a home on the private /tmp) may show all of itself
+    return ok and all(not visible_entries(t, [*keep, *(w for w in own if w != t)]) for t in targets)
 
 
-def _visible_entries(directory: str, keep: Iterable[str]) -> list[str]:
-    """Entries of `directory` other than the first path components of the `keep` paths under it."""
-    allowed = {p[len(directory) + 1:].split("/")[0] for p in _real(keep) if p.startswith(directory + "/")}
+def visible_entries(directory: str, shown: Iterable[str]) -> list[str]:
+    """Entries of `directory` other than the first path components of the `shown` paths under it (all
+    of them where `directory` itself is one of `shown`: it was bound back whole); none where it
+    cannot be listed."""
+    real = _real(shown)
     try:
-        return [e for e in os.listdir(directory) if e not in allowed]
+        entries = os.listdir(directory)
     except OSError:
         return []
+    if directory in real:
+        return entries
+    allowed = {p[len(directory) + 1:].split("/")[0] for p in real if p.startswith(directory + "/")}
+    return [e for e in entries if e not in allowed]
 
 
 def disk_quota(workdir: str, limit_bytes: int, uid: int | None) -> bool:

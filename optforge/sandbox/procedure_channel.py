@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Any
 
-from optforge.sandbox.layers import undumpable
+from optforge.sandbox.layers import caller_homes, undumpable
 from optforge.sandbox.procedure_records import ProcedureLimits
 from optforge.sandbox.transport import python_command
 
@@ -43,13 +43,14 @@ class HostChannel:
         self._cpu_seen = 0.0
 
     def _launch(self, start: dict[str, Any], host_args: tuple[str, ...] = ("-m", HOST_MODULE)) -> None:
-        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED`) and queue the start message."""
+        """Start the host process (`python *host_args IN OUT STATUS CPU_S MEMORY_MB DISABLED HOMES`) and queue the start message."""
         undumpable()  # the broker holds the LLM API key: no same-uid process reads our /proc/<pid>/environ
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         status_ours, status_host = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv, env = python_command(*host_args, str(to_r), str(from_w), str(status_host.fileno()),
-                                   repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(disabled_layers()) or "-")
+                                   repr(float(self.limits.cpu_s)), str(int(self.limits.memory_mb)), ",".join(disabled_layers()) or "-",
+                                   json.dumps(caller_homes()))
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -224,6 +225,6 @@ class HostChannel:
 
 def disabled_layers() -> list[str]:
     """The layers OPTFORGE_SANDBOX_DISABLE switches off on purpose (as for sandbox jobs), to see and test
-    how a machine without them behaves: "namespaces" and "privileges" (the uid switch)."""
+    how a machine without them behaves: "namespaces", "privileges" (the uid switch) and "home_hidden"."""
     named = {x.strip() for x in os.environ.get("OPTFORGE_SANDBOX_DISABLE", "").split(",")}
-    return sorted(named & {"namespaces", "privileges"})
+    return sorted(named & {"namespaces", "privileges", "home_hidden"})

@@ -1,7 +1,9 @@
-"""The untrusted side of a procedure run: `python -m optforge.sandbox.procedure_host IN OUT STATUS CPU_S MEMORY_MB DISABLED`.
+"""The untrusted side of a procedure run: `python -m optforge.sandbox.procedure_host IN OUT STATUS CPU_S MEMORY_MB DISABLED HOMES`.
 
 DISABLED is "-" or a comma list of layers switched off on purpose (OPTFORGE_SANDBOX_DISABLE on the
-trusted side): "namespaces", "privileges" (the uid switch).
+trusted side): "namespaces", "privileges" (the uid switch), "home_hidden". HOMES is a JSON list of the
+caller's home directories (`layers.caller_homes` on the trusted side: the host's own environment is
+scrubbed), hidden in the procedure's mount namespace.
 
 Two processes (the trusted side is `optforge.sandbox.procedure`); this module is the host's:
 
@@ -11,7 +13,7 @@ Two processes (the trusted side is `optforge.sandbox.procedure`); this module is
   (it reports the exit code or signal and the CPU time used on the status socket, which the
   procedure never holds);
 - the **procedure process** (`procedure_process`), PID 1 of its own PID namespace, isolates itself
-  (private /proc and tmpfs on /tmp, /var/tmp and /dev/shm, /run hidden, every other mount read-only, its own IPC
+  (private /proc and tmpfs on /tmp, /var/tmp and /dev/shm, /run and the caller's home hidden, every other mount read-only, its own IPC
   namespace, a fresh uid when root, no capabilities, no_new_privs, a scrubbed environment, rlimits on
   CPU seconds, address space, file size, open files and processes, SIGKILL when the host dies), says
   which layers held ("ready"), reads the start message, checks the source again with
@@ -49,6 +51,7 @@ def main(argv: list[str]) -> None:
     in_fd, out_fd, status_fd = (int(a) for a in argv[:3])
     cpu_s, memory_mb = max(1, math.ceil(float(argv[3]))), int(argv[4])
     disabled = set(argv[5].split(",")) if len(argv) > 5 else set()
+    homes = [] if "home_hidden" in disabled or len(argv) < 7 else [str(h) for h in json.loads(argv[6])]
     status = socket.socket(fileno=status_fd)
     # the host holds nothing of the procedure's; it must not outlive the trusted side (status EOF)
     ns = L.unshare_namespaces(_NS_FLAGS) if "namespaces" not in disabled else {}
@@ -56,7 +59,7 @@ def main(argv: list[str]) -> None:
     pid = os.fork()
     if pid == 0:
         status.close()
-        run_procedure_process(in_fd, out_fd, ns, host_pid, cpu_s, memory_mb, "privileges" not in disabled)  # never returns
+        run_procedure_process(in_fd, out_fd, ns, host_pid, cpu_s, memory_mb, "privileges" not in disabled, homes)  # never returns
     os.close(in_fd)
     os.close(out_fd)
     _send_status(status, {"child": pid})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import Any, Sequence
 
 from optforge.sandbox import layers as L
 from optforge.sandbox.procedure_exec import run_procedure
@@ -22,7 +22,7 @@ EXIT_CPU_LIMIT = 128 + signal.SIGXCPU  # as if SIGXCPU had killed it (see isolat
 
 
 def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int,
-                          switch_uid: bool) -> None:
+                          switch_uid: bool, homes: Sequence[str]) -> None:
     """The procedure process's whole life, from the host's fork to `os._exit` (never returns)."""
     code = EXIT_SETUP
     channel: Channel | None = None
@@ -35,7 +35,7 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
             os.dup2(devnull, fd)
         L.close_fds_except({0, 1, 2, in_fd, out_fd})
         channel = Channel(in_fd, out_fd)
-        layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid)
+        layers = isolate_process(ns, host_pid, cpu_s, memory_mb, switch_uid=switch_uid, homes=homes)
         channel.send({"kind": "ready", "layers": layers})
         if not (layers["processes_isolated"] and layers["unprivileged"] and layers["no_capabilities"]):
             # refused before the start message (the source) is read: the trusted side says what to do
@@ -62,10 +62,12 @@ def run_procedure_process(in_fd: int, out_fd: int, ns: dict[str, bool], host_pid
         os._exit(code)
 
 
-def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int, *, switch_uid: bool = True) -> dict[str, bool]:
+def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: int, *, switch_uid: bool = True,
+                    homes: Sequence[str] = ()) -> dict[str, bool]:
     """Every layer after the namespaces (`ns`: what `layers.unshare_namespaces` gave the host), in the
-    process about to run a procedure; best effort. `switch_uid`: as root, become a fresh uid. Returns
-    which layers held."""
+    process about to run a procedure; best effort. `switch_uid`: as root, become a fresh uid. `homes`:
+    the caller's home directories, hidden (import locations under them bound back). Returns which
+    layers held."""
     keep = L.import_locations()
     mounts = L.private_mounts(None, _TMPFS_BYTES, keep) if ns.get("mnt") else {}
     private = bool(mounts.get("tmp"))
@@ -75,6 +77,9 @@ def isolate_process(ns: dict[str, bool], host_pid: int, cpu_s: int, memory_mb: i
         "network": bool(ns.get("net")),
         "private_tmp": private,
         "run_hidden": private and L.hide_run(keep),
+        # without root the procedure runs under the caller's uid outside its user namespace: the
+        # caller's 0600 files (~/.netrc, API keys under ~/.config) are its to read unless hidden
+        "home_hidden": private and L.hide_home(homes, keep, [t for t in L.PRIVATE_TMP if os.path.isdir(t)]),
     }
     # a fresh uid only as root on the host: root of a user namespace (a non-root user's run) cannot
     # switch to an unmapped uid, and must still lose its capabilities below

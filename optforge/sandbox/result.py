@@ -18,6 +18,7 @@ LAYERS = (
     "filesystem",  # writes only in its private directory: unprivileged uid and a private /tmp
     "read_only_root",  # every mount read-only but its own directory and private tmpfs (/run/lock too)
     "run_hidden",  # empty tmpfs over /run and /var/run: host daemons' unix sockets are not there
+    "home_hidden",  # empty tmpfs over the caller's home, import locations bound back: ~/.netrc, ~/.ssh not there
     "ipc_namespace",  # own System V IPC namespace: no shared memory, queue or semaphore crosses it
     "disk_quota",  # its directory is a tmpfs of max_output_bytes: writes across many files stop there
     "rlimits",  # CPU seconds, address space, file size, open files, processes

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from optforge.sandbox import transport
-from optforge.sandbox.layers import import_locations, undumpable
+from optforge.sandbox.layers import caller_homes, import_locations, undumpable
 from optforge.sandbox.policy import Policy, check_source
 from optforge.sandbox.protocol import ProtocolError, decode_line, read_result
 from optforge.sandbox.result import LAYERS, Limits, SandboxResult
@@ -89,12 +89,15 @@ def run(
             # where this process imports from (an editable install's package included): the job
             # binds these read-only, wherever they are (a private /tmp, a 0700 home)
             "import_paths": import_locations([job.partition(":")[0]]),
+            # the caller's home, hidden in the job's mount namespace (the job cannot know it: its HOME
+            # is its workdir, its uid may be another)
+            "homes": caller_homes(),
             "require": list(limits.require),
             # OPTFORGE_SANDBOX_DISABLE=namespaces,privileges switches layers off on purpose, to see
             # (and test) how a machine without them behaves; the result reports them inactive
             "namespaces": "namespaces" not in _disabled(),
             "drop_privileges": "privileges" not in _disabled(),
-            # or names single layers (run_hidden, disk_quota, read_only_root, ipc_namespace)
+            # or names single layers (run_hidden, home_hidden, disk_quota, read_only_root, ipc_namespace)
             "disable": sorted(_disabled()),
         }
         line = json.dumps(request).replace('"__PAYLOAD__"', payload_json, 1).encode("utf-8") + b"\n"

@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import stat
+import sys
 import uuid
 from typing import Any
 
@@ -51,9 +52,21 @@ def probe(source: str, payload: dict) -> dict[str, Any]:
     token = str(payload.get("token", "probe"))
     facts["world_writable_written"] = [d for d in payload.get("world_writable", []) if _can_create(d, token)]
     facts["unix_sockets_reached"] = _reachable_unix_sockets(payload.get("sockets", []))
+    if "homes" in payload:
+        facts["home_entries"] = _home_entries(payload["homes"], payload.get("keep", []))
     if "ipc_key" in payload:
         facts["host_ipc_seen"], facts["ipc_left"] = _sysv_ipc(int(payload["ipc_key"]), int(payload["ipc_leave_key"]))
     return facts
+
+
+def _home_entries(homes: list[str], keep: list[str]) -> list[str]:
+    """What shows of the caller's home directories here ("home/entry" each), other than the import
+    locations (`keep`, the caller's; and this process's own) and the job's directory under them."""
+    from optforge.sandbox.import_locations import import_locations
+    from optforge.sandbox.mounts import visible_entries
+
+    shown = [*keep, *import_locations(), *sys.path, os.getcwd()]
+    return [os.path.join(h, e) for h in homes for e in sorted(visible_entries(os.path.realpath(h), shown))]
 
 
 def _can_create(directory: str, token: str) -> bool:
