@@ -19,7 +19,7 @@ from optforge import sandbox
 from optforge.sandbox import runner
 from optforge.types import Status
 
-NEW_LAYERS = ("read_only_root", "run_hidden", "ipc_namespace", "disk_quota")
+NEW_LAYERS = ("read_only_root", "run_hidden", "home_hidden", "ipc_namespace", "disk_quota")
 IPC_CREAT = 0o1000
 IPC_RMID = 0
 
