@@ -69,6 +69,10 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     # every pipe and socket holds kernel memory outside RLIMIT_AS, and each needs a descriptor (held, or
     # in flight in a unix socket: the kernel caps those per uid at the sender's RLIMIT_NOFILE too)
     limit_open_files(OPEN_FILES_HEADROOM)
+    # and no second process or thread, which would get these limits again: the uid counts at least this
+    # process and its PID-namespace parent, so a limit of 1 refuses every fork and clone (host root,
+    # without the uid switch, is exempt); torch runs single-threaded here (set_num_threads(1) above)
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
 
     def fail(e: BaseException, reason: str) -> None:
         rec = describe(e, reason)

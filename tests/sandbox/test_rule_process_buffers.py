@@ -130,3 +130,45 @@ def test_pipes_and_sockets_of_a_rule_process_stop_at_its_descriptor_bound():
     assert facts["pipe_bytes"] <= facts["pipes"] * _sysctl("fs/pipe-max-size"), facts
     # a socket's send buffer is twice the wmem_max it may ask for; the last packet may pass it
     assert facts["socket_bytes"] <= facts["sockets"] * (2 * _sysctl("net/core/wmem_max") + (64 << 10)), facts
+
+
+FORKER = '''
+import os, threading
+LR = 1e-3
+
+def init(p, ctx):
+    facts = {}
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        facts["fork"] = "started"
+    except OSError as e:
+        facts["fork"] = e.strerror
+    try:
+        t = threading.Thread(target=int)
+        t.start()
+        t.join()
+        facts["thread"] = "started"
+    except RuntimeError as e:
+        facts["thread"] = str(e)
+    raise RuntimeError(repr(facts))
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+def test_a_rule_process_can_start_no_process_or_thread():
+    """Checker off: the descriptor bound above is per process, and a rule process that could fork would
+    get it again in every child (up to the job's 256 processes); its RLIMIT_NPROC of 1 refuses every
+    fork and thread. Before, both started."""
+    runs = [{"task": "smoke_quad", "lr": 1e-3, "seed": 0, "steps": 2, "horizon": 20, "eval_steps": [2], "weight_decay": 0.0}]
+    res = sandbox.run(FORKER, "optforge.evaluators.job:run_job", {"suite": "smoke", "runs": runs}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=120, static_check=False))
+    assert res.ok, (res.reason, res.exception, res.stderr_tail[-2000:])
+    if not res.layers.get("unprivileged"):
+        pytest.skip("the job stays host root here, which RLIMIT_NPROC exempts")
+    facts = ast.literal_eval(res.value["failure"]["message"])
+    assert facts == {"fork": os.strerror(errno.EAGAIN), "thread": "can't start new thread"}, facts
