@@ -172,3 +172,86 @@ def test_a_rule_process_can_start_no_process_or_thread():
         pytest.skip("the job stays host root here, which RLIMIT_NPROC exempts")
     facts = ast.literal_eval(res.value["failure"]["message"])
     assert facts == {"fork": os.strerror(errno.EAGAIN), "thread": "can't start new thread"}, facts
+
+
+# A listening socket and a datagram socket, each offered the filled buffers of up to 16 senders that
+# then close: whatever the receiver's queue takes stays held by that one descriptor.
+QUEUER = '''
+import socket
+LR = 1e-3
+SENDERS = 16
+
+
+def _sender(kind):
+    s = socket.socket(socket.AF_UNIX, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 30)  # capped by net.core.wmem_max, doubled
+    s.setblocking(False)
+    return s
+
+
+def _fill(s):
+    n = 0
+    try:
+        while True:
+            n += s.send(b"x" * 65536)
+    except OSError:
+        return n
+
+
+def init(p, ctx):
+    facts = {}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(b"\\0optforge-listen-probe")
+    listener.listen(SENDERS)
+    queued = held = 0
+    for _ in range(SENDERS):
+        s = _sender(socket.SOCK_STREAM)
+        try:
+            s.connect(b"\\0optforge-listen-probe")
+        except OSError:  # the listener's queue is full
+            s.close()
+            break
+        queued += 1
+        held += _fill(s)
+        s.close()
+    facts["listen"] = (queued, held)
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(b"\\0optforge-dgram-probe")
+    queued = held = 0
+    for _ in range(SENDERS):
+        s = _sender(socket.SOCK_DGRAM)
+        try:  # half the send buffer: the largest datagram the kernel builds in one piece
+            held += s.sendto(b"y" * (s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2), b"\\0optforge-dgram-probe")
+        except OSError:  # the receiver's queue is full
+            s.close()
+            break
+        queued += 1
+        s.close()
+    facts["dgram"] = (queued, held)
+    raise RuntimeError(repr(facts))
+
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+def test_a_rule_processs_listening_or_datagram_socket_queues_one_closed_sender():
+    """Checker off: a queued connection or datagram keeps its sender's buffer after the sender closed, so a
+    listening socket could hold its whole backlog of filled connections (`net.core.somaxconn`, 4096) and a
+    datagram socket `net.unix.max_dgram_qlen` + 1 datagrams on one descriptor, past the descriptor bound.
+    The rule host's network namespace has both at 0: each takes one. Before: all 16 connections (128 MiB
+    with wmem_max at 4 MiB) and 11 datagrams."""
+    runs = [{"task": "smoke_quad", "lr": 1e-3, "seed": 0, "steps": 2, "horizon": 20, "eval_steps": [2], "weight_decay": 0.0}]
+    res = sandbox.run(QUEUER, "optforge.evaluators.job:run_job", {"suite": "smoke", "runs": runs}, sandbox.RULE_POLICY,
+                      sandbox.Limits(timeout_s=120, static_check=False))
+    assert res.ok, (res.reason, res.exception, res.stderr_tail[-2000:])
+    rule_layers = res.value["rule_layers"]
+    if not rule_layers.get("user_namespace"):
+        pytest.skip("no user namespace for the rule host here, so no network namespace of its own")
+    facts = ast.literal_eval(res.value["failure"]["message"])
+    buffer = 2 * _sysctl("net/core/wmem_max") + (64 << 10)
+    (connections, listen_bytes), (datagrams, dgram_bytes) = facts["listen"], facts["dgram"]
+    assert connections == 1 and listen_bytes <= buffer, facts
+    assert datagrams == 1 and dgram_bytes <= buffer, facts
+    assert rule_layers["no_socket_queues"], rule_layers
