@@ -3,6 +3,11 @@
 memfd (`optforge.evaluators.rule_memfd`) until told to stop; it never sees the model, the data or the
 loss. What the rule returns is checked here against its tensor; any failure is written once, as a
 bounded JSON record, to the error pipe before the process exits.
+
+Before the rule loads, the process lowers its own limits, which nothing left in it can raise again:
+no file written (RLIMIT_FSIZE 0), 8 descriptors beyond those it holds (RLIMIT_NOFILE), no second
+process or thread (RLIMIT_NPROC 1). Together they bound the kernel memory its pipes and sockets can
+hold outside RLIMIT_AS (docs/security.md, "Pipes and sockets").
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def test_a_rule_processs_listening_or_datagram_socket_queues_one_closed_sender()
     """Checker off: a queued connection or datagram keeps its sender's buffer after the sender closed, so a
     listening socket could hold its whole backlog of filled connections (`net.core.somaxconn`, 4096) and a
     datagram socket `net.unix.max_dgram_qlen` + 1 datagrams on one descriptor, past the descriptor bound.
-    The rule host's network namespace has both at 0: each takes one. Before: all 16 connections (128 MiB
+    The rule host's network namespace has both at 0: each takes one. Before: all 16 connections (126 MiB
     with wmem_max at 4 MiB) and 11 datagrams."""
     runs = [{"task": "smoke_quad", "lr": 1e-3, "seed": 0, "steps": 2, "horizon": 20, "eval_steps": [2], "weight_decay": 0.0}]
     res = sandbox.run(QUEUER, "optforge.evaluators.job:run_job", {"suite": "smoke", "runs": runs}, sandbox.RULE_POLICY,
