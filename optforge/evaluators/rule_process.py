@@ -3,10 +3,16 @@
 memfd (`optforge.evaluators.rule_memfd`) until told to stop; it never sees the model, the data or the
 loss. What the rule returns is checked here against its tensor; any failure is written once, as a
 bounded JSON record, to the error pipe before the process exits.
+
+Before the rule loads, the process lowers its own limits, which nothing left in it can raise again:
+no file written (RLIMIT_FSIZE 0), 8 descriptors beyond those it holds (RLIMIT_NOFILE), no second
+process or thread (RLIMIT_NPROC 1). Together they bound the kernel memory its pipes and sockets can
+hold outside RLIMIT_AS (docs/security.md, "Pipes and sockets").
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -65,6 +71,13 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
     layout = Layout.from_json(args["layout"])
     name = str(args.get("name", "candidate"))
     views = Views(memfd, layout, rule_side=True)
+    # every pipe and socket holds kernel memory outside RLIMIT_AS, and each needs a descriptor (held, or
+    # in flight in a unix socket: the kernel caps those per uid at the sender's RLIMIT_NOFILE too)
+    limit_open_files(OPEN_FILES_HEADROOM)
+    # and no second process or thread, which would get these limits again: the uid counts at least this
+    # process and its PID-namespace parent, so a limit of 1 refuses every fork and clone (host root,
+    # without the uid switch, is exempt); torch runs single-threaded here (set_num_threads(1) above)
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
 
     def fail(e: BaseException, reason: str) -> None:
         rec = describe(e, reason)
@@ -126,6 +139,35 @@ def serve(args: dict[str, Any], fds: list[int]) -> None:
         except BaseException as e:  # noqa: BLE001 - anything the rule raises ends the run with its record
             fail(e, "memory" if isinstance(e, MemoryError) else "exception")
         os.write(done, b"\1")
+
+
+OPEN_FILES_HEADROOM = 8
+"""Descriptors a rule process may open beyond those it holds when its rule loads (stdio, the memfd, its
+two mappings' descriptors and three pipe ends). torch needs one at a time (cpuinfo reads /proc/cpuinfo
+on first use; every seed and the whole symbolic library train with a single one free)."""
+
+
+def limit_open_files(headroom: int) -> int:
+    """Lower RLIMIT_NOFILE, soft and hard (no capability is left to raise it again), to one past the
+    highest descriptor this process holds now plus `headroom`. Returns the limit.
+
+    Descriptors are found by asking each number below the current limit (at most 1024 of them), not
+    through /proc/self/fd, whose listing would count its own descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    highest = max(fd for fd in range(min(soft, 1024)) if _is_open(fd))
+    limit = highest + 1 + headroom
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    return limit
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
 
 
 def _read_go(go: int) -> None:

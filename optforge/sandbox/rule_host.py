@@ -3,11 +3,11 @@ kept apart from the trusted process that drives it.
 
 The trusted process (inside a sandbox job, already under its namespaces, uid and limits) calls
 `RuleHost.start()` before it holds anything worth stealing. The host is a fork of it at that moment:
-it never loads untrusted code and holds no model or data. It enters a user namespace and makes every
-mount read-only once; then it keeps one spare child ready (an intermediate process that opens a
-fresh PID namespace and forks the child, which isolates itself and blocks) and hands the trusted
-side its end of that child's socketpair, so a request goes straight to the child with its message
-and file descriptors. The child:
+it never loads untrusted code and holds no model or data. It enters a user namespace, makes a network
+namespace of its own and every mount read-only once; then it keeps one spare child ready (an
+intermediate process that opens a fresh PID namespace and forks the child, which isolates itself and
+blocks) and hands the trusted side its end of that child's socketpair, so a request goes straight to
+the child with its message and file descriptors. The child:
 
 - is PID 1 of its own PID namespace (it sees and can signal nothing else; whatever it starts dies
   with it), with its own /proc;
@@ -18,6 +18,9 @@ and file descriptors. The child:
   sockets die with their process, and the sandbox job's network namespace has no interface up); and
   it cannot make a user namespace, in which it could make another IPC namespace with the default
   limits;
+- shares the host's network namespace (made once, no interface up), in which a listening or datagram
+  unix socket queues one connection or datagram of a sender that is not its peer: a queued one keeps
+  the sender's buffer after the sender closed, kernel memory outside RLIMIT_AS;
 - has no capabilities left (and `no_new_privs` from the sandbox), so it cannot undo the above;
 - inherits only the file descriptors the request passed (SCM_RIGHTS over an anonymous socketpair).
 
@@ -51,8 +54,8 @@ class HostError(RuntimeError):
 class Child:
     """One forked child, as the trusted side sees it: `pid` is the intermediate process, which exits
     when the child does (its exit code is the child's, or 128 + the signal that killed it).
-    `layers`: user_namespace, read_only_mounts, pid_namespace, ipc_namespace, ipc_limits,
-    no_user_namespaces, no_capabilities."""
+    `layers`: user_namespace, read_only_mounts, no_socket_queues, pid_namespace, ipc_namespace,
+    ipc_limits, no_user_namespaces, no_capabilities."""
 
     pid: int
     pidfd: int
@@ -174,8 +177,9 @@ class RuleHost:
 def _host_main(sock: socket.socket) -> None:
     L.set_parent_death_signal(signal.SIGKILL)
     userns = _enter_user_namespace()
+    queues = _network_namespace_without_queues()
     read_only = _read_only_mount_namespace()
-    base = {"user_namespace": userns, "read_only_mounts": read_only}
+    base = {"user_namespace": userns, "read_only_mounts": read_only, "no_socket_queues": queues}
     sock.send(json.dumps({"layers": base}).encode())
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
@@ -299,6 +303,23 @@ def _read_only_mount_namespace() -> bool:
         return False
     # no writable path at all: what one child writes can reach no later child
     return L._mount(None, "/", None, L.MS_REC | L.MS_PRIVATE) and L.read_only_root(())
+
+
+# per network namespace: the longest queue of a listening socket (listen() caps its backlog here) and of
+# an unconnected datagram socket. Each queued connection or datagram keeps its sender's buffer (up to
+# twice net.core.wmem_max) after the sender closed, so one descriptor could hold thousands of them
+SOCKET_QUEUES = {"net/core/somaxconn": "0", "net/unix/max_dgram_qlen": "0"}
+
+
+def _network_namespace_without_queues() -> bool:
+    """Once per host: a network namespace of our own (no interface up, like the job's; abstract unix
+    sockets of its own) in which a listening socket queues one connection and a datagram socket one
+    datagram from a socket that is not its peer (the kernel's check is `length > limit`). Written
+    through the job's writable /proc, which shows the network namespace of the writer."""
+    lib = L.libc()
+    if lib is None or lib.unshare(ctypes.c_int(L.CLONE_NEWNET)) != 0:
+        return False
+    return all([L.proc_write("sys/" + key, value) for key, value in SOCKET_QUEUES.items()])
 
 
 def isolate(pid_namespace: bool) -> dict[str, bool]:
