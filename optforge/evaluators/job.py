@@ -72,6 +72,9 @@ def run_job(source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]:
         host.close()
 
 
+run_job.starts_rule_host = True  # type: ignore[attr-defined]  # it keeps what RuleHost.start needs (sandbox.job_process)
+
+
 def _run_all(source: str, payload: dict, host: RuleHost) -> tuple[dict, dict[str, np.ndarray]]:
     from optforge import seeds
     from optforge.evaluators.tasks import get_suite

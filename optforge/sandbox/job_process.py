@@ -18,6 +18,11 @@ from optforge.sandbox import layers as L
 from optforge.sandbox.boot import set_sys_path
 from optforge.sandbox.protocol import write_error, write_result
 
+STARTS_RULE_HOST = "starts_rule_host"
+"""A job function with this attribute set true starts a `RuleHost` first (`evaluators.job.run_job`,
+`search.probe.probe_job`); only such a job keeps the writable /proc and the prepared user namespace
+the rule host needs. Every other job runs without them."""
+
 _MEMORY_WORDS = ("can't allocate memory", "not enough memory", "std::bad_alloc", "out of memory", "cannot allocate memory")
 
 
@@ -115,6 +120,11 @@ def _call_job(req: dict[str, Any], workdir: str) -> None:
             sys.modules["torch"].set_num_threads(1)
         module_name, _, fn_name = req["job"].partition(":")
         fn = getattr(importlib.import_module(module_name), fn_name)
+        if not getattr(fn, STARTS_RULE_HOST, False):
+            # kept for a rule host only (rule_host): a job that runs its candidate in this process could
+            # write id maps and System V limits through them (tests/attack/test_job_prepared_user_namespace.py)
+            L.drop_writable_proc()
+            L.drop_prepared_user_namespace()
         out = fn(req["source"], req["payload"])
         value, buffers = out if isinstance(out, tuple) else (out, {})
         try:

@@ -93,6 +93,9 @@ def probe_job(_source: str, payload: dict) -> tuple[dict, dict[str, np.ndarray]]
         host.close()
 
 
+probe_job.starts_rule_host = True  # type: ignore[attr-defined]  # it keeps what RuleHost.start needs (sandbox.job_process)
+
+
 def _probe_inputs(seed: int) -> tuple[dict, dict]:
     """(starting parameter of each probe tensor, its PROBE_STEPS gradients): the same for every rule."""
     import torch
