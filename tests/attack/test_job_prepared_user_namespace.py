@@ -139,3 +139,57 @@ def test_a_job_cannot_use_its_rule_hosts_user_namespace_on_the_callers_files():
     for inside in facts["entered"]:
         assert inside.get("file_capability") in (None, "Operation not permitted"), facts
     assert not facts["exec_inherits"], facts
+
+
+RULE = '''
+import torch
+LR = 1e-3
+
+def init(p, ctx):
+    import ctypes, fcntl, json, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}")}
+    facts = {"user_namespace_fds": [fd for fd, what in fds.items() if what.startswith("user:[")],
+             "setns": [fd for fd in fds if libc.setns(int(fd), 0) == 0]}
+    own = os.open("/proc/self/ns/user", os.O_RDONLY)
+    try:
+        facts["parent"] = fcntl.ioctl(own, 0xb702)  # NS_GET_PARENT
+    except OSError as e:
+        facts["parent"] = e.strerror
+    facts["new_user_namespace"] = libc.unshare(0x10000000) == 0
+    try:
+        with open("/proc/sys/kernel/shmmni", "w") as f:
+            f.write("4096")
+        facts["shmmni"] = "written"
+    except OSError as e:
+        facts["shmmni"] = e.strerror
+    raise RuntimeError("FACTS" + json.dumps(facts))
+
+def update(p, g, state, ctx):
+    return -ctx.lr * g
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts the caller as another (non-root) uid, which needs root")
+def test_a_non_root_users_rule_process_holds_no_way_back_to_a_user_namespace():
+    """Guard (held before and after): the rule host enters the prepared namespace and closes its
+    descriptor before it forks a rule process, so a rule (checker off) finds no user-namespace descriptor,
+    cannot reach its namespace's parent, make a namespace, or write its System V limits."""
+    sys.path.insert(0, os.path.realpath(SANDBOX_TESTS))
+    from test_os_layers import NON_ROOT_CALLER
+    from test_procedure_environ import LAUNCH_AS
+
+    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
+    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, str(UID), paths, NON_ROOT_CALLER], input=RULE,
+                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"], report
+    if not report["value"]["rule_layers"].get("user_namespace"):
+        pytest.skip("no user namespaces for a non-root caller here")
+    message = report["value"]["failure"]["message"]
+    facts = json.loads(message[message.index("FACTS") + 5:])
+    assert facts == {"user_namespace_fds": [], "setns": [], "parent": "Operation not permitted",
+                     "new_user_namespace": False, "shmmni": "Read-only file system"}, facts
