@@ -185,12 +185,13 @@ def prepare_user_namespace() -> bool:
     descriptor. True when it is held.
 
     Only the uid is mapped, not the gid: a capability over a file counts only where both its owner and
-    its group are mapped (`capable_wrt_inode_uidgid`), so with no gid mapped whoever enters the namespace
-    has capabilities over the namespaces made in it and over no file. With both mapped, a candidate
-    running in the job process itself (`sandbox.run` jobs that execute their source there) entered it and
-    read a 0000 file of the caller's on the read-only root, and wrote file capabilities on its own files
-    (tests/attack/test_job_prepared_user_namespace.py). Nothing the rule host does needs the gid: the
-    System V limits ask for the root uid, the other layers for capabilities over namespaces."""
+    its group are mapped (`capable_wrt_inode_uidgid`), so entering the namespace gives capabilities over
+    the namespaces made in it and over no file. With both mapped, a candidate running in the job process
+    itself (`sandbox.run` jobs that execute their source there) entered it and read a 0000 file of the
+    caller's on the read-only root (tests/attack/test_job_prepared_user_namespace.py). Nothing the rule
+    host does needs the gid: the System V limits ask for the root uid, the other layers for capabilities
+    over namespaces. Not closed: the job's uid owns the namespace, so with a writable /proc (the job holds
+    one, `keep_writable_proc`) such a candidate can write the gid map itself (docs/security.md)."""
     global _prepared_userns
     lib = libc()
     if lib is None:
