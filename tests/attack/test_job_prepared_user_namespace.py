@@ -1,4 +1,4 @@
-"""ATTACK (failed on main at c56d3d8; fixed on branch `atk15`): without root, the job process holds the
+"""ATTACK (failed on main at c56d3d8; partly fixed on branch `atk15`): without root, the job process holds the
 user namespace it made for its rule host (`layers.prepare_user_namespace`, root mapped onto the job's
 uid 0, which is the caller's uid outside) until the rule host is forked. A `sandbox.run` job that runs its
 candidate in the job process itself (`sandbox_jobs:exec_job`, checker off) found that descriptor among
@@ -7,8 +7,9 @@ capabilities there counted for every file of the caller's: it read a file of the
 (0000) denies even its owner, on the read-only root, and it wrote file capabilities
 (`security.capability`) on a file of its own; the job itself, or a user namespace it makes on its own
 (where it can map no id), can do neither. The descriptor was also inherited by every program the job
-executes. Now the namespace maps no gid, so it gives capabilities over no file, and the descriptor is
-close-on-exec.
+executes. Now the namespace maps no gid, so entering it gives capabilities over no file, and the
+descriptor is close-on-exec. Still open (the second test, an expected failure): the job's uid may write
+that gid map itself, and the job holds a writable /proc to write it through.
 
 The caller runs as a non-root uid (started as root here, as in
 tests/sandbox/test_os_layers.py::test_a_non_root_users_rule_process_can_make_no_system_v_object); the
