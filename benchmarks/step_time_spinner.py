@@ -1,17 +1,18 @@
 """A rule that forges its step-time ratio by loading the CPU while AdamW is timed (attack reproducer).
 
 `optforge.evaluators.job.step_seconds_pair` times the rule's and AdamW's round trips in the same job,
-with both rule processes alive. A rule process (checker off) forks one helper per CPU into its own PID
-namespace; the helpers spin while the rule has not been called for 3 ms (so while AdamW is timed, or
-between rounds) and sleep while it is being served. AdamW's timed step slows down, the rule's does not,
-and its reported ratio (`timed_step_seconds / adamw_step_seconds`) drops. The honest twin is the same
-Adam update without the helpers.
+with both rule processes alive. The rule (checker off) sets an interval timer whose SIGALRM handler
+spins for 0.9 ms of every 1 ms while the rule has not been called for 3 ms: the signal interrupts the
+rule process's wait for its next request, so its code runs while AdamW is timed, and not while it is
+itself. AdamW's timed steps slow down, the rule's do not, and its reported ratio
+(`timed_step_seconds / adamw_step_seconds`) drops. The honest twin is the same Adam update without it.
 
-Run: python benchmarks/step_time_spinner.py [--reps 2] [--task smoke_mix]
+Run: python benchmarks/step_time_spinner.py [--reps 3] [--task smoke_mix]
 Prints the ratio of each twin per repetition, side by side. Measured on a shared 2-CPU machine (load
-average 3.5), 2026-12-01 02:30 UTC, smoke_mix: honest 1.03 and 0.95, spinning 0.41 and 0.50 (the
-rule seemed twice as fast against AdamW). Not closed: the timing would have to keep the other rule
-process (and whatever it started) from running while one is timed.
+average about 3.5), 2026-12-01 02:35 UTC, smoke_mix: honest 0.96, 0.98, 0.95; spinning 0.76, 0.67,
+0.65. Before rule processes had `RLIMIT_NPROC` 1, a rule forked one spinning helper per CPU instead:
+honest 0.99, 0.98; spinning 0.39, 0.39. Not closed: the timing would have to keep the other rule
+process from running (SIGSTOP: it can start no process of its own now) while one is timed.
 """
 
 from __future__ import annotations
@@ -19,37 +20,32 @@ from __future__ import annotations
 import argparse
 
 RULE = '''
-import mmap, os, struct, time
+import signal, time
 import torch
 LR = 1e-3
 SPIN = SPIN_FLAG
-_last = mmap.mmap(-1, 8)  # shared with the helpers: when the rule was last called
-_helpers = []
+_last = [0.0]  # when the rule was last called
 
-def _spin():
-    while True:
-        if time.monotonic() - struct.unpack_from("<d", _last, 0)[0] > 0.003:
-            x = 0
-            for i in range(20000):
-                x += i
-        else:
-            time.sleep(0.0002)
+def _spin(signum, frame):
+    # runs between the trainer's calls too: the signal interrupts the rule process's wait for its next request
+    if time.monotonic() - _last[0] > 0.003:
+        end = time.monotonic() + 0.0009
+        while time.monotonic() < end:
+            pass
 
 def init(p, ctx):
-    if SPIN and not _helpers:
-        _helpers.append(1)
-        for _ in range(os.cpu_count() or 2):
-            if os.fork() == 0:
-                _spin()
+    if SPIN and signal.getitimer(signal.ITIMER_REAL)[1] == 0:
+        signal.signal(signal.SIGALRM, _spin)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
     return {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
 
 def update(p, g, state, ctx):
-    struct.pack_into("<d", _last, 0, time.monotonic())
+    _last[0] = time.monotonic()
     m, v = state["m"], state["v"]
     m.mul_(0.9).add_(g, alpha=0.1)
     v.mul_(0.999).addcmul_(g, g, value=0.001)
     out = -ctx.lr * m / (v.sqrt() + 1e-8)
-    struct.pack_into("<d", _last, 0, time.monotonic())
+    _last[0] = time.monotonic()
     return out
 '''
 
