@@ -181,22 +181,33 @@ def prepare_user_namespace() -> bool:
     limits (`zero_ipc_limits`), and since Linux 5.12 a new user namespace may map its root onto its
     parent's uid 0 (the job's uid here) only if its maker held CAP_SETFCAP when making it. The job has
     dropped every capability by the time it forks its rule host. A short-lived child makes the namespace
-    now, writes its maps and hands it over (SCM_RIGHTS); the namespace lives on in that descriptor.
-    True when it is held."""
+    now, writes its maps and hands it over (SCM_RIGHTS, close-on-exec); the namespace lives on in that
+    descriptor. True when it is held.
+
+    Only the uid is mapped, not the gid: a capability over a file counts only where both its owner and
+    its group are mapped (`capable_wrt_inode_uidgid`), so entering the namespace gives capabilities over
+    the namespaces made in it and over no file. With both mapped, a candidate running in the job process
+    itself (`sandbox.run` jobs that execute their source there) entered it and read a 0000 file of the
+    caller's on the read-only root (tests/attack/test_job_prepared_user_namespace.py). Nothing the rule
+    host does needs the gid: the System V limits ask for the root uid, the other layers for capabilities
+    over namespaces. Not closed: the job's uid owns the namespace, so with a writable /proc (the job holds
+    one, `keep_writable_proc`) such a candidate can write the gid map itself (docs/security.md)."""
     global _prepared_userns
     lib = libc()
     if lib is None:
         return False
     if _prepared_userns is not None:
         return True
-    uid, gid = os.getuid(), os.getgid()  # read outside: in the new namespace they are unmapped until written
+    uid = os.getuid()  # read outside: in the new namespace it is unmapped until written
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             ours.close()
-            if lib.unshare(ctypes.c_int(CLONE_NEWUSER)) == 0 and map_root_to(uid, gid):
+            # dumpable for the maps (see map_root_to); this child exits right after
+            if (lib.unshare(ctypes.c_int(CLONE_NEWUSER)) == 0 and lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+                    and proc_write("self/setgroups", "deny") and proc_write("self/uid_map", f"0 {uid} 1")):
                 ns = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
                 socket.send_fds(theirs, [b"userns"], [ns])
                 code = 0
@@ -206,6 +217,8 @@ def prepare_user_namespace() -> bool:
     fds: list[int] = []
     try:
         _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+        for fd in fds:  # no program the job execs inherits it (recv_fds drops its flags argument)
+            os.set_inheritable(fd, False)
     except OSError as e:
         log.debug("preparing a user namespace failed: %s", e)
     finally:
