@@ -1,4 +1,4 @@
-"""ATTACK (failed on main at c56d3d8; partly fixed on branch `atk15`): without root, the job process holds the
+"""ATTACK (failed on main at c56d3d8; fixed): without root, the job process holds the
 user namespace it made for its rule host (`layers.prepare_user_namespace`, root mapped onto the job's
 uid 0, which is the caller's uid outside) until the rule host is forked. A `sandbox.run` job that runs its
 candidate in the job process itself (`sandbox_jobs:exec_job`, checker off) found that descriptor among
@@ -7,9 +7,11 @@ capabilities there counted for every file of the caller's: it read a file of the
 (0000) denies even its owner, on the read-only root, and it wrote file capabilities
 (`security.capability`) on a file of its own; the job itself, or a user namespace it makes on its own
 (where it can map no id), can do neither. The descriptor was also inherited by every program the job
-executes. Now the namespace maps no gid, so entering it gives capabilities over no file, and the
-descriptor is close-on-exec. Still open (the second test, an expected failure): the job's uid may write
-that gid map itself, and the job holds a writable /proc to write it through.
+executes. The namespace then mapped no gid (entering it gives capabilities over no file) and its
+descriptor became close-on-exec, but the job's uid may write that gid map itself, and the job held a
+writable /proc to write it through (the second test). Now a job function not marked `starts_rule_host`
+(`sandbox.job_process`) runs with neither the namespace nor the writable /proc: both tests check that
+the job holds none and that the file stays unread.
 
 The caller runs as a non-root uid (started as root here, as in
 tests/sandbox/test_os_layers.py::test_a_non_root_users_rule_process_can_make_no_system_v_object); the
@@ -113,8 +115,10 @@ def init(p, ctx):
     os.system("ls -l /proc/self/fd/ > seen_by_exec 2>&1")
     with open("seen_by_exec") as f:
         exec_inherits = "user:[" in f.read()
+    from optforge.sandbox import layers
     facts = {"job": read_secret(), "job_file_capability": write_file_capability("fcap_job"),
              "user_namespace_fds": len(fds), "exec_inherits": exec_inherits,
+             "writable_proc": layers._writable_proc is not None,
              "entered": [entered(fd) for fd in fds]}
     raise RuntimeError("FACTS" + json.dumps(facts))
 
@@ -140,7 +144,7 @@ def _job_facts(map_gid: bool) -> dict:
     exception = str(report["exception"])
     assert "FACTS" in exception, report
     facts = json.loads(exception[exception.index("FACTS") + 5:exception.rindex("}") + 1])
-    if not report["layers"].get("read_only_root") or not facts["user_namespace_fds"]:
+    if not report["layers"].get("read_only_root"):
         pytest.skip(f"no user namespaces for a non-root caller here: {report['layers']}")
     # the file is there and protected from the job as it is: what follows is the namespace's doing
     assert facts["job"] == "Permission denied" and facts["job_file_capability"] == "Operation not permitted", facts
@@ -149,20 +153,22 @@ def _job_facts(map_gid: bool) -> dict:
 
 def test_a_job_cannot_use_its_rule_hosts_user_namespace_on_the_callers_files():
     facts = _job_facts(map_gid=False)
+    # a job that starts no rule host holds neither its namespace nor the writable /proc (job_process)
+    assert facts["user_namespace_fds"] == 0 and not facts["writable_proc"], facts
     assert "caller-canary" not in json.dumps(facts), facts
     for inside in facts["entered"]:
         assert inside.get("file_capability") in (None, "Operation not permitted"), facts
     assert not facts["exec_inherits"], facts
 
 
-@pytest.mark.xfail(strict=True, reason="open: the job process holds both the prepared namespace and a writable /proc "
-                   "while a candidate runs in it; job_process (not owned here) must drop both for a job that starts no rule host")
 def test_a_job_cannot_map_the_gid_of_its_rule_hosts_user_namespace_itself():
     """The namespace's gid map is left unwritten, and the kernel lets its owner's uid (every process of the
-    job's) write it once, to its own gid, through a writable /proc: the job holds one
-    (`layers.keep_writable_proc`). A candidate in the job process that enters the namespace and writes
-    the map there has its capabilities over the caller's files again (read the 0000 file here)."""
+    job's) write it once, to its own gid, through a writable /proc: the job held one
+    (`layers.keep_writable_proc`). A candidate in the job process that entered the namespace and wrote
+    the map there had its capabilities over the caller's files again (it read the 0000 file here). Now a
+    job function not marked `starts_rule_host` runs with neither (`job_process._call_job`)."""
     facts = _job_facts(map_gid=True)
+    assert facts["user_namespace_fds"] == 0 and not facts["writable_proc"], facts
     assert "caller-canary" not in json.dumps(facts), facts
 
 
