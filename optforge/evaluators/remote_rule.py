@@ -155,6 +155,20 @@ class RemoteRule:
                 total += int(f.read().split()[0])
         return total / 1e9
 
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Keep the rule process stopped (SIGSTOP, which it cannot catch) for the block: while another
+        rule is timed (`job.step_seconds_pair`) this one runs no code, not even a signal handler on a
+        timer of its own, and it has no other process that could (RLIMIT_NPROC 1 in the rule process)."""
+        if self._rule_pid is None:
+            self._rule_pid = _child_of(self.child.pid)
+        os.kill(self._rule_pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._rule_pid, signal.SIGCONT)
+
     @property
     def layers(self) -> dict[str, bool]:
         return dict(self.child.layers) if self.child else {}
