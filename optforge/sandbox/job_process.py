@@ -76,9 +76,12 @@ def execute(req: dict[str, Any], ns: dict[str, bool], uid: int | None, out_w: in
     # not root on the host: a fresh uid of ours, or root only inside a user namespace, or never root
     layers["unprivileged"] = (uid is not None and unprivileged) or bool(ns.get("user")) or os.geteuid() != 0
     layers["filesystem"] = bool(uid is not None and unprivileged and mounts.get("tmp"))
+    # the process limit counts every process of the uid: only for a fresh uid of ours, or, without root,
+    # where the kernel counts it per user namespace (ours), not with the caller's other processes
+    own_count = (uid is not None and unprivileged) or (bool(ns.get("user")) and L.nproc_counted_per_user_namespace())
     layers["rlimits"] = L.set_rlimits(
         int(lim["cpu_limit_s"]), lim.get("memory_mb"), int(lim["max_output_bytes"]),
-        int(lim["open_files"]), int(lim["processes"]) if uid is not None and unprivileged else None,
+        int(lim["open_files"]), int(lim["processes"]) if own_count else None,
     )
     L.set_parent_death_signal(signal.SIGKILL)
     if uid is None:

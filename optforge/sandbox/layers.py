@@ -371,6 +371,17 @@ def set_rlimits(cpu_s: int, memory_mb: int | None, fsize: int, open_files: int, 
         return False
 
 
+def nproc_counted_per_user_namespace() -> bool:
+    """Whether the kernel counts RLIMIT_NPROC per user namespace (Linux 5.14 and later): then a job that
+    is root of its own user namespace (a caller without root) may set it without counting the caller's
+    other processes, which share the caller's uid outside."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
 def drop_privileges(uid: int | None) -> bool:
     """Become `uid` (from root) with no groups and no capabilities; no_new_privs in any case.
     True when the process ends without root on the host."""

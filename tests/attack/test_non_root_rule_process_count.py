@@ -6,9 +6,9 @@ limit, often unlimited or in the tens of thousands, shared with every other proc
 rule (checker off) forked 400 processes here, and could have gone on until the caller's limit or the
 machine's `pid_max`, until the job's wall-clock timeout. This is the same rule for a caller without root.
 
-The job process itself still has no process limit without root (job_process.py; since Linux 5.14 the
-kernel counts `RLIMIT_NPROC` per user namespace, so it could: with a limit of 50 set in a rule process a
-run here stopped at 45 forks, none of the caller's other processes counted)."""
+The job process of a non-root caller had no process limit either; since Linux 5.14 the kernel counts
+`RLIMIT_NPROC` per user namespace, so the job sets `Limits.processes` there too
+(`layers.nproc_counted_per_user_namespace`): the second test forks from the job process itself."""
 
 from __future__ import annotations
 
@@ -67,3 +67,39 @@ def test_a_non_root_users_rule_process_cannot_fork_past_the_process_limit():
         pytest.skip("no user namespaces for a non-root caller here")
     message = report["value"]["failure"]["message"]
     assert message == "forked 0: Resource temporarily unavailable", message
+
+
+JOB_CALLER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from optforge import sandbox
+res = sandbox.run(sys.stdin.read(), "sandbox_jobs:exec_job", {}, sandbox.RULE_POLICY,
+                  sandbox.Limits(timeout_s=120.0, static_check=False, processes=64))
+print(json.dumps({"exception": res.exception, "layers": res.layers}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts the caller as another (non-root) uid, which needs root")
+def test_a_non_root_users_job_process_cannot_fork_past_the_process_limit():
+    from optforge.sandbox.layers import nproc_counted_per_user_namespace
+
+    if not nproc_counted_per_user_namespace():
+        pytest.skip("this kernel counts RLIMIT_NPROC per uid across user namespaces (before 5.14)")
+    sandbox_tests = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sandbox"))
+    sys.path.insert(0, sandbox_tests)
+    from test_procedure_environ import LAUNCH_AS
+
+    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable), sandbox_tests])
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
+    # LAUNCH_AS hands the caller only the script; the sandbox tests' directory goes in through sys.path
+    caller = "import sys; sys.argv = ['', " + repr(sandbox_tests) + "]\n" + JOB_CALLER
+    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, "4247", paths, caller], input=FORK_RULE,
+                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    if not report["layers"].get("pid_namespace"):
+        pytest.skip("no user namespaces for a non-root caller here")
+    message = str(report["exception"])
+    forked = int(message.split("forked ")[1].split(":")[0])
+    assert forked < 64 and "Resource temporarily unavailable" in message, message
