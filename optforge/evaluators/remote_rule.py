@@ -32,6 +32,7 @@ import os
 import select
 import signal
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -164,6 +165,7 @@ class RemoteRule:
             self._rule_pid = _child_of(self.child.pid)
         os.kill(self._rule_pid, signal.SIGSTOP)
         try:
+            _wait_stopped(self._rule_pid)  # the signal is asynchronous: a process on another CPU runs on briefly
             yield
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -298,6 +300,21 @@ class RemoteRule:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def _wait_stopped(pid: int, timeout_s: float = 1.0) -> bool:
+    """Wait until process `pid` shows as stopped in /proc (state T), at most `timeout_s`; False if it did
+    not (gone, or the kernel slow to deliver), in which case the caller goes on as before."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    return True
+        except (OSError, IndexError):
+            return False
+        time.sleep(0.0001)
+    return False
 
 
 def _child_of(pid: int) -> int:
