@@ -121,16 +121,24 @@ def _doc_block(info: ExportInfo, rule_doc: str, class_name: str, hparams: dict[s
         fam = ", ".join(f"{k} {v:.3g}" for k, v in sorted(info.lr_by_family.items()))
         out.append(f"    Tuned lr per task family: {fam}.")
     out += _schedule_lines(info)
+    own = [k for k in hparams if k.upper().startswith(("WD", "WEIGHT_DECAY"))]
+    if own:
+        # the rule's own decay and the outer weight_decay= add up: torch.optim.AdamW(weight_decay=x) is
+        # wd=x here with weight_decay=0, not weight_decay=x (which decays twice)
+        k = own[0]
+        out.append(f"    This rule decays the weights itself: its {k.lower()}= (default {hparams[k]:g}) is the decoupled")
+        out.append("    decay of its update, like torch.optim.AdamW's weight_decay. weight_decay= is a second, outer")
+        out.append(f"    decay on top (p *= 1 - lr_t * weight_decay); for torch's weight_decay=x pass {k.lower()}=x and")
+        out.append("    leave weight_decay at 0.")
     if info.wd_by_task:
         per = ", ".join(f"{t} {w:g}" for t, w in sorted(info.wd_by_task.items()))
-        out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}, the value tuned")
+        out.append(f"    Outer decoupled weight decay (p *= 1 - lr_t * weight_decay): default {info.weight_decay:g}, the value tuned")
         out.append(f"    on most held-out tasks ({per}).")
     elif info.from_run:
-        out.append(f"    Decoupled weight decay it was evaluated with: {info.weight_decay:g} (not tuned in this run;")
-        out.append("    the weight_decay of param_groups only: a decay the rule's own update computes, such as AdamW's")
-        out.append("    seed WD = 0.01, applies whatever weight_decay is).")
+        out.append(f"    Outer decoupled weight decay it was evaluated with: weight_decay={info.weight_decay:g} (not tuned")
+        out.append("    in this run).")
     else:
-        out.append(f"    Decoupled weight decay (p *= 1 - lr_t * wd): default {info.weight_decay:g}; set it with weight_decay=.")
+        out.append(f"    Outer decoupled weight decay (p *= 1 - lr_t * weight_decay): default {info.weight_decay:g}.")
     if info.step_time_ratio is not None:
         out.append(f"    Step time vs AdamW: {info.step_time_ratio:.2f}x.")
     if info.state_bytes_per_param is not None:

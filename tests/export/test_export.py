@@ -154,7 +154,9 @@ def test_docstring_carries_provenance_and_usage():
     for needle in ("candidate: abc123", "strategy: symbolic", "train: +0.420 ± 0.071", "mlp_digits +0.50 ± 0.14",
                    "heldout: +0.100", "95 % interval", "mlp 0.003",
                    "Scored with the lr schedule: linear warmup", "applies no schedule itself",
-                   "Decoupled weight decay it was evaluated with: 0.1 (not tuned in this run;", "1.10x", "4.0 bytes"):
+                   "Outer decoupled weight decay it was evaluated with: weight_decay=0.1 (not tuned", "1.10x", "4.0 bytes",
+                   # AdamW's own WD and the outer weight_decay add up: the text says how to get torch's
+                   "This rule decays the weights itself: its wd= (default 0.01)", "pass wd=x and"):
         assert needle in text, needle
     assert "import optforge" not in text and "from optforge" not in text
     assert "weight_decay: float = 0.1" in text
