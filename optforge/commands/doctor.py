@@ -35,8 +35,14 @@ _EXPLAIN = {
     "rlimits": "CPU seconds, address space, file size, open files, processes",
     "no_secrets": "scrubbed environment: no API keys or tokens",
     "unprivileged": "not root on the host: fresh uid, no capabilities, no_new_privs",
-    "seccomp": "syscall filter (not implemented: no package installs it)",
-    "landlock": "Landlock write rules (not implemented: no package installs it)",
+    "seccomp": "syscall filter (not implemented in optforge yet; always inactive)",
+    "landlock": "Landlock write rules (not implemented in optforge yet; always inactive)",
+}
+# without root the uid switch cannot happen: what these layers mean then
+_EXPLAIN_WITHOUT_ROOT = {
+    "filesystem": "a fresh uid needs root: the job runs as your uid (root only in its user namespace); "
+                  "the read-only root, private /tmp and hidden home still keep its writes in its directory",
+    "unprivileged": "not root on the host: your uid outside its user namespace, no capabilities, no_new_privs",
 }
 
 
@@ -53,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from optforge.sandbox import selftest
     from optforge.sandbox.layers import caller_homes, import_locations
 
+    import logging
+
+    # the sandbox's "layers inactive here; see `optforge doctor`" warning: this is doctor, which lists them
+    logging.getLogger("optforge.sandbox").setLevel(logging.ERROR)
     outside = tempfile.mkdtemp(prefix="optforge-doctor-")
     target = os.path.join(outside, "escape.txt")
     os.environ.setdefault("OPTFORGE_DOCTOR_FAKE_API_KEY", "not-a-real-key")
@@ -104,13 +114,18 @@ def run(args: argparse.Namespace) -> int:
         return 0 if real["ok"] else 1
     print(f"sandbox worker mode: {res.mode} ({'pre-imported template, fork per job' if res.mode == 'warm' else 'fresh interpreter per job'})")
     print("isolation layers:")
+    root = os.geteuid() == 0
     for name in sandbox.LAYERS:
         state = "active  " if res.layers.get(name) else "INACTIVE"
-        print(f"  {state} {name:14s} {_EXPLAIN[name]}")
+        print(f"  {state} {name:14s} {_EXPLAIN[name] if root else _EXPLAIN_WITHOUT_ROOT.get(name, _EXPLAIN[name])}")
     print("probe checks (tried from inside the sandbox):")
     for name, ok in report["checks"].items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    print(f"job ran as uid {facts.get('uid')}, in {res.wall_s:.3f} s wall")
+    where = "" if root or facts.get("uid") != 0 else f" inside its user namespace (your uid {os.getuid()} outside)"
+    print(f"job ran as uid {facts.get('uid')}{where}, in {res.wall_s:.3f} s wall")
+    if not root:
+        print("without root a job can still read your files outside your home (see docs/security.md, "
+              "'What is not isolated'); run as root for a fresh uid per job")
     print(f"real job (adamw on smoke, as `optforge eval` runs it): {real['status']} in {real['wall_s']:.1f} s")
     if not real["ok"]:
         print(f"optforge doctor: the real job failed: {real['reason']}", file=sys.stderr)
