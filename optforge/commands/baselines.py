@@ -13,7 +13,7 @@ from typing import Any
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "baselines",
-        help="show or rebuild the tuned AdamW / SGD / Lion / Muon baselines of a suite",
+        help="show or rebuild a suite's baselines: tuned AdamW's curves and the references' scores",
         description=(
             "Show the committed baselines of a suite (the version and torch they were built with, the cost, and the "
             "references scored like a candidate), or rebuild them: AdamW on a 7-point grid to 4T and the references "
