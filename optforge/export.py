@@ -197,6 +197,11 @@ def render_module(source: str, class_name: str = "DiscoveredOptimizer", info: Ex
     sig += [f"        {arg_names[k]}: {type(hparams[k]).__name__} = {hparams[k]!r}," for k in args]
     sig += ["        total_steps: int | None = None,", f"        weight_decay: float = {info.weight_decay!r},"]
     checks = "\n".join(f"        hp[{k!r}] = {arg_names[k]}" for k in args)
+    if {"BETA1", "BETA2"} <= set(args) and "betas" not in arg_names.values():
+        # torch.optim's spelling too (Adam, AdamW, Lion take betas=(b1, b2)); the param groups show it
+        sig.append("        betas: tuple[float, float] | None = None,")
+        b1, b2 = arg_names["BETA1"], arg_names["BETA2"]
+        checks = f"        if betas is not None:\n            {b1}, {b2} = betas\n" + checks
     runtime = "\n\n\n".join(inspect.getsource(obj) for obj in _RUNTIME)
     runtime = runtime.replace("class RuleOptimizer(", "class _RuleOptimizer(")
     doc = _doc_block(info, rule_doc, class_name, hparams, task_detection_flags(source))

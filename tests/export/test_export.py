@@ -215,3 +215,27 @@ def test_a_run_exported_by_a_relative_path_names_its_run_by_an_absolute_one(tmp_
     with Store.open("runs/x") as store:
         info = export_info_from_run(store, "c0")
     assert info.provenance["run"] == str(tmp_path / "runs" / "x")
+
+
+def test_exported_adamw_takes_torchs_betas_and_its_decay_is_wd(tmp_path):
+    """Code written for torch.optim.AdamW passes betas=(b1, b2); the export took beta1=/beta2= only (a
+    TypeError). And its weight decay is the rule's own wd=: torch's weight_decay=x is wd=x here, while
+    weight_decay= would add a second decay on top, which the docstring now says."""
+    path = tmp_path / "exp_adamw_betas.py"
+    path.write_text(render_module(seeds.source("adamw"), "AdamW"))
+    mod = _import_file(path, "exp_adamw_betas")
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(5, 3))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    opt = mod.AdamW([ours], lr=1e-2, betas=(0.8, 0.95), wd=0.1)
+    ref = torch.optim.AdamW([theirs], lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1)
+    for _ in range(50):
+        g = torch.randn(5, 3)
+        ours.grad, theirs.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+    assert opt.param_groups[0]["betas"] == (0.8, 0.95)
+    with pytest.raises(ValueError, match="beta1=1.5"):
+        mod.AdamW([ours], betas=(1.5, 0.9))
+    assert "pass wd=x and" in path.read_text()
