@@ -190,8 +190,9 @@ def prepare_user_namespace() -> bool:
     itself (`sandbox.run` jobs that execute their source there) entered it and read a 0000 file of the
     caller's on the read-only root (tests/attack/test_job_prepared_user_namespace.py). Nothing the rule
     host does needs the gid: the System V limits ask for the root uid, the other layers for capabilities
-    over namespaces. Not closed: the job's uid owns the namespace, so with a writable /proc (the job holds
-    one, `keep_writable_proc`) such a candidate can write the gid map itself (docs/security.md)."""
+    over namespaces. The job's uid owns the namespace and could write the gid map itself through a
+    writable /proc (`keep_writable_proc`): so only a job that starts a rule host keeps either
+    (`job_process.STARTS_RULE_HOST`)."""
     global _prepared_userns
     lib = libc()
     if lib is None:
