@@ -208,15 +208,9 @@ def test_a_non_root_users_rule_process_holds_no_way_back_to_a_user_namespace():
     cannot reach its namespace's parent, make a namespace, or write its System V limits."""
     sys.path.insert(0, os.path.realpath(SANDBOX_TESTS))
     from test_os_layers import NON_ROOT_CALLER
-    from test_procedure_environ import LAUNCH_AS
+    from test_procedure_environ import run_as
 
-    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
-    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, str(UID), paths, NON_ROOT_CALLER], input=RULE,
-                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_as(UID, NON_ROOT_CALLER, RULE)
     assert report["ok"], report
     if not report["value"]["rule_layers"].get("user_namespace"):
         pytest.skip("no user namespaces for a non-root caller here")

@@ -12,14 +12,10 @@ The job process of a non-root caller had no process limit either; since Linux 5.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
-
-from optforge.sandbox.import_locations import import_locations
 
 FORKS = 300
 
@@ -53,15 +49,9 @@ def update(p, g, state, ctx):
 def test_a_non_root_users_rule_process_cannot_fork_past_the_process_limit():
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sandbox"))
     from test_os_layers import NON_ROOT_CALLER
-    from test_procedure_environ import LAUNCH_AS
+    from test_procedure_environ import run_as
 
-    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
-    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, "4245", paths, NON_ROOT_CALLER], input=FORK_RULE,
-                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_as(4245, NON_ROOT_CALLER, FORK_RULE)
     assert report["ok"], report
     if not report["value"]["rule_layers"].get("pid_namespace"):
         pytest.skip("no user namespaces for a non-root caller here")
@@ -87,17 +77,11 @@ def test_a_non_root_users_job_process_cannot_fork_past_the_process_limit():
         pytest.skip("this kernel counts RLIMIT_NPROC per uid across user namespaces (before 5.14)")
     sandbox_tests = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sandbox"))
     sys.path.insert(0, sandbox_tests)
-    from test_procedure_environ import LAUNCH_AS
+    from test_procedure_environ import run_as
 
-    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable), sandbox_tests])
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
     # LAUNCH_AS hands the caller only the script; the sandbox tests' directory goes in through sys.path
     caller = "import sys; sys.argv = ['', " + repr(sandbox_tests) + "]\n" + JOB_CALLER
-    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, "4247", paths, caller], input=FORK_RULE,
-                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_as(4247, caller, FORK_RULE, (sandbox_tests,))
     if not report["layers"].get("pid_namespace"):
         pytest.skip("no user namespaces for a non-root caller here")
     message = str(report["exception"])

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sandbox"))
 from procedure_helpers import source  # noqa: E402
-from test_procedure_environ import LAUNCH_AS, OPEN_HOST  # noqa: E402
-
-from optforge.sandbox.import_locations import import_locations  # noqa: E402
+from test_procedure_environ import OPEN_HOST, run_as  # noqa: E402
 
 USER = 4242
 
@@ -51,14 +48,7 @@ BROKER = source('''
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="starts the broker as another (non-root) uid, which needs root")
 def test_a_non_root_users_procedure_has_no_capability_left():
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
-    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
-    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, str(USER), paths, BROKER],
-                         input=json.dumps([OPEN_HOST, UNDOER]), capture_output=True, text=True, timeout=300,
-                         cwd="/", env=env)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_as(USER, BROKER, json.dumps([OPEN_HOST, UNDOER]))
     if report["failure"] == "isolation":  # no user namespaces here: refused, which holds too
         return
     assert report["status"] == "ok" and report["layers"]["no_capabilities"], report

@@ -486,21 +486,12 @@ def test_a_non_root_users_rule_process_can_make_no_system_v_object():
     CAP_SETFCAP by then), so the rule process's System V limits stayed at the defaults and a rule held
     2 GiB of shared memory outside its RLIMIT_AS. Now the job makes that namespace while it holds its
     capabilities (`layers.prepare_user_namespace`) and the rule host enters it."""
-    import subprocess
     import sys
 
-    from optforge.sandbox.import_locations import import_locations
-
     sys.path.insert(0, os.path.dirname(__file__))
-    from test_procedure_environ import LAUNCH_AS
+    from test_procedure_environ import run_as
 
-    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable)])
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
-    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, "4243", paths, NON_ROOT_CALLER], input=IPC_RULE,
-                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
-    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_as(4243, NON_ROOT_CALLER, IPC_RULE)
     assert report["ok"], report
     rule_layers = report["value"]["rule_layers"]
     if not (rule_layers.get("pid_namespace") and rule_layers.get("ipc_namespace")):

@@ -90,6 +90,19 @@ LAUNCH_AS = source('''
 ''')
 
 
+def run_as(uid: int, script: str, stdin: str, extra_paths: tuple[str, ...] = ()) -> dict:
+    """Run the Python `script` as the non-root `uid` through LAUNCH_AS (this process must be root), from
+    /, with every sandbox layer on and `stdin` as its input; the JSON object its last line prints.
+    `extra_paths` are made readable to `uid` besides optforge's import locations and the interpreter."""
+    paths = ":".join(import_locations(["optforge"]) + [os.path.dirname(sys.executable), *extra_paths])
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("OPTFORGE_SANDBOX_DISABLE", None)
+    out = subprocess.run([sys.executable, "-c", LAUNCH_AS, str(uid), paths, script], input=stdin,
+                         capture_output=True, text=True, timeout=300, cwd="/", env=env)
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _broker(disable: str, uid: int | None) -> tuple[dict, str]:
     """Run BROKER (as `uid` when given; this process must be root then); its report and its canary."""
     canary = "sk-canary-" + secrets.token_hex(8)
