@@ -126,8 +126,7 @@ def _call_job(req: dict[str, Any], workdir: str) -> None:
         if not getattr(fn, STARTS_RULE_HOST, False):
             # kept for a rule host only (rule_host): a job that runs its candidate in this process could
             # write id maps and System V limits through them (tests/attack/test_job_prepared_user_namespace.py)
-            L.drop_writable_proc()
-            L.drop_prepared_user_namespace()
+            L.drop_rule_host_grants()
         out = fn(req["source"], req["payload"])
         value, buffers = out if isinstance(out, tuple) else (out, {})
         try:

@@ -147,12 +147,25 @@ def keep_writable_proc() -> bool:
 def drop_writable_proc() -> None:
     """Close this process's copy of the writable /proc (`keep_writable_proc`), if it holds one."""
     global _writable_proc
-    if _writable_proc is not None:
+    _close_quietly(_writable_proc)
+    _writable_proc = None
+
+
+def drop_rule_host_grants() -> None:
+    """Close what a job keeps only for the rule host it starts: the writable /proc and the prepared user
+    namespace. In the trainer once the host is forked, and in every job that starts none."""
+    drop_writable_proc()
+    drop_prepared_user_namespace()
+
+
+def _close_quietly(fd: int | None) -> None:
+    """Close `fd` (None: nothing to close), whether or not it is still open."""
+    if fd is not None:
         try:
-            os.close(_writable_proc)
+            os.close(fd)
         except OSError:
             pass
-        _writable_proc = None
+    return None
 
 
 def proc_write(path: str, text: str) -> bool:
@@ -245,12 +258,8 @@ def enter_prepared_user_namespace() -> bool:
 def drop_prepared_user_namespace() -> None:
     """Close this process's descriptor of the prepared user namespace, if it holds one."""
     global _prepared_userns
-    if _prepared_userns is not None:
-        try:
-            os.close(_prepared_userns)
-        except OSError:
-            pass
-        _prepared_userns = None
+    _close_quietly(_prepared_userns)
+    _prepared_userns = None
 
 
 def map_root_to(uid: int, gid: int) -> bool:

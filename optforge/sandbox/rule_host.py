@@ -90,8 +90,7 @@ class RuleHost:
             finally:
                 os._exit(code)
         child.close()
-        L.drop_writable_proc()  # the host keeps its copy; the trainer needs none
-        L.drop_prepared_user_namespace()  # the host enters it; the trainer has no use for it
+        L.drop_rule_host_grants()  # the host keeps its own /proc copy and enters the namespace; the trainer needs neither
         host = cls(pid, parent, {})
         host.layers = host._next().get("layers", {})
         return host
