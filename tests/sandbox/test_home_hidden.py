@@ -135,22 +135,28 @@ def _need_user_namespaces(report: dict) -> None:
         pytest.skip("no user namespaces for a non-root caller here")
 
 
+def _assert_home(report: dict, secret: str, with_layer: bool, shown: str) -> None:
+    """What the caller's code found: the suite under the home always imports; with the layer, the secret
+    is not there and the home lists only `shown`; without it, the secret is read."""
+    _need_user_namespaces(report)
+    assert report["ok"] and report["facts"], report
+    facts = report["facts"]
+    assert "'import': 42" in facts, facts
+    if with_layer:
+        assert "'secret': 'No such file or directory'" in facts and secret not in facts, facts
+        assert f"'home': {shown}" in facts, facts
+    else:
+        assert secret in facts and "'.netrc'" in facts, facts
+    assert report["layers"]["home_hidden"] is with_layer, report["layers"]
+
+
 @as_root
 @pytest.mark.parametrize("with_layer", [True, False], ids=["home-hidden", "control-layer-off"])
 def test_a_non_root_callers_rule_cannot_read_its_home(caller_home, with_layer):
     home, secret = caller_home
     report = _call_as_user(JOB_CALLER, RULE.replace("HOME", repr(home)), home, "" if with_layer else "home_hidden")
-    _need_user_namespaces(report)
-    assert report["ok"] and report["facts"], report
-    facts = report["facts"]
-    assert "'import': 42" in facts, facts  # the suite under the home still imports
-    if with_layer:
-        # nothing but what was bound back: the suite (read-only) and the job's directory under TMPDIR
-        assert "'secret': 'No such file or directory'" in facts and secret not in facts, facts
-        assert "'home': ['suite', 'tmp']" in facts, facts
-    else:
-        assert secret in facts and "'.netrc'" in facts, facts
-    assert report["layers"]["home_hidden"] is with_layer, report["layers"]
+    # with the layer, nothing but what was bound back: the suite (read-only) and the job's directory under TMPDIR
+    _assert_home(report, secret, with_layer, "['suite', 'tmp']")
 
 
 @as_root
@@ -160,16 +166,7 @@ def test_a_non_root_callers_procedure_cannot_read_its_home(caller_home, with_lay
     report = _call_as_user(PROCEDURE_CALLER, [OPEN_HOST, PROCEDURE], home, "" if with_layer else "home_hidden")
     if report["reason"] and "not started" in report["reason"]:
         pytest.skip("no user namespaces for a non-root caller here: the procedure is refused")
-    _need_user_namespaces(report)
-    assert report["ok"] and report["facts"], report
-    facts = report["facts"]
-    assert "'import': 42" in facts, facts
-    if with_layer:
-        assert "'secret': 'No such file or directory'" in facts and secret not in facts, facts
-        assert "'home': ['suite']" in facts, facts
-    else:
-        assert secret in facts and "'.netrc'" in facts, facts
-    assert report["layers"]["home_hidden"] is with_layer, report["layers"]
+    _assert_home(report, secret, with_layer, "['suite']")
 
 
 def test_no_home_to_hide_is_not_a_layer(monkeypatch, tmp_path):
